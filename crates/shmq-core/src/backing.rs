@@ -1,0 +1,150 @@
+//! What the protocol needs from the memory and the OS, and a heap implementation for tests.
+
+use crate::sync::AtomicU32;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A region holding one segment, plus the few OS services the protocol uses.
+///
+/// # Safety
+///
+/// Implementors must ensure:
+/// * `base()` points to `len()` bytes, aligned to 4096, readable and writable for as long as
+///   the implementor lives, and never moved;
+/// * the lease methods give mutual exclusion between *handles* (two live handles never hold
+///   the same slot's lease), and a dead handle's leases are released by the OS.
+pub unsafe trait Backing {
+    /// Start of the segment.
+    fn base(&self) -> *mut u8;
+    /// Length of the segment in bytes.
+    fn len(&self) -> u64;
+    /// Takes the liveness lease of `slot` for this handle; `false` if a live handle holds it.
+    fn try_lease(&self, slot: u32) -> bool;
+    /// Gives back a lease taken with [`Backing::try_lease`].
+    fn drop_lease(&self, slot: u32);
+    /// Whether a handle other than this one holds the lease of `slot` (i.e. it is alive).
+    fn lease_held_elsewhere(&self, slot: u32) -> bool;
+    /// Sleeps while `*word == expected`, at most `timeout` (forever if `None`). May return
+    /// early (spuriously, or on a signal).
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>);
+    /// Wakes every thread sleeping in [`Backing::wait`] on `word`.
+    fn wake_all(&self, word: &AtomicU32);
+    /// Id of the calling process, recorded in the slot for `stats()`.
+    fn pid(&self) -> u32;
+}
+
+/// Leases shared by the handles of one [`HeapRegion`]: slot -> holder id, plus the holders
+/// that tests declared dead.
+#[derive(Debug, Default)]
+struct Leases {
+    held: HashMap<u32, u64>,
+    next_holder: u64,
+}
+
+/// A segment on the heap, shared between threads that stand in for processes. Each
+/// [`HeapBacking`] made from it is one "process"; [`HeapBacking::die`] simulates `kill -9`.
+#[derive(Debug, Clone)]
+pub struct HeapRegion {
+    mem: Arc<HeapMem>,
+    leases: Arc<Mutex<Leases>>,
+}
+
+#[derive(Debug)]
+struct HeapMem {
+    ptr: *mut u8,
+    layout: std::alloc::Layout,
+}
+
+// SAFETY: the memory is only accessed through atomics and through copies the protocol
+// orders with them, exactly as shared memory between processes is.
+unsafe impl Send for HeapMem {}
+// SAFETY: as above.
+unsafe impl Sync for HeapMem {}
+
+impl Drop for HeapMem {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `HeapRegion::new` with this layout, freed once.
+        unsafe { std::alloc::dealloc(self.ptr, self.layout) }
+    }
+}
+
+impl HeapRegion {
+    /// A zeroed region of `len` bytes.
+    pub fn new(len: u64) -> Self {
+        let layout = std::alloc::Layout::from_size_align(len as usize, 4096).expect("layout");
+        // SAFETY: `len` is non-zero for any geometry (a header is at least 4 KiB).
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        assert!(!ptr.is_null(), "allocation failed");
+        Self { mem: Arc::new(HeapMem { ptr, layout }), leases: Arc::default() }
+    }
+
+    /// A new handle ("process") on this region.
+    pub fn handle(&self) -> HeapBacking {
+        let id = {
+            let mut l = self.leases.lock().unwrap();
+            l.next_holder += 1;
+            l.next_holder
+        };
+        HeapBacking { region: self.clone(), holder: id }
+    }
+}
+
+/// One handle on a [`HeapRegion`].
+#[derive(Debug)]
+pub struct HeapBacking {
+    region: HeapRegion,
+    holder: u64,
+}
+
+impl HeapBacking {
+    /// Releases every lease of this handle, as the kernel does when a process dies.
+    pub fn die(&self) {
+        self.region.leases.lock().unwrap().held.retain(|_, h| *h != self.holder);
+    }
+}
+
+// SAFETY: the region is 4096-aligned, `len` bytes, alive as long as any handle; leases are
+// exclusive per holder through the mutex.
+unsafe impl Backing for HeapBacking {
+    fn base(&self) -> *mut u8 {
+        self.region.mem.ptr
+    }
+    fn len(&self) -> u64 {
+        self.region.mem.layout.size() as u64
+    }
+    fn try_lease(&self, slot: u32) -> bool {
+        let mut l = self.region.leases.lock().unwrap();
+        match l.held.get(&slot) {
+            Some(&h) if h != self.holder => false,
+            _ => {
+                l.held.insert(slot, self.holder);
+                true
+            }
+        }
+    }
+    fn drop_lease(&self, slot: u32) {
+        let mut l = self.region.leases.lock().unwrap();
+        if l.held.get(&slot) == Some(&self.holder) {
+            l.held.remove(&slot);
+        }
+    }
+    fn lease_held_elsewhere(&self, slot: u32) -> bool {
+        let l = self.region.leases.lock().unwrap();
+        matches!(l.held.get(&slot), Some(&h) if h != self.holder)
+    }
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+        // Heap handles are threads of one process: a short sleep-poll is enough for tests.
+        let until = timeout.map(|t| std::time::Instant::now() + t);
+        while word.load(crate::sync::Ordering::Acquire) == expected {
+            if until.is_some_and(|u| std::time::Instant::now() >= u) {
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+    fn wake_all(&self, _word: &AtomicU32) {}
+    fn pid(&self) -> u32 {
+        std::process::id()
+    }
+}

@@ -1,0 +1,454 @@
+//! The shared layout: a `#[repr(C)]`, pointer-free, versioned segment.
+//!
+//! ```text
+//! offset 0              Control     identity + geometry (immutable after `ready`), then one
+//!                                   128-byte line per hot counter (tail, head, release, ...)
+//! control_size()        Slot[max_slots]   one per attached process: liveness lease index,
+//!                                   per-process counters, LANES lanes of in-flight intents
+//! data_offset           data[capacity]    the byte ring of records
+//! ```
+//!
+//! Every field is an atomic, even the ones that never change after creation: another process
+//! may write anything at any time, and atomics make such a race defined behaviour. The
+//! geometry is read once, validated, and kept in a process-private [`Geometry`]; it is never
+//! re-read from shared memory afterwards.
+//!
+//! A record in the data ring (16-byte aligned; a record may wrap around the end of the ring,
+//! its 16-byte header never does because the capacity is a multiple of 16):
+//!
+//! ```text
+//! +0  stamp: u64   tag(pos) | state      state: COMMITTED, CONSUMED or ABANDONED
+//! +8  meta:  u64   len: u32 | codec: u16 << 32 | flags: u16 << 48
+//! +16 payload[len], then padding to 16
+//! ```
+//!
+//! See `docs/protocol.md` for the states and the synchronisation points.
+
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// `b"SHMQRNG1"` read as a little-endian u64.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQRNG1");
+/// Bumped on any change of the shared layout or of the protocol.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Segment kind stored in the header.
+pub const KIND_QUEUE: u32 = 1;
+/// Size of the record header (stamp + meta).
+pub const RECORD_HEADER: u64 = 16;
+/// Records start at multiples of this.
+pub const RECORD_ALIGN: u64 = 16;
+/// Lanes (concurrent operations) per attached process.
+pub const LANES: usize = 4;
+/// Smallest ring accepted.
+pub const MIN_CAPACITY: u64 = 4096;
+/// Largest ring accepted (1 TiB): positions stay far from `u64` overflow.
+pub const MAX_CAPACITY: u64 = 1 << 40;
+/// Largest slot table accepted.
+pub const MAX_SLOTS: u32 = 4096;
+/// Largest payload of one record; larger ones are refused (the record length is a `u32`).
+pub const MAX_PAYLOAD: u64 = u32::MAX as u64 - 64;
+
+/// Flag bit in `Control::flags`: the segment outlives its last attached process.
+pub const FLAG_PERSISTENT: u32 = 1;
+
+/// State bits in the low 4 bits of a record stamp.
+pub const STATE_MASK: u64 = 0xF;
+/// The payload is written and may be claimed by a consumer.
+pub const COMMITTED: u64 = 1;
+/// A consumer has copied the payload out; the bytes may be reused once `release` passes.
+pub const CONSUMED: u64 = 2;
+/// The producer died before committing; the record (its `len` is the skip length) carries
+/// no message. Written only by a repairer.
+pub const ABANDONED: u64 = 3;
+
+/// Value of `Control::attached` once the last process detached and the segment is being
+/// unlinked: nobody may attach any more.
+pub const ATTACHED_CLOSED: u32 = u32::MAX;
+
+/// Lane intent state: nothing in flight.
+pub const INTENT_NONE: u64 = 0;
+/// Lane intent state: the range is published, the CAS that takes it is not done (yet).
+pub const INTENT_PENDING: u64 = 1;
+/// Lane intent state: the CAS succeeded; the range belongs to this lane.
+pub const INTENT_OWNED: u64 = 2;
+
+/// Slot state: free.
+pub const SLOT_FREE: u64 = 0;
+/// Slot state: attached (the holder of the slot's lease is alive while it holds it).
+pub const SLOT_ATTACHED: u64 = 1;
+/// Slot state: a process is reaping this slot after its holder died.
+pub const SLOT_REAPING: u64 = 2;
+
+/// A 128-byte aligned cell: two cache lines, so the adjacent-line prefetcher does not make
+/// neighbours share.
+#[repr(C, align(128))]
+#[derive(Debug, Default)]
+pub struct Padded<T>(pub T);
+
+impl<T> core::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// An event count: waiters bump `waiters`, re-check their condition, then sleep on `seq`;
+/// notifiers bump `seq` and wake only when `waiters` is non-zero.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Event {
+    /// Futex word: changes on every notification that found a waiter.
+    pub seq: AtomicU32,
+    /// Number of threads between "announced" and "returned" in the sleep path.
+    pub waiters: AtomicU32,
+}
+
+/// Identity and geometry: written once by the creator before `ready` is set.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Identity {
+    /// [`MAGIC`].
+    pub magic: AtomicU64,
+    /// [`LAYOUT_VERSION`].
+    pub version: AtomicU32,
+    /// [`KIND_QUEUE`].
+    pub kind: AtomicU32,
+    /// Bytes of the whole segment.
+    pub total_size: AtomicU64,
+    /// Offset of the slot table.
+    pub slots_offset: AtomicU64,
+    /// Offset of the data ring (page aligned).
+    pub data_offset: AtomicU64,
+    /// Bytes of the data ring: a multiple of [`RECORD_ALIGN`].
+    pub capacity: AtomicU64,
+    /// Bound on the number of messages; 0 = only the bytes bound it.
+    pub maxsize: AtomicU64,
+    /// Random per-segment key mixed into record stamps, so stale payload bytes never look
+    /// like a valid stamp.
+    pub nonce: AtomicU64,
+    /// Number of slots in the slot table.
+    pub max_slots: AtomicU32,
+    /// [`FLAG_PERSISTENT`], ...
+    pub flags: AtomicU32,
+    /// 0 while the creator initialises, 1 when everything above is valid (Release/Acquire).
+    pub ready: AtomicU32,
+    /// Lanes per slot (must equal [`LANES`]).
+    pub lanes: AtomicU32,
+    /// Creation time, nanoseconds since the Unix epoch (informational).
+    pub created_ns: AtomicU64,
+}
+
+/// Totals folded in from slots that detached or were reaped, and repair counters.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Totals {
+    /// Messages committed by processes no longer attached.
+    pub puts: AtomicU64,
+    /// Messages taken by processes no longer attached.
+    pub gets: AtomicU64,
+    /// Sleeps of processes no longer attached.
+    pub waits: AtomicU64,
+    /// Messages lost because their consumer died while copying them out.
+    pub lost: AtomicU64,
+    /// Reservations abandoned because their producer died before committing.
+    pub abandoned: AtomicU64,
+    /// Processes found dead and detached by others.
+    pub reaped: AtomicU64,
+}
+
+/// The segment header.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Immutable after creation.
+    pub id: Padded<Identity>,
+    /// Producers' reservation position (bytes, monotonic).
+    pub tail: Padded<AtomicU64>,
+    /// Consumers' claim position (bytes, monotonic).
+    pub head: Padded<AtomicU64>,
+    /// Reclaim position: bytes below it may be overwritten (monotonic, `<= head`).
+    pub release: Padded<AtomicU64>,
+    /// Messages reserved and not yet claimed (only maintained when `maxsize > 0`).
+    pub count: Padded<AtomicU64>,
+    /// Consumers sleep here waiting for data.
+    pub data_event: Padded<Event>,
+    /// Producers sleep here waiting for space.
+    pub space_event: Padded<Event>,
+    /// Number of attached processes, or [`ATTACHED_CLOSED`].
+    pub attached: Padded<AtomicU32>,
+    /// Folded counters.
+    pub totals: Padded<Totals>,
+}
+
+/// One in-flight operation of an attached process. A lane is taken for the duration of one
+/// non-blocking attempt, never across a wait.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct Lane {
+    /// 0 = free, 1 = taken (by a thread of the slot's process).
+    pub busy: AtomicU32,
+    _reserved: AtomicU32,
+    /// `INTENT_*` in the low 8 bits; maxsize permits held in the high 32 bits.
+    pub put_state: AtomicU64,
+    /// Reservation `[put_start, put_end)` this lane is taking or owns.
+    pub put_start: AtomicU64,
+    /// End of the reservation.
+    pub put_end: AtomicU64,
+    /// `INTENT_*` of the claim.
+    pub get_state: AtomicU64,
+    /// Claim `[get_start, get_end)` this lane is taking or owns.
+    pub get_start: AtomicU64,
+    /// End of the claim.
+    pub get_end: AtomicU64,
+}
+
+/// Per-process counters; only the owning process writes them (Relaxed adds).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct SlotCounters {
+    /// Messages committed.
+    pub puts: AtomicU64,
+    /// Messages taken.
+    pub gets: AtomicU64,
+    /// Times a thread went to sleep.
+    pub waits: AtomicU64,
+}
+
+/// One attached process.
+#[repr(C, align(128))]
+#[derive(Debug, Default)]
+pub struct Slot {
+    /// `generation << 8 | SLOT_*`.
+    pub state: AtomicU64,
+    /// Process id of the holder (informational: liveness comes from the lease).
+    pub pid: AtomicU32,
+    _reserved: AtomicU32,
+    /// Counters of the holder.
+    pub counters: SlotCounters,
+    /// In-flight operations.
+    pub lanes: [Lane; LANES],
+}
+
+/// The 16-byte header of a record in the data ring.
+#[repr(C, align(16))]
+#[derive(Debug, Default)]
+pub struct Cell {
+    /// `tag(pos) | state`.
+    pub stamp: AtomicU64,
+    /// `len | codec << 32 | flags << 48`.
+    pub meta: AtomicU64,
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<Cell>() as u64 == RECORD_HEADER);
+    assert!(core::mem::size_of::<Lane>() == 64);
+    assert!(core::mem::size_of::<Slot>() % 128 == 0);
+    assert!(core::mem::size_of::<Control>() % 128 == 0);
+    assert!(core::mem::size_of::<Control>() <= 4096);
+};
+
+/// Packs a record's meta word.
+#[inline]
+pub fn pack_meta(len: u32, codec: u16, flags: u16) -> u64 {
+    u64::from(len) | (u64::from(codec) << 32) | (u64::from(flags) << 48)
+}
+
+/// Unpacks a record's meta word into `(len, codec, flags)`.
+#[inline]
+pub fn unpack_meta(meta: u64) -> (u32, u16, u16) {
+    (meta as u32, (meta >> 32) as u16, (meta >> 48) as u16)
+}
+
+/// Bytes a record with `len` payload bytes occupies in the ring.
+#[inline]
+pub fn record_size(len: u64) -> u64 {
+    (RECORD_HEADER + len + RECORD_ALIGN - 1) & !(RECORD_ALIGN - 1)
+}
+
+/// Size of the control block.
+pub const fn control_size() -> u64 {
+    core::mem::size_of::<Control>() as u64
+}
+
+/// Size of one slot.
+pub const fn slot_size() -> u64 {
+    core::mem::size_of::<Slot>() as u64
+}
+
+/// Page size used to align the data ring.
+pub const PAGE: u64 = 4096;
+
+/// Process-private copy of a validated geometry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Bytes of the whole segment.
+    pub total_size: u64,
+    /// Offset of the slot table.
+    pub slots_offset: u64,
+    /// Offset of the data ring.
+    pub data_offset: u64,
+    /// Bytes of the data ring.
+    pub capacity: u64,
+    /// Message bound (0 = none).
+    pub maxsize: u64,
+    /// Stamp key.
+    pub nonce: u64,
+    /// Slots in the table.
+    pub max_slots: u32,
+    /// `FLAG_*`.
+    pub flags: u32,
+}
+
+/// Why a region is not a valid shmq segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayoutError {
+    /// The region is smaller than a header.
+    TooSmall {
+        /// Bytes available.
+        len: u64,
+    },
+    /// The magic number does not match: not a shmq segment.
+    BadMagic,
+    /// A shmq segment of another layout version.
+    VersionMismatch {
+        /// Version found.
+        found: u32,
+        /// Version this library speaks.
+        expected: u32,
+    },
+    /// Another kind of shmq segment (e.g. a broadcast ring opened as a queue).
+    WrongKind {
+        /// Kind found.
+        found: u32,
+    },
+    /// A size or offset field is inconsistent.
+    Corrupted(&'static str),
+}
+
+impl core::fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::TooSmall { len } => write!(f, "segment too small for a header ({len} bytes)"),
+            Self::BadMagic => write!(f, "not a shmq segment (bad magic)"),
+            Self::VersionMismatch { found, expected } => {
+                write!(f, "layout version {found}, this library speaks {expected}")
+            }
+            Self::WrongKind { found } => write!(f, "wrong segment kind {found}"),
+            Self::Corrupted(what) => write!(f, "corrupted segment header: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for LayoutError {}
+
+impl Geometry {
+    /// The geometry of a new segment. `capacity` is rounded up to a multiple of the page size.
+    pub fn new(capacity: u64, maxsize: u64, max_slots: u32, flags: u32, nonce: u64) -> Option<Self> {
+        if capacity == 0 || capacity > MAX_CAPACITY || max_slots == 0 || max_slots > MAX_SLOTS {
+            return None;
+        }
+        let capacity = capacity.max(MIN_CAPACITY).div_ceil(PAGE) * PAGE;
+        let slots_offset = control_size();
+        let data_offset = (slots_offset + u64::from(max_slots) * slot_size()).div_ceil(PAGE) * PAGE;
+        Some(Self {
+            total_size: data_offset + capacity,
+            slots_offset,
+            data_offset,
+            capacity,
+            maxsize,
+            nonce,
+            max_slots,
+            flags,
+        })
+    }
+
+    /// Reads and validates the identity of a segment of `len` bytes whose `ready` flag was
+    /// seen set (Acquire). Every bound used later is checked here.
+    pub fn read(id: &Identity, len: u64) -> Result<Self, LayoutError> {
+        // Relaxed: these were published by the creator's Release store of `ready`, which the
+        // caller observed with Acquire.
+        let magic = id.magic.load(Ordering::Relaxed);
+        if magic != MAGIC {
+            return Err(LayoutError::BadMagic);
+        }
+        let version = id.version.load(Ordering::Relaxed);
+        if version != LAYOUT_VERSION {
+            return Err(LayoutError::VersionMismatch { found: version, expected: LAYOUT_VERSION });
+        }
+        let kind = id.kind.load(Ordering::Relaxed);
+        if kind != KIND_QUEUE {
+            return Err(LayoutError::WrongKind { found: kind });
+        }
+        if id.lanes.load(Ordering::Relaxed) != LANES as u32 {
+            return Err(LayoutError::Corrupted("lanes per slot"));
+        }
+        let g = Self {
+            total_size: id.total_size.load(Ordering::Relaxed),
+            slots_offset: id.slots_offset.load(Ordering::Relaxed),
+            data_offset: id.data_offset.load(Ordering::Relaxed),
+            capacity: id.capacity.load(Ordering::Relaxed),
+            maxsize: id.maxsize.load(Ordering::Relaxed),
+            nonce: id.nonce.load(Ordering::Relaxed),
+            max_slots: id.max_slots.load(Ordering::Relaxed),
+            flags: id.flags.load(Ordering::Relaxed),
+        };
+        g.check(len)?;
+        Ok(g)
+    }
+
+    fn check(&self, len: u64) -> Result<(), LayoutError> {
+        use LayoutError::Corrupted;
+        if self.total_size != len {
+            return Err(Corrupted("total size differs from the segment size"));
+        }
+        if self.capacity < MIN_CAPACITY
+            || self.capacity > MAX_CAPACITY
+            || self.capacity % RECORD_ALIGN != 0
+        {
+            return Err(Corrupted("capacity"));
+        }
+        if self.max_slots == 0 || self.max_slots > MAX_SLOTS {
+            return Err(Corrupted("slot count"));
+        }
+        if self.slots_offset != control_size() {
+            return Err(Corrupted("slot table offset"));
+        }
+        let slots_end = self.slots_offset + u64::from(self.max_slots) * slot_size();
+        if self.data_offset < slots_end || self.data_offset % PAGE != 0 {
+            return Err(Corrupted("data offset"));
+        }
+        if self.data_offset.checked_add(self.capacity) != Some(self.total_size) {
+            return Err(Corrupted("data ring exceeds the segment"));
+        }
+        Ok(())
+    }
+
+    /// Writes this geometry into a fresh identity (the caller then sets `ready`).
+    pub fn write(&self, id: &Identity, created_ns: u64) {
+        // Relaxed: published by the Release store of `ready` that follows.
+        id.magic.store(MAGIC, Ordering::Relaxed);
+        id.version.store(LAYOUT_VERSION, Ordering::Relaxed);
+        id.kind.store(KIND_QUEUE, Ordering::Relaxed);
+        id.total_size.store(self.total_size, Ordering::Relaxed);
+        id.slots_offset.store(self.slots_offset, Ordering::Relaxed);
+        id.data_offset.store(self.data_offset, Ordering::Relaxed);
+        id.capacity.store(self.capacity, Ordering::Relaxed);
+        id.maxsize.store(self.maxsize, Ordering::Relaxed);
+        id.nonce.store(self.nonce, Ordering::Relaxed);
+        id.max_slots.store(self.max_slots, Ordering::Relaxed);
+        id.flags.store(self.flags, Ordering::Relaxed);
+        id.lanes.store(LANES as u32, Ordering::Relaxed);
+        id.created_ns.store(created_ns, Ordering::Relaxed);
+    }
+
+    /// Largest payload a single message may have.
+    pub fn max_payload(&self) -> u64 {
+        (self.capacity - RECORD_HEADER).min(MAX_PAYLOAD)
+    }
+
+    /// The stamp tag of position `pos` (a multiple of 16): a bijection of `pos / 16` keyed by
+    /// the segment nonce, shifted clear of the state bits.
+    #[inline]
+    pub fn tag(&self, pos: u64) -> u64 {
+        ((pos >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.nonce) << 4
+    }
+}

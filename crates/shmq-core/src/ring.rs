@@ -1,0 +1,1151 @@
+//! The MPMC ring of variable-size records.
+//!
+//! Producers reserve bytes with a CAS on `tail`, write the record, and publish it by storing
+//! its stamp (`tag(pos) | COMMITTED`, Release). Consumers claim one or more consecutive
+//! committed records with a CAS on `head`, copy them out, and store `CONSUMED` (Release).
+//! Producers that run short of space advance `release` over consumed records. No lock is
+//! held across a copy, and every in-flight operation is described in its process's lane so
+//! that the operation of a process that died can be repaired (see `docs/protocol.md`).
+
+use crate::backing::Backing;
+use crate::layout::*;
+use crate::sync::{fence, spin_hint, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a waiter spins before it sleeps.
+pub const SPIN: Duration = Duration::from_micros(50);
+/// While the record at `head` (or at `release`) is in flight, sleepers wake this often to
+/// check that its owner is still alive.
+pub const STUCK_POLL: Duration = Duration::from_millis(10);
+
+/// One message to send.
+#[derive(Clone, Copy, Debug)]
+pub struct Message<'a> {
+    /// Codec id stored in the record header.
+    pub codec: u16,
+    /// Flag bits stored in the record header (reserved for extensions; 0 today).
+    pub flags: u16,
+    /// The bytes.
+    pub payload: &'a [u8],
+}
+
+impl<'a> Message<'a> {
+    /// A message with codec 0 (raw bytes).
+    pub fn raw(payload: &'a [u8]) -> Self {
+        Self { codec: 0, flags: 0, payload }
+    }
+}
+
+/// A received record, borrowed from the ring while its claim is held. The payload may be in
+/// two parts when the record wraps around the end of the ring.
+#[derive(Debug)]
+pub struct RecordView<'a> {
+    /// Codec id from the record header.
+    pub codec: u16,
+    /// Flag bits from the record header.
+    pub flags: u16,
+    first: &'a [u8],
+    second: &'a [u8],
+}
+
+impl RecordView<'_> {
+    /// Payload length.
+    pub fn len(&self) -> usize {
+        self.first.len() + self.second.len()
+    }
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The payload as (up to) two slices.
+    pub fn parts(&self) -> (&[u8], &[u8]) {
+        (self.first, self.second)
+    }
+    /// Copies the payload into `dst`, which must be exactly [`RecordView::len`] bytes.
+    pub fn copy_to(&self, dst: &mut [u8]) {
+        let (a, b) = dst.split_at_mut(self.first.len());
+        a.copy_from_slice(self.first);
+        b.copy_from_slice(self.second);
+    }
+    /// Appends the payload to `dst`.
+    pub fn extend_into(&self, dst: &mut Vec<u8>) {
+        dst.extend_from_slice(self.first);
+        dst.extend_from_slice(self.second);
+    }
+    /// The payload as a new vector.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len());
+        self.extend_into(&mut v);
+        v
+    }
+}
+
+/// Why a non-blocking send did not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrySendError {
+    /// Not enough free bytes (or `maxsize` messages are queued).
+    Full,
+    /// The message (or batch) can never fit: `size` bytes of payload, `max` allowed.
+    TooLarge {
+        /// Bytes asked for.
+        size: u64,
+        /// The most one message (or batch) may have.
+        max: u64,
+    },
+    /// The shared state is inconsistent (a buggy or hostile process wrote to it).
+    Corrupted(&'static str),
+}
+
+/// Why a non-blocking receive returned nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TryRecvError {
+    /// No message is ready.
+    Empty,
+    /// The shared state is inconsistent.
+    Corrupted(&'static str),
+}
+
+/// Why a blocking send did not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendTimeoutError {
+    /// The deadline passed while the queue stayed full.
+    Timeout,
+    /// See [`TrySendError::TooLarge`].
+    TooLarge {
+        /// Bytes asked for.
+        size: u64,
+        /// The most one message (or batch) may have.
+        max: u64,
+    },
+    /// See [`TrySendError::Corrupted`].
+    Corrupted(&'static str),
+}
+
+/// Why a blocking receive returned nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecvTimeoutError {
+    /// The deadline passed while the queue stayed empty.
+    Timeout,
+    /// See [`TryRecvError::Corrupted`].
+    Corrupted(&'static str),
+}
+
+/// Why attaching to a segment failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttachError {
+    /// The creator has not finished initialising the segment.
+    NotReady,
+    /// The last process detached and the segment is being removed.
+    Closing,
+    /// Every slot of the slot table is held by a live process.
+    NoFreeSlot {
+        /// Size of the slot table.
+        max_slots: u32,
+    },
+    /// The segment is not a valid shmq queue.
+    Layout(LayoutError),
+}
+
+impl core::fmt::Display for AttachError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NotReady => write!(f, "segment not initialised by its creator"),
+            Self::Closing => write!(f, "segment is being removed by its last user"),
+            Self::NoFreeSlot { max_slots } => {
+                write!(f, "all {max_slots} process slots are in use")
+            }
+            Self::Layout(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for AttachError {}
+
+/// What [`Ring::detach`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detached {
+    /// Other processes are still attached (or the segment is persistent).
+    Others,
+    /// This was the last process of a non-persistent segment: the caller must unlink it.
+    Last,
+}
+
+/// A snapshot of the counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages in the queue (approximate while others are busy).
+    pub depth: u64,
+    /// Bytes of the ring in use (queued records and not yet reclaimed ones).
+    pub bytes_used: u64,
+    /// Bytes of the ring.
+    pub capacity: u64,
+    /// Message bound (0 = none).
+    pub maxsize: u64,
+    /// Messages committed since creation.
+    pub puts: u64,
+    /// Messages taken since creation.
+    pub gets: u64,
+    /// Times a thread slept waiting.
+    pub waits: u64,
+    /// Processes attached now.
+    pub attached: u32,
+    /// Messages lost because their consumer died while taking them.
+    pub lost: u64,
+    /// Reservations abandoned because their producer died.
+    pub abandoned: u64,
+    /// Dead processes detached by others.
+    pub reaped: u64,
+}
+
+/// Which event a waiter sleeps on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Data,
+    Space,
+}
+
+/// One process's attachment to a ring.
+#[derive(Debug)]
+pub struct Ring<B: Backing> {
+    b: B,
+    g: Geometry,
+    slot: u32,
+}
+
+std::thread_local! {
+    static LANE_HINT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// A lane taken for one attempt; given back on drop.
+struct LaneGuard<'a>(&'a Lane);
+
+impl Drop for LaneGuard<'_> {
+    fn drop(&mut self) {
+        // SYNC L (lane hand-over): Release pairs with the Acquire CAS in `Ring::lane`, so the
+        // next user of the lane sees the cleared intents.
+        self.0.busy.store(0, Ordering::Release);
+    }
+}
+
+impl<B: Backing> Ring<B> {
+    /// Initialises a fresh zeroed region with geometry `g` and attaches to it.
+    ///
+    /// The region must be exclusively the caller's (just created) and `g.total_size` long.
+    pub fn create(b: B, g: Geometry, created_ns: u64) -> Result<Self, (B, AttachError)> {
+        if b.len() != g.total_size {
+            let len = b.len();
+            return Err((b, AttachError::Layout(LayoutError::TooSmall { len })));
+        }
+        let c = Self::control_of(&b);
+        g.write(&c.id, created_ns);
+        // SYNC R (ready): Release publishes the identity above to openers' Acquire load.
+        c.id.ready.store(1, Ordering::Release);
+        Self::attach(b)
+    }
+
+    /// Validates the segment in `b` and attaches to it.
+    pub fn open(b: B) -> Result<Self, (B, AttachError)> {
+        Self::attach(b)
+    }
+
+    fn control_of(b: &B) -> &Control {
+        debug_assert!(b.len() >= control_size());
+        // SAFETY: `Backing` guarantees `base()` is 4096-aligned and `len()` bytes long; callers
+        // checked `len() >= control_size()`. `Control` is made only of atomics, valid for any
+        // bit pattern, and shared mutation through atomics is sound.
+        unsafe { &*(b.base() as *const Control) }
+    }
+
+    fn attach(b: B) -> Result<Self, (B, AttachError)> {
+        if b.len() < control_size() {
+            let len = b.len();
+            return Err((b, AttachError::Layout(LayoutError::TooSmall { len })));
+        }
+        let c = Self::control_of(&b);
+        // SYNC R (ready): Acquire pairs with the creator's Release store.
+        if c.id.ready.load(Ordering::Acquire) != 1 {
+            return Err((b, AttachError::NotReady));
+        }
+        let g = match Geometry::read(&c.id, b.len()) {
+            Ok(g) => g,
+            Err(e) => return Err((b, AttachError::Layout(e))),
+        };
+        // Count ourselves in first, so a concurrent last detach cannot unlink under us.
+        let mut n = c.attached.load(Ordering::Acquire);
+        loop {
+            if n == ATTACHED_CLOSED {
+                return Err((b, AttachError::Closing));
+            }
+            // SYNC A (attach count): AcqRel orders us against the last detacher's CAS to CLOSED.
+            match c.attached.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(x) => n = x,
+            }
+        }
+        let mut ring = Self { b, g, slot: u32::MAX };
+        match ring.claim_slot() {
+            Some(slot) => {
+                ring.slot = slot;
+                Ok(ring)
+            }
+            None => {
+                // Uncount ourselves; nobody can have closed the segment while we were counted.
+                ring.control().attached.fetch_sub(1, Ordering::AcqRel);
+                let max_slots = ring.g.max_slots;
+                Err((ring.b, AttachError::NoFreeSlot { max_slots }))
+            }
+        }
+    }
+
+    /// Finds a free slot (reaping a dead holder's slot on the way) and takes it.
+    fn claim_slot(&self) -> Option<u32> {
+        for i in 0..self.g.max_slots {
+            let s = self.slot_at(i);
+            // Relaxed: only a hint; the CAS below decides.
+            let state = s.state.load(Ordering::Relaxed);
+            if state & 0xFF == SLOT_REAPING {
+                continue;
+            }
+            if !self.b.try_lease(i) {
+                continue; // a live process holds it
+            }
+            // We hold the lease: any holder of this slot is gone.
+            let state = s.state.load(Ordering::Acquire);
+            if state & 0xFF == SLOT_ATTACHED && !self.reap(i, state) {
+                self.b.drop_lease(i);
+                continue;
+            }
+            let free = s.state.load(Ordering::Acquire);
+            if free & 0xFF != SLOT_FREE {
+                self.b.drop_lease(i);
+                continue;
+            }
+            let next = ((free >> 8).wrapping_add(1) << 8) | SLOT_ATTACHED;
+            s.pid.store(self.b.pid(), Ordering::Relaxed);
+            for c in [&s.counters.puts, &s.counters.gets, &s.counters.waits] {
+                c.store(0, Ordering::Relaxed);
+            }
+            for l in &s.lanes {
+                l.put_state.store(INTENT_NONE, Ordering::Relaxed);
+                l.get_state.store(INTENT_NONE, Ordering::Relaxed);
+                l.busy.store(0, Ordering::Relaxed);
+            }
+            // SYNC S (slot claim): AcqRel; Release publishes the cleared slot above.
+            if s.state.compare_exchange(free, next, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                return Some(i);
+            }
+            self.b.drop_lease(i);
+        }
+        None
+    }
+
+    /// Detaches a slot whose holder is dead. The caller holds the slot's lease, which proves
+    /// the holder is gone. Returns false if another process is reaping it.
+    fn reap(&self, i: u32, state: u64) -> bool {
+        let s = self.slot_at(i);
+        let reaping = (state & !0xFF) | SLOT_REAPING;
+        if s.state.compare_exchange(state, reaping, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+            return false;
+        }
+        let c = self.control();
+        c.totals.reaped.fetch_add(1, Ordering::Relaxed);
+        self.fold_counters(s);
+        // SYNC A: the dead process's count goes; AcqRel as every change of `attached`.
+        c.attached.fetch_sub(1, Ordering::AcqRel);
+        s.state.store((state & !0xFF) | SLOT_FREE, Ordering::Release);
+        true
+    }
+
+    fn fold_counters(&self, s: &Slot) {
+        let t = &self.control().totals;
+        // Relaxed: statistics only.
+        t.puts.fetch_add(s.counters.puts.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+        t.gets.fetch_add(s.counters.gets.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+        t.waits.fetch_add(s.counters.waits.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// Detaches dead processes it finds, then this one. Returns [`Detached::Last`] when the
+    /// caller was the last process of a non-persistent segment and must unlink it.
+    pub fn detach(self) -> (B, Detached) {
+        self.reap_dead();
+        let c = self.control();
+        let s = self.slot_at(self.slot);
+        self.fold_counters(s);
+        let state = s.state.load(Ordering::Relaxed);
+        // SYNC S: Release publishes the folded counters before the slot is reused.
+        s.state.store((state & !0xFF) | SLOT_FREE, Ordering::Release);
+        self.b.drop_lease(self.slot);
+        let persistent = self.g.flags & FLAG_PERSISTENT != 0;
+        let mut n = c.attached.load(Ordering::Acquire);
+        let outcome = loop {
+            let (next, outcome) = if n <= 1 && !persistent {
+                (ATTACHED_CLOSED, Detached::Last)
+            } else {
+                (n.saturating_sub(1), Detached::Others)
+            };
+            // SYNC A: AcqRel, see `attach`.
+            match c.attached.compare_exchange_weak(n, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break outcome,
+                Err(x) => n = x,
+            }
+        };
+        (self.b, outcome)
+    }
+
+    /// Gives back the backing without detaching: for a child after `fork()`, whose inherited
+    /// handle is the parent's attachment, not its own.
+    pub fn into_backing_without_detach(self) -> B {
+        self.b
+    }
+
+    /// Detaches every attached slot whose holder is dead. Returns how many.
+    pub fn reap_dead(&self) -> u32 {
+        let mut n = 0;
+        for i in 0..self.g.max_slots {
+            if i == self.slot {
+                continue;
+            }
+            let s = self.slot_at(i);
+            let state = s.state.load(Ordering::Acquire);
+            if state & 0xFF != SLOT_ATTACHED || self.b.lease_held_elsewhere(i) {
+                continue;
+            }
+            if self.b.try_lease(i) {
+                let state = s.state.load(Ordering::Acquire);
+                if state & 0xFF == SLOT_ATTACHED && self.reap(i, state) {
+                    n += 1;
+                }
+                self.b.drop_lease(i);
+            }
+        }
+        n
+    }
+
+    /// The backing (for the OS layer).
+    pub fn backing(&self) -> &B {
+        &self.b
+    }
+
+    /// The validated geometry.
+    pub fn geometry(&self) -> &Geometry {
+        &self.g
+    }
+
+    /// This process's slot index.
+    pub fn slot_index(&self) -> u32 {
+        self.slot
+    }
+
+    /// Largest payload a single message may have.
+    pub fn max_payload(&self) -> u64 {
+        self.g.max_payload()
+    }
+
+    fn control(&self) -> &Control {
+        Self::control_of(&self.b)
+    }
+
+    fn slot_at(&self, i: u32) -> &Slot {
+        assert!(i < self.g.max_slots);
+        let off = self.g.slots_offset + u64::from(i) * slot_size();
+        // SAFETY: `Geometry::read` checked that the slot table (`max_slots` slots from
+        // `slots_offset`) lies inside the segment and `i < max_slots`; the offset is a multiple
+        // of 128 from a 4096-aligned base; `Slot` is made of atomics only.
+        unsafe { &*(self.b.base().add(off as usize) as *const Slot) }
+    }
+
+    /// The record header at ring position `pos` (a multiple of 16).
+    fn cell(&self, pos: u64) -> &Cell {
+        let off = pos % self.g.capacity;
+        debug_assert_eq!(off % RECORD_ALIGN, 0);
+        // SAFETY: `off < capacity`, `off` and `capacity` are multiples of 16, so the 16-byte
+        // cell lies inside the data ring, which `Geometry::read` checked lies inside the
+        // segment; the data offset is page aligned. `Cell` is two atomics.
+        unsafe { &*(self.b.base().add((self.g.data_offset + off) as usize) as *const Cell) }
+    }
+
+    /// The payload bytes of the record at `pos` as (up to) two slices.
+    ///
+    /// # Safety
+    ///
+    /// The caller must ensure:
+    /// * it owns the record (a successful reservation or claim covers it), so no other
+    ///   process writes these bytes while the slices live, and
+    /// * `len <= capacity - RECORD_HEADER`.
+    unsafe fn payload(&self, pos: u64, len: u64) -> (&[u8], &[u8]) {
+        let cap = self.g.capacity;
+        let start = (pos + RECORD_HEADER) % cap;
+        let first = len.min(cap - start);
+        // SAFETY: `start < cap` and `first <= cap - start`, so `[start, start + first)` is in
+        // the data ring; the second part `[0, len - first)` is too because `len < cap`. The
+        // caller owns the bytes (see `# Safety`).
+        unsafe {
+            let data = self.b.base().add(self.g.data_offset as usize);
+            (
+                std::slice::from_raw_parts(data.add(start as usize), first as usize),
+                std::slice::from_raw_parts(data, (len - first) as usize),
+            )
+        }
+    }
+
+    /// Copies `src` into the payload of the record at `pos`.
+    ///
+    /// # Safety
+    ///
+    /// As [`Ring::payload`]: the caller owns the record and `src.len() < capacity`.
+    unsafe fn write_payload(&self, pos: u64, src: &[u8]) {
+        let cap = self.g.capacity;
+        let start = (pos + RECORD_HEADER) % cap;
+        let first = (src.len() as u64).min(cap - start) as usize;
+        // SAFETY: bounds as in `payload`; the reservation makes these bytes ours alone.
+        unsafe {
+            let data = self.b.base().add(self.g.data_offset as usize);
+            std::ptr::copy_nonoverlapping(src.as_ptr(), data.add(start as usize), first);
+            std::ptr::copy_nonoverlapping(src.as_ptr().add(first), data, src.len() - first);
+        }
+    }
+
+    /// Takes a free lane of this process's slot for one attempt.
+    fn lane(&self) -> LaneGuard<'_> {
+        let lanes = &self.slot_at(self.slot).lanes;
+        let start = LANE_HINT.with(|h| {
+            if h.get() == usize::MAX {
+                // Spread threads over lanes by the address of their thread-local.
+                h.set((h as *const _ as usize >> 6) % LANES);
+            }
+            h.get()
+        });
+        loop {
+            for k in 0..LANES {
+                let l = &lanes[(start + k) % LANES];
+                // SYNC L: Acquire pairs with the Release in `LaneGuard::drop`.
+                if l.busy.load(Ordering::Relaxed) == 0
+                    && l.busy.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_ok()
+                {
+                    return LaneGuard(l);
+                }
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Sending
+    // ----------------------------------------------------------------------------------
+
+    /// Sends one message if it fits now.
+    pub fn try_send(&self, msg: Message<'_>) -> Result<(), TrySendError> {
+        self.try_send_many(std::slice::from_ref(&msg))
+    }
+
+    /// Sends all of `msgs` (in order, contiguously) if they all fit now, or none of them.
+    pub fn try_send_many(&self, msgs: &[Message<'_>]) -> Result<(), TrySendError> {
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        let total = self.batch_size(msgs)?;
+        let lane = self.lane();
+        let n = msgs.len() as u64;
+        if self.g.maxsize > 0 && !self.take_permits(lane.0, n) {
+            return Err(TrySendError::Full);
+        }
+        let start = match self.reserve(lane.0, total) {
+            Ok(start) => start,
+            Err(e) => {
+                if self.g.maxsize > 0 {
+                    self.give_back_permits(lane.0, n);
+                }
+                return Err(e);
+            }
+        };
+        let mut pos = start;
+        for m in msgs {
+            self.write_record(pos, m);
+            pos += record_size(m.payload.len() as u64);
+        }
+        // The records now carry the permits; the lane no longer owns anything.
+        lane.0.put_state.store(INTENT_NONE, Ordering::Release);
+        drop(lane);
+        self.slot_at(self.slot).counters.puts.fetch_add(n, Ordering::Relaxed);
+        self.notify(Side::Data);
+        Ok(())
+    }
+
+    fn batch_size(&self, msgs: &[Message<'_>]) -> Result<u64, TrySendError> {
+        let max = self.g.max_payload();
+        let mut total = 0u64;
+        for m in msgs {
+            let len = m.payload.len() as u64;
+            if len > max {
+                return Err(TrySendError::TooLarge { size: len, max });
+            }
+            total += record_size(len);
+        }
+        if total > self.g.capacity || total > u64::from(u32::MAX) {
+            let max = self.g.capacity.min(u64::from(u32::MAX));
+            return Err(TrySendError::TooLarge { size: total, max });
+        }
+        Ok(total)
+    }
+
+    /// Takes `n` maxsize permits, recording them in the lane so a repairer can give them back.
+    fn take_permits(&self, lane: &Lane, n: u64) -> bool {
+        let c = self.control();
+        let mut cur = c.count.load(Ordering::Relaxed);
+        loop {
+            if cur + n > self.g.maxsize.max(n) {
+                return false;
+            }
+            // Relaxed: the count only bounds how many messages exist; it publishes no data.
+            match c.count.compare_exchange_weak(cur, cur + n, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(x) => cur = x,
+            }
+        }
+        lane.put_state.store(n << 32 | INTENT_NONE, Ordering::Relaxed);
+        true
+    }
+
+    fn give_back_permits(&self, lane: &Lane, n: u64) {
+        self.control().count.fetch_sub(n, Ordering::Relaxed);
+        lane.put_state.store(INTENT_NONE, Ordering::Relaxed);
+        self.notify(Side::Space);
+    }
+
+    /// Reserves `total` bytes at the tail. The reservation is announced in the lane first, so
+    /// that a repairer can tell whose bytes they are if this process dies.
+    fn reserve(&self, lane: &Lane, total: u64) -> Result<u64, TrySendError> {
+        let c = self.control();
+        let cap = self.g.capacity;
+        let permits = lane.put_state.load(Ordering::Relaxed) & !0xFF;
+        // Relaxed: the value is only a guess checked by the CAS.
+        let mut tail = c.tail.load(Ordering::Relaxed);
+        loop {
+            // SYNC F (free space): Acquire pairs with the Release CAS in `advance_release`, which
+            // happens after the consumers' reads of the bytes we are about to overwrite.
+            let release = c.release.load(Ordering::Acquire);
+            if release > tail {
+                tail = c.tail.load(Ordering::Relaxed); // our tail is stale
+                continue;
+            }
+            if tail - release > cap {
+                return Err(TrySendError::Corrupted("tail is more than a ring ahead of release"));
+            }
+            if tail - release + total > cap {
+                if self.advance_release()? {
+                    tail = c.tail.load(Ordering::Relaxed);
+                    continue;
+                }
+                return Err(TrySendError::Full);
+            }
+            lane.put_start.store(tail, Ordering::Relaxed);
+            lane.put_end.store(tail + total, Ordering::Relaxed);
+            lane.put_state.store(permits | INTENT_PENDING, Ordering::Relaxed);
+            // SYNC P1 (reserve): Release publishes the lane intent to anyone who sees the new
+            // tail (Acquire), e.g. a repairer. Failure: Relaxed, we just retry.
+            match c.tail.compare_exchange_weak(
+                tail,
+                tail + total,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    lane.put_state.store(permits | INTENT_OWNED, Ordering::Relaxed);
+                    return Ok(tail);
+                }
+                Err(x) => tail = x,
+            }
+        }
+    }
+
+    fn write_record(&self, pos: u64, m: &Message<'_>) {
+        let cell = self.cell(pos);
+        // Relaxed: published by the stamp's Release store below.
+        cell.meta.store(pack_meta(m.payload.len() as u32, m.codec, m.flags), Ordering::Relaxed);
+        // SAFETY: `reserve` gave this lane `[pos, pos + record_size)`; `batch_size` checked
+        // the payload is at most `max_payload() < capacity`.
+        unsafe { self.write_payload(pos, m.payload) };
+        // SYNC P2 (publish): Release pairs with the consumer's Acquire load of the stamp; a
+        // consumer that sees COMMITTED sees the meta and payload written above.
+        cell.stamp.store(self.g.tag(pos) | COMMITTED, Ordering::Release);
+    }
+
+    /// Moves `release` over consumed (and skipped abandoned) records below `head`. Returns
+    /// whether it moved.
+    fn advance_release(&self) -> Result<bool, TrySendError> {
+        let c = self.control();
+        let cap = self.g.capacity;
+        let mut moved = false;
+        let mut r = c.release.load(Ordering::Acquire);
+        loop {
+            // SYNC C2: Acquire pairs with the consumers' Release CAS on head (their claim is
+            // published before we look at their records).
+            let head = c.head.load(Ordering::Acquire);
+            let mut end = r;
+            // Walk locally, then publish the whole stretch with one CAS.
+            while end < head && end - r < cap {
+                // SYNC C3 (reclaim): Acquire pairs with the consumer's Release store of
+                // CONSUMED, made after it finished reading the payload.
+                let stamp = self.cell(end).stamp.load(Ordering::Acquire);
+                let (len, ..) = unpack_meta(self.cell(end).meta.load(Ordering::Relaxed));
+                let size = if stamp == self.g.tag(end) | CONSUMED {
+                    record_size(u64::from(len))
+                } else if stamp == self.g.tag(end) | ABANDONED {
+                    u64::from(len)
+                } else {
+                    break; // still being read, or not ours to judge
+                };
+                if size < RECORD_HEADER || size % RECORD_ALIGN != 0 || end + size > head {
+                    if c.release.load(Ordering::Acquire) == r {
+                        return Err(TrySendError::Corrupted("bad record length below head"));
+                    }
+                    break; // someone moved release meanwhile: our reads may be stale
+                }
+                end += size;
+            }
+            if end == r {
+                return Ok(moved);
+            }
+            // SYNC F: Release (see `reserve`); Acquire on both outcomes to continue the walk
+            // from the newest value.
+            match c.release.compare_exchange(r, end, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    moved = true;
+                    r = end;
+                }
+                Err(x) => {
+                    moved |= x > r;
+                    r = x;
+                }
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Receiving
+    // ----------------------------------------------------------------------------------
+
+    /// Receives one message if one is ready, handing it to `f` while it is claimed.
+    pub fn try_recv_with<R>(&self, f: impl FnOnce(RecordView<'_>) -> R) -> Result<R, TryRecvError> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.try_recv_many_with(1, |view| out = Some((f.take().unwrap())(view)))?;
+        Ok(out.unwrap())
+    }
+
+    /// Receives up to `max` consecutive ready messages, handing each to `f` in order while it
+    /// is claimed. Returns how many; `Err(Empty)` if none.
+    pub fn try_recv_many_with(
+        &self,
+        max: usize,
+        mut f: impl FnMut(RecordView<'_>),
+    ) -> Result<usize, TryRecvError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let c = self.control();
+        let lane = self.lane();
+        // Relaxed: a guess checked by the CAS.
+        let mut head = c.head.load(Ordering::Relaxed);
+        let (end, count, permits) = loop {
+            // Acquire: with head <= tail read after head, `[head, tail)` is reserved.
+            let tail = c.tail.load(Ordering::Acquire);
+            if head > tail {
+                head = c.head.load(Ordering::Relaxed);
+                if head > c.tail.load(Ordering::Acquire) {
+                    return Err(TryRecvError::Corrupted("head is ahead of tail"));
+                }
+                continue;
+            }
+            let Some((end, count, permits)) = self.scan(head, tail, max)? else {
+                head = c.head.load(Ordering::Relaxed); // stale: the records were reused
+                continue;
+            };
+            if end == head {
+                return Err(TryRecvError::Empty);
+            }
+            lane.0.get_start.store(head, Ordering::Relaxed);
+            lane.0.get_end.store(end, Ordering::Relaxed);
+            lane.0.get_state.store(INTENT_PENDING, Ordering::Relaxed);
+            // SYNC C1 (claim): Release publishes the lane intent to whoever sees the new head
+            // (a reclaimer or repairer). The records' contents were acquired by the stamp loads
+            // in `scan`; nothing else needs Acquire here.
+            match c.head.compare_exchange_weak(head, end, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break (end, count, permits),
+                Err(x) => head = x,
+            }
+        };
+        lane.0.get_state.store(INTENT_OWNED, Ordering::Relaxed);
+        if self.g.maxsize > 0 {
+            // Relaxed: see `take_permits`.
+            c.count.fetch_sub(count + permits, Ordering::Relaxed);
+        }
+        let mut pos = head;
+        while pos < end {
+            let cell = self.cell(pos);
+            let stamp = cell.stamp.load(Ordering::Relaxed);
+            let (len, codec, flags) = unpack_meta(cell.meta.load(Ordering::Relaxed));
+            if stamp == self.g.tag(pos) | ABANDONED {
+                pos += u64::from(len);
+                continue;
+            }
+            // SAFETY: the CAS on head gave this lane `[head, end)`; `scan` checked `len`.
+            let (first, second) = unsafe { self.payload(pos, u64::from(len)) };
+            let done = MarkConsumed { cell, stamp: self.g.tag(pos) | CONSUMED };
+            f(RecordView { codec, flags, first, second });
+            drop(done);
+            pos += record_size(u64::from(len));
+        }
+        lane.0.get_state.store(INTENT_NONE, Ordering::Release);
+        drop(lane);
+        self.slot_at(self.slot).counters.gets.fetch_add(count, Ordering::Relaxed);
+        self.notify(Side::Space);
+        Ok(count as usize)
+    }
+
+    /// Scans ready records from `head` (below `tail`). Returns the end of the ready run, the
+    /// messages in it and the permits carried by abandoned records in it; `None` if `head`
+    /// moved meanwhile, so what was read may be stale.
+    fn scan(
+        &self,
+        head: u64,
+        tail: u64,
+        max: usize,
+    ) -> Result<Option<(u64, u64, u64)>, TryRecvError> {
+        let mut pos = head;
+        let mut count = 0u64;
+        let mut permits = 0u64;
+        while pos < tail && (count as usize) < max {
+            let cell = self.cell(pos);
+            // SYNC P2 (publish): Acquire pairs with the producer's Release store of the stamp.
+            let stamp = cell.stamp.load(Ordering::Acquire);
+            let (len, codec, _) = unpack_meta(cell.meta.load(Ordering::Relaxed));
+            let size = if stamp == self.g.tag(pos) | COMMITTED {
+                if u64::from(len) > self.g.max_payload() {
+                    return self.corrupt_unless_moved(head, "record longer than the ring");
+                }
+                count += 1;
+                record_size(u64::from(len))
+            } else if stamp == self.g.tag(pos) | ABANDONED {
+                permits += u64::from(codec);
+                u64::from(len)
+            } else {
+                break; // not written yet (or being repaired)
+            };
+            if size < RECORD_HEADER || size % RECORD_ALIGN != 0 || pos + size > tail {
+                return self.corrupt_unless_moved(head, "record crosses the reserved region");
+            }
+            pos += size;
+        }
+        Ok(Some((pos, count, permits)))
+    }
+
+    /// A bad record seen from `head` is corruption only if `head` did not move meanwhile (if
+    /// it moved, the bytes may have been reused and the read was merely stale).
+    fn corrupt_unless_moved<T>(&self, head: u64, what: &'static str) -> Result<Option<T>, TryRecvError> {
+        if self.control().head.load(Ordering::Acquire) == head {
+            Err(TryRecvError::Corrupted(what))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Whether a record is ready at `head` (a cheap check for waiters).
+    fn data_ready(&self) -> bool {
+        let c = self.control();
+        let head = c.head.load(Ordering::Relaxed);
+        if head >= c.tail.load(Ordering::Acquire) {
+            return false;
+        }
+        let state = self.cell(head).stamp.load(Ordering::Acquire) ^ self.g.tag(head);
+        state == COMMITTED || state == ABANDONED
+    }
+
+    /// Whether the record at `head` is reserved but not yet written (its producer is busy,
+    /// or dead).
+    fn head_in_flight(&self) -> bool {
+        let c = self.control();
+        c.head.load(Ordering::Relaxed) < c.tail.load(Ordering::Acquire) && !self.data_ready()
+    }
+
+    /// Whether `n` messages of `total` bytes could be reserved now.
+    fn space_ready(&self, n: u64, total: u64) -> bool {
+        let c = self.control();
+        if self.g.maxsize > 0 && c.count.load(Ordering::Relaxed) + n > self.g.maxsize.max(n) {
+            return false;
+        }
+        let free = |c: &Control| {
+            let tail = c.tail.load(Ordering::Relaxed);
+            let release = c.release.load(Ordering::Acquire);
+            tail.saturating_sub(release) + total <= self.g.capacity
+        };
+        free(c) || (matches!(self.advance_release(), Ok(true)) && free(c))
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Waiting
+    // ----------------------------------------------------------------------------------
+
+    fn event(&self, side: Side) -> &Event {
+        match side {
+            Side::Data => &self.control().data_event,
+            Side::Space => &self.control().space_event,
+        }
+    }
+
+    /// Wakes the sleepers of `side`, if there are any.
+    fn notify(&self, side: Side) {
+        let ev = self.event(side);
+        // SYNC W (no lost wake-up): this SeqCst fence and the waiter's SeqCst fence order
+        // "publish, then read waiters" against "count in waiters, then re-check": either we
+        // see the waiter, or the waiter sees what we published.
+        fence(Ordering::SeqCst);
+        if ev.waiters.load(Ordering::Relaxed) > 0 {
+            // Release: a woken waiter re-reads the state anyway; this only changes the word.
+            ev.seq.fetch_add(1, Ordering::Release);
+            self.b.wake_all(&ev.seq);
+        }
+    }
+
+    /// Spins, then sleeps until `ready()` or the deadline (or at most `slice`, so callers can
+    /// check for signals). Returns whether `ready()` held when it returned.
+    fn wait_until(
+        &self,
+        side: Side,
+        deadline: Option<Instant>,
+        slice: Option<Duration>,
+        ready: impl Fn() -> bool,
+        stuck: impl Fn() -> bool,
+    ) -> bool {
+        let start = Instant::now();
+        let spin_end = start + SPIN;
+        loop {
+            for _ in 0..64 {
+                if ready() {
+                    return true;
+                }
+                spin_hint();
+            }
+            let now = Instant::now();
+            if now >= spin_end || deadline.is_some_and(|d| now >= d) {
+                break;
+            }
+        }
+        let ev = self.event(side);
+        // SYNC W: announce, fence, then read the word and re-check (see `notify`).
+        ev.waiters.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let seq = ev.seq.load(Ordering::Acquire);
+        let ok = if ready() {
+            true
+        } else {
+            let now = Instant::now();
+            let mut timeout = deadline.map(|d| d.saturating_duration_since(now));
+            if let Some(s) = slice {
+                timeout = Some(timeout.map_or(s, |t| t.min(s)));
+            }
+            if stuck() {
+                timeout = Some(timeout.map_or(STUCK_POLL, |t| t.min(STUCK_POLL)));
+            }
+            if timeout != Some(Duration::ZERO) {
+                self.slot_at(self.slot).counters.waits.fetch_add(1, Ordering::Relaxed);
+                self.b.wait(&ev.seq, seq, timeout);
+            }
+            ready()
+        };
+        ev.waiters.fetch_sub(1, Ordering::Release);
+        ok
+    }
+
+    /// Sends all of `msgs` or none, waiting for space until `deadline` (forever if `None`).
+    /// With `slice`, returns `Timeout` after at most that long even if `deadline` is later, so
+    /// a caller can check for interrupts and call again.
+    pub fn send_many_deadline(
+        &self,
+        msgs: &[Message<'_>],
+        deadline: Option<Instant>,
+        slice: Option<Duration>,
+    ) -> Result<(), SendTimeoutError> {
+        let total = self.batch_size(msgs).map_err(SendTimeoutError::from)?;
+        let slice_end = slice.map(|s| Instant::now() + s);
+        let n = msgs.len() as u64;
+        loop {
+            match self.try_send_many(msgs) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) || slice_end.is_some_and(|s| now >= s) {
+                return Err(SendTimeoutError::Timeout);
+            }
+            let left = slice_end.map(|s| s.saturating_duration_since(now));
+            let stuck = || {
+                let c = self.control();
+                c.release.load(Ordering::Relaxed) < c.head.load(Ordering::Relaxed)
+            };
+            self.wait_until(Side::Space, deadline, left, || self.space_ready(n, total), stuck);
+        }
+    }
+
+    /// Receives up to `max` messages, waiting for the first until `deadline` (forever if
+    /// `None`); `slice` as in [`Ring::send_many_deadline`].
+    pub fn recv_many_deadline(
+        &self,
+        max: usize,
+        deadline: Option<Instant>,
+        slice: Option<Duration>,
+        mut f: impl FnMut(RecordView<'_>),
+    ) -> Result<usize, RecvTimeoutError> {
+        let slice_end = slice.map(|s| Instant::now() + s);
+        loop {
+            match self.try_recv_many_with(max, &mut f) {
+                Ok(n) => return Ok(n),
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Corrupted(w)) => return Err(RecvTimeoutError::Corrupted(w)),
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) || slice_end.is_some_and(|s| now >= s) {
+                return Err(RecvTimeoutError::Timeout);
+            }
+            let left = slice_end.map(|s| s.saturating_duration_since(now));
+            self.wait_until(Side::Data, deadline, left, || self.data_ready(), || {
+                self.head_in_flight()
+            });
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Observing
+    // ----------------------------------------------------------------------------------
+
+    /// Messages in the queue (exact when `maxsize > 0`, otherwise approximate under load).
+    pub fn len(&self) -> u64 {
+        let c = self.control();
+        if self.g.maxsize > 0 {
+            return c.count.load(Ordering::Relaxed);
+        }
+        let s = self.stats_counters();
+        s.0.saturating_sub(s.1)
+    }
+
+    /// Whether no message is queued.
+    pub fn is_empty(&self) -> bool {
+        let c = self.control();
+        c.head.load(Ordering::Relaxed) >= c.tail.load(Ordering::Relaxed)
+    }
+
+    /// Whether a put of one small message would not fit now.
+    pub fn is_full(&self) -> bool {
+        !self.space_ready(1, RECORD_HEADER)
+    }
+
+    fn stats_counters(&self) -> (u64, u64, u64) {
+        let t = &self.control().totals;
+        let (mut puts, mut gets, mut waits) = (
+            t.puts.load(Ordering::Relaxed),
+            t.gets.load(Ordering::Relaxed),
+            t.waits.load(Ordering::Relaxed),
+        );
+        for i in 0..self.g.max_slots {
+            let s = self.slot_at(i);
+            if s.state.load(Ordering::Relaxed) & 0xFF == SLOT_FREE {
+                continue;
+            }
+            puts += s.counters.puts.load(Ordering::Relaxed);
+            gets += s.counters.gets.load(Ordering::Relaxed);
+            waits += s.counters.waits.load(Ordering::Relaxed);
+        }
+        (puts, gets, waits)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        let c = self.control();
+        let (puts, gets, waits) = self.stats_counters();
+        let attached = c.attached.load(Ordering::Relaxed);
+        Stats {
+            depth: self.len(),
+            bytes_used: c.tail.load(Ordering::Relaxed).saturating_sub(c.release.load(Ordering::Relaxed)),
+            capacity: self.g.capacity,
+            maxsize: self.g.maxsize,
+            puts,
+            gets,
+            waits,
+            attached: if attached == ATTACHED_CLOSED { 0 } else { attached },
+            lost: c.totals.lost.load(Ordering::Relaxed),
+            abandoned: c.totals.abandoned.load(Ordering::Relaxed),
+            reaped: c.totals.reaped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Marks a claimed record consumed when dropped, even if the receiving closure panics.
+struct MarkConsumed<'a> {
+    cell: &'a Cell,
+    stamp: u64,
+}
+
+impl Drop for MarkConsumed<'_> {
+    fn drop(&mut self) {
+        // SYNC C3 (reclaim): Release; the reads of the payload happen before a producer that
+        // sees CONSUMED (Acquire in `advance_release`) overwrites the bytes.
+        self.cell.stamp.store(self.stamp, Ordering::Release);
+    }
+}
+
+impl core::fmt::Display for TrySendError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Full => write!(f, "queue is full"),
+            Self::TooLarge { size, max } => {
+                write!(f, "message of {size} bytes can never fit (at most {max})")
+            }
+            Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
+        }
+    }
+}
+impl std::error::Error for TrySendError {}
+
+impl core::fmt::Display for TryRecvError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Empty => write!(f, "queue is empty"),
+            Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
+        }
+    }
+}
+impl std::error::Error for TryRecvError {}
+
+impl core::fmt::Display for SendTimeoutError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Timeout => write!(f, "timed out waiting for space"),
+            Self::TooLarge { size, max } => {
+                write!(f, "message of {size} bytes can never fit (at most {max})")
+            }
+            Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
+        }
+    }
+}
+impl std::error::Error for SendTimeoutError {}
+
+impl core::fmt::Display for RecvTimeoutError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Timeout => write!(f, "timed out waiting for a message"),
+            Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
+        }
+    }
+}
+impl std::error::Error for RecvTimeoutError {}
+
+impl From<TrySendError> for SendTimeoutError {
+    fn from(e: TrySendError) -> Self {
+        match e {
+            TrySendError::Full => Self::Timeout,
+            TrySendError::TooLarge { size, max } => Self::TooLarge { size, max },
+            TrySendError::Corrupted(w) => Self::Corrupted(w),
+        }
+    }
+}

@@ -1,0 +1,582 @@
+//! Named shared-memory MPMC message queues.
+//!
+//! A [`Queue`] lives in one POSIX shared-memory segment (`/dev/shm/shmq-<name>` on Linux).
+//! Any process on the machine opens it by name; many producers and many consumers use it at
+//! once; each message goes to exactly one consumer, in FIFO order per producer. Messages are
+//! byte strings of any size up to the ring's capacity, tagged with a codec id (0 = raw bytes)
+//! so that Python and Rust processes can share a queue.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let name = format!("doc-{}", std::process::id());
+//! let q = shmq::Queue::builder(&name).capacity(1 << 16).create()?;
+//! q.send(b"hello")?;
+//! assert_eq!(q.recv()?, b"hello");
+//! # Ok(()) }
+//! ```
+//!
+//! # Waiting
+//!
+//! Blocking calls spin for about 50 µs, then sleep on a futex in the segment; producers and
+//! consumers make a wake-up system call only when someone sleeps. Timeouts use the monotonic
+//! clock.
+//!
+//! # Lifetime
+//!
+//! Each process that opens a queue is attached to it until it drops the [`Queue`] (or dies).
+//! The last process to detach removes the segment, unless it was created
+//! [persistent](QueueBuilder::persistent). Processes that died are detached by whoever notices
+//! (on open and on close).
+//!
+//! # Process crashes
+//!
+//! No lock is ever held; a process killed at any point cannot block the others' progress
+//! forever. See `docs/protocol.md` for the exact guarantees.
+//!
+//! # Capacity and memory layout (may change between versions)
+//!
+//! A message occupies 16 bytes of header plus its payload, rounded up to 16 bytes. The
+//! largest message is `capacity - 16` bytes. The segment also holds a header and a table of
+//! `max_processes` slots of 384 bytes.
+
+#![warn(missing_docs)]
+
+mod os;
+
+pub use shmq_core::ring::{RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
+pub use shmq_core::{LayoutError, Message, RecordView, Stats};
+
+use os::ShmSegment;
+use shmq_core::{AttachError, Detached, Geometry, Ring};
+use std::fmt;
+use std::io;
+use std::time::{Duration, Instant};
+
+/// Codec id of raw bytes (no serialisation): what Rust sends by default, and what Python
+/// receives as `bytes`.
+pub const CODEC_RAW: u16 = 0;
+
+/// Prefix of every segment name in `/dev/shm`.
+pub const SEGMENT_PREFIX: &str = "shmq-";
+
+/// Default ring size: 1 MiB.
+pub const DEFAULT_CAPACITY: u64 = 1 << 20;
+/// Default size of the process table.
+pub const DEFAULT_MAX_PROCESSES: u32 = 128;
+
+/// Why a queue could not be created or opened.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// `create` was asked for and the name exists.
+    AlreadyExists(String),
+    /// `open` was asked for and the name does not exist.
+    DoesNotExist(String),
+    /// The segment exists and this user may not open it.
+    PermissionDenied(String),
+    /// The name is empty, too long, or has characters other than `[A-Za-z0-9._-]`.
+    InvalidName(String),
+    /// A capacity, maxsize or process count out of range.
+    InvalidArgument(String),
+    /// The segment is not a shmq queue of this version, or is damaged.
+    Corrupted {
+        /// Queue name.
+        name: String,
+        /// What is wrong.
+        reason: LayoutError,
+    },
+    /// The segment's creator never finished initialising it.
+    NotInitialized(String),
+    /// All process slots are taken by live processes.
+    TooManyProcesses {
+        /// Queue name.
+        name: String,
+        /// Size of the process table.
+        max: u32,
+    },
+    /// Another OS error.
+    Io(io::Error),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AlreadyExists(n) => write!(f, "queue {n:?} already exists"),
+            Self::DoesNotExist(n) => write!(f, "queue {n:?} does not exist"),
+            Self::PermissionDenied(n) => write!(f, "permission denied for queue {n:?}"),
+            Self::InvalidName(why) => write!(f, "invalid queue name: {why}"),
+            Self::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
+            Self::Corrupted { name, reason } => write!(f, "queue {name:?}: {reason}"),
+            Self::NotInitialized(n) => {
+                write!(f, "queue {n:?} was never initialised (its creator died?)")
+            }
+            Self::TooManyProcesses { name, max } => {
+                write!(f, "queue {name:?}: all {max} process slots are in use")
+            }
+            Self::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io(e) => Some(e),
+            Self::Corrupted { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+/// Why a blocking send failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The message (or batch) can never fit in this queue.
+    TooLarge {
+        /// Payload bytes asked for.
+        size: u64,
+        /// The most allowed.
+        max: u64,
+    },
+    /// The shared state is inconsistent.
+    Corrupted(&'static str),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLarge { size, max } => {
+                write!(f, "message of {size} bytes can never fit (at most {max})")
+            }
+            Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
+        }
+    }
+}
+impl std::error::Error for SendError {}
+
+/// Why a blocking receive failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecvError {
+    /// The shared state is inconsistent.
+    Corrupted(&'static str),
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
+        }
+    }
+}
+impl std::error::Error for RecvError {}
+
+/// Checks a queue name (or namespace): 1 to 200 characters of `[A-Za-z0-9._-]`, not starting
+/// with a dot.
+pub fn validate_name(name: &str) -> Result<(), OpenError> {
+    let bad = |why: &str| Err(OpenError::InvalidName(format!("{name:?}: {why}")));
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.len() > 200 {
+        return bad("longer than 200 characters");
+    }
+    if name.starts_with('.') {
+        return bad("starts with '.'");
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        return bad("only letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+/// The `/dev/shm` entry name of queue `name`.
+pub fn segment_name(name: &str) -> String {
+    format!("{SEGMENT_PREFIX}{name}")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Create,
+    Open,
+    OpenOrCreate,
+}
+
+/// Settings for creating or opening a [`Queue`].
+#[derive(Clone, Debug)]
+pub struct QueueBuilder {
+    name: String,
+    capacity: u64,
+    maxsize: u64,
+    max_processes: u32,
+    mode: u32,
+    persistent: bool,
+}
+
+impl QueueBuilder {
+    /// Ring size in bytes (rounded up to a multiple of 4096; at least 4096). Ignored when
+    /// opening an existing queue.
+    pub fn capacity(mut self, bytes: u64) -> Self {
+        self.capacity = bytes;
+        self
+    }
+    /// Bound on the number of queued messages (0, the default: only bytes bound it).
+    pub fn maxsize(mut self, messages: u64) -> Self {
+        self.maxsize = messages;
+        self
+    }
+    /// How many processes may be attached at once (default 128).
+    pub fn max_processes(mut self, n: u32) -> Self {
+        self.max_processes = n;
+        self
+    }
+    /// Permission bits of the segment (default `0o600`).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+    /// Keep the segment when the last process detaches (default `false`).
+    pub fn persistent(mut self, yes: bool) -> Self {
+        self.persistent = yes;
+        self
+    }
+    /// Creates the queue; fails if the name exists.
+    pub fn create(self) -> Result<Queue, OpenError> {
+        self.build(Mode::Create)
+    }
+    /// Opens the existing queue; fails if it does not exist.
+    pub fn open(self) -> Result<Queue, OpenError> {
+        self.build(Mode::Open)
+    }
+    /// Opens the queue if it exists, creates it otherwise.
+    pub fn open_or_create(self) -> Result<Queue, OpenError> {
+        self.build(Mode::OpenOrCreate)
+    }
+
+    fn build(self, mode: Mode) -> Result<Queue, OpenError> {
+        validate_name(&self.name)?;
+        if self.mode > 0o777 {
+            return Err(OpenError::InvalidArgument(format!("mode {:o} is not 0..=0o777", self.mode)));
+        }
+        let flags = if self.persistent { shmq_core::layout::FLAG_PERSISTENT } else { 0 };
+        let geometry = if mode == Mode::Open {
+            None
+        } else {
+            Some(
+                Geometry::new(self.capacity, self.maxsize, self.max_processes, flags, os::random_u64())
+                    .ok_or_else(|| {
+                        OpenError::InvalidArgument(format!(
+                            "capacity {} (must be 1..=2^40) or max_processes {} (1..=4096)",
+                            self.capacity, self.max_processes
+                        ))
+                    })?,
+            )
+        };
+        let seg = segment_name(&self.name);
+        let give_up = Instant::now() + Duration::from_secs(2);
+        loop {
+            if let Some(g) = geometry {
+                match ShmSegment::create(&seg, g.total_size, self.mode) {
+                    Ok(b) => {
+                        let ring = Ring::create(b, g, now_ns()).map_err(|(_, e)| {
+                            let _ = ShmSegment::unlink(&seg);
+                            self.attach_error(e)
+                        })?;
+                        return Ok(Queue { ring: Some(ring), name: self.name });
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && mode == Mode::OpenOrCreate => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        return Err(OpenError::AlreadyExists(self.name));
+                    }
+                    Err(e) => return Err(self.io_error(e)),
+                }
+            }
+            match ShmSegment::open(&seg) {
+                Ok(Some(b)) => match Ring::open(b) {
+                    Ok(ring) => return Ok(Queue { ring: Some(ring), name: self.name }),
+                    // Being created or being removed: try again shortly.
+                    Err((_, AttachError::NotReady | AttachError::Closing))
+                        if Instant::now() < give_up =>
+                    {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    Err((_, e)) => return Err(self.attach_error(e)),
+                },
+                Ok(None) if Instant::now() < give_up => {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Ok(None) => return Err(OpenError::NotInitialized(self.name)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && mode == Mode::OpenOrCreate => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(OpenError::DoesNotExist(self.name));
+                }
+                Err(e) => return Err(self.io_error(e)),
+            }
+        }
+    }
+
+    fn io_error(&self, e: io::Error) -> OpenError {
+        match e.kind() {
+            io::ErrorKind::PermissionDenied => OpenError::PermissionDenied(self.name.clone()),
+            _ => OpenError::Io(e),
+        }
+    }
+
+    fn attach_error(&self, e: AttachError) -> OpenError {
+        let name = self.name.clone();
+        match e {
+            AttachError::NotReady => OpenError::NotInitialized(name),
+            AttachError::Closing => OpenError::DoesNotExist(name),
+            AttachError::NoFreeSlot { max_slots } => OpenError::TooManyProcesses { name, max: max_slots },
+            AttachError::Layout(reason) => OpenError::Corrupted { name, reason },
+        }
+    }
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A named shared-memory queue, attached to by this process.
+///
+/// `Queue` is `Send + Sync`: share it between threads by reference or `Arc`.
+pub struct Queue {
+    ring: Option<Ring<ShmSegment>>,
+    name: String,
+}
+
+impl fmt::Debug for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl Queue {
+    /// Settings for the queue `name`.
+    pub fn builder(name: &str) -> QueueBuilder {
+        QueueBuilder {
+            name: name.to_owned(),
+            capacity: DEFAULT_CAPACITY,
+            maxsize: 0,
+            max_processes: DEFAULT_MAX_PROCESSES,
+            mode: 0o600,
+            persistent: false,
+        }
+    }
+    /// Creates queue `name` with a ring of `capacity` bytes.
+    pub fn create(name: &str, capacity: u64) -> Result<Self, OpenError> {
+        Self::builder(name).capacity(capacity).create()
+    }
+    /// Opens the existing queue `name`.
+    pub fn open(name: &str) -> Result<Self, OpenError> {
+        Self::builder(name).open()
+    }
+    /// Opens queue `name`, creating it with `capacity` bytes if it does not exist.
+    pub fn open_or_create(name: &str, capacity: u64) -> Result<Self, OpenError> {
+        Self::builder(name).capacity(capacity).open_or_create()
+    }
+
+    fn ring(&self) -> &Ring<ShmSegment> {
+        self.ring.as_ref().expect("queue is attached until dropped")
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Ring size in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.ring().geometry().capacity
+    }
+    /// Message bound (0 = none).
+    pub fn maxsize(&self) -> u64 {
+        self.ring().geometry().maxsize
+    }
+    /// Largest payload one message may have.
+    pub fn max_message_size(&self) -> u64 {
+        self.ring().max_payload()
+    }
+    /// Whether the segment outlives its last process.
+    pub fn is_persistent(&self) -> bool {
+        self.ring().geometry().flags & shmq_core::layout::FLAG_PERSISTENT != 0
+    }
+
+    /// Sends `msg` (raw codec), waiting for space as long as needed.
+    pub fn send(&self, msg: &[u8]) -> Result<(), SendError> {
+        self.send_message(Message::raw(msg), None)
+    }
+    /// Sends `msg` if it fits now.
+    pub fn try_send(&self, msg: &[u8]) -> Result<(), TrySendError> {
+        self.ring().try_send(Message::raw(msg))
+    }
+    /// Sends `msg`, waiting for space at most `timeout`.
+    pub fn send_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), SendTimeoutError> {
+        self.send_many_deadline(&[Message::raw(msg)], Some(Instant::now() + timeout), None)
+    }
+    /// Sends a message with an explicit codec id, waiting until `deadline` (forever if `None`).
+    pub fn send_message(&self, msg: Message<'_>, deadline: Option<Instant>) -> Result<(), SendError> {
+        match self.send_many_deadline(&[msg], deadline, None) {
+            Ok(()) => Ok(()),
+            Err(SendTimeoutError::TooLarge { size, max }) => Err(SendError::TooLarge { size, max }),
+            Err(SendTimeoutError::Corrupted(w)) => Err(SendError::Corrupted(w)),
+            Err(SendTimeoutError::Timeout) => unreachable!("no deadline"),
+        }
+    }
+    /// Sends every message of `msgs`, contiguously and in order, or none of them.
+    pub fn try_send_many(&self, msgs: &[Message<'_>]) -> Result<(), TrySendError> {
+        self.ring().try_send_many(msgs)
+    }
+    /// Sends every message of `msgs` or none, waiting until `deadline` (forever if `None`).
+    /// With `slice`, gives up with `Timeout` after at most that long (to let a caller check
+    /// for interrupts, then call again).
+    pub fn send_many_deadline(
+        &self,
+        msgs: &[Message<'_>],
+        deadline: Option<Instant>,
+        slice: Option<Duration>,
+    ) -> Result<(), SendTimeoutError> {
+        self.ring().send_many_deadline(msgs, deadline, slice)
+    }
+
+    /// Receives a message (any codec), waiting as long as needed.
+    pub fn recv(&self) -> Result<Vec<u8>, RecvError> {
+        let mut v = Vec::new();
+        match self.recv_into_deadline(&mut v, None) {
+            Ok(_) => Ok(v),
+            Err(RecvTimeoutError::Corrupted(w)) => Err(RecvError::Corrupted(w)),
+            Err(RecvTimeoutError::Timeout) => unreachable!("no deadline"),
+        }
+    }
+    /// Receives a message if one is ready.
+    pub fn try_recv(&self) -> Result<Vec<u8>, TryRecvError> {
+        self.ring().try_recv_with(|m| m.to_vec())
+    }
+    /// Receives a message, waiting at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Vec<u8>, RecvTimeoutError> {
+        let mut v = Vec::new();
+        self.recv_into_deadline(&mut v, Some(Instant::now() + timeout)).map(|_| v)
+    }
+    /// Receives a message into `buf` (cleared first), reusing its allocation; returns the
+    /// message's codec id.
+    pub fn recv_into(&self, buf: &mut Vec<u8>) -> Result<u16, RecvError> {
+        self.recv_into_deadline(buf, None).map_err(|e| match e {
+            RecvTimeoutError::Corrupted(w) => RecvError::Corrupted(w),
+            RecvTimeoutError::Timeout => unreachable!("no deadline"),
+        })
+    }
+    /// As [`Queue::recv_into`], waiting until `deadline` (forever if `None`).
+    pub fn recv_into_deadline(
+        &self,
+        buf: &mut Vec<u8>,
+        deadline: Option<Instant>,
+    ) -> Result<u16, RecvTimeoutError> {
+        buf.clear();
+        let mut codec = 0;
+        self.recv_many_deadline(1, deadline, None, |m| {
+            codec = m.codec;
+            m.extend_into(buf);
+        })?;
+        Ok(codec)
+    }
+    /// Receives up to `max` ready messages into `out` (appended); returns how many.
+    pub fn try_recv_many(&self, max: usize, out: &mut Vec<Vec<u8>>) -> Result<usize, TryRecvError> {
+        self.ring().try_recv_many_with(max, |m| out.push(m.to_vec()))
+    }
+    /// Receives up to `max` messages, handing each to `f` while it is still in the ring
+    /// (zero-copy); waits for the first until `deadline`; `slice` as in
+    /// [`Queue::send_many_deadline`].
+    pub fn recv_many_deadline(
+        &self,
+        max: usize,
+        deadline: Option<Instant>,
+        slice: Option<Duration>,
+        f: impl FnMut(RecordView<'_>),
+    ) -> Result<usize, RecvTimeoutError> {
+        self.ring().recv_many_deadline(max, deadline, slice, f)
+    }
+    /// Receives one ready message, handing it to `f` while it is still in the ring.
+    pub fn try_recv_with<R>(&self, f: impl FnOnce(RecordView<'_>) -> R) -> Result<R, TryRecvError> {
+        self.ring().try_recv_with(f)
+    }
+
+    /// Messages queued (approximate while others are busy, exact with a `maxsize`).
+    pub fn len(&self) -> u64 {
+        self.ring().len()
+    }
+    /// Whether no message is queued.
+    pub fn is_empty(&self) -> bool {
+        self.ring().is_empty()
+    }
+    /// Whether a small message would not fit now.
+    pub fn is_full(&self) -> bool {
+        self.ring().is_full()
+    }
+    /// Counters and occupancy.
+    pub fn stats(&self) -> Stats {
+        self.ring().stats()
+    }
+
+    /// Removes the queue's name now: processes attached keep using it, nobody new can open
+    /// it, and its memory is freed when the last one detaches.
+    pub fn unlink(&self) -> io::Result<()> {
+        let seg = segment_name(&self.name);
+        if self.ring().backing().is_linked_as(&seg) {
+            ShmSegment::unlink(&seg)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// After `fork()`, in the child: takes a process slot of the child's own, so the parent's
+    /// death or exit is seen correctly and the child's is too. The parent's slot is left to
+    /// the parent. Call it before using the queue in the child.
+    pub fn reattach_after_fork(&mut self) -> Result<(), OpenError> {
+        let old = self.ring.take().expect("attached");
+        let fresh = old.backing().reopen_after_fork().map_err(OpenError::Io);
+        // The inherited handle shares the parent's open file description: closing our copy of
+        // the descriptor without detaching leaves the parent's slot and leases alone.
+        drop(old.into_backing_without_detach());
+        let fresh = fresh?;
+        let ring = Ring::open(fresh).map_err(|(_, e)| match e {
+            AttachError::NoFreeSlot { max_slots } => {
+                OpenError::TooManyProcesses { name: self.name.clone(), max: max_slots }
+            }
+            AttachError::Layout(reason) => OpenError::Corrupted { name: self.name.clone(), reason },
+            _ => OpenError::DoesNotExist(self.name.clone()),
+        })?;
+        self.ring = Some(ring);
+        Ok(())
+    }
+
+    /// Detaches now (as drop does); the last process of a non-persistent queue removes it.
+    pub fn close(mut self) {
+        self.detach();
+    }
+
+    fn detach(&mut self) {
+        if let Some(ring) = self.ring.take() {
+            let (seg, outcome) = ring.detach();
+            if outcome == Detached::Last {
+                let name = segment_name(&self.name);
+                if seg.is_linked_as(&name) {
+                    let _ = ShmSegment::unlink(&name);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+/// Names of the queues in `/dev/shm` (without the `shmq-` prefix).
+pub fn list_queues() -> io::Result<Vec<String>> {
+    Ok(os::list_segments(SEGMENT_PREFIX)?
+        .into_iter()
+        .map(|s| s[SEGMENT_PREFIX.len()..].to_owned())
+        .collect())
+}

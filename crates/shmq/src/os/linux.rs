@@ -1,0 +1,251 @@
+//! Linux: POSIX shared memory (`/dev/shm`), OFD byte-range locks as liveness leases, futexes.
+
+use shmq_core::Backing;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+/// Leases are byte-range locks far past the end of the segment, one byte per slot: the
+/// kernel drops them when the last descriptor of the open file description closes, which is
+/// when the process dies, however it dies.
+const LEASE_BASE: i64 = 1 << 50;
+
+/// A mapped shared-memory segment and the descriptor that holds its leases.
+#[derive(Debug)]
+pub struct ShmSegment {
+    fd: OwnedFd,
+    ptr: *mut u8,
+    len: u64,
+    pid: u32,
+}
+
+// SAFETY: the mapping is shared memory, accessed only through atomics and through copies the
+// protocol orders with them; the descriptor is an ordinary fd.
+unsafe impl Send for ShmSegment {}
+// SAFETY: as above; every method takes `&self` and is safe to call from several threads.
+unsafe impl Sync for ShmSegment {}
+
+fn cpath(name: &str) -> io::Result<CString> {
+    CString::new(format!("/{name}")).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+impl ShmSegment {
+    /// Creates `name` exclusively with `len` zeroed bytes and permissions `mode` (not masked
+    /// by the umask).
+    pub fn create(name: &str, len: u64, mode: u32) -> io::Result<Self> {
+        let path = cpath(name)?;
+        // SAFETY: `path` is a valid NUL-terminated string.
+        let fd = cvt(unsafe {
+            libc::shm_open(
+                path.as_ptr(),
+                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+                mode as libc::mode_t,
+            )
+        })?;
+        // SAFETY: `shm_open` returned a fresh descriptor that we now own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let setup = || -> io::Result<Self> {
+            // SAFETY: `fd` is a valid descriptor; fchmod and ftruncate have no memory effects.
+            cvt(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) })?;
+            // SAFETY: as above.
+            cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) })?;
+            Self::map(fd.try_clone()?, len)
+        };
+        setup().inspect_err(|_| {
+            let _ = Self::unlink(name);
+        })
+    }
+
+    /// Opens `name`. A segment whose creator has not sized it yet yields `Ok(None)`.
+    pub fn open(name: &str) -> io::Result<Option<Self>> {
+        let path = cpath(name)?;
+        // SAFETY: `path` is a valid NUL-terminated string.
+        let fd = cvt(unsafe {
+            libc::shm_open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC, 0)
+        })?;
+        // SAFETY: fresh descriptor we now own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let len = fstat(&fd)?.st_size as u64;
+        if len == 0 {
+            return Ok(None);
+        }
+        Self::map(fd, len).map(Some)
+    }
+
+    fn map(fd: OwnedFd, len: u64) -> io::Result<Self> {
+        let size = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+        // SAFETY: mapping a shared file of `len` bytes at an address the kernel chooses; the
+        // result is checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { fd, ptr: ptr.cast(), len, pid: std::process::id() })
+    }
+
+    /// Removes the name `name` (mappings stay valid until unmapped).
+    pub fn unlink(name: &str) -> io::Result<()> {
+        let path = cpath(name)?;
+        // SAFETY: `path` is a valid NUL-terminated string.
+        cvt(unsafe { libc::shm_unlink(path.as_ptr()) }).map(drop)
+    }
+
+    /// Whether `name` still names this very segment (same inode).
+    pub fn is_linked_as(&self, name: &str) -> bool {
+        let Ok(path) = cpath(name) else { return false };
+        // SAFETY: `path` is valid; the descriptor returned is closed by `OwnedFd`.
+        let fd = unsafe { libc::shm_open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC, 0) };
+        if fd < 0 {
+            return false;
+        }
+        // SAFETY: fresh descriptor we now own.
+        let other = unsafe { OwnedFd::from_raw_fd(fd) };
+        match (fstat(&other), fstat(&self.fd)) {
+            (Ok(a), Ok(b)) => a.st_ino == b.st_ino && a.st_dev == b.st_dev,
+            _ => false,
+        }
+    }
+
+    /// A new handle on the same mapping with its own open file description, for a child after
+    /// `fork()`: the child's leases must not be the parent's.
+    pub fn reopen_after_fork(&self) -> io::Result<Self> {
+        let path = CString::new(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: `path` is a valid NUL-terminated string.
+        let fd = cvt(unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
+        // SAFETY: fresh descriptor we now own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Self::map(fd, self.len)
+    }
+
+    fn lock(&self, slot: u32, cmd: libc::c_int, kind: libc::c_short) -> io::Result<libc::flock> {
+        // SAFETY: an all-zero `flock` is a valid value of this plain C struct.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = kind;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = LEASE_BASE + i64::from(slot);
+        fl.l_len = 1;
+        // SAFETY: `fl` is a valid, exclusively borrowed `flock` for the duration of the call.
+        cvt(unsafe { libc::fcntl(self.fd.as_raw_fd(), cmd, &mut fl as *mut libc::flock) })?;
+        Ok(fl)
+    }
+}
+
+fn fstat(fd: &OwnedFd) -> io::Result<libc::stat> {
+    // SAFETY: an all-zero `stat` is a valid value; fstat fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is valid and `st` is a valid out-pointer.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok(st)
+}
+
+impl Drop for ShmSegment {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are the mapping made in `map`, unmapped exactly once here; no
+        // reference into it outlives `self` (the ring borrows from `self`).
+        unsafe { libc::munmap(self.ptr.cast(), self.len as usize) };
+    }
+}
+
+// SAFETY: `mmap` returns page-aligned memory of `len` bytes that stays mapped until drop;
+// OFD locks exclude other open file descriptions and are released by the kernel when the
+// description's last descriptor closes (process death included).
+unsafe impl Backing for ShmSegment {
+    fn base(&self) -> *mut u8 {
+        self.ptr
+    }
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn try_lease(&self, slot: u32) -> bool {
+        self.lock(slot, libc::F_OFD_SETLK, libc::F_WRLCK as libc::c_short).is_ok()
+    }
+    fn drop_lease(&self, slot: u32) {
+        let _ = self.lock(slot, libc::F_OFD_SETLK, libc::F_UNLCK as libc::c_short);
+    }
+    fn lease_held_elsewhere(&self, slot: u32) -> bool {
+        match self.lock(slot, libc::F_OFD_GETLK, libc::F_WRLCK as libc::c_short) {
+            Ok(fl) => fl.l_type != libc::F_UNLCK as libc::c_short,
+            Err(_) => true, // cannot tell: assume alive, never reap on doubt
+        }
+    }
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+        let ts = timeout.map(|t| libc::timespec {
+            tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: t.subsec_nanos() as libc::c_long,
+        });
+        let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: FUTEX_WAIT (shared: the word is in a MAP_SHARED mapping) reads the aligned
+        // u32 at `word`, which lives as long as the mapping; the timeout is relative and
+        // measured on CLOCK_MONOTONIC. Errors (EAGAIN: value changed, EINTR, ETIMEDOUT) all
+        // mean "return and let the caller re-check".
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT,
+                expected,
+                ts_ptr,
+                std::ptr::null::<u32>(),
+                0u32,
+            );
+        }
+    }
+    fn wake_all(&self, word: &AtomicU32) {
+        // SAFETY: FUTEX_WAKE only uses the address as a key.
+        unsafe {
+            libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
+        }
+    }
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+/// Names of shmq segments currently in `/dev/shm`.
+pub fn list_segments(prefix: &str) -> io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/dev/shm")? {
+        let name = e?.file_name().to_string_lossy().into_owned();
+        if name.starts_with(prefix) {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Random bytes for the segment nonce.
+pub fn random_u64() -> u64 {
+    let mut v = 0u64;
+    // SAFETY: writes at most 8 bytes into `v`.
+    let n = unsafe { libc::getrandom((&mut v as *mut u64).cast(), 8, 0) };
+    if n != 8 {
+        // Extremely unlikely; fall back to time and pid, still unpredictable enough to keep
+        // stale payload bytes from looking like stamps by accident.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        v = t ^ (u64::from(std::process::id()) << 32);
+    }
+    v
+}

@@ -1,0 +1,10 @@
+//! The thin OS layer: everything that makes a system call lives below this module, one file
+//! per platform.
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+pub use linux::{list_segments, random_u64, ShmSegment};
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("shmq supports Linux only for now (futexes and OFD locks); macOS/Windows are planned");
