@@ -26,8 +26,8 @@ pub unsafe trait Backing {
     /// Whether a handle other than this one holds the lease of `slot` (i.e. it is alive).
     fn lease_held_elsewhere(&self, slot: u32) -> bool;
     /// Sleeps while `*word == expected`, at most `timeout` (forever if `None`). May return
-    /// early (spuriously, or on a signal).
-    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>);
+    /// early, spuriously or on a signal; returns `true` if a signal interrupted the sleep.
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool;
     /// Wakes every thread sleeping in [`Backing::wait`] on `word`.
     fn wake_all(&self, word: &AtomicU32);
     /// Id of the calling process, recorded in the slot for `stats()`.
@@ -133,15 +133,16 @@ unsafe impl Backing for HeapBacking {
         let l = self.region.leases.lock().unwrap();
         matches!(l.held.get(&slot), Some(&h) if h != self.holder)
     }
-    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
         // Heap handles are threads of one process: a short sleep-poll is enough for tests.
         let until = timeout.map(|t| std::time::Instant::now() + t);
         while word.load(crate::sync::Ordering::Acquire) == expected {
             if until.is_some_and(|u| std::time::Instant::now() >= u) {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_micros(50));
         }
+        false
     }
     fn wake_all(&self, _word: &AtomicU32) {}
     fn pid(&self) -> u32 {

@@ -197,6 +197,15 @@ pub struct Stats {
     pub reaped: u64,
 }
 
+/// How one sleep ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wake {
+    Ready,
+    TimedOut,
+    Interrupted,
+    Again,
+}
+
 /// Which event a waiter sleeps on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Side {
@@ -907,28 +916,28 @@ impl<B: Backing> Ring<B> {
         }
     }
 
-    /// Spins, then sleeps until `ready()` or the deadline (or at most `slice`, so callers can
-    /// check for signals). Returns whether `ready()` held when it returned.
-    fn wait_until(
+    /// Spins, then sleeps once until `ready()`, a notification, the deadline or a signal.
+    fn wait_once(
         &self,
         side: Side,
-        deadline: Option<Instant>,
-        slice: Option<Duration>,
-        ready: impl Fn() -> bool,
-        stuck: impl Fn() -> bool,
-    ) -> bool {
-        let start = Instant::now();
-        let spin_end = start + SPIN;
+        until: Option<Instant>,
+        ready: &dyn Fn() -> bool,
+        stuck: &dyn Fn() -> bool,
+    ) -> Wake {
+        let spin_end = Instant::now() + SPIN;
         loop {
             for _ in 0..64 {
                 if ready() {
-                    return true;
+                    return Wake::Ready;
                 }
                 spin_hint();
             }
             let now = Instant::now();
-            if now >= spin_end || deadline.is_some_and(|d| now >= d) {
+            if now >= spin_end {
                 break;
+            }
+            if until.is_some_and(|d| now >= d) {
+                return Wake::TimedOut;
             }
         }
         let ev = self.event(side);
@@ -936,25 +945,78 @@ impl<B: Backing> Ring<B> {
         ev.waiters.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         let seq = ev.seq.load(Ordering::Acquire);
-        let ok = if ready() {
-            true
+        let mut wake = Wake::Again;
+        if ready() {
+            wake = Wake::Ready;
         } else {
-            let now = Instant::now();
-            let mut timeout = deadline.map(|d| d.saturating_duration_since(now));
-            if let Some(s) = slice {
-                timeout = Some(timeout.map_or(s, |t| t.min(s)));
-            }
+            let mut timeout = until.map(|d| d.saturating_duration_since(Instant::now()));
             if stuck() {
                 timeout = Some(timeout.map_or(STUCK_POLL, |t| t.min(STUCK_POLL)));
             }
-            if timeout != Some(Duration::ZERO) {
+            if timeout == Some(Duration::ZERO) {
+                wake = Wake::TimedOut;
+            } else {
                 self.slot_at(self.slot).counters.waits.fetch_add(1, Ordering::Relaxed);
-                self.b.wait(&ev.seq, seq, timeout);
+                if self.b.wait(&ev.seq, seq, timeout) {
+                    wake = Wake::Interrupted;
+                }
             }
-            ready()
-        };
+        }
         ev.waiters.fetch_sub(1, Ordering::Release);
-        ok
+        wake
+    }
+
+    /// Waits until `ready()`: spins about [`SPIN`], then sleeps. Returns `true` when ready;
+    /// `false` at the deadline, after `slice` (so a caller can check for interrupts and call
+    /// again), or when a signal interrupted the sleep.
+    fn wait_for(
+        &self,
+        side: Side,
+        deadline: Option<Instant>,
+        slice: Option<Duration>,
+        ready: &dyn Fn() -> bool,
+        stuck: &dyn Fn() -> bool,
+    ) -> bool {
+        let slice_end = slice.map(|s| Instant::now() + s);
+        let until = match (deadline, slice_end) {
+            (Some(d), Some(s)) => Some(d.min(s)),
+            (d, s) => d.or(s),
+        };
+        loop {
+            match self.wait_once(side, until, ready, stuck) {
+                Wake::Ready => return true,
+                Wake::TimedOut | Wake::Interrupted => return false,
+                Wake::Again if until.is_some_and(|u| Instant::now() >= u) => return ready(),
+                Wake::Again => {}
+            }
+        }
+    }
+
+    /// Waits until a message may be ready (see [`Ring::wait_for`] for the return value). Another
+    /// consumer may still take it first: call `try_recv*` and wait again if it is gone.
+    pub fn wait_for_data(&self, deadline: Option<Instant>, slice: Option<Duration>) -> bool {
+        self.wait_for(Side::Data, deadline, slice, &|| self.data_ready(), &|| self.head_in_flight())
+    }
+
+    /// Waits until `n` messages of `total_bytes` (as [`Ring::batch_bytes`] counts them) may
+    /// fit. Another producer may take the space first.
+    pub fn wait_for_space(
+        &self,
+        n: u64,
+        total_bytes: u64,
+        deadline: Option<Instant>,
+        slice: Option<Duration>,
+    ) -> bool {
+        let stuck = || {
+            let c = self.control();
+            c.release.load(Ordering::Relaxed) < c.head.load(Ordering::Relaxed)
+        };
+        self.wait_for(Side::Space, deadline, slice, &|| self.space_ready(n, total_bytes), &stuck)
+    }
+
+    /// Ring bytes the batch `msgs` occupies, or why it can never fit.
+    pub fn batch_bytes(&self, msgs: &[Message<'_>]) -> Result<u64, TrySendError> {
+        self.batch_size(msgs)
     }
 
     /// Sends all of `msgs` or none, waiting for space until `deadline` (forever if `None`).
@@ -966,25 +1028,19 @@ impl<B: Backing> Ring<B> {
         deadline: Option<Instant>,
         slice: Option<Duration>,
     ) -> Result<(), SendTimeoutError> {
-        let total = self.batch_size(msgs).map_err(SendTimeoutError::from)?;
+        let total = self.batch_size(msgs)?;
         let slice_end = slice.map(|s| Instant::now() + s);
-        let n = msgs.len() as u64;
         loop {
             match self.try_send_many(msgs) {
                 Ok(()) => return Ok(()),
                 Err(TrySendError::Full) => {}
                 Err(e) => return Err(e.into()),
             }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) || slice_end.is_some_and(|s| now >= s) {
-                return Err(SendTimeoutError::Timeout);
+            let left = slice_end.map(|s| s.saturating_duration_since(Instant::now()));
+            if !self.wait_for_space(msgs.len() as u64, total, deadline, left) {
+                // One last try: the space may have come with the deadline.
+                return self.try_send_many(msgs).map_err(SendTimeoutError::from);
             }
-            let left = slice_end.map(|s| s.saturating_duration_since(now));
-            let stuck = || {
-                let c = self.control();
-                c.release.load(Ordering::Relaxed) < c.head.load(Ordering::Relaxed)
-            };
-            self.wait_until(Side::Space, deadline, left, || self.space_ready(n, total), stuck);
         }
     }
 
@@ -1004,14 +1060,14 @@ impl<B: Backing> Ring<B> {
                 Err(TryRecvError::Empty) => {}
                 Err(TryRecvError::Corrupted(w)) => return Err(RecvTimeoutError::Corrupted(w)),
             }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) || slice_end.is_some_and(|s| now >= s) {
-                return Err(RecvTimeoutError::Timeout);
+            let left = slice_end.map(|s| s.saturating_duration_since(Instant::now()));
+            if !self.wait_for_data(deadline, left) {
+                return match self.try_recv_many_with(max, &mut f) {
+                    Ok(n) => Ok(n),
+                    Err(TryRecvError::Empty) => Err(RecvTimeoutError::Timeout),
+                    Err(TryRecvError::Corrupted(w)) => Err(RecvTimeoutError::Corrupted(w)),
+                };
             }
-            let left = slice_end.map(|s| s.saturating_duration_since(now));
-            self.wait_until(Side::Data, deadline, left, || self.data_ready(), || {
-                self.head_in_flight()
-            });
         }
     }
 

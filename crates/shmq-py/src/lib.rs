@@ -1,1 +1,703 @@
+//! `shmq._shmq`: the Python binding of the `shmq` crate. It converts types, applies codecs,
+//! releases the GIL while waiting and maps errors; the queue logic is in the Rust crates.
 
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyList, PyType};
+use shmq::{Message, OpenError, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Codec ids. 0..=1000 are shmq's; 1001 and up are the users'.
+const CODEC_RAW: u16 = 0;
+const CODEC_PICKLE: u16 = 1;
+const CODEC_MSGPACK: u16 = 2;
+const FIRST_USER_CODEC: u16 = 1001;
+
+/// Longest sleep without checking for Ctrl-C (a signal also ends the sleep at once).
+const SLICE: Duration = Duration::from_millis(200);
+/// Payloads at least this large are copied into the ring without the GIL.
+const COPY_WITHOUT_GIL: usize = 256 * 1024;
+
+static ERRORS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+static PICKLE: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+static MSGPACK: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+static USER_CODECS: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+
+/// An exception of `shmq._errors` by class name.
+fn error(py: Python<'_>, class: &str, msg: impl Into<String>) -> PyErr {
+    let make = || -> PyResult<PyErr> {
+        let module = ERRORS.get_or_try_init(py, || py.import("shmq._errors").map(Bound::unbind))?;
+        let cls = module.bind(py).getattr(class)?.cast_into::<PyType>()?;
+        Ok(PyErr::from_type(cls, msg.into()))
+    };
+    make().unwrap_or_else(|e| e)
+}
+
+/// A `DecodeError` (or subclass) carrying the message's raw bytes and codec id.
+fn decode_error(
+    py: Python<'_>,
+    class: &str,
+    msg: String,
+    raw: &Bound<'_, PyBytes>,
+    codec: u16,
+    cause: Option<PyErr>,
+) -> PyErr {
+    let make = || -> PyResult<PyErr> {
+        let module = ERRORS.get_or_try_init(py, || py.import("shmq._errors").map(Bound::unbind))?;
+        let exc = module.bind(py).getattr(class)?.call1((msg, raw, codec))?;
+        let err = PyErr::from_value(exc);
+        err.set_cause(py, cause);
+        Ok(err)
+    };
+    make().unwrap_or_else(|e| e)
+}
+
+fn open_error(py: Python<'_>, e: OpenError) -> PyErr {
+    let msg = e.to_string();
+    let class = match e {
+        OpenError::AlreadyExists(_) => "QueueExistsError",
+        OpenError::DoesNotExist(_) => "QueueNotFoundError",
+        OpenError::PermissionDenied(_) => "QueuePermissionError",
+        OpenError::InvalidName(_) => "InvalidNameError",
+        OpenError::InvalidArgument(_) => return PyValueError::new_err(msg),
+        OpenError::Corrupted { .. } | OpenError::NotInitialized(_) => "CorruptedQueueError",
+        OpenError::TooManyProcesses { .. } => "TooManyProcessesError",
+        _ => return PyErr::new::<pyo3::exceptions::PyOSError, _>(msg),
+    };
+    error(py, class, msg)
+}
+
+fn pickle(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
+    PICKLE.get_or_try_init(py, || {
+        let m = py.import("pickle")?;
+        Ok((m.getattr("dumps")?.unbind(), m.getattr("loads")?.unbind()))
+    })
+}
+
+fn msgpack(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
+    MSGPACK.get_or_try_init(py, || {
+        let m = py.import("msgpack").map_err(|e| {
+            let err = error(py, "CodecError", "the msgpack codec needs the 'msgpack' package");
+            err.set_cause(py, Some(e));
+            err
+        })?;
+        let kw = PyDict::new(py);
+        kw.set_item("use_bin_type", true)?;
+        let packb = py.import("functools")?.getattr("partial")?.call((m.getattr("packb")?,), Some(&kw))?;
+        let kw = PyDict::new(py);
+        kw.set_item("raw", false)?;
+        kw.set_item("strict_map_key", false)?;
+        let unpackb =
+            py.import("functools")?.getattr("partial")?.call((m.getattr("unpackb")?,), Some(&kw))?;
+        Ok((packb.unbind(), unpackb.unbind()))
+    })
+}
+
+fn user_codecs(py: Python<'_>) -> &Bound<'_, PyDict> {
+    USER_CODECS.get_or_init(py, || PyDict::new(py).unbind()).bind(py)
+}
+
+/// Registers a user codec under `codec_id` (>= 1001) for every queue of this process.
+#[pyfunction]
+fn register_codec(
+    py: Python<'_>,
+    codec_id: u32,
+    encode: Bound<'_, PyAny>,
+    decode: Bound<'_, PyAny>,
+) -> PyResult<()> {
+    if !(u32::from(FIRST_USER_CODEC)..=u32::from(u16::MAX)).contains(&codec_id) {
+        return Err(PyValueError::new_err(format!(
+            "user codec ids are {FIRST_USER_CODEC}..=65535, got {codec_id}"
+        )));
+    }
+    if !encode.is_callable() || !decode.is_callable() {
+        return Err(PyTypeError::new_err("encode and decode must be callable"));
+    }
+    user_codecs(py).set_item(codec_id, (encode, decode))
+}
+
+/// A contiguous view of a bytes-like object, held for the duration of a put.
+struct BufferView {
+    view: Box<pyo3::ffi::Py_buffer>,
+}
+
+impl BufferView {
+    fn get(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let mut view: Box<pyo3::ffi::Py_buffer> = Box::new(
+            // SAFETY: Py_buffer is a plain C struct; all-zero is its documented empty state.
+            unsafe { std::mem::zeroed() },
+        );
+        // SAFETY: `obj` is a valid object (we hold the GIL through `Bound`); `view` is a valid
+        // out-pointer. PyBUF_SIMPLE asks for C-contiguous bytes.
+        let r = unsafe {
+            pyo3::ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, pyo3::ffi::PyBUF_SIMPLE)
+        };
+        if r != 0 {
+            return Err(PyErr::take(obj.py()).unwrap_or_else(|| {
+                PyTypeError::new_err("a bytes-like object is required")
+            }));
+        }
+        Ok(Self { view })
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        if self.view.len <= 0 || self.view.buf.is_null() {
+            return &[];
+        }
+        // SAFETY: PyObject_GetBuffer succeeded with PyBUF_SIMPLE, so `buf` points to `len`
+        // contiguous bytes kept alive until PyBuffer_Release in drop.
+        unsafe { std::slice::from_raw_parts(self.view.buf as *const u8, self.view.len as usize) }
+    }
+}
+
+impl Drop for BufferView {
+    fn drop(&mut self) {
+        // Releasing a buffer may run Python code (the exporter's release hook): take the GIL.
+        Python::attach(|_| {
+            // SAFETY: the view was filled by a successful PyObject_GetBuffer and is released
+            // exactly once.
+            unsafe { pyo3::ffi::PyBuffer_Release(&mut *self.view) }
+        });
+    }
+}
+
+// SAFETY: the view only points into the exporter's memory, which stays valid until
+// `PyBuffer_Release` (done with the GIL in `drop`); reading it from another thread while the
+// owning thread waits is what `Py_buffer` consumers such as `socket.send` do.
+unsafe impl Send for BufferView {}
+// SAFETY: as above: shared read-only access.
+unsafe impl Sync for BufferView {}
+
+/// An encoded message.
+enum Payload<'py> {
+    Bytes(Bound<'py, PyBytes>),
+    Buffer(BufferView),
+}
+
+impl Payload<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Bytes(b) => b.as_bytes(),
+            Payload::Buffer(v) => v.as_slice(),
+        }
+    }
+}
+
+fn bytes_like<'py>(obj: Bound<'py, PyAny>) -> PyResult<Payload<'py>> {
+    match obj.cast_into::<PyBytes>() {
+        Ok(b) => Ok(Payload::Bytes(b)),
+        Err(e) => {
+            let obj = e.into_inner();
+            BufferView::get(&obj).map(Payload::Buffer).map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "the raw codec needs a bytes-like object, not {}",
+                    obj.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
+                ))
+            })
+        }
+    }
+}
+
+/// The Python-visible queue (subclassed by `shmq.Queue`).
+#[pyclass(module = "shmq._shmq", subclass, frozen, name = "_Queue")]
+struct PyQueue {
+    inner: Mutex<Option<Arc<shmq::Queue>>>,
+    name: String,
+    codec: u16,
+    allow_pickle: bool,
+}
+
+fn deadline_of(block: bool, timeout: Option<f64>) -> PyResult<Option<Instant>> {
+    if !block {
+        return Ok(Some(Instant::now()));
+    }
+    match timeout {
+        None => Ok(None),
+        Some(t) if t.is_nan() || t < 0.0 => {
+            Err(PyValueError::new_err("'timeout' must be a non-negative number"))
+        }
+        Some(t) => Ok(Some(
+            Instant::now().checked_add(Duration::from_secs_f64(t.min(1e9))).unwrap_or_else(|| {
+                Instant::now() + Duration::from_secs(86400 * 365 * 30)
+            }),
+        )),
+    }
+}
+
+impl PyQueue {
+    fn queue(&self, py: Python<'_>) -> PyResult<Arc<shmq::Queue>> {
+        match &*self.inner.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(q) => Ok(q.clone()),
+            None => Err(error(py, "QueueClosedError", format!("queue {:?} is closed", self.name))),
+        }
+    }
+
+    fn encode<'py>(&self, obj: Bound<'py, PyAny>, codec: u16) -> PyResult<Payload<'py>> {
+        let py = obj.py();
+        match codec {
+            CODEC_RAW => bytes_like(obj),
+            CODEC_PICKLE => {
+                if !self.allow_pickle {
+                    return Err(error(
+                        py,
+                        "PickleNotAllowedError",
+                        "pickle is disabled for this queue (allow_pickle=False)",
+                    ));
+                }
+                let out = pickle(py)?.0.bind(py).call1((obj, 5))?;
+                Ok(Payload::Bytes(out.cast_into::<PyBytes>()?))
+            }
+            CODEC_MSGPACK => {
+                let out = msgpack(py)?.0.bind(py).call1((obj,)).map_err(|e| {
+                    let err = error(py, "CodecError", format!("msgpack could not encode: {e}"));
+                    err.set_cause(py, Some(e));
+                    err
+                })?;
+                Ok(Payload::Bytes(out.cast_into::<PyBytes>()?))
+            }
+            id => {
+                let Some(pair) = user_codecs(py).get_item(id)? else {
+                    return Err(error(py, "CodecError", format!("no codec registered under id {id}")));
+                };
+                let out = pair.get_item(0)?.call1((obj,))?;
+                bytes_like(out)
+            }
+        }
+    }
+
+    fn decode<'py>(&self, raw: Bound<'py, PyBytes>, codec: u16) -> PyResult<Bound<'py, PyAny>> {
+        let py = raw.py();
+        let fail = |what: &str, e: PyErr| {
+            let msg = format!("could not decode a message with codec {codec} ({what}): {e}");
+            decode_error(py, "DecodeError", msg, &raw, codec, Some(e))
+        };
+        match codec {
+            CODEC_RAW => Ok(raw.into_any()),
+            CODEC_PICKLE => {
+                if !self.allow_pickle {
+                    let msg = "received a pickled message but allow_pickle=False; \
+                               its bytes are in the exception's .raw"
+                        .to_owned();
+                    return Err(decode_error(py, "PickleNotAllowedError", msg, &raw, codec, None));
+                }
+                pickle(py)?.1.bind(py).call1((&raw,)).map_err(|e| fail("pickle", e))
+            }
+            CODEC_MSGPACK => msgpack(py)
+                .and_then(|m| m.1.bind(py).call1((&raw,)))
+                .map_err(|e| fail("msgpack", e)),
+            id => match user_codecs(py).get_item(id)? {
+                Some(pair) => pair
+                    .get_item(1)
+                    .and_then(|d| d.call1((&raw,)))
+                    .map_err(|e| fail("user codec", e)),
+                None => {
+                    let msg = format!("no codec registered under id {id}; its bytes are in .raw");
+                    Err(decode_error(py, "DecodeError", msg, &raw, codec, None))
+                }
+            },
+        }
+    }
+
+    fn resolve_codec(&self, codec: Option<u32>) -> PyResult<u16> {
+        match codec {
+            None => Ok(self.codec),
+            Some(c) => u16::try_from(c)
+                .map_err(|_| PyValueError::new_err(format!("codec id {c} is out of range"))),
+        }
+    }
+
+    /// Runs `attempt` (with the GIL) until it yields, waiting with `wait` (without the GIL)
+    /// in between; `Ok(None)` at the deadline. Ctrl-C raises KeyboardInterrupt promptly.
+    fn blocking<T>(
+        py: Python<'_>,
+        deadline: Option<Instant>,
+        mut attempt: impl FnMut() -> PyResult<Option<T>>,
+        wait: impl Fn(Option<Instant>) -> PyResult<bool> + Sync,
+    ) -> PyResult<Option<T>> {
+        loop {
+            if let Some(v) = attempt()? {
+                return Ok(Some(v));
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
+            py.detach(|| wait(deadline))?;
+            py.check_signals()?;
+        }
+    }
+
+    fn put_payloads(
+        &self,
+        py: Python<'_>,
+        payloads: &[(u16, Payload<'_>)],
+        deadline: Option<Instant>,
+    ) -> PyResult<()> {
+        let q = self.queue(py)?;
+        let msgs: Vec<Message<'_>> = payloads
+            .iter()
+            .map(|(codec, p)| Message { codec: *codec, flags: 0, payload: p.as_slice() })
+            .collect();
+        let big = msgs.iter().map(|m| m.payload.len()).sum::<usize>() >= COPY_WITHOUT_GIL;
+        let attempt = || -> PyResult<Option<()>> {
+            let r = if big { py.detach(|| q.try_send_many(&msgs)) } else { q.try_send_many(&msgs) };
+            match r {
+                Ok(()) => Ok(Some(())),
+                Err(TrySendError::Full) => Ok(None),
+                Err(e) => Err(send_error(py, &q, e)),
+            }
+        };
+        let wait = |d| {
+            q.wait_for_space(&msgs, d, Some(SLICE)).map_err(|e| {
+                Python::attach(|py| send_error(py, &q, e))
+            })
+        };
+        match Self::blocking(py, deadline, attempt, wait)? {
+            Some(()) => Ok(()),
+            None => Err(error(py, "Full", "queue is full")),
+        }
+    }
+}
+
+fn send_error(py: Python<'_>, q: &shmq::Queue, e: TrySendError) -> PyErr {
+    match e {
+        TrySendError::TooLarge { size, max } => error(
+            py,
+            "MessageTooLargeError",
+            format!(
+                "message of {size} bytes can never fit in queue {:?} (at most {max} bytes; \
+                 create it with a larger capacity)",
+                q.name()
+            ),
+        ),
+        TrySendError::Corrupted(w) => error(py, "CorruptedQueueError", format!("queue {:?}: {w}", q.name())),
+        TrySendError::Full => error(py, "Full", "queue is full"),
+    }
+}
+
+fn recv_error(py: Python<'_>, q: &shmq::Queue, what: &str) -> PyErr {
+    error(py, "CorruptedQueueError", format!("queue {:?}: {what}", q.name()))
+}
+
+#[pymethods]
+impl PyQueue {
+    #[new]
+    #[pyo3(signature = (name, *, capacity, maxsize=0, create=None, mode=0o600, codec=1,
+                        allow_pickle=true, persistent=false, max_processes=128))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        name: String,
+        capacity: u64,
+        maxsize: u64,
+        create: Option<bool>,
+        mode: u32,
+        codec: u32,
+        allow_pickle: bool,
+        persistent: bool,
+        max_processes: u32,
+    ) -> PyResult<Self> {
+        let codec = u16::try_from(codec)
+            .map_err(|_| PyValueError::new_err(format!("codec id {codec} is out of range")))?;
+        let b = shmq::Queue::builder(&name)
+            .capacity(capacity)
+            .maxsize(maxsize)
+            .mode(mode)
+            .persistent(persistent)
+            .max_processes(max_processes);
+        let q = py
+            .detach(|| match create {
+                Some(true) => b.create(),
+                Some(false) => b.open(),
+                None => b.open_or_create(),
+            })
+            .map_err(|e| open_error(py, e))?;
+        Ok(Self { inner: Mutex::new(Some(Arc::new(q))), name, codec, allow_pickle })
+    }
+
+    /// Puts `obj`, waiting for space if `block` (at most `timeout` seconds if given).
+    #[pyo3(signature = (obj, block=true, timeout=None, *, codec=None))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        obj: Bound<'_, PyAny>,
+        block: bool,
+        timeout: Option<f64>,
+        codec: Option<u32>,
+    ) -> PyResult<()> {
+        let deadline = deadline_of(block, timeout)?;
+        let codec = self.resolve_codec(codec)?;
+        let payload = self.encode(obj, codec)?;
+        self.put_payloads(py, &[(codec, payload)], deadline)
+    }
+
+    /// Puts `obj` without waiting; raises `Full` if there is no room.
+    fn put_nowait(&self, py: Python<'_>, obj: Bound<'_, PyAny>) -> PyResult<()> {
+        let payload = self.encode(obj, self.codec)?;
+        self.put_payloads(py, &[(self.codec, payload)], Some(Instant::now()))
+    }
+
+    /// Puts every object of `objs`, in order. A batch that fits in the ring goes in at once
+    /// (all or nothing); a larger one goes in consecutive chunks that do.
+    #[pyo3(signature = (objs, block=true, timeout=None, *, codec=None))]
+    fn put_many(
+        &self,
+        py: Python<'_>,
+        objs: Bound<'_, PyAny>,
+        block: bool,
+        timeout: Option<f64>,
+        codec: Option<u32>,
+    ) -> PyResult<()> {
+        let deadline = deadline_of(block, timeout)?;
+        let codec = self.resolve_codec(codec)?;
+        let q = self.queue(py)?;
+        let budget = q.capacity();
+        let mut chunk: Vec<(u16, Payload<'_>)> = Vec::new();
+        let mut bytes = 0u64;
+        for obj in objs.try_iter()? {
+            let p = self.encode(obj?, codec)?;
+            let size = shmq_record_size(p.as_slice().len());
+            if !chunk.is_empty() && bytes + size > budget {
+                self.put_payloads(py, &chunk, deadline)?;
+                chunk.clear();
+                bytes = 0;
+            }
+            bytes += size;
+            chunk.push((codec, p));
+        }
+        if !chunk.is_empty() {
+            self.put_payloads(py, &chunk, deadline)?;
+        }
+        Ok(())
+    }
+
+    /// Removes and returns an object, waiting if `block` (at most `timeout` seconds if
+    /// given); raises `Empty` when there is none.
+    #[pyo3(signature = (block=true, timeout=None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let deadline = deadline_of(block, timeout)?;
+        let q = self.queue(py)?;
+        let attempt = || -> PyResult<Option<(u16, Bound<'py, PyBytes>)>> {
+            let mut alloc_err = None;
+            let r = q.try_recv_with(|m| {
+                let b = PyBytes::new_with(py, m.len(), |buf| {
+                    m.copy_to(buf);
+                    Ok(())
+                });
+                (m.codec, b.map_err(|e| alloc_err = Some(e)).ok())
+            });
+            match r {
+                Ok((codec, Some(b))) => Ok(Some((codec, b))),
+                Ok((_, None)) => Err(alloc_err.expect("set on failure")),
+                Err(TryRecvError::Empty) => Ok(None),
+                Err(TryRecvError::Corrupted(w)) => Err(recv_error(py, &q, w)),
+            }
+        };
+        let wait = |d| Ok(q.wait_for_data(d, Some(SLICE)));
+        match Self::blocking(py, deadline, attempt, wait)? {
+            Some((codec, raw)) => self.decode(raw, codec),
+            None => Err(error(py, "Empty", "queue is empty")),
+        }
+    }
+
+    /// Removes and returns an object without waiting; raises `Empty` if there is none.
+    fn get_nowait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.get(py, false, None)
+    }
+
+    /// Removes and returns a list of 1 to `max_messages` objects, waiting for the first if
+    /// `block`; raises `Empty` when there is none.
+    #[pyo3(signature = (max_messages=1000, block=true, timeout=None))]
+    fn get_many<'py>(
+        &self,
+        py: Python<'py>,
+        max_messages: usize,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        if max_messages == 0 {
+            return Err(PyValueError::new_err("max_messages must be at least 1"));
+        }
+        let deadline = deadline_of(block, timeout)?;
+        let q = self.queue(py)?;
+        let attempt = || -> PyResult<Option<Vec<(u16, Bound<'py, PyBytes>)>>> {
+            let mut out = Vec::new();
+            let mut alloc_err = None;
+            let r = q.try_recv_many_with(max_messages, |m| {
+                match PyBytes::new_with(py, m.len(), |buf| {
+                    m.copy_to(buf);
+                    Ok(())
+                }) {
+                    Ok(b) => out.push((m.codec, b)),
+                    Err(e) => alloc_err = Some(e),
+                }
+            });
+            if let Some(e) = alloc_err {
+                return Err(e);
+            }
+            match r {
+                Ok(_) => Ok(Some(out)),
+                Err(TryRecvError::Empty) => Ok(None),
+                Err(TryRecvError::Corrupted(w)) => Err(recv_error(py, &q, w)),
+            }
+        };
+        let wait = |d| Ok(q.wait_for_data(d, Some(SLICE)));
+        match Self::blocking(py, deadline, attempt, wait)? {
+            Some(raws) => {
+                let list = PyList::empty(py);
+                for (codec, raw) in raws {
+                    list.append(self.decode(raw, codec)?)?;
+                }
+                Ok(list)
+            }
+            None => Err(error(py, "Empty", "queue is empty")),
+        }
+    }
+
+    /// Approximate number of queued messages.
+    fn qsize(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.queue(py)?.len())
+    }
+
+    /// Whether the queue is empty (a snapshot).
+    fn empty(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.queue(py)?.is_empty())
+    }
+
+    /// Whether the queue is full (a snapshot: a small message would not fit).
+    fn full(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.queue(py)?.is_full())
+    }
+
+    /// Detaches this process; the last process to detach removes a non-persistent queue.
+    /// Idempotent.
+    fn close(&self, py: Python<'_>) {
+        let q = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
+        // Detaching may reap dead processes (a few system calls): not under the GIL.
+        py.detach(move || drop(q));
+    }
+
+    /// Removes the queue's name now; attached processes keep using it.
+    fn unlink(&self, py: Python<'_>) -> PyResult<()> {
+        let q = self.queue(py)?;
+        q.unlink().map_err(|e| PyErr::new::<pyo3::exceptions::PyOSError, _>(e.to_string()))
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+    }
+
+    /// The queue's full name (namespace included).
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Default codec id of `put`.
+    #[getter]
+    fn codec_id(&self) -> u16 {
+        self.codec
+    }
+
+    /// Whether pickle is allowed.
+    #[getter]
+    fn allow_pickle(&self) -> bool {
+        self.allow_pickle
+    }
+
+    /// Ring size in bytes.
+    #[getter]
+    fn capacity(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.queue(py)?.capacity())
+    }
+
+    /// Message bound (0 = none).
+    #[getter]
+    fn maxsize(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.queue(py)?.maxsize())
+    }
+
+    /// Largest encoded message the queue can hold.
+    #[getter]
+    fn max_message_size(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.queue(py)?.max_message_size())
+    }
+
+    /// Whether the segment outlives its last process.
+    #[getter]
+    fn persistent(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.queue(py)?.is_persistent())
+    }
+
+    /// Counters and occupancy as a dict.
+    fn _stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.queue(py)?.stats();
+        let d = PyDict::new(py);
+        d.set_item("depth", s.depth)?;
+        d.set_item("bytes_used", s.bytes_used)?;
+        d.set_item("capacity", s.capacity)?;
+        d.set_item("maxsize", s.maxsize)?;
+        d.set_item("puts", s.puts)?;
+        d.set_item("gets", s.gets)?;
+        d.set_item("waits", s.waits)?;
+        d.set_item("attached", s.attached)?;
+        d.set_item("lost", s.lost)?;
+        d.set_item("abandoned", s.abandoned)?;
+        d.set_item("reaped", s.reaped)?;
+        Ok(d)
+    }
+
+    /// In a child after `fork()`: take a process slot of the child's own.
+    fn _reattach_after_fork(&self, py: Python<'_>) -> PyResult<()> {
+        let Ok(mut guard) = self.inner.try_lock() else {
+            return Ok(()); // another thread held it at fork time: leave the handle as is
+        };
+        let Some(old) = guard.take() else { return Ok(()) };
+        let fresh = old.reopen_in_child();
+        match Arc::try_unwrap(old) {
+            Ok(q) => q.forget_in_child(),
+            // Clones held by threads that do not exist in the child: never dropped.
+            Err(arc) => std::mem::forget(arc),
+        }
+        *guard = Some(Arc::new(fresh.map_err(|e| open_error(py, e))?));
+        Ok(())
+    }
+}
+
+fn shmq_record_size(len: usize) -> u64 {
+    (16 + len as u64).div_ceil(16) * 16
+}
+
+/// Names of the queues present in /dev/shm.
+#[pyfunction]
+fn list_queues() -> PyResult<Vec<String>> {
+    shmq::list_queues().map_err(|e| PyErr::new::<pyo3::exceptions::PyOSError, _>(e.to_string()))
+}
+
+/// Checks a queue name; raises `InvalidNameError`.
+#[pyfunction]
+fn validate_name(py: Python<'_>, name: &str) -> PyResult<()> {
+    shmq::validate_name(name).map_err(|e| open_error(py, e))
+}
+
+#[pymodule(gil_used = true)]
+fn _shmq(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyQueue>()?;
+    m.add_function(wrap_pyfunction!(register_codec, m)?)?;
+    m.add_function(wrap_pyfunction!(list_queues, m)?)?;
+    m.add_function(wrap_pyfunction!(validate_name, m)?)?;
+    m.add("CODEC_RAW", CODEC_RAW)?;
+    m.add("CODEC_PICKLE", CODEC_PICKLE)?;
+    m.add("CODEC_MSGPACK", CODEC_MSGPACK)?;
+    m.add("FIRST_USER_CODEC", FIRST_USER_CODEC)?;
+    m.add("SEGMENT_PREFIX", shmq::SEGMENT_PREFIX)?;
+    Ok(())
+}

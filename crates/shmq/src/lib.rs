@@ -495,6 +495,14 @@ impl Queue {
     ) -> Result<usize, RecvTimeoutError> {
         self.ring().recv_many_deadline(max, deadline, slice, f)
     }
+    /// Receives up to `max` ready messages, handing each to `f` while it is still in the ring.
+    pub fn try_recv_many_with(
+        &self,
+        max: usize,
+        f: impl FnMut(RecordView<'_>),
+    ) -> Result<usize, TryRecvError> {
+        self.ring().try_recv_many_with(max, f)
+    }
     /// Receives one ready message, handing it to `f` while it is still in the ring.
     pub fn try_recv_with<R>(&self, f: impl FnOnce(RecordView<'_>) -> R) -> Result<R, TryRecvError> {
         self.ring().try_recv_with(f)
@@ -528,25 +536,53 @@ impl Queue {
         }
     }
 
-    /// After `fork()`, in the child: takes a process slot of the child's own, so the parent's
-    /// death or exit is seen correctly and the child's is too. The parent's slot is left to
-    /// the parent. Call it before using the queue in the child.
-    pub fn reattach_after_fork(&mut self) -> Result<(), OpenError> {
-        let old = self.ring.take().expect("attached");
-        let fresh = old.backing().reopen_after_fork().map_err(OpenError::Io);
-        // The inherited handle shares the parent's open file description: closing our copy of
-        // the descriptor without detaching leaves the parent's slot and leases alone.
-        drop(old.into_backing_without_detach());
-        let fresh = fresh?;
+    /// After `fork()`, in the child: a new attachment with the child's own process slot and
+    /// leases, so the parent's death or exit is seen correctly and the child's is too.
+    /// Then drop the inherited handle with [`Queue::forget_in_child`].
+    pub fn reopen_in_child(&self) -> Result<Queue, OpenError> {
+        let fresh = self.ring().backing().reopen_after_fork().map_err(OpenError::Io)?;
+        let name = self.name.clone();
         let ring = Ring::open(fresh).map_err(|(_, e)| match e {
             AttachError::NoFreeSlot { max_slots } => {
-                OpenError::TooManyProcesses { name: self.name.clone(), max: max_slots }
+                OpenError::TooManyProcesses { name: name.clone(), max: max_slots }
             }
-            AttachError::Layout(reason) => OpenError::Corrupted { name: self.name.clone(), reason },
-            _ => OpenError::DoesNotExist(self.name.clone()),
+            AttachError::Layout(reason) => OpenError::Corrupted { name: name.clone(), reason },
+            _ => OpenError::DoesNotExist(name.clone()),
         })?;
-        self.ring = Some(ring);
+        Ok(Queue { ring: Some(ring), name })
+    }
+
+    /// After `fork()`, in the child: drops the inherited handle without detaching. It shares
+    /// the parent's open file description, so the parent's slot and leases stay the parent's.
+    pub fn forget_in_child(mut self) {
+        if let Some(ring) = self.ring.take() {
+            drop(ring.into_backing_without_detach());
+        }
+    }
+
+    /// After `fork()`, in the child: replaces this handle by one of the child's own (see
+    /// [`Queue::reopen_in_child`]). Call it before using the queue in the child.
+    pub fn reattach_after_fork(&mut self) -> Result<(), OpenError> {
+        let fresh = self.reopen_in_child()?;
+        std::mem::replace(self, fresh).forget_in_child();
         Ok(())
+    }
+
+    /// Waits until a message may be ready: `true` when one is, `false` at `deadline`, after
+    /// `slice`, or when a signal interrupted the sleep. Spins about 50 µs, then sleeps.
+    pub fn wait_for_data(&self, deadline: Option<Instant>, slice: Option<Duration>) -> bool {
+        self.ring().wait_for_data(deadline, slice)
+    }
+
+    /// Waits until the batch `msgs` may fit (see [`Queue::wait_for_data`]).
+    pub fn wait_for_space(
+        &self,
+        msgs: &[Message<'_>],
+        deadline: Option<Instant>,
+        slice: Option<Duration>,
+    ) -> Result<bool, TrySendError> {
+        let total = self.ring().batch_bytes(msgs)?;
+        Ok(self.ring().wait_for_space(msgs.len() as u64, total, deadline, slice))
     }
 
     /// Detaches now (as drop does); the last process of a non-persistent queue removes it.

@@ -188,7 +188,7 @@ unsafe impl Backing for ShmSegment {
             Err(_) => true, // cannot tell: assume alive, never reap on doubt
         }
     }
-    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
         let ts = timeout.map(|t| libc::timespec {
             tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
             tv_nsec: t.subsec_nanos() as libc::c_long,
@@ -198,7 +198,7 @@ unsafe impl Backing for ShmSegment {
         // u32 at `word`, which lives as long as the mapping; the timeout is relative and
         // measured on CLOCK_MONOTONIC. Errors (EAGAIN: value changed, EINTR, ETIMEDOUT) all
         // mean "return and let the caller re-check".
-        unsafe {
+        let r = unsafe {
             libc::syscall(
                 libc::SYS_futex,
                 word.as_ptr(),
@@ -207,8 +207,9 @@ unsafe impl Backing for ShmSegment {
                 ts_ptr,
                 std::ptr::null::<u32>(),
                 0u32,
-            );
-        }
+            )
+        };
+        r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
     }
     fn wake_all(&self, word: &AtomicU32) {
         // SAFETY: FUTEX_WAKE only uses the address as a key.

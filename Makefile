@@ -1,0 +1,56 @@
+# Everything a user or CI runs goes through here; .ci/run calls `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.deps-installed
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: setup build demo test test-rust test-python lint fmt bench bench-rust clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "maturin>=1.5,<2" "pytest>=7" "pytest-timeout>=2" "mypy>=1.8" "msgpack>=1.0" "rich>=13"
+	touch $(STAMP)
+
+## setup: virtualenv with the dependencies, and shmq built in release mode into it
+setup: $(STAMP) build
+
+build: $(STAMP)
+	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --release --quiet
+
+## demo: set everything up, then run the multi-process demo
+demo: setup
+	$(PY) examples/python/demo.py
+
+## test: set everything up, then run every check and test (Rust and Python)
+test: setup lint test-rust test-python
+
+lint: $(STAMP)
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
+	$(PY) -m mypy
+	$(PY) -m mypy.stubtest shmq._shmq --allowlist .mypy-stubtest-allowlist
+
+test-rust:
+	cargo test --workspace --quiet
+	cargo test --workspace --release --quiet -- --ignored
+
+test-python: build
+	$(PY) -m pytest tests examples/python -q
+	$(PY) tests/leak_check.py
+
+fmt:
+	cargo fmt --all
+
+## bench: the cross-library benchmark (shmq vs multiprocessing.Queue vs faster-fifo)
+bench: setup
+	$(PIP) install --quiet "faster-fifo>=1.4"
+	$(PY) benchmarks/bench.py
+
+bench-rust:
+	cargo bench -p shmq --bench ring
+
+clean:
+	rm -rf $(VENV) target

@@ -1,0 +1,96 @@
+"""Exceptions raised by shmq. Every one derives from :class:`ShmqError`; those with a
+standard meaning also derive from the matching built-in (``FileNotFoundError``, ...), and
+``Full``/``Empty`` derive from :mod:`queue`'s, as ``multiprocessing.Queue`` raises them."""
+
+from __future__ import annotations
+
+import queue
+
+
+class ShmqError(Exception):
+    """Base class of every shmq error."""
+
+
+class Full(ShmqError, queue.Full):
+    """The queue stayed full (nonblocking put, or the timeout passed)."""
+
+
+class Empty(ShmqError, queue.Empty):
+    """The queue stayed empty (nonblocking get, or the timeout passed)."""
+
+
+class QueueNotFoundError(ShmqError, FileNotFoundError):
+    """Opening a queue that does not exist (``create=False``)."""
+
+
+class QueueExistsError(ShmqError, FileExistsError):
+    """Creating a queue whose name is taken (``create=True``)."""
+
+
+class QueuePermissionError(ShmqError, PermissionError):
+    """The queue's segment belongs to another user and its mode does not allow us in."""
+
+
+class InvalidNameError(ShmqError, ValueError):
+    """A queue name or namespace with characters other than ``[A-Za-z0-9._-]``, empty, or
+    longer than 200 characters."""
+
+
+class MessageTooLargeError(ShmqError, ValueError):
+    """A message larger than the queue can ever hold (see ``Queue.max_message_size``)."""
+
+
+class CorruptedQueueError(ShmqError):
+    """The segment is not a shmq queue of this version, or its shared state is damaged
+    (bad magic, layout version or sizes; a record that breaks the protocol)."""
+
+
+class TooManyProcessesError(ShmqError):
+    """Every process slot of the queue is held by a live process (see ``max_processes``)."""
+
+
+class QueueClosedError(ShmqError, ValueError):
+    """The queue object was closed (``close()``) and cannot be used any more."""
+
+
+class CodecError(ShmqError, TypeError):
+    """An object could not be encoded, or a codec is unknown or unavailable."""
+
+
+class DecodeError(ShmqError):
+    """A received message could not be decoded. It has been taken off the queue; its bytes
+    are in :attr:`raw` and its codec id in :attr:`codec`, so nothing is lost."""
+
+    def __init__(self, message: str, raw: bytes, codec: int) -> None:
+        super().__init__(message)
+        self.raw = raw
+        self.codec = codec
+
+    def __reduce__(self) -> tuple[type[DecodeError], tuple[str, bytes, int]]:
+        return (type(self), (str(self), self.raw, self.codec))
+
+
+class PickleNotAllowedError(DecodeError, CodecError):
+    """Pickle is disabled for this queue (``allow_pickle=False``): raised by ``put`` of a
+    pickled message (with ``raw`` empty) and by ``get`` of one (with its bytes in ``raw``)."""
+
+    def __init__(self, message: str, raw: bytes = b"", codec: int = 1) -> None:
+        super().__init__(message, raw, codec)
+
+
+__all__ = [
+    "CodecError",
+    "CorruptedQueueError",
+    "DecodeError",
+    "Empty",
+    "Full",
+    "InvalidNameError",
+    "MessageTooLargeError",
+    "PickleNotAllowedError",
+    "QueueClosedError",
+    "QueueExistsError",
+    "QueueNotFoundError",
+    "QueuePermissionError",
+    "ShmqError",
+    "TooManyProcessesError",
+]
