@@ -35,7 +35,6 @@ lint: $(STAMP)
 
 test-rust:
 	cargo test --workspace --quiet
-	cargo test --workspace --release --quiet -- --ignored
 
 test-python: build
 	$(PY) -m pytest tests examples/python -q

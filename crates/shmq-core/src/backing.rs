@@ -18,7 +18,7 @@ pub unsafe trait Backing {
     /// Start of the segment.
     fn base(&self) -> *mut u8;
     /// Length of the segment in bytes.
-    fn len(&self) -> u64;
+    fn size(&self) -> u64;
     /// Takes the liveness lease of `slot` for this handle; `false` if a live handle holds it.
     fn try_lease(&self, slot: u32) -> bool;
     /// Gives back a lease taken with [`Backing::try_lease`].
@@ -76,7 +76,10 @@ impl HeapRegion {
         // SAFETY: `len` is non-zero for any geometry (a header is at least 4 KiB).
         let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
         assert!(!ptr.is_null(), "allocation failed");
-        Self { mem: Arc::new(HeapMem { ptr, layout }), leases: Arc::default() }
+        Self {
+            mem: Arc::new(HeapMem { ptr, layout }),
+            leases: Arc::default(),
+        }
     }
 
     /// A new handle ("process") on this region.
@@ -86,7 +89,10 @@ impl HeapRegion {
             l.next_holder += 1;
             l.next_holder
         };
-        HeapBacking { region: self.clone(), holder: id }
+        HeapBacking {
+            region: self.clone(),
+            holder: id,
+        }
     }
 }
 
@@ -100,7 +106,12 @@ pub struct HeapBacking {
 impl HeapBacking {
     /// Releases every lease of this handle, as the kernel does when a process dies.
     pub fn die(&self) {
-        self.region.leases.lock().unwrap().held.retain(|_, h| *h != self.holder);
+        self.region
+            .leases
+            .lock()
+            .unwrap()
+            .held
+            .retain(|_, h| *h != self.holder);
     }
 }
 
@@ -110,7 +121,7 @@ unsafe impl Backing for HeapBacking {
     fn base(&self) -> *mut u8 {
         self.region.mem.ptr
     }
-    fn len(&self) -> u64 {
+    fn size(&self) -> u64 {
         self.region.mem.layout.size() as u64
     }
     fn try_lease(&self, slot: u32) -> bool {

@@ -342,7 +342,13 @@ impl std::error::Error for LayoutError {}
 
 impl Geometry {
     /// The geometry of a new segment. `capacity` is rounded up to a multiple of the page size.
-    pub fn new(capacity: u64, maxsize: u64, max_slots: u32, flags: u32, nonce: u64) -> Option<Self> {
+    pub fn new(
+        capacity: u64,
+        maxsize: u64,
+        max_slots: u32,
+        flags: u32,
+        nonce: u64,
+    ) -> Option<Self> {
         if capacity == 0 || capacity > MAX_CAPACITY || max_slots == 0 || max_slots > MAX_SLOTS {
             return None;
         }
@@ -372,7 +378,10 @@ impl Geometry {
         }
         let version = id.version.load(Ordering::Relaxed);
         if version != LAYOUT_VERSION {
-            return Err(LayoutError::VersionMismatch { found: version, expected: LAYOUT_VERSION });
+            return Err(LayoutError::VersionMismatch {
+                found: version,
+                expected: LAYOUT_VERSION,
+            });
         }
         let kind = id.kind.load(Ordering::Relaxed);
         if kind != KIND_QUEUE {
@@ -450,5 +459,55 @@ impl Geometry {
     #[inline]
     pub fn tag(&self, pos: u64) -> u64 {
         ((pos >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.nonce) << 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_sizes() {
+        // docs/protocol.md states these; keep them in step.
+        assert_eq!(control_size(), 1152);
+        assert_eq!(slot_size(), 384);
+        assert_eq!(core::mem::size_of::<Lane>(), 64);
+    }
+
+    #[test]
+    fn tags_are_distinct_per_position_and_clear_of_state_bits() {
+        let g = Geometry::new(4096, 0, 1, 0, 0xDEAD_BEEF).unwrap();
+        let tags: std::collections::HashSet<u64> = (0..10_000u64).map(|i| g.tag(i * 16)).collect();
+        assert_eq!(tags.len(), 10_000);
+        assert!(tags.iter().all(|t| t & STATE_MASK == 0));
+    }
+
+    #[test]
+    fn geometry_round_trips_and_rejects_inconsistent_sizes() {
+        let g = Geometry::new(10_000, 5, 8, FLAG_PERSISTENT, 42).unwrap();
+        assert_eq!(g.capacity, 12_288);
+        let id = Identity::default();
+        g.write(&id, 0);
+        assert_eq!(Geometry::read(&id, g.total_size), Ok(g));
+        assert!(matches!(
+            Geometry::read(&id, g.total_size + 1),
+            Err(LayoutError::Corrupted(_))
+        ));
+        id.capacity.store(g.capacity + 16, Ordering::Relaxed);
+        assert!(matches!(
+            Geometry::read(&id, g.total_size),
+            Err(LayoutError::Corrupted(_))
+        ));
+        id.capacity.store(g.capacity, Ordering::Relaxed);
+        id.version.store(99, Ordering::Relaxed);
+        assert!(matches!(
+            Geometry::read(&id, g.total_size),
+            Err(LayoutError::VersionMismatch { found: 99, .. })
+        ));
+        id.magic.store(0, Ordering::Relaxed);
+        assert_eq!(
+            Geometry::read(&id, g.total_size),
+            Err(LayoutError::BadMagic)
+        );
     }
 }

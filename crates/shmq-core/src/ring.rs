@@ -32,7 +32,11 @@ pub struct Message<'a> {
 impl<'a> Message<'a> {
     /// A message with codec 0 (raw bytes).
     pub fn raw(payload: &'a [u8]) -> Self {
-        Self { codec: 0, flags: 0, payload }
+        Self {
+            codec: 0,
+            flags: 0,
+            payload,
+        }
     }
 }
 
@@ -241,8 +245,8 @@ impl<B: Backing> Ring<B> {
     ///
     /// The region must be exclusively the caller's (just created) and `g.total_size` long.
     pub fn create(b: B, g: Geometry, created_ns: u64) -> Result<Self, (B, AttachError)> {
-        if b.len() != g.total_size {
-            let len = b.len();
+        if b.size() != g.total_size {
+            let len = b.size();
             return Err((b, AttachError::Layout(LayoutError::TooSmall { len })));
         }
         let c = Self::control_of(&b);
@@ -258,7 +262,7 @@ impl<B: Backing> Ring<B> {
     }
 
     fn control_of(b: &B) -> &Control {
-        debug_assert!(b.len() >= control_size());
+        debug_assert!(b.size() >= control_size());
         // SAFETY: `Backing` guarantees `base()` is 4096-aligned and `len()` bytes long; callers
         // checked `len() >= control_size()`. `Control` is made only of atomics, valid for any
         // bit pattern, and shared mutation through atomics is sound.
@@ -266,8 +270,8 @@ impl<B: Backing> Ring<B> {
     }
 
     fn attach(b: B) -> Result<Self, (B, AttachError)> {
-        if b.len() < control_size() {
-            let len = b.len();
+        if b.size() < control_size() {
+            let len = b.size();
             return Err((b, AttachError::Layout(LayoutError::TooSmall { len })));
         }
         let c = Self::control_of(&b);
@@ -275,7 +279,7 @@ impl<B: Backing> Ring<B> {
         if c.id.ready.load(Ordering::Acquire) != 1 {
             return Err((b, AttachError::NotReady));
         }
-        let g = match Geometry::read(&c.id, b.len()) {
+        let g = match Geometry::read(&c.id, b.size()) {
             Ok(g) => g,
             Err(e) => return Err((b, AttachError::Layout(e))),
         };
@@ -286,12 +290,19 @@ impl<B: Backing> Ring<B> {
                 return Err((b, AttachError::Closing));
             }
             // SYNC A (attach count): AcqRel orders us against the last detacher's CAS to CLOSED.
-            match c.attached.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire) {
+            match c
+                .attached
+                .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => break,
                 Err(x) => n = x,
             }
         }
-        let mut ring = Self { b, g, slot: u32::MAX };
+        let mut ring = Self {
+            b,
+            g,
+            slot: u32::MAX,
+        };
         match ring.claim_slot() {
             Some(slot) => {
                 ring.slot = slot;
@@ -340,7 +351,10 @@ impl<B: Backing> Ring<B> {
                 l.busy.store(0, Ordering::Relaxed);
             }
             // SYNC S (slot claim): AcqRel; Release publishes the cleared slot above.
-            if s.state.compare_exchange(free, next, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            if s.state
+                .compare_exchange(free, next, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
                 return Some(i);
             }
             self.b.drop_lease(i);
@@ -353,7 +367,10 @@ impl<B: Backing> Ring<B> {
     fn reap(&self, i: u32, state: u64) -> bool {
         let s = self.slot_at(i);
         let reaping = (state & !0xFF) | SLOT_REAPING;
-        if s.state.compare_exchange(state, reaping, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+        if s.state
+            .compare_exchange(state, reaping, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
             return false;
         }
         let c = self.control();
@@ -361,16 +378,26 @@ impl<B: Backing> Ring<B> {
         self.fold_counters(s);
         // SYNC A: the dead process's count goes; AcqRel as every change of `attached`.
         c.attached.fetch_sub(1, Ordering::AcqRel);
-        s.state.store((state & !0xFF) | SLOT_FREE, Ordering::Release);
+        s.state
+            .store((state & !0xFF) | SLOT_FREE, Ordering::Release);
         true
     }
 
     fn fold_counters(&self, s: &Slot) {
         let t = &self.control().totals;
         // Relaxed: statistics only.
-        t.puts.fetch_add(s.counters.puts.swap(0, Ordering::Relaxed), Ordering::Relaxed);
-        t.gets.fetch_add(s.counters.gets.swap(0, Ordering::Relaxed), Ordering::Relaxed);
-        t.waits.fetch_add(s.counters.waits.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+        t.puts.fetch_add(
+            s.counters.puts.swap(0, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        t.gets.fetch_add(
+            s.counters.gets.swap(0, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        t.waits.fetch_add(
+            s.counters.waits.swap(0, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
     }
 
     /// Detaches dead processes it finds, then this one. Returns [`Detached::Last`] when the
@@ -382,7 +409,8 @@ impl<B: Backing> Ring<B> {
         self.fold_counters(s);
         let state = s.state.load(Ordering::Relaxed);
         // SYNC S: Release publishes the folded counters before the slot is reused.
-        s.state.store((state & !0xFF) | SLOT_FREE, Ordering::Release);
+        s.state
+            .store((state & !0xFF) | SLOT_FREE, Ordering::Release);
         self.b.drop_lease(self.slot);
         let persistent = self.g.flags & FLAG_PERSISTENT != 0;
         let mut n = c.attached.load(Ordering::Acquire);
@@ -393,7 +421,10 @@ impl<B: Backing> Ring<B> {
                 (n.saturating_sub(1), Detached::Others)
             };
             // SYNC A: AcqRel, see `attach`.
-            match c.attached.compare_exchange_weak(n, next, Ordering::AcqRel, Ordering::Acquire) {
+            match c
+                .attached
+                .compare_exchange_weak(n, next, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => break outcome,
                 Err(x) => n = x,
             }
@@ -529,7 +560,9 @@ impl<B: Backing> Ring<B> {
                 let l = &lanes[(start + k) % LANES];
                 // SYNC L: Acquire pairs with the Release in `LaneGuard::drop`.
                 if l.busy.load(Ordering::Relaxed) == 0
-                    && l.busy.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_ok()
+                    && l.busy
+                        .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
                 {
                     return LaneGuard(l);
                 }
@@ -575,7 +608,10 @@ impl<B: Backing> Ring<B> {
         // The records now carry the permits; the lane no longer owns anything.
         lane.0.put_state.store(INTENT_NONE, Ordering::Release);
         drop(lane);
-        self.slot_at(self.slot).counters.puts.fetch_add(n, Ordering::Relaxed);
+        self.slot_at(self.slot)
+            .counters
+            .puts
+            .fetch_add(n, Ordering::Relaxed);
         self.notify(Side::Data);
         Ok(())
     }
@@ -606,12 +642,16 @@ impl<B: Backing> Ring<B> {
                 return false;
             }
             // Relaxed: the count only bounds how many messages exist; it publishes no data.
-            match c.count.compare_exchange_weak(cur, cur + n, Ordering::Relaxed, Ordering::Relaxed) {
+            match c
+                .count
+                .compare_exchange_weak(cur, cur + n, Ordering::Relaxed, Ordering::Relaxed)
+            {
                 Ok(_) => break,
                 Err(x) => cur = x,
             }
         }
-        lane.put_state.store(n << 32 | INTENT_NONE, Ordering::Relaxed);
+        lane.put_state
+            .store(n << 32 | INTENT_NONE, Ordering::Relaxed);
         true
     }
 
@@ -638,7 +678,9 @@ impl<B: Backing> Ring<B> {
                 continue;
             }
             if tail - release > cap {
-                return Err(TrySendError::Corrupted("tail is more than a ring ahead of release"));
+                return Err(TrySendError::Corrupted(
+                    "tail is more than a ring ahead of release",
+                ));
             }
             if tail - release + total > cap {
                 if self.advance_release()? {
@@ -649,7 +691,8 @@ impl<B: Backing> Ring<B> {
             }
             lane.put_start.store(tail, Ordering::Relaxed);
             lane.put_end.store(tail + total, Ordering::Relaxed);
-            lane.put_state.store(permits | INTENT_PENDING, Ordering::Relaxed);
+            lane.put_state
+                .store(permits | INTENT_PENDING, Ordering::Relaxed);
             // SYNC P1 (reserve): Release publishes the lane intent to anyone who sees the new
             // tail (Acquire), e.g. a repairer. Failure: Relaxed, we just retry.
             match c.tail.compare_exchange_weak(
@@ -659,7 +702,8 @@ impl<B: Backing> Ring<B> {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
-                    lane.put_state.store(permits | INTENT_OWNED, Ordering::Relaxed);
+                    lane.put_state
+                        .store(permits | INTENT_OWNED, Ordering::Relaxed);
                     return Ok(tail);
                 }
                 Err(x) => tail = x,
@@ -670,13 +714,17 @@ impl<B: Backing> Ring<B> {
     fn write_record(&self, pos: u64, m: &Message<'_>) {
         let cell = self.cell(pos);
         // Relaxed: published by the stamp's Release store below.
-        cell.meta.store(pack_meta(m.payload.len() as u32, m.codec, m.flags), Ordering::Relaxed);
+        cell.meta.store(
+            pack_meta(m.payload.len() as u32, m.codec, m.flags),
+            Ordering::Relaxed,
+        );
         // SAFETY: `reserve` gave this lane `[pos, pos + record_size)`; `batch_size` checked
         // the payload is at most `max_payload() < capacity`.
         unsafe { self.write_payload(pos, m.payload) };
         // SYNC P2 (publish): Release pairs with the consumer's Acquire load of the stamp; a
         // consumer that sees COMMITTED sees the meta and payload written above.
-        cell.stamp.store(self.g.tag(pos) | COMMITTED, Ordering::Release);
+        cell.stamp
+            .store(self.g.tag(pos) | COMMITTED, Ordering::Release);
     }
 
     /// Moves `release` over consumed (and skipped abandoned) records below `head`. Returns
@@ -717,7 +765,10 @@ impl<B: Backing> Ring<B> {
             }
             // SYNC F: Release (see `reserve`); Acquire on both outcomes to continue the walk
             // from the newest value.
-            match c.release.compare_exchange(r, end, Ordering::AcqRel, Ordering::Acquire) {
+            match c
+                .release
+                .compare_exchange(r, end, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => {
                     moved = true;
                     r = end;
@@ -779,7 +830,10 @@ impl<B: Backing> Ring<B> {
             // SYNC C1 (claim): Release publishes the lane intent to whoever sees the new head
             // (a reclaimer or repairer). The records' contents were acquired by the stamp loads
             // in `scan`; nothing else needs Acquire here.
-            match c.head.compare_exchange_weak(head, end, Ordering::Release, Ordering::Relaxed) {
+            match c
+                .head
+                .compare_exchange_weak(head, end, Ordering::Release, Ordering::Relaxed)
+            {
                 Ok(_) => break (end, count, permits),
                 Err(x) => head = x,
             }
@@ -800,14 +854,25 @@ impl<B: Backing> Ring<B> {
             }
             // SAFETY: the CAS on head gave this lane `[head, end)`; `scan` checked `len`.
             let (first, second) = unsafe { self.payload(pos, u64::from(len)) };
-            let done = MarkConsumed { cell, stamp: self.g.tag(pos) | CONSUMED };
-            f(RecordView { codec, flags, first, second });
+            let done = MarkConsumed {
+                cell,
+                stamp: self.g.tag(pos) | CONSUMED,
+            };
+            f(RecordView {
+                codec,
+                flags,
+                first,
+                second,
+            });
             drop(done);
             pos += record_size(u64::from(len));
         }
         lane.0.get_state.store(INTENT_NONE, Ordering::Release);
         drop(lane);
-        self.slot_at(self.slot).counters.gets.fetch_add(count, Ordering::Relaxed);
+        self.slot_at(self.slot)
+            .counters
+            .gets
+            .fetch_add(count, Ordering::Relaxed);
         self.notify(Side::Space);
         Ok(count as usize)
     }
@@ -851,7 +916,11 @@ impl<B: Backing> Ring<B> {
 
     /// A bad record seen from `head` is corruption only if `head` did not move meanwhile (if
     /// it moved, the bytes may have been reused and the read was merely stale).
-    fn corrupt_unless_moved<T>(&self, head: u64, what: &'static str) -> Result<Option<T>, TryRecvError> {
+    fn corrupt_unless_moved<T>(
+        &self,
+        head: u64,
+        what: &'static str,
+    ) -> Result<Option<T>, TryRecvError> {
         if self.control().head.load(Ordering::Acquire) == head {
             Err(TryRecvError::Corrupted(what))
         } else {
@@ -956,7 +1025,10 @@ impl<B: Backing> Ring<B> {
             if timeout == Some(Duration::ZERO) {
                 wake = Wake::TimedOut;
             } else {
-                self.slot_at(self.slot).counters.waits.fetch_add(1, Ordering::Relaxed);
+                self.slot_at(self.slot)
+                    .counters
+                    .waits
+                    .fetch_add(1, Ordering::Relaxed);
                 if self.b.wait(&ev.seq, seq, timeout) {
                     wake = Wake::Interrupted;
                 }
@@ -995,7 +1067,9 @@ impl<B: Backing> Ring<B> {
     /// Waits until a message may be ready (see [`Ring::wait_for`] for the return value). Another
     /// consumer may still take it first: call `try_recv*` and wait again if it is gone.
     pub fn wait_for_data(&self, deadline: Option<Instant>, slice: Option<Duration>) -> bool {
-        self.wait_for(Side::Data, deadline, slice, &|| self.data_ready(), &|| self.head_in_flight())
+        self.wait_for(Side::Data, deadline, slice, &|| self.data_ready(), &|| {
+            self.head_in_flight()
+        })
     }
 
     /// Waits until `n` messages of `total_bytes` (as [`Ring::batch_bytes`] counts them) may
@@ -1011,7 +1085,13 @@ impl<B: Backing> Ring<B> {
             let c = self.control();
             c.release.load(Ordering::Relaxed) < c.head.load(Ordering::Relaxed)
         };
-        self.wait_for(Side::Space, deadline, slice, &|| self.space_ready(n, total_bytes), &stuck)
+        self.wait_for(
+            Side::Space,
+            deadline,
+            slice,
+            &|| self.space_ready(n, total_bytes),
+            &stuck,
+        )
     }
 
     /// Ring bytes the batch `msgs` occupies, or why it can never fit.
@@ -1122,13 +1202,20 @@ impl<B: Backing> Ring<B> {
         let attached = c.attached.load(Ordering::Relaxed);
         Stats {
             depth: self.len(),
-            bytes_used: c.tail.load(Ordering::Relaxed).saturating_sub(c.release.load(Ordering::Relaxed)),
+            bytes_used: c
+                .tail
+                .load(Ordering::Relaxed)
+                .saturating_sub(c.release.load(Ordering::Relaxed)),
             capacity: self.g.capacity,
             maxsize: self.g.maxsize,
             puts,
             gets,
             waits,
-            attached: if attached == ATTACHED_CLOSED { 0 } else { attached },
+            attached: if attached == ATTACHED_CLOSED {
+                0
+            } else {
+                attached
+            },
             lost: c.totals.lost.load(Ordering::Relaxed),
             abandoned: c.totals.abandoned.load(Ordering::Relaxed),
             reaped: c.totals.reaped.load(Ordering::Relaxed),

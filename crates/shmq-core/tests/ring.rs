@@ -47,8 +47,15 @@ fn send_then_recv_in_order() {
 #[test]
 fn codec_and_flags_travel_with_the_record() {
     let (_r, ring) = region(4096, 0);
-    ring.try_send(Message { codec: 1001, flags: 3, payload: b"x" }).unwrap();
-    let (codec, flags, bytes) = ring.try_recv_with(|m| (m.codec, m.flags, m.to_vec())).unwrap();
+    ring.try_send(Message {
+        codec: 1001,
+        flags: 3,
+        payload: b"x",
+    })
+    .unwrap();
+    let (codec, flags, bytes) = ring
+        .try_recv_with(|m| (m.codec, m.flags, m.to_vec()))
+        .unwrap();
     assert_eq!((codec, flags, bytes.as_slice()), (1001, 3, &b"x"[..]));
 }
 
@@ -70,7 +77,10 @@ fn full_then_one_slot_frees_per_recv_over_many_laps() {
         sent = sent.wrapping_add(1);
     }
     assert_eq!(sent, 32);
-    assert_eq!(ring.try_send(Message::raw(&msg(0))), Err(TrySendError::Full));
+    assert_eq!(
+        ring.try_send(Message::raw(&msg(0))),
+        Err(TrySendError::Full)
+    );
     assert!(ring.is_full());
     let mut next = 0u8;
     for _ in 0..scaled(3000) {
@@ -78,7 +88,10 @@ fn full_then_one_slot_frees_per_recv_over_many_laps() {
         next = next.wrapping_add(1);
         ring.try_send(Message::raw(&msg(sent))).unwrap();
         sent = sent.wrapping_add(1);
-        assert_eq!(ring.try_send(Message::raw(&msg(0))), Err(TrySendError::Full));
+        assert_eq!(
+            ring.try_send(Message::raw(&msg(0))),
+            Err(TrySendError::Full)
+        );
     }
 }
 
@@ -143,8 +156,16 @@ fn batches_are_all_or_nothing_and_recv_many_takes_a_run() {
     let big_msgs: Vec<Message<'_>> = big.iter().map(|p| Message::raw(p)).collect();
     assert_eq!(ring.try_send_many(&big_msgs), Err(TrySendError::Full));
     let mut got = Vec::new();
-    assert_eq!(ring.try_recv_many_with(15, |m| got.push(m.to_vec())).unwrap(), 15);
-    assert_eq!(ring.try_recv_many_with(15, |m| got.push(m.to_vec())).unwrap(), 5);
+    assert_eq!(
+        ring.try_recv_many_with(15, |m| got.push(m.to_vec()))
+            .unwrap(),
+        15
+    );
+    assert_eq!(
+        ring.try_recv_many_with(15, |m| got.push(m.to_vec()))
+            .unwrap(),
+        5
+    );
     assert_eq!(got, payloads);
 }
 
@@ -154,7 +175,12 @@ fn recv_timeout_times_out_and_zero_does_not_wait_forever() {
     let t0 = Instant::now();
     let r = ring.recv_many_deadline(1, Some(Instant::now()), None, |_| {});
     assert_eq!(r, Err(RecvTimeoutError::Timeout));
-    let r = ring.recv_many_deadline(1, Some(Instant::now() + Duration::from_millis(20)), None, |_| {});
+    let r = ring.recv_many_deadline(
+        1,
+        Some(Instant::now() + Duration::from_millis(20)),
+        None,
+        |_| {},
+    );
     assert_eq!(r, Err(RecvTimeoutError::Timeout));
     assert!(t0.elapsed() >= Duration::from_millis(20));
 }
@@ -166,7 +192,10 @@ fn last_detach_is_reported_once() {
     assert_eq!(a.stats().attached, 2);
     assert_eq!(a.detach().1, Detached::Others);
     assert_eq!(b.detach().1, Detached::Last);
-    assert!(matches!(Ring::open(r.handle()), Err((_, shmq_core::AttachError::Closing))));
+    assert!(matches!(
+        Ring::open(r.handle()),
+        Err((_, shmq_core::AttachError::Closing))
+    ));
 }
 
 #[test]
@@ -200,7 +229,8 @@ fn mpmc_every_message_exactly_once_fifo_per_producer() {
                 let len = 9 + (i % 40);
                 let mut msg = vec![p as u8; len];
                 msg[..8].copy_from_slice(&(i as u64).to_le_bytes());
-                ring.send_many_deadline(&[Message::raw(&msg)], None, None).unwrap();
+                ring.send_many_deadline(&[Message::raw(&msg)], None, None)
+                    .unwrap();
             }
             Vec::new()
         }));

@@ -79,24 +79,35 @@ fn pickle(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
 fn msgpack(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
     MSGPACK.get_or_try_init(py, || {
         let m = py.import("msgpack").map_err(|e| {
-            let err = error(py, "CodecError", "the msgpack codec needs the 'msgpack' package");
+            let err = error(
+                py,
+                "CodecError",
+                "the msgpack codec needs the 'msgpack' package",
+            );
             err.set_cause(py, Some(e));
             err
         })?;
         let kw = PyDict::new(py);
         kw.set_item("use_bin_type", true)?;
-        let packb = py.import("functools")?.getattr("partial")?.call((m.getattr("packb")?,), Some(&kw))?;
+        let packb = py
+            .import("functools")?
+            .getattr("partial")?
+            .call((m.getattr("packb")?,), Some(&kw))?;
         let kw = PyDict::new(py);
         kw.set_item("raw", false)?;
         kw.set_item("strict_map_key", false)?;
-        let unpackb =
-            py.import("functools")?.getattr("partial")?.call((m.getattr("unpackb")?,), Some(&kw))?;
+        let unpackb = py
+            .import("functools")?
+            .getattr("partial")?
+            .call((m.getattr("unpackb")?,), Some(&kw))?;
         Ok((packb.unbind(), unpackb.unbind()))
     })
 }
 
 fn user_codecs(py: Python<'_>) -> &Bound<'_, PyDict> {
-    USER_CODECS.get_or_init(py, || PyDict::new(py).unbind()).bind(py)
+    USER_CODECS
+        .get_or_init(py, || PyDict::new(py).unbind())
+        .bind(py)
 }
 
 /// Registers a user codec under `codec_id` (>= 1001) for every queue of this process.
@@ -135,9 +146,8 @@ impl BufferView {
             pyo3::ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, pyo3::ffi::PyBUF_SIMPLE)
         };
         if r != 0 {
-            return Err(PyErr::take(obj.py()).unwrap_or_else(|| {
-                PyTypeError::new_err("a bytes-like object is required")
-            }));
+            return Err(PyErr::take(obj.py())
+                .unwrap_or_else(|| PyTypeError::new_err("a bytes-like object is required")));
         }
         Ok(Self { view })
     }
@@ -170,6 +180,9 @@ unsafe impl Send for BufferView {}
 // SAFETY: as above: shared read-only access.
 unsafe impl Sync for BufferView {}
 
+/// A received message before decoding: codec id and bytes.
+type RawMessage<'py> = (u16, Bound<'py, PyBytes>);
+
 /// An encoded message.
 enum Payload<'py> {
     Bytes(Bound<'py, PyBytes>),
@@ -193,7 +206,9 @@ fn bytes_like<'py>(obj: Bound<'py, PyAny>) -> PyResult<Payload<'py>> {
             BufferView::get(&obj).map(Payload::Buffer).map_err(|_| {
                 PyTypeError::new_err(format!(
                     "the raw codec needs a bytes-like object, not {}",
-                    obj.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
+                    obj.get_type()
+                        .name()
+                        .map_or_else(|_| "?".into(), |n| n.to_string())
                 ))
             })
         }
@@ -215,13 +230,13 @@ fn deadline_of(block: bool, timeout: Option<f64>) -> PyResult<Option<Instant>> {
     }
     match timeout {
         None => Ok(None),
-        Some(t) if t.is_nan() || t < 0.0 => {
-            Err(PyValueError::new_err("'timeout' must be a non-negative number"))
-        }
+        Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err(
+            "'timeout' must be a non-negative number",
+        )),
         Some(t) => Ok(Some(
-            Instant::now().checked_add(Duration::from_secs_f64(t.min(1e9))).unwrap_or_else(|| {
-                Instant::now() + Duration::from_secs(86400 * 365 * 30)
-            }),
+            Instant::now()
+                .checked_add(Duration::from_secs_f64(t.min(1e9)))
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365 * 30)),
         )),
     }
 }
@@ -230,7 +245,11 @@ impl PyQueue {
     fn queue(&self, py: Python<'_>) -> PyResult<Arc<shmq::Queue>> {
         match &*self.inner.lock().unwrap_or_else(|p| p.into_inner()) {
             Some(q) => Ok(q.clone()),
-            None => Err(error(py, "QueueClosedError", format!("queue {:?} is closed", self.name))),
+            None => Err(error(
+                py,
+                "QueueClosedError",
+                format!("queue {:?} is closed", self.name),
+            )),
         }
     }
 
@@ -259,7 +278,11 @@ impl PyQueue {
             }
             id => {
                 let Some(pair) = user_codecs(py).get_item(id)? else {
-                    return Err(error(py, "CodecError", format!("no codec registered under id {id}")));
+                    return Err(error(
+                        py,
+                        "CodecError",
+                        format!("no codec registered under id {id}"),
+                    ));
                 };
                 let out = pair.get_item(0)?.call1((obj,))?;
                 bytes_like(out)
@@ -280,9 +303,20 @@ impl PyQueue {
                     let msg = "received a pickled message but allow_pickle=False; \
                                its bytes are in the exception's .raw"
                         .to_owned();
-                    return Err(decode_error(py, "PickleNotAllowedError", msg, &raw, codec, None));
+                    return Err(decode_error(
+                        py,
+                        "PickleNotAllowedError",
+                        msg,
+                        &raw,
+                        codec,
+                        None,
+                    ));
                 }
-                pickle(py)?.1.bind(py).call1((&raw,)).map_err(|e| fail("pickle", e))
+                pickle(py)?
+                    .1
+                    .bind(py)
+                    .call1((&raw,))
+                    .map_err(|e| fail("pickle", e))
             }
             CODEC_MSGPACK => msgpack(py)
                 .and_then(|m| m.1.bind(py).call1((&raw,)))
@@ -337,11 +371,19 @@ impl PyQueue {
         let q = self.queue(py)?;
         let msgs: Vec<Message<'_>> = payloads
             .iter()
-            .map(|(codec, p)| Message { codec: *codec, flags: 0, payload: p.as_slice() })
+            .map(|(codec, p)| Message {
+                codec: *codec,
+                flags: 0,
+                payload: p.as_slice(),
+            })
             .collect();
         let big = msgs.iter().map(|m| m.payload.len()).sum::<usize>() >= COPY_WITHOUT_GIL;
         let attempt = || -> PyResult<Option<()>> {
-            let r = if big { py.detach(|| q.try_send_many(&msgs)) } else { q.try_send_many(&msgs) };
+            let r = if big {
+                py.detach(|| q.try_send_many(&msgs))
+            } else {
+                q.try_send_many(&msgs)
+            };
             match r {
                 Ok(()) => Ok(Some(())),
                 Err(TrySendError::Full) => Ok(None),
@@ -349,9 +391,8 @@ impl PyQueue {
             }
         };
         let wait = |d| {
-            q.wait_for_space(&msgs, d, Some(SLICE)).map_err(|e| {
-                Python::attach(|py| send_error(py, &q, e))
-            })
+            q.wait_for_space(&msgs, d, Some(SLICE))
+                .map_err(|e| Python::attach(|py| send_error(py, &q, e)))
         };
         match Self::blocking(py, deadline, attempt, wait)? {
             Some(()) => Ok(()),
@@ -371,13 +412,21 @@ fn send_error(py: Python<'_>, q: &shmq::Queue, e: TrySendError) -> PyErr {
                 q.name()
             ),
         ),
-        TrySendError::Corrupted(w) => error(py, "CorruptedQueueError", format!("queue {:?}: {w}", q.name())),
+        TrySendError::Corrupted(w) => error(
+            py,
+            "CorruptedQueueError",
+            format!("queue {:?}: {w}", q.name()),
+        ),
         TrySendError::Full => error(py, "Full", "queue is full"),
     }
 }
 
 fn recv_error(py: Python<'_>, q: &shmq::Queue, what: &str) -> PyErr {
-    error(py, "CorruptedQueueError", format!("queue {:?}: {what}", q.name()))
+    error(
+        py,
+        "CorruptedQueueError",
+        format!("queue {:?}: {what}", q.name()),
+    )
 }
 
 #[pymethods]
@@ -413,7 +462,12 @@ impl PyQueue {
                 None => b.open_or_create(),
             })
             .map_err(|e| open_error(py, e))?;
-        Ok(Self { inner: Mutex::new(Some(Arc::new(q))), name, codec, allow_pickle })
+        Ok(Self {
+            inner: Mutex::new(Some(Arc::new(q))),
+            name,
+            codec,
+            allow_pickle,
+        })
     }
 
     /// Puts `obj`, waiting for space if `block` (at most `timeout` seconds if given).
@@ -483,7 +537,7 @@ impl PyQueue {
     ) -> PyResult<Bound<'py, PyAny>> {
         let deadline = deadline_of(block, timeout)?;
         let q = self.queue(py)?;
-        let attempt = || -> PyResult<Option<(u16, Bound<'py, PyBytes>)>> {
+        let attempt = || -> PyResult<Option<RawMessage<'py>>> {
             let mut alloc_err = None;
             let r = q.try_recv_with(|m| {
                 let b = PyBytes::new_with(py, m.len(), |buf| {
@@ -526,7 +580,7 @@ impl PyQueue {
         }
         let deadline = deadline_of(block, timeout)?;
         let q = self.queue(py)?;
-        let attempt = || -> PyResult<Option<Vec<(u16, Bound<'py, PyBytes>)>>> {
+        let attempt = || -> PyResult<Option<Vec<RawMessage<'py>>>> {
             let mut out = Vec::new();
             let mut alloc_err = None;
             let r = q.try_recv_many_with(max_messages, |m| {
@@ -586,13 +640,17 @@ impl PyQueue {
     /// Removes the queue's name now; attached processes keep using it.
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
         let q = self.queue(py)?;
-        q.unlink().map_err(|e| PyErr::new::<pyo3::exceptions::PyOSError, _>(e.to_string()))
+        q.unlink()
+            .map_err(|e| PyErr::new::<pyo3::exceptions::PyOSError, _>(e.to_string()))
     }
 
     /// Whether `close()` was called.
     #[getter]
     fn closed(&self) -> bool {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
     }
 
     /// The queue's full name (namespace included).
@@ -660,7 +718,9 @@ impl PyQueue {
         let Ok(mut guard) = self.inner.try_lock() else {
             return Ok(()); // another thread held it at fork time: leave the handle as is
         };
-        let Some(old) = guard.take() else { return Ok(()) };
+        let Some(old) = guard.take() else {
+            return Ok(());
+        };
         let fresh = old.reopen_in_child();
         match Arc::try_unwrap(old) {
             Ok(q) => q.forget_in_child(),

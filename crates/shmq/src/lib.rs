@@ -183,7 +183,10 @@ pub fn validate_name(name: &str) -> Result<(), OpenError> {
     if name.starts_with('.') {
         return bad("starts with '.'");
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
         return bad("only letters, digits, '.', '_' and '-' are allowed");
     }
     Ok(())
@@ -255,20 +258,33 @@ impl QueueBuilder {
     fn build(self, mode: Mode) -> Result<Queue, OpenError> {
         validate_name(&self.name)?;
         if self.mode > 0o777 {
-            return Err(OpenError::InvalidArgument(format!("mode {:o} is not 0..=0o777", self.mode)));
+            return Err(OpenError::InvalidArgument(format!(
+                "mode {:o} is not 0..=0o777",
+                self.mode
+            )));
         }
-        let flags = if self.persistent { shmq_core::layout::FLAG_PERSISTENT } else { 0 };
+        let flags = if self.persistent {
+            shmq_core::layout::FLAG_PERSISTENT
+        } else {
+            0
+        };
         let geometry = if mode == Mode::Open {
             None
         } else {
             Some(
-                Geometry::new(self.capacity, self.maxsize, self.max_processes, flags, os::random_u64())
-                    .ok_or_else(|| {
-                        OpenError::InvalidArgument(format!(
-                            "capacity {} (must be 1..=2^40) or max_processes {} (1..=4096)",
-                            self.capacity, self.max_processes
-                        ))
-                    })?,
+                Geometry::new(
+                    self.capacity,
+                    self.maxsize,
+                    self.max_processes,
+                    flags,
+                    os::random_u64(),
+                )
+                .ok_or_else(|| {
+                    OpenError::InvalidArgument(format!(
+                        "capacity {} (must be 1..=2^40) or max_processes {} (1..=4096)",
+                        self.capacity, self.max_processes
+                    ))
+                })?,
             )
         };
         let seg = segment_name(&self.name);
@@ -281,9 +297,14 @@ impl QueueBuilder {
                             let _ = ShmSegment::unlink(&seg);
                             self.attach_error(e)
                         })?;
-                        return Ok(Queue { ring: Some(ring), name: self.name });
+                        return Ok(Queue {
+                            ring: Some(ring),
+                            name: self.name,
+                        });
                     }
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && mode == Mode::OpenOrCreate => {}
+                    Err(e)
+                        if e.kind() == io::ErrorKind::AlreadyExists
+                            && mode == Mode::OpenOrCreate => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                         return Err(OpenError::AlreadyExists(self.name));
                     }
@@ -292,7 +313,12 @@ impl QueueBuilder {
             }
             match ShmSegment::open(&seg) {
                 Ok(Some(b)) => match Ring::open(b) {
-                    Ok(ring) => return Ok(Queue { ring: Some(ring), name: self.name }),
+                    Ok(ring) => {
+                        return Ok(Queue {
+                            ring: Some(ring),
+                            name: self.name,
+                        })
+                    }
                     // Being created or being removed: try again shortly.
                     Err((_, AttachError::NotReady | AttachError::Closing))
                         if Instant::now() < give_up =>
@@ -326,7 +352,10 @@ impl QueueBuilder {
         match e {
             AttachError::NotReady => OpenError::NotInitialized(name),
             AttachError::Closing => OpenError::DoesNotExist(name),
-            AttachError::NoFreeSlot { max_slots } => OpenError::TooManyProcesses { name, max: max_slots },
+            AttachError::NoFreeSlot { max_slots } => OpenError::TooManyProcesses {
+                name,
+                max: max_slots,
+            },
             AttachError::Layout(reason) => OpenError::Corrupted { name, reason },
         }
     }
@@ -348,7 +377,9 @@ pub struct Queue {
 
 impl fmt::Debug for Queue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Queue").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Queue")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -415,7 +446,11 @@ impl Queue {
         self.send_many_deadline(&[Message::raw(msg)], Some(Instant::now() + timeout), None)
     }
     /// Sends a message with an explicit codec id, waiting until `deadline` (forever if `None`).
-    pub fn send_message(&self, msg: Message<'_>, deadline: Option<Instant>) -> Result<(), SendError> {
+    pub fn send_message(
+        &self,
+        msg: Message<'_>,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendError> {
         match self.send_many_deadline(&[msg], deadline, None) {
             Ok(()) => Ok(()),
             Err(SendTimeoutError::TooLarge { size, max }) => Err(SendError::TooLarge { size, max }),
@@ -455,7 +490,8 @@ impl Queue {
     /// Receives a message, waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Vec<u8>, RecvTimeoutError> {
         let mut v = Vec::new();
-        self.recv_into_deadline(&mut v, Some(Instant::now() + timeout)).map(|_| v)
+        self.recv_into_deadline(&mut v, Some(Instant::now() + timeout))
+            .map(|_| v)
     }
     /// Receives a message into `buf` (cleared first), reusing its allocation; returns the
     /// message's codec id.
@@ -481,7 +517,8 @@ impl Queue {
     }
     /// Receives up to `max` ready messages into `out` (appended); returns how many.
     pub fn try_recv_many(&self, max: usize, out: &mut Vec<Vec<u8>>) -> Result<usize, TryRecvError> {
-        self.ring().try_recv_many_with(max, |m| out.push(m.to_vec()))
+        self.ring()
+            .try_recv_many_with(max, |m| out.push(m.to_vec()))
     }
     /// Receives up to `max` messages, handing each to `f` while it is still in the ring
     /// (zero-copy); waits for the first until `deadline`; `slice` as in
@@ -540,16 +577,27 @@ impl Queue {
     /// leases, so the parent's death or exit is seen correctly and the child's is too.
     /// Then drop the inherited handle with [`Queue::forget_in_child`].
     pub fn reopen_in_child(&self) -> Result<Queue, OpenError> {
-        let fresh = self.ring().backing().reopen_after_fork().map_err(OpenError::Io)?;
+        let fresh = self
+            .ring()
+            .backing()
+            .reopen_after_fork()
+            .map_err(OpenError::Io)?;
         let name = self.name.clone();
         let ring = Ring::open(fresh).map_err(|(_, e)| match e {
-            AttachError::NoFreeSlot { max_slots } => {
-                OpenError::TooManyProcesses { name: name.clone(), max: max_slots }
-            }
-            AttachError::Layout(reason) => OpenError::Corrupted { name: name.clone(), reason },
+            AttachError::NoFreeSlot { max_slots } => OpenError::TooManyProcesses {
+                name: name.clone(),
+                max: max_slots,
+            },
+            AttachError::Layout(reason) => OpenError::Corrupted {
+                name: name.clone(),
+                reason,
+            },
             _ => OpenError::DoesNotExist(name.clone()),
         })?;
-        Ok(Queue { ring: Some(ring), name })
+        Ok(Queue {
+            ring: Some(ring),
+            name,
+        })
     }
 
     /// After `fork()`, in the child: drops the inherited handle without detaching. It shares
@@ -582,7 +630,9 @@ impl Queue {
         slice: Option<Duration>,
     ) -> Result<bool, TrySendError> {
         let total = self.ring().batch_bytes(msgs)?;
-        Ok(self.ring().wait_for_space(msgs.len() as u64, total, deadline, slice))
+        Ok(self
+            .ring()
+            .wait_for_space(msgs.len() as u64, total, deadline, slice))
     }
 
     /// Detaches now (as drop does); the last process of a non-persistent queue removes it.

@@ -70,9 +70,7 @@ impl ShmSegment {
     pub fn open(name: &str) -> io::Result<Option<Self>> {
         let path = cpath(name)?;
         // SAFETY: `path` is a valid NUL-terminated string.
-        let fd = cvt(unsafe {
-            libc::shm_open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC, 0)
-        })?;
+        let fd = cvt(unsafe { libc::shm_open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC, 0) })?;
         // SAFETY: fresh descriptor we now own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let len = fstat(&fd)?.st_size as u64;
@@ -99,7 +97,12 @@ impl ShmSegment {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Self { fd, ptr: ptr.cast(), len, pid: std::process::id() })
+        Ok(Self {
+            fd,
+            ptr: ptr.cast(),
+            len,
+            pid: std::process::id(),
+        })
     }
 
     /// Removes the name `name` (mappings stay valid until unmapped).
@@ -173,11 +176,12 @@ unsafe impl Backing for ShmSegment {
     fn base(&self) -> *mut u8 {
         self.ptr
     }
-    fn len(&self) -> u64 {
+    fn size(&self) -> u64 {
         self.len
     }
     fn try_lease(&self, slot: u32) -> bool {
-        self.lock(slot, libc::F_OFD_SETLK, libc::F_WRLCK as libc::c_short).is_ok()
+        self.lock(slot, libc::F_OFD_SETLK, libc::F_WRLCK as libc::c_short)
+            .is_ok()
     }
     fn drop_lease(&self, slot: u32) {
         let _ = self.lock(slot, libc::F_OFD_SETLK, libc::F_UNLCK as libc::c_short);
@@ -193,7 +197,9 @@ unsafe impl Backing for ShmSegment {
             tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
             tv_nsec: t.subsec_nanos() as libc::c_long,
         });
-        let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        let ts_ptr = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: FUTEX_WAIT (shared: the word is in a MAP_SHARED mapping) reads the aligned
         // u32 at `word`, which lives as long as the mapping; the timeout is relative and
         // measured on CLOCK_MONOTONIC. Errors (EAGAIN: value changed, EINTR, ETIMEDOUT) all

@@ -7,4 +7,6 @@ mod linux;
 pub use linux::{list_segments, random_u64, ShmSegment};
 
 #[cfg(not(target_os = "linux"))]
-compile_error!("shmq supports Linux only for now (futexes and OFD locks); macOS/Windows are planned");
+compile_error!(
+    "shmq supports Linux only for now (futexes and OFD locks); macOS/Windows are planned"
+);

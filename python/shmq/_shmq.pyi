@@ -1,0 +1,114 @@
+"""The native module of shmq (Rust, PyO3). Use the public names of :mod:`shmq` instead."""
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypedDict
+
+from typing_extensions import Self, disjoint_base
+
+__all__ = [
+    "_Queue",
+    "register_codec",
+    "list_queues",
+    "validate_name",
+    "CODEC_RAW",
+    "CODEC_PICKLE",
+    "CODEC_MSGPACK",
+    "FIRST_USER_CODEC",
+    "SEGMENT_PREFIX",
+]
+
+CODEC_RAW: int
+CODEC_PICKLE: int
+CODEC_MSGPACK: int
+FIRST_USER_CODEC: int
+SEGMENT_PREFIX: str
+
+class _StatsDict(TypedDict):
+    depth: int
+    bytes_used: int
+    capacity: int
+    maxsize: int
+    puts: int
+    gets: int
+    waits: int
+    attached: int
+    lost: int
+    abandoned: int
+    reaped: int
+
+@disjoint_base
+class _Queue:
+    """The queue implementation; ``shmq.Queue`` subclasses it."""
+
+    def __new__(
+        cls,
+        name: str,
+        *,
+        capacity: int,
+        maxsize: int = 0,
+        create: bool | None = None,
+        mode: int = 0o600,
+        codec: int = 1,
+        allow_pickle: bool = True,
+        persistent: bool = False,
+        max_processes: int = 128,
+    ) -> Self: ...
+    def put(self, obj: Any, block: bool = True, timeout: float | None = None, *, codec: int | None = None) -> None:
+        """Puts ``obj``, waiting for space if ``block`` (at most ``timeout`` seconds if given)."""
+    def put_nowait(self, obj: Any) -> None:
+        """Puts ``obj`` without waiting; raises ``Full`` if there is no room."""
+    def put_many(
+        self, objs: Iterable[Any], block: bool = True, timeout: float | None = None, *, codec: int | None = None
+    ) -> None:
+        """Puts every object of ``objs``, in order (atomically when the batch fits in the ring)."""
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Removes and returns an object, waiting if ``block``; raises ``Empty`` when there is none."""
+    def get_nowait(self) -> Any:
+        """Removes and returns an object without waiting; raises ``Empty`` if there is none."""
+    def get_many(self, max_messages: int = 1000, block: bool = True, timeout: float | None = None) -> list[Any]:
+        """Removes and returns 1 to ``max_messages`` objects, waiting for the first if ``block``."""
+    def qsize(self) -> int:
+        """Approximate number of queued messages."""
+    def empty(self) -> bool:
+        """Whether the queue is empty (a snapshot)."""
+    def full(self) -> bool:
+        """Whether the queue is full (a snapshot)."""
+    def close(self) -> None:
+        """Detaches this process; the last process to detach removes a non-persistent queue."""
+    def unlink(self) -> None:
+        """Removes the queue's name now; attached processes keep using it."""
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+    @property
+    def name(self) -> str:
+        """The queue's full name (namespace included)."""
+    @property
+    def codec_id(self) -> int:
+        """Default codec id of ``put``."""
+    @property
+    def allow_pickle(self) -> bool:
+        """Whether pickle is allowed."""
+    @property
+    def capacity(self) -> int:
+        """Ring size in bytes."""
+    @property
+    def maxsize(self) -> int:
+        """Message bound (0 = none)."""
+    @property
+    def max_message_size(self) -> int:
+        """Largest encoded message the queue can hold."""
+    @property
+    def persistent(self) -> bool:
+        """Whether the segment outlives its last process."""
+    def _stats(self) -> _StatsDict: ...
+    def _reattach_after_fork(self) -> None: ...
+
+def register_codec(codec_id: int, encode: Callable[[Any], Any], decode: Callable[[bytes], Any]) -> None:
+    """Registers a user codec under ``codec_id`` (1001..65535) for every queue of this process."""
+
+def list_queues() -> list[str]:
+    """Names of the queues present in /dev/shm."""
+
+def validate_name(name: str) -> None:
+    """Checks a queue name; raises ``InvalidNameError``."""

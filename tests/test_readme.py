@@ -1,0 +1,28 @@
+"""The README's Python examples run as written (each in a fresh interpreter)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_readme_has_python_examples() -> None:
+    assert BLOCKS, "README lost its Python examples"
+
+
+@pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_readme_block_runs(code: str, start_method: str, tmp_path: Path) -> None:
+    script = tmp_path / "example.py"
+    prelude = f"import multiprocessing\nmultiprocessing.set_start_method({start_method!r}, force=True)\n"
+    # The start method must be set in the main module before any Process starts.
+    script.write_text(code.replace('if __name__ == "__main__":', f'if __name__ == "__main__":\n    {prelude.strip().replace(chr(10), chr(10) + "    ")}', 1))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
