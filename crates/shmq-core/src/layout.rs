@@ -221,9 +221,14 @@ pub struct Slot {
     pub state: AtomicU64,
     /// Process id of the holder (informational: liveness comes from the lease).
     pub pid: AtomicU32,
-    _reserved: AtomicU32,
+    /// Threads of the holder counted in `Control::data_event.waiters` (so a reaper can take
+    /// a dead process's sleepers out of the count).
+    pub sleeping_data: AtomicU32,
     /// Counters of the holder.
     pub counters: SlotCounters,
+    /// As `sleeping_data`, for `Control::space_event.waiters`.
+    pub sleeping_space: AtomicU32,
+    _reserved: AtomicU32,
     /// In-flight operations.
     pub lanes: [Lane; LANES],
 }

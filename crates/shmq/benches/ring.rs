@@ -1,1 +1,157 @@
-fn main() {}
+//! Benchmarks of the Rust API between two threads of one process (the segment is shared memory
+//! all the same; processes add nothing but a second mapping).
+//!
+//! ```text
+//! cargo bench -p shmq --bench ring
+//! ```
+//!
+//! - `round_trip_64b`: one iteration is a 64 B message to an echo thread and back, over two
+//!   queues.
+//! - `throughput_64b`: one iteration sends `N` messages of 64 B, one at a time, to a consumer
+//!   thread and waits until it has received them all (it acknowledges on a second queue);
+//!   divan reports items per second.
+//! - `throughput_64b_batched`: the same with `send_many_deadline` batches of `batch` messages
+//!   and a consumer taking up to 1024 at a time with `recv_many_deadline` (copying each out).
+//!
+//! An empty message tells the helper thread to stop. Every queue gets a unique name (process
+//! id and a counter) and is dropped at the end of its benchmark, which removes the segment.
+
+use divan::counter::ItemsCount;
+use divan::Bencher;
+use shmq::{Message, Queue};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+
+fn main() {
+    divan::main();
+}
+
+const MSG: [u8; 64] = [0xab; 64];
+const CAPACITY: u64 = 4 << 20;
+/// Messages per iteration of the throughput benchmarks.
+const N: usize = 10_000;
+
+fn create(what: &str) -> Queue {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "bench-{what}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    Queue::create(&name, CAPACITY).expect("create a benchmark queue")
+}
+
+/// Sends the stop message when dropped, so that the helper thread ends (and the scope joins
+/// it) even if the benchmark panics.
+struct StopOnDrop<'a>(&'a Queue);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.send(b"");
+    }
+}
+
+#[divan::bench(sample_count = 200, sample_size = 1000)]
+fn round_trip_64b(bencher: Bencher) {
+    let ping = create("ping");
+    let pong = create("pong");
+    thread::scope(|s| {
+        s.spawn(|| {
+            let mut buf = Vec::with_capacity(64);
+            loop {
+                ping.recv_into(&mut buf).expect("echo recv");
+                if buf.is_empty() {
+                    let _ = pong.send(b""); // unblocks nobody today; keeps the protocol symmetric
+                    break;
+                }
+                pong.send(&buf).expect("echo send");
+            }
+        });
+        let _stop = StopOnDrop(&ping);
+        let mut buf = Vec::with_capacity(64);
+        bencher.bench_local(|| {
+            ping.send(&MSG).expect("send");
+            pong.recv_into(&mut buf).expect("recv");
+            debug_assert_eq!(buf.len(), MSG.len());
+        });
+    });
+}
+
+/// Spawns (in `s`) a consumer that receives `N` messages from `data` then acknowledges on `ack`,
+/// until it gets an empty message; `batched` takes up to 1024 at a time.
+fn spawn_consumer<'s>(
+    s: &'s thread::Scope<'s, '_>,
+    data: &'s Queue,
+    ack: &'s Queue,
+    batched: bool,
+) {
+    s.spawn(move || {
+        let mut buf = vec![0u8; MSG.len()];
+        let mut vec_buf = Vec::with_capacity(MSG.len());
+        let mut got = 0;
+        let mut stop = false;
+        while !stop {
+            if batched {
+                data.recv_many_deadline(1024, None, None, |m| {
+                    if m.is_empty() {
+                        stop = true;
+                    } else {
+                        m.copy_to(&mut buf[..m.len()]);
+                        got += 1;
+                    }
+                })
+                .expect("consumer recv_many");
+            } else {
+                data.recv_into(&mut vec_buf).expect("consumer recv");
+                if vec_buf.is_empty() {
+                    stop = true;
+                } else {
+                    got += 1;
+                }
+            }
+            if got >= N {
+                got -= N;
+                ack.send(b"k").expect("ack");
+            }
+        }
+    });
+}
+
+#[divan::bench(sample_count = 200)]
+fn throughput_64b(bencher: Bencher) {
+    let data = create("data");
+    let ack = create("ack");
+    thread::scope(|s| {
+        spawn_consumer(s, &data, &ack, false);
+        let _stop = StopOnDrop(&data);
+        let mut buf = Vec::new();
+        bencher.counter(ItemsCount::new(N)).bench_local(|| {
+            for _ in 0..N {
+                data.send(&MSG).expect("send");
+            }
+            ack.recv_into(&mut buf).expect("wait for the ack");
+        });
+    });
+}
+
+#[divan::bench(args = [16, 256], sample_count = 200)]
+fn throughput_64b_batched(bencher: Bencher, batch: usize) {
+    let data = create("data");
+    let ack = create("ack");
+    let msgs = vec![Message::raw(&MSG); batch];
+    thread::scope(|s| {
+        spawn_consumer(s, &data, &ack, true);
+        let _stop = StopOnDrop(&data);
+        let mut buf = Vec::new();
+        bencher.counter(ItemsCount::new(N)).bench_local(|| {
+            let mut left = N;
+            while left > 0 {
+                let k = left.min(batch);
+                data.send_many_deadline(&msgs[..k], None, None)
+                    .expect("send_many");
+                left -= k;
+            }
+            ack.recv_into(&mut buf).expect("wait for the ack");
+        });
+    });
+}

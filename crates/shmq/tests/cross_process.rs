@@ -155,7 +155,7 @@ fn a_producer_that_exits_without_closing_leaves_its_messages() {
     let c = spawn_child(
         "a_producer_that_exits_without_closing_leaves_its_messages",
         "exit-producer",
-        &[name.clone()],
+        std::slice::from_ref(&name),
     );
     assert!(join(c, Duration::from_secs(30)).success());
     assert_eq!(q.recv_timeout(Duration::from_secs(5)).unwrap(), b"one");

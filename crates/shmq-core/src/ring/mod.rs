@@ -9,7 +9,23 @@
 
 use crate::backing::Backing;
 use crate::layout::*;
-use crate::sync::{fence, spin_hint, Ordering};
+use crate::sync::{fence, spin_hint, AtomicU32, AtomicU64, Ordering};
+
+#[cfg(feature = "crash-points")]
+pub mod crash;
+mod repair;
+
+/// At a crash point (tests only), stop here as a killed process would: keep the lane taken
+/// and everything in shared memory as it is.
+macro_rules! crash_point {
+    ($point:ident, $lane:expr, $ret:expr) => {
+        #[cfg(feature = "crash-points")]
+        if crash::hit(crash::CrashPoint::$point) {
+            core::mem::forget($lane);
+            return $ret;
+        }
+    };
+}
 use std::time::{Duration, Instant};
 
 /// How long a waiter spins before it sleeps.
@@ -223,6 +239,10 @@ pub struct Ring<B: Backing> {
     b: B,
     g: Geometry,
     slot: u32,
+    /// When this process last looked for dead processes because the queue seemed stuck
+    /// (nanoseconds since `epoch`); rate-limits those checks.
+    last_stuck_check: AtomicU64,
+    epoch: Instant,
 }
 
 std::thread_local! {
@@ -302,10 +322,15 @@ impl<B: Backing> Ring<B> {
             b,
             g,
             slot: u32::MAX,
+            last_stuck_check: AtomicU64::new(0),
+            epoch: Instant::now(),
         };
         match ring.claim_slot() {
             Some(slot) => {
                 ring.slot = slot;
+                // Detach whoever died since the last look, so `attached` and the last-close
+                // decision only count the living.
+                ring.reap_dead();
                 Ok(ring)
             }
             None => {
@@ -375,6 +400,7 @@ impl<B: Backing> Ring<B> {
         }
         let c = self.control();
         c.totals.reaped.fetch_add(1, Ordering::Relaxed);
+        self.repair_slot(i);
         self.fold_counters(s);
         // SYNC A: the dead process's count goes; AcqRel as every change of `attached`.
         c.attached.fetch_sub(1, Ordering::AcqRel);
@@ -591,6 +617,7 @@ impl<B: Backing> Ring<B> {
         if self.g.maxsize > 0 && !self.take_permits(lane.0, n) {
             return Err(TrySendError::Full);
         }
+        crash_point!(AfterPermits, lane, Err(TrySendError::Corrupted("crashed")));
         let start = match self.reserve(lane.0, total) {
             Ok(start) => start,
             Err(e) => {
@@ -600,10 +627,22 @@ impl<B: Backing> Ring<B> {
                 return Err(e);
             }
         };
+        #[cfg(feature = "crash-points")]
+        if crash::hit(crash::CrashPoint::AfterReserveCas) {
+            // Died between the CAS and marking the intent OWNED.
+            let word = lane.0.put_state.load(Ordering::Relaxed);
+            lane.0
+                .put_state
+                .store(word & !0xFF | INTENT_PENDING, Ordering::Relaxed);
+            core::mem::forget(lane);
+            return Err(TrySendError::Corrupted("crashed"));
+        }
+        crash_point!(AfterReserve, lane, Err(TrySendError::Corrupted("crashed")));
         let mut pos = start;
         for m in msgs {
             self.write_record(pos, m);
             pos += record_size(m.payload.len() as u64);
+            crash_point!(AfterCommit, lane, Err(TrySendError::Corrupted("crashed")));
         }
         // The records now carry the permits; the lane no longer owns anything.
         lane.0.put_state.store(INTENT_NONE, Ordering::Release);
@@ -727,6 +766,46 @@ impl<B: Backing> Ring<B> {
             .store(self.g.tag(pos) | COMMITTED, Ordering::Release);
     }
 
+    /// Reads and validates the header of the record at `pos`, which must lie within
+    /// `[pos, limit)`. `Ok(None)`: no valid stamp for this position (not written yet, or the
+    /// bytes were reused by a later lap). `Err`: a valid stamp with impossible lengths.
+    ///
+    /// # Ordering
+    ///
+    /// The stamp is loaded with Acquire (SYNC P2 / C3): a valid stamp makes the meta and the
+    /// payload written before it visible.
+    fn record(&self, pos: u64, limit: u64) -> Result<Option<Rec>, &'static str> {
+        let cell = self.cell(pos);
+        let stamp = cell.stamp.load(Ordering::Acquire);
+        if stamp & !STATE_MASK != self.g.tag(pos) {
+            return Ok(None);
+        }
+        let (len, codec, flags) = unpack_meta(cell.meta.load(Ordering::Relaxed));
+        let state = stamp & STATE_MASK;
+        let (size, permits) = match state {
+            COMMITTED | CONSUMED => {
+                if u64::from(len) > self.g.max_payload() {
+                    return Err("record longer than the ring");
+                }
+                (record_size(u64::from(len)), 0)
+            }
+            ABANDONED => (u64::from(len), u64::from(codec) | u64::from(flags) << 16),
+            _ => return Err("unknown record state"),
+        };
+        if size < RECORD_HEADER || size % RECORD_ALIGN != 0 || size > limit.saturating_sub(pos) {
+            return Err("record crosses the end of its region");
+        }
+        Ok(Some(Rec {
+            state,
+            stamp,
+            len: u64::from(len),
+            codec,
+            flags,
+            size,
+            permits,
+        }))
+    }
+
     /// Moves `release` over consumed (and skipped abandoned) records below `head`. Returns
     /// whether it moved.
     fn advance_release(&self) -> Result<bool, TrySendError> {
@@ -735,30 +814,25 @@ impl<B: Backing> Ring<B> {
         let mut moved = false;
         let mut r = c.release.load(Ordering::Acquire);
         loop {
-            // SYNC C2: Acquire pairs with the consumers' Release CAS on head (their claim is
-            // published before we look at their records).
+            // SYNC C1: Acquire pairs with the consumers' Release CAS on head.
             let head = c.head.load(Ordering::Acquire);
             let mut end = r;
             // Walk locally, then publish the whole stretch with one CAS.
             while end < head && end - r < cap {
-                // SYNC C3 (reclaim): Acquire pairs with the consumer's Release store of
-                // CONSUMED, made after it finished reading the payload.
-                let stamp = self.cell(end).stamp.load(Ordering::Acquire);
-                let (len, ..) = unpack_meta(self.cell(end).meta.load(Ordering::Relaxed));
-                let size = if stamp == self.g.tag(end) | CONSUMED {
-                    record_size(u64::from(len))
-                } else if stamp == self.g.tag(end) | ABANDONED {
-                    u64::from(len)
-                } else {
-                    break; // still being read, or not ours to judge
-                };
-                if size < RECORD_HEADER || size % RECORD_ALIGN != 0 || end + size > head {
-                    if c.release.load(Ordering::Acquire) == r {
-                        return Err(TrySendError::Corrupted("bad record length below head"));
+                // SYNC C3 (reclaim): `record` loads the stamp with Acquire, pairing with the
+                // consumer's Release store of CONSUMED made after it read the payload.
+                match self.record(end, head) {
+                    Ok(Some(rec)) if rec.state == CONSUMED || rec.state == ABANDONED => {
+                        end += rec.size;
                     }
-                    break; // someone moved release meanwhile: our reads may be stale
+                    Ok(_) => break, // still being read (or not ours to judge)
+                    Err(what) => {
+                        if c.release.load(Ordering::Acquire) == r {
+                            return Err(TrySendError::Corrupted(what));
+                        }
+                        break; // release moved meanwhile: the read may be stale
+                    }
                 }
-                end += size;
             }
             if end == r {
                 return Ok(moved);
@@ -803,6 +877,20 @@ impl<B: Backing> Ring<B> {
         if max == 0 {
             return Ok(0);
         }
+        loop {
+            match self.try_claim_and_take(max, &mut f) {
+                // The run was only abandoned records, now skipped: look again.
+                Ok(0) => continue,
+                r => return r,
+            }
+        }
+    }
+
+    fn try_claim_and_take(
+        &self,
+        max: usize,
+        f: &mut impl FnMut(RecordView<'_>),
+    ) -> Result<usize, TryRecvError> {
         let c = self.control();
         let lane = self.lane();
         // Relaxed: a guess checked by the CAS.
@@ -822,6 +910,10 @@ impl<B: Backing> Ring<B> {
                 continue;
             };
             if end == head {
+                drop(lane);
+                if head < tail {
+                    self.check_stuck(); // a producer is writing at head, or died doing so
+                }
                 return Err(TryRecvError::Empty);
             }
             lane.0.get_start.store(head, Ordering::Relaxed);
@@ -838,34 +930,46 @@ impl<B: Backing> Ring<B> {
                 Err(x) => head = x,
             }
         };
-        lane.0.get_state.store(INTENT_OWNED, Ordering::Relaxed);
+        crash_point!(AfterClaimCas, lane, Err(TryRecvError::Corrupted("crashed")));
         if self.g.maxsize > 0 {
-            // Relaxed: see `take_permits`.
+            // Relaxed: see `take_permits`. Done before OWNED, so a repairer knows an OWNED
+            // claim has given its permits back.
             c.count.fetch_sub(count + permits, Ordering::Relaxed);
         }
+        lane.0.get_state.store(INTENT_OWNED, Ordering::Relaxed);
+        crash_point!(AfterClaim, lane, Err(TryRecvError::Corrupted("crashed")));
         let mut pos = head;
+        let mut result = Ok(count as usize);
         while pos < end {
-            let cell = self.cell(pos);
-            let stamp = cell.stamp.load(Ordering::Relaxed);
-            let (len, codec, flags) = unpack_meta(cell.meta.load(Ordering::Relaxed));
-            if stamp == self.g.tag(pos) | ABANDONED {
-                pos += u64::from(len);
-                continue;
-            }
-            // SAFETY: the CAS on head gave this lane `[head, end)`; `scan` checked `len`.
-            let (first, second) = unsafe { self.payload(pos, u64::from(len)) };
-            let done = MarkConsumed {
-                cell,
-                stamp: self.g.tag(pos) | CONSUMED,
+            // Re-validated: another process could have scribbled on the header since `scan`.
+            let rec = match self.record(pos, end) {
+                Ok(Some(rec)) if rec.state == COMMITTED || rec.state == ABANDONED => rec,
+                Ok(_) => {
+                    result = Err(TryRecvError::Corrupted("claimed record changed state"));
+                    break;
+                }
+                Err(what) => {
+                    result = Err(TryRecvError::Corrupted(what));
+                    break;
+                }
             };
-            f(RecordView {
-                codec,
-                flags,
-                first,
-                second,
-            });
-            drop(done);
-            pos += record_size(u64::from(len));
+            if rec.state == COMMITTED {
+                // SAFETY: the CAS on head gave this lane `[head, end)`; `record` checked that
+                // `len <= max_payload() < capacity`.
+                let (first, second) = unsafe { self.payload(pos, rec.len) };
+                let done = MarkConsumed {
+                    cell: self.cell(pos),
+                    stamp: self.g.tag(pos) | CONSUMED,
+                };
+                f(RecordView {
+                    codec: rec.codec,
+                    flags: rec.flags,
+                    first,
+                    second,
+                });
+                drop(done);
+            }
+            pos += rec.size;
         }
         lane.0.get_state.store(INTENT_NONE, Ordering::Release);
         drop(lane);
@@ -874,7 +978,7 @@ impl<B: Backing> Ring<B> {
             .gets
             .fetch_add(count, Ordering::Relaxed);
         self.notify(Side::Space);
-        Ok(count as usize)
+        result
     }
 
     /// Scans ready records from `head` (below `tail`). Returns the end of the ready run, the
@@ -890,42 +994,27 @@ impl<B: Backing> Ring<B> {
         let mut count = 0u64;
         let mut permits = 0u64;
         while pos < tail && (count as usize) < max {
-            let cell = self.cell(pos);
-            // SYNC P2 (publish): Acquire pairs with the producer's Release store of the stamp.
-            let stamp = cell.stamp.load(Ordering::Acquire);
-            let (len, codec, _) = unpack_meta(cell.meta.load(Ordering::Relaxed));
-            let size = if stamp == self.g.tag(pos) | COMMITTED {
-                if u64::from(len) > self.g.max_payload() {
-                    return self.corrupt_unless_moved(head, "record longer than the ring");
+            // SYNC P2 (publish): `record` loads the stamp with Acquire, pairing with the
+            // producer's Release store.
+            let rec = match self.record(pos, tail) {
+                Ok(Some(rec)) if rec.state == COMMITTED || rec.state == ABANDONED => rec,
+                Ok(_) => break, // not written yet (or being repaired)
+                Err(what) => {
+                    return if self.control().head.load(Ordering::Acquire) == head {
+                        Err(TryRecvError::Corrupted(what))
+                    } else {
+                        Ok(None)
+                    };
                 }
-                count += 1;
-                record_size(u64::from(len))
-            } else if stamp == self.g.tag(pos) | ABANDONED {
-                permits += u64::from(codec);
-                u64::from(len)
-            } else {
-                break; // not written yet (or being repaired)
             };
-            if size < RECORD_HEADER || size % RECORD_ALIGN != 0 || pos + size > tail {
-                return self.corrupt_unless_moved(head, "record crosses the reserved region");
+            if rec.state == COMMITTED {
+                count += 1;
+            } else {
+                permits += rec.permits;
             }
-            pos += size;
+            pos += rec.size;
         }
         Ok(Some((pos, count, permits)))
-    }
-
-    /// A bad record seen from `head` is corruption only if `head` did not move meanwhile (if
-    /// it moved, the bytes may have been reused and the read was merely stale).
-    fn corrupt_unless_moved<T>(
-        &self,
-        head: u64,
-        what: &'static str,
-    ) -> Result<Option<T>, TryRecvError> {
-        if self.control().head.load(Ordering::Acquire) == head {
-            Err(TryRecvError::Corrupted(what))
-        } else {
-            Ok(None)
-        }
     }
 
     /// Whether a record is ready at `head` (a cheap check for waiters).
@@ -1010,8 +1099,12 @@ impl<B: Backing> Ring<B> {
             }
         }
         let ev = self.event(side);
-        // SYNC W: announce, fence, then read the word and re-check (see `notify`).
+        let sleeping = self.sleeping(side);
+        // SYNC W: announce, fence, then read the word and re-check (see `notify`). The slot's
+        // own count goes up after, and down before, the shared one: a process killed in between
+        // leaves `waiters` too high (an extra wake-up call), never too low (a lost wake-up).
         ev.waiters.fetch_add(1, Ordering::SeqCst);
+        sleeping.fetch_add(1, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         let seq = ev.seq.load(Ordering::Acquire);
         let mut wake = Wake::Again;
@@ -1034,8 +1127,20 @@ impl<B: Backing> Ring<B> {
                 }
             }
         }
+        sleeping.fetch_sub(1, Ordering::Relaxed);
         ev.waiters.fetch_sub(1, Ordering::Release);
+        if wake == Wake::Again && stuck() {
+            self.check_stuck();
+        }
         wake
+    }
+
+    fn sleeping(&self, side: Side) -> &AtomicU32 {
+        let s = self.slot_at(self.slot);
+        match side {
+            Side::Data => &s.sleeping_data,
+            Side::Space => &s.sleeping_space,
+        }
     }
 
     /// Waits until `ready()`: spins about [`SPIN`], then sleeps. Returns `true` when ready;
@@ -1221,6 +1326,20 @@ impl<B: Backing> Ring<B> {
             reaped: c.totals.reaped.load(Ordering::Relaxed),
         }
     }
+}
+
+/// A validated record header.
+#[derive(Clone, Copy, Debug)]
+struct Rec {
+    state: u64,
+    stamp: u64,
+    len: u64,
+    codec: u16,
+    flags: u16,
+    /// Bytes the record occupies (for ABANDONED: the bytes to skip).
+    size: u64,
+    /// Maxsize permits an ABANDONED record carries.
+    permits: u64,
 }
 
 /// Marks a claimed record consumed when dropped, even if the receiving closure panics.

@@ -1,0 +1,224 @@
+//! Repair of the operations a dead process left in flight.
+//!
+//! Runs only on a slot whose holder is proven dead (the caller holds the slot's lease and
+//! moved it to `REAPING`, so exactly one process repairs it). Each lane of the slot may hold:
+//!
+//! * a **put intent** `[start, end)`: records the producer committed are left alone (they
+//!   carry their messages); the first record it did not commit, and everything after it in
+//!   the reservation, becomes one `ABANDONED` record that consumers skip. Maxsize permits the
+//!   producer held for uncommitted messages ride on that record (or go straight back to
+//!   `count` when nothing was reserved).
+//! * a **get intent** `[start, end)`: records the consumer had claimed but not marked
+//!   `CONSUMED` are marked consumed and counted in `totals.lost` (at-most-once delivery).
+//!
+//! A `PENDING` intent is ambiguous: the process died either just before its CAS (nothing to
+//! repair) or just after it (the range is its own). The range is its own when the position
+//! was taken (`tail` or `head` is past `start`) and no other lane has an intent starting at
+//! the same position (the CAS winner publishes its intent before its CAS).
+
+use super::{Ring, Side, ABANDONED, COMMITTED, CONSUMED};
+use crate::backing::Backing;
+use crate::layout::*;
+use crate::sync::Ordering;
+use std::time::Duration;
+
+/// How often a stuck process looks for dead processes (each look costs one system call per
+/// attached process).
+const STUCK_CHECK_INTERVAL: Duration = Duration::from_millis(10);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Put,
+    Get,
+}
+
+impl<B: Backing> Ring<B> {
+    /// Called when the queue looks stuck (the record at `head` stays unwritten, or a claimed
+    /// record keeps `release` from moving): at most every 10 ms, detaches dead processes and
+    /// repairs what they left in flight.
+    pub(super) fn check_stuck(&self) {
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        let last = self.last_stuck_check.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < STUCK_CHECK_INTERVAL.as_nanos() as u64 && last != 0 {
+            return;
+        }
+        // Relaxed: a process-local rate limit, not shared state.
+        if self
+            .last_stuck_check
+            .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.reap_dead();
+        }
+    }
+
+    /// Repairs everything the dead holder of slot `i` left in flight, and takes its sleepers
+    /// out of the wake-up counts.
+    pub(super) fn repair_slot(&self, i: u32) {
+        let s = self.slot_at(i);
+        let c = self.control();
+        for (sleeping, ev) in [
+            (&s.sleeping_data, &c.data_event),
+            (&s.sleeping_space, &c.space_event),
+        ] {
+            let n = sleeping.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                // Relaxed: a count of sleepers; a too-high value only costs wake-up calls.
+                let _ = ev
+                    .waiters
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                        Some(w.saturating_sub(n))
+                    });
+            }
+        }
+        for lane in &s.lanes {
+            self.repair_put(lane);
+            self.repair_get(lane);
+        }
+        self.notify(Side::Data);
+        self.notify(Side::Space);
+    }
+
+    /// Whether a lane other than `me` has an intent of `kind` starting at `start`.
+    fn other_intent_starts_at(&self, kind: Kind, start: u64, me: &Lane) -> bool {
+        (0..self.g.max_slots).any(|i| {
+            let s = self.slot_at(i);
+            if s.state.load(Ordering::Acquire) & 0xFF == SLOT_FREE {
+                return false;
+            }
+            s.lanes.iter().any(|l| {
+                if std::ptr::eq(l, me) {
+                    return false;
+                }
+                // Acquire: pairs with the Release CAS (P1/C1) that follows the intent stores.
+                let (state, st) = match kind {
+                    Kind::Put => (l.put_state.load(Ordering::Acquire) & 0xFF, &l.put_start),
+                    Kind::Get => (l.get_state.load(Ordering::Acquire), &l.get_start),
+                };
+                state != INTENT_NONE && st.load(Ordering::Relaxed) == start
+            })
+        })
+    }
+
+    /// The next record position to look at from `pos` inside `[pos, end)`: positions below
+    /// `release` were consumed and possibly reused, so skip to `release`.
+    fn skip_reclaimed(&self, pos: u64, end: u64) -> Option<u64> {
+        let release = self.control().release.load(Ordering::Acquire);
+        let pos = pos.max(release);
+        (pos < end).then_some(pos)
+    }
+
+    fn repair_put(&self, lane: &Lane) {
+        let c = self.control();
+        let word = lane.put_state.load(Ordering::Acquire);
+        let (state, permits) = (word & 0xFF, word >> 32);
+        let give_back = |n: u64| {
+            if n > 0 && self.g.maxsize > 0 {
+                // Relaxed: see `take_permits`.
+                let _ = c
+                    .count
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                        Some(v.saturating_sub(n))
+                    });
+            }
+        };
+        let start = lane.put_start.load(Ordering::Relaxed);
+        let end = lane.put_end.load(Ordering::Relaxed);
+        let bogus = end <= start || end - start > self.g.capacity || start % RECORD_ALIGN != 0;
+        if state == INTENT_NONE || bogus {
+            give_back(permits);
+            lane.put_state.store(INTENT_NONE, Ordering::Relaxed);
+            return;
+        }
+        if state == INTENT_PENDING
+            && (c.tail.load(Ordering::Acquire) <= start
+                || self.other_intent_starts_at(Kind::Put, start, lane))
+        {
+            give_back(permits); // its CAS did not happen or did not win
+            lane.put_state.store(INTENT_NONE, Ordering::Relaxed);
+            return;
+        }
+        // The reservation is the dead producer's: walk its records.
+        let mut committed = 0u64;
+        let mut pos = start;
+        while let Some(p) = self.skip_reclaimed(pos, end) {
+            pos = p;
+            match self.record(pos, end) {
+                Ok(Some(rec)) => {
+                    committed += u64::from(rec.state == COMMITTED || rec.state == CONSUMED);
+                    pos += rec.size;
+                }
+                Ok(None) => {
+                    // Not written: abandon the rest of the reservation. Only this repairer
+                    // touches these bytes (the producer is dead, nobody else owns them).
+                    let cell = self.cell(pos);
+                    let left = permits.saturating_sub(committed).min(u64::from(u32::MAX));
+                    let meta = pack_meta((end - pos) as u32, left as u16, (left >> 16) as u16);
+                    cell.meta.store(meta, Ordering::Relaxed);
+                    // SYNC P2: Release publishes the meta to consumers, as a commit does.
+                    cell.stamp
+                        .store(self.g.tag(pos) | ABANDONED, Ordering::Release);
+                    c.totals.abandoned.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                Err(_) => break, // damaged: leave it to the consumers to report
+            }
+        }
+        lane.put_state.store(INTENT_NONE, Ordering::Release);
+    }
+
+    fn repair_get(&self, lane: &Lane) {
+        let c = self.control();
+        let state = lane.get_state.load(Ordering::Acquire);
+        let start = lane.get_start.load(Ordering::Relaxed);
+        let end = lane.get_end.load(Ordering::Relaxed);
+        if state == INTENT_NONE || end <= start || end - start > self.g.capacity {
+            lane.get_state.store(INTENT_NONE, Ordering::Relaxed);
+            return;
+        }
+        let head = c.head.load(Ordering::Acquire);
+        if state == INTENT_PENDING
+            && (head <= start || self.other_intent_starts_at(Kind::Get, start, lane))
+        {
+            lane.get_state.store(INTENT_NONE, Ordering::Relaxed);
+            return;
+        }
+        // A PENDING claim that won had not yet given its permits back (see
+        // `try_recv_many_with`: permits go back before the lane says OWNED).
+        let permits_owed = state == INTENT_PENDING && self.g.maxsize > 0;
+        let mut pos = start;
+        let end = end.min(head);
+        while let Some(p) = self.skip_reclaimed(pos, end) {
+            pos = p;
+            let Ok(Some(rec)) = self.record(pos, end) else {
+                break;
+            };
+            if rec.state == COMMITTED {
+                // SYNC C3: Release, as a consumer's CONSUMED store (nothing was read here).
+                let lost = self
+                    .cell(pos)
+                    .stamp
+                    .compare_exchange(
+                        rec.stamp,
+                        self.g.tag(pos) | CONSUMED,
+                        Ordering::Release,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok();
+                if lost {
+                    c.totals.lost.fetch_add(1, Ordering::Relaxed);
+                    if permits_owed {
+                        c.count.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+            } else if rec.state == ABANDONED && permits_owed {
+                c.count.fetch_sub(
+                    rec.permits.min(c.count.load(Ordering::Relaxed)),
+                    Ordering::Relaxed,
+                );
+            }
+            pos += rec.size;
+        }
+        lane.get_state.store(INTENT_NONE, Ordering::Release);
+    }
+}
