@@ -45,6 +45,7 @@ from ._shmq import (
     SEGMENT_PREFIX,
     _Queue,
 )
+from ._shmq import gc as _gc
 from ._shmq import list_queues as _list_queues
 from ._shmq import register_codec as _register_codec
 from ._shmq import validate_name as _validate_name
@@ -291,6 +292,15 @@ def list_queues() -> list[str]:
     return list(_list_queues())
 
 
+def gc(init_grace: float = 60.0) -> list[str]:
+    """Removes every non-persistent queue whose attached processes are all dead (and
+    segments whose creator died before initialising them, after ``init_grace`` seconds).
+    Queues with a live process, and persistent queues, are left alone. Returns the names
+    removed. Never needed for correctness: the last process to leave a queue removes it, and
+    dead processes are detached by whoever opens or closes the queue next."""
+    return list(_gc(init_grace))
+
+
 __all__ = [
     "CODEC_MSGPACK",
     "CODEC_PICKLE",
@@ -317,6 +327,7 @@ __all__ = [
     "__version__",
     "codec_id",
     "full_name",
+    "gc",
     "list_queues",
     "parse_size",
     "register_codec",

@@ -10,6 +10,7 @@ __all__ = [
     "register_codec",
     "list_queues",
     "validate_name",
+    "gc",
     "CODEC_RAW",
     "CODEC_PICKLE",
     "CODEC_MSGPACK",
@@ -109,6 +110,9 @@ def register_codec(codec_id: int, encode: Callable[[Any], Any], decode: Callable
 
 def list_queues() -> list[str]:
     """Names of the queues present in /dev/shm."""
+
+def gc(init_grace: float = 60.0) -> list[str]:
+    """Removes the queues whose attached processes are all dead; returns their names."""
 
 def validate_name(name: str) -> None:
     """Checks a queue name; raises ``InvalidNameError``."""

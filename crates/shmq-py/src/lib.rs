@@ -742,6 +742,20 @@ fn list_queues() -> PyResult<Vec<String>> {
     shmq::list_queues().map_err(|e| PyErr::new::<pyo3::exceptions::PyOSError, _>(e.to_string()))
 }
 
+/// Removes the queues whose attached processes are all dead; returns their names.
+#[pyfunction]
+#[pyo3(signature = (init_grace=60.0))]
+fn gc(py: Python<'_>, init_grace: f64) -> PyResult<Vec<String>> {
+    if init_grace.is_nan() || init_grace < 0.0 {
+        return Err(PyValueError::new_err(
+            "init_grace must be a non-negative number of seconds",
+        ));
+    }
+    let grace = Duration::from_secs_f64(init_grace.min(1e9));
+    py.detach(|| shmq::gc(grace))
+        .map_err(|e| PyErr::new::<pyo3::exceptions::PyOSError, _>(e.to_string()))
+}
+
 /// Checks a queue name; raises `InvalidNameError`.
 #[pyfunction]
 fn validate_name(py: Python<'_>, name: &str) -> PyResult<()> {
@@ -754,6 +768,7 @@ fn _shmq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(register_codec, m)?)?;
     m.add_function(wrap_pyfunction!(list_queues, m)?)?;
     m.add_function(wrap_pyfunction!(validate_name, m)?)?;
+    m.add_function(wrap_pyfunction!(gc, m)?)?;
     m.add("CODEC_RAW", CODEC_RAW)?;
     m.add("CODEC_PICKLE", CODEC_PICKLE)?;
     m.add("CODEC_MSGPACK", CODEC_MSGPACK)?;

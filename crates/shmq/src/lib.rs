@@ -659,6 +659,39 @@ impl Drop for Queue {
     }
 }
 
+/// Removes every non-persistent queue whose attached processes are all dead (it attaches,
+/// reaps the dead, detaches, and the last one out removes the segment), and segments whose
+/// creator died before initialising them (after `init_grace`). Leaves everything else alone:
+/// queues with a live process, persistent queues, segments of other layout versions.
+/// Returns the names removed.
+pub fn gc(init_grace: Duration) -> io::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for name in list_queues()? {
+        let seg = segment_name(&name);
+        match ShmSegment::open(&seg) {
+            Ok(Some(b)) => match Ring::open(b) {
+                Ok(ring) => {
+                    let (b, outcome) = ring.detach();
+                    if outcome == Detached::Last && b.is_linked_as(&seg) {
+                        ShmSegment::unlink(&seg)?;
+                        removed.push(name);
+                    }
+                }
+                Err((b, AttachError::NotReady)) if b.age()? > init_grace => {
+                    if b.is_linked_as(&seg) {
+                        ShmSegment::unlink(&seg)?;
+                        removed.push(name);
+                    }
+                }
+                Err(_) => {}
+            },
+            Ok(None) => {} // being created
+            Err(_) => {}   // gone, or not ours to open
+        }
+    }
+    Ok(removed)
+}
+
 /// Names of the queues in `/dev/shm` (without the `shmq-` prefix).
 pub fn list_queues() -> io::Result<Vec<String>> {
     Ok(os::list_segments(SEGMENT_PREFIX)?

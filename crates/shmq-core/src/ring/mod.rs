@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 pub const SPIN: Duration = Duration::from_micros(50);
 /// While the record at `head` (or at `release`) is in flight, sleepers wake this often to
 /// check that its owner is still alive.
-pub const STUCK_POLL: Duration = Duration::from_millis(10);
+pub const STUCK_POLL: Duration = Duration::from_millis(2);
 
 /// One message to send.
 #[derive(Clone, Copy, Debug)]

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 /// How often a stuck process looks for dead processes (each look costs one system call per
 /// attached process).
-const STUCK_CHECK_INTERVAL: Duration = Duration::from_millis(10);
+const STUCK_CHECK_INTERVAL: Duration = Duration::from_millis(2);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -34,7 +34,7 @@ enum Kind {
 
 impl<B: Backing> Ring<B> {
     /// Called when the queue looks stuck (the record at `head` stays unwritten, or a claimed
-    /// record keeps `release` from moving): at most every 10 ms, detaches dead processes and
+    /// record keeps `release` from moving): at most every 2 ms, detaches dead processes and
     /// repairs what they left in flight.
     pub(super) fn check_stuck(&self) {
         let now = self.epoch.elapsed().as_nanos() as u64;
@@ -81,21 +81,49 @@ impl<B: Backing> Ring<B> {
 
     /// Whether a lane other than `me` has an intent of `kind` starting at `start`.
     fn other_intent_starts_at(&self, kind: Kind, start: u64, me: &Lane) -> bool {
+        self.other_intent(kind, me, true, |s, _| s == start)
+    }
+
+    /// Whether a lane other than `me` has an intent of `kind` covering `pos`: then the bytes
+    /// at `pos` are (or may be) that lane's, and a repair must not touch them. A `PENDING`
+    /// intent of a dead process may be stale (its CAS lost) and does not count.
+    fn other_intent_covers(&self, kind: Kind, pos: u64, me: &Lane) -> bool {
+        self.other_intent(kind, me, false, |s, e| s <= pos && pos < e)
+    }
+
+    fn other_intent(
+        &self,
+        kind: Kind,
+        me: &Lane,
+        dead_pending_counts: bool,
+        matches: impl Fn(u64, u64) -> bool,
+    ) -> bool {
         (0..self.g.max_slots).any(|i| {
             let s = self.slot_at(i);
             if s.state.load(Ordering::Acquire) & 0xFF == SLOT_FREE {
                 return false;
             }
+            let alive = || i == self.slot || self.b.lease_held_elsewhere(i);
             s.lanes.iter().any(|l| {
                 if std::ptr::eq(l, me) {
                     return false;
                 }
                 // Acquire: pairs with the Release CAS (P1/C1) that follows the intent stores.
-                let (state, st) = match kind {
-                    Kind::Put => (l.put_state.load(Ordering::Acquire) & 0xFF, &l.put_start),
-                    Kind::Get => (l.get_state.load(Ordering::Acquire), &l.get_start),
+                let (state, start, end) = match kind {
+                    Kind::Put => (
+                        l.put_state.load(Ordering::Acquire) & 0xFF,
+                        &l.put_start,
+                        &l.put_end,
+                    ),
+                    Kind::Get => (
+                        l.get_state.load(Ordering::Acquire),
+                        &l.get_start,
+                        &l.get_end,
+                    ),
                 };
-                state != INTENT_NONE && st.load(Ordering::Relaxed) == start
+                state != INTENT_NONE
+                    && matches(start.load(Ordering::Relaxed), end.load(Ordering::Relaxed))
+                    && (state == INTENT_OWNED || dead_pending_counts || alive())
             })
         })
     }
@@ -148,9 +176,10 @@ impl<B: Backing> Ring<B> {
                     committed += u64::from(rec.state == COMMITTED || rec.state == CONSUMED);
                     pos += rec.size;
                 }
+                Ok(None) if self.other_intent_covers(Kind::Put, pos, lane) => break,
                 Ok(None) => {
-                    // Not written: abandon the rest of the reservation. Only this repairer
-                    // touches these bytes (the producer is dead, nobody else owns them).
+                    // Not written, and no other lane claims these bytes: abandon the rest of
+                    // the reservation. Only this repairer touches them (the producer is dead).
                     let cell = self.cell(pos);
                     let left = permits.saturating_sub(committed).min(u64::from(u32::MAX));
                     let meta = pack_meta((end - pos) as u32, left as u16, (left >> 16) as u16);

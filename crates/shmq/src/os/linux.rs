@@ -128,6 +128,20 @@ impl ShmSegment {
         }
     }
 
+    /// Time since the segment was last modified (its size set, for a segment never
+    /// initialised).
+    pub fn age(&self) -> io::Result<Duration> {
+        let st = fstat(&self.fd)?;
+        let mtime = std::time::UNIX_EPOCH
+            + Duration::new(
+                st.st_mtime.max(0) as u64,
+                st.st_mtime_nsec.clamp(0, 999_999_999) as u32,
+            );
+        Ok(std::time::SystemTime::now()
+            .duration_since(mtime)
+            .unwrap_or_default())
+    }
+
     /// A new handle on the same mapping with its own open file description, for a child after
     /// `fork()`: the child's leases must not be the parent's.
     pub fn reopen_after_fork(&self) -> io::Result<Self> {
