@@ -520,13 +520,14 @@ impl<B: Backing> Ring<B> {
         unsafe { &*(self.b.base().add(off as usize) as *const Slot) }
     }
 
-    /// The record header at ring position `pos` (a multiple of 16).
+    /// The record header at ring position `pos`. Positions come from shared memory and may
+    /// be corrupted: the offset is forced to a multiple of 16, so the reference is always
+    /// aligned and in bounds; [`Ring::record`] reports a misaligned position as corruption.
     fn cell(&self, pos: u64) -> &Cell {
-        let off = pos % self.g.capacity;
-        debug_assert_eq!(off % RECORD_ALIGN, 0);
-        // SAFETY: `off < capacity`, `off` and `capacity` are multiples of 16, so the 16-byte
-        // cell lies inside the data ring, which `Geometry::read` checked lies inside the
-        // segment; the data offset is page aligned. `Cell` is two atomics.
+        let off = (pos % self.g.capacity) & !(RECORD_ALIGN - 1);
+        // SAFETY: `off < capacity` and a multiple of 16, and `capacity` is a multiple of 16,
+        // so the 16-byte cell lies inside the data ring, which `Geometry::read` checked lies
+        // inside the segment; the data offset is page aligned. `Cell` is two atomics.
         unsafe { &*(self.b.base().add((self.g.data_offset + off) as usize) as *const Cell) }
     }
 
@@ -713,13 +714,19 @@ impl<B: Backing> Ring<B> {
             // happens after the consumers' reads of the bytes we are about to overwrite.
             let release = c.release.load(Ordering::Acquire);
             if release > tail {
-                tail = c.tail.load(Ordering::Relaxed); // our tail is stale
+                tail = c.tail.load(Ordering::Relaxed); // our tail may be stale
+                if c.release.load(Ordering::Acquire) > tail {
+                    return Err(TrySendError::Corrupted("release is ahead of tail"));
+                }
                 continue;
             }
             if tail - release > cap {
                 return Err(TrySendError::Corrupted(
                     "tail is more than a ring ahead of release",
                 ));
+            }
+            if (tail | release) % RECORD_ALIGN != 0 {
+                return Err(TrySendError::Corrupted("misaligned tail or release"));
             }
             if tail - release + total > cap {
                 if self.advance_release()? {
@@ -775,6 +782,9 @@ impl<B: Backing> Ring<B> {
     /// The stamp is loaded with Acquire (SYNC P2 / C3): a valid stamp makes the meta and the
     /// payload written before it visible.
     fn record(&self, pos: u64, limit: u64) -> Result<Option<Rec>, &'static str> {
+        if pos % RECORD_ALIGN != 0 {
+            return Err("misaligned position");
+        }
         let cell = self.cell(pos);
         let stamp = cell.stamp.load(Ordering::Acquire);
         if stamp & !STATE_MASK != self.g.tag(pos) {
@@ -877,13 +887,17 @@ impl<B: Backing> Ring<B> {
         if max == 0 {
             return Ok(0);
         }
-        loop {
+        // A run of only abandoned records is skipped and we look again; each pass moves
+        // `head` forward, and a ring holds at most `capacity / 16` records.
+        for _ in 0..=self.g.capacity / RECORD_ALIGN {
             match self.try_claim_and_take(max, &mut f) {
-                // The run was only abandoned records, now skipped: look again.
                 Ok(0) => continue,
                 r => return r,
             }
         }
+        Err(TryRecvError::Corrupted(
+            "more abandoned records than the ring can hold",
+        ))
     }
 
     fn try_claim_and_take(
