@@ -53,3 +53,8 @@ bench-rust:
 
 clean:
 	rm -rf $(VENV) target
+
+## loom: model-check the ring protocol (threads for processes), in its own target dir
+loom:
+	RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 LOOM_MAX_BRANCHES=100000 CARGO_TARGET_DIR=target/loom \
+		cargo test -p shmq-core --test loom --release --quiet

@@ -230,6 +230,13 @@ def child_wait(started: Any, release: Any) -> None:
     release.wait(30)
 
 
+def child_put_and_wait(q: shmq.Queue, started: Any, release: Any) -> None:
+    """Uses an inherited queue (so it attaches), signals ``started``, waits for ``release``."""
+    q.put("attached")
+    started.set()
+    release.wait(30)
+
+
 def child_put_and_exit_without_close(q: shmq.Queue, obj: Any) -> None:
     """Uses an inherited/pickled queue, then leaves without ``close()`` (``os._exit``)."""
     q.put(obj)

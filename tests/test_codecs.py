@@ -277,8 +277,6 @@ def test_per_put_codec_id_out_of_range(queue: shmq.Queue) -> None:
     assert queue.empty()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: codec ids below 0 or >= 2**32 raise OverflowError (PyO3 u32 "
-                   "conversion) instead of ValueError, in register_codec() and in put()/put_many(codec=...)")
 def test_negative_codec_ids_are_value_errors(queue: shmq.Queue) -> None:
     with pytest.raises(ValueError):
         shmq.register_codec(-1, bytes, bytes)
@@ -299,22 +297,29 @@ def test_register_codec_needs_callables() -> None:
 
 def test_put_with_an_unregistered_codec_is_a_codec_error(queue: shmq.Queue) -> None:
     with pytest.raises(shmq.CodecError):
-        queue.put(b"x", codec=4242)
-    with pytest.raises(shmq.CodecError):
-        queue.put(b"x", codec=500)  # reserved for shmq, not a codec
+        queue.put(b"x", codec=4242)  # a user id nobody registered
+    with pytest.raises(ValueError):
+        queue.put(b"x", codec=500)  # reserved for shmq: as Queue(codec=500)
+    with pytest.raises(ValueError):
+        shmq.Queue(codec=500)
     assert queue.empty()
 
 
-def test_user_encoder_errors_propagate_and_put_nothing(queue: shmq.Queue) -> None:
+def test_encoder_errors_are_codec_errors_with_the_cause_and_put_nothing(queue: shmq.Queue) -> None:
     def boom(o: Any) -> bytes:
         raise ZeroDivisionError("encoder failed")
 
     shmq.register_codec(2006, boom, bytes)
-    with pytest.raises(ZeroDivisionError):
+    with pytest.raises(shmq.CodecError) as ei:
         queue.put(1, codec=2006)
-    shmq.register_codec(2007, lambda o: "a str, not bytes", bytes)
-    with pytest.raises(TypeError):
+    assert isinstance(ei.value.__cause__, ZeroDivisionError)
+    shmq.register_codec(2007, lambda o: "a str, not bytes", bytes)  # type: ignore[arg-type,return-value]
+    with pytest.raises(shmq.CodecError, match="returned str"):
         queue.put(1, codec=2007)
+    with pytest.raises(shmq.CodecError) as ei:
+        queue.put(lambda: None)  # pickle cannot pickle a lambda
+    assert ei.value.__cause__ is not None
+    assert isinstance(ei.value, TypeError)  # CodecError is a TypeError
     assert queue.empty()
 
 
@@ -374,8 +379,6 @@ def test_decode_error_pickles_with_its_payload(queue: shmq.Queue) -> None:
     assert (clone.raw, clone.codec, str(clone)) == (ei.value.raw, ei.value.codec, str(ei.value))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: get_many() that meets an undecodable message raises DecodeError "
-                   "and silently drops every other message of the batch (taken off the queue, never returned)")
 def test_get_many_with_an_undecodable_message_loses_nothing(queue: shmq.Queue) -> None:
     queue.put("before")
     queue.put(b"bad one", codec=1002)

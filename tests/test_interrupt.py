@@ -50,7 +50,8 @@ BLOCKED_CHILD = textwrap.dedent(
 
 @pytest.mark.parametrize("op", ["get", "get_many", "put", "put_many"])
 def test_ctrl_c_interrupts_a_blocked_call_in_another_interpreter(make_queue: MakeQueue, qname: str, op: str) -> None:
-    q = make_queue(maxsize=1, capacity="64KiB")
+    # maxsize=1 makes the child's put block; a get child puts two messages afterwards.
+    q = make_queue(maxsize=1 if op.startswith("put") else 0, capacity="64KiB")
     if op.startswith("put"):
         q.put("fills the queue")  # maxsize=1: the child's put blocks
     waits = q.stats().waits

@@ -415,9 +415,6 @@ def test_killed_child_is_reaped_and_the_last_close_removes_the_queue(qname: str,
     assert qname not in shmq.list_queues()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a fork child re-attaches every live queue of its parent (at-fork "
-                   "hook) and leaves with os._exit without detaching; if the parent closed the queue first, "
-                   "the dead child is the last one attached and nobody ever removes the segment (leak)")
 def test_fork_child_outliving_the_parents_close_does_not_leak_the_segment(qname: str) -> None:
     q = shmq.Queue(qname, create=True)
     started, release = FORK.Event(), FORK.Event()
@@ -427,7 +424,7 @@ def test_fork_child_outliving_the_parents_close_does_not_leak_the_segment(qname:
             p.start()
             procs.append(p)
             assert started.wait(30)
-            assert q.stats().attached == 2  # the child attached itself at fork
+            assert q.stats().attached == 1  # a fork child attaches on first use only
             q.close()  # the parent is done with the queue...
             release.set()  # ... and the child then exits (os._exit, as every fork child)
             h.join_all(procs, 30)
@@ -438,9 +435,6 @@ def test_fork_child_outliving_the_parents_close_does_not_leak_the_segment(qname:
         h.remove_segment(qname)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: when a fork child cannot re-attach an inherited queue (here: all "
-                   "max_processes slots taken) the at-fork hook swallows the error and the child's handle acts "
-                   "closed: QueueClosedError ('is closed') instead of TooManyProcessesError")
 def test_fork_child_that_cannot_attach_gets_a_meaningful_error(make_queue: MakeQueue, qname: str) -> None:
     q = make_queue(max_processes=2)
     make_queue(qname, create=False)  # both slots are taken
@@ -464,22 +458,23 @@ def test_fork_child_that_cannot_attach_gets_a_meaningful_error(make_queue: MakeQ
 
 
 def test_gc_removes_a_queue_whose_processes_all_died(qname: str) -> None:
-    """The leak above can be collected: ``shmq.gc()`` removes queues with no live process."""
+    """A last process killed while attached leaves its segment (nobody is left to notice);
+    ``shmq.gc()`` removes it, and leaves it alone while a live process is attached."""
     q = shmq.Queue(qname, create=True)
     started, release = FORK.Event(), FORK.Event()
     try:
         with h.children() as procs:
-            p = FORK.Process(target=h.child_wait, args=(started, release))
+            p = FORK.Process(target=h.child_put_and_wait, args=(q, started, release))
             p.start()
             procs.append(p)
             assert started.wait(30)
             q.close()
             assert qname in shmq.list_queues()  # the child still has it
             assert qname not in shmq.gc()  # a live process is attached: left alone
-            release.set()
+            p.kill()  # the last process dies attached
             h.join_all(procs, 30)
-        if qname in shmq.list_queues():  # (the leak of the test above)
-            assert qname in shmq.gc()
+        assert qname in shmq.list_queues()
+        assert qname in shmq.gc()
         assert qname not in shmq.list_queues()
     finally:
         h.remove_segment(qname)
@@ -515,8 +510,6 @@ DAEMON_BLOCKED = textwrap.dedent(
 )
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a thread blocked in get() holds the queue attached after close(); "
-                   "when the process then exits (daemon thread) the segment is never removed (leak)")
 def test_process_exiting_with_a_daemon_thread_blocked_in_get_does_not_leak(qname: str) -> None:
     try:
         with h.children() as procs:

@@ -180,8 +180,6 @@ def test_maxsize_zero_or_negative_means_unbounded(make_queue: MakeQueue, maxsize
     assert not q.full()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: put_many of a batch larger than maxsize into an empty queue "
-                   "puts the whole batch: qsize() exceeds maxsize (batches are split by capacity, not maxsize)")
 def test_put_many_never_exceeds_maxsize(make_queue: MakeQueue) -> None:
     q = make_queue(maxsize=3)
     try:
@@ -327,8 +325,6 @@ def test_get_many_zero_is_a_value_error(queue: shmq.Queue) -> None:
     assert queue.get() == 1  # nothing was taken
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a negative max_messages (get_many(-1)) raises OverflowError "
-                   "(PyO3 usize conversion), not ValueError like get_many(0)")
 def test_get_many_negative_is_a_value_error(queue: shmq.Queue) -> None:
     with pytest.raises(ValueError):
         queue.get_many(-1)

@@ -131,9 +131,6 @@ def test_this_file_passes_mypy_strict(mypy_run: MypyRun) -> None:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, reason="BUG: shmq.Queue(...) arguments are not type-checked: Queue defines "
-                   "__init__(self, *args: Any, **kwargs: Any), which mypy uses as the constructor signature "
-                   "instead of the typed __new__")
 def test_queue_constructor_arguments_are_type_checked(mypy_run: MypyRun, tmp_path: Path) -> None:
     snippet = tmp_path / "snippet.py"
     snippet.write_text("import shmq\n\nshmq.Queue('x', capacity=1.5, no_such_argument=True)\n")

@@ -13,9 +13,11 @@ plus batches (``put_many``/``get_many``), ``stats()``, codecs and picklable hand
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import secrets
+import sys
 import weakref
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Callable, NamedTuple, Union
@@ -112,8 +114,11 @@ def codec_id(codec: Codec) -> int:
     raise TypeError(f"codec must be a name or an int id, not {type(codec).__name__}")
 
 
+BytesLike = Union[bytes, bytearray, memoryview]
+
+
 def register_codec(
-    codec: int, encode: Callable[[Any], bytes], decode: Callable[[bytes], Any], *, name: str | None = None
+    codec: int, encode: Callable[[Any], BytesLike], decode: Callable[[bytes], Any], *, name: str | None = None
 ) -> None:
     """Registers a codec under id ``codec`` (1001..65535) for every queue of this process.
 
@@ -169,14 +174,24 @@ class QueueStats(NamedTuple):
 _live_queues: weakref.WeakSet[Queue] = weakref.WeakSet()
 
 
-def _after_fork_in_child() -> None:
+def _close_all() -> None:
+    """Detaches every queue this process still has open (at interpreter exit, and at the exit
+    of a ``multiprocessing`` child, which leaves through ``os._exit``)."""
     for q in list(_live_queues):
-        try:
-            q._reattach_after_fork()
-        except Exception:  # pragma: no cover - nothing sensible to do in an at-fork hook
-            pass
+        q.close()
 
 
+def _after_fork_in_child() -> None:
+    # The child attaches to an inherited queue on first use only (a child that never uses
+    # it never attaches), and detaches at exit.
+    for q in list(_live_queues):
+        q._reattach_after_fork()
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None:
+        mp_util.Finalize(None, _close_all, exitpriority=-100)
+
+
+atexit.register(_close_all)
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
@@ -247,8 +262,21 @@ class Queue(_Queue):
         _live_queues.add(self)
         return self
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Arguments are handled by ``__new__``."""
+    def __init__(
+        self,
+        name: str | None = None,
+        maxsize: int = 0,
+        capacity: Capacity = DEFAULT_CAPACITY,
+        *,
+        create: bool | None = None,
+        namespace: str | None = None,
+        codec: Codec = "pickle",
+        allow_pickle: bool = True,
+        mode: int = 0o600,
+        persistent: bool = False,
+        max_processes: int = 128,
+    ) -> None:
+        """Arguments are handled by ``__new__`` (the native object is built there)."""
 
     def stats(self) -> QueueStats:
         """Counters and occupancy, summed over every attached process."""

@@ -1,6 +1,7 @@
 //! What the protocol needs from the memory and the OS, and a heap implementation for tests.
 
-use crate::sync::AtomicU32;
+use crate::layout::{Cell, Control, Geometry, Slot, RECORD_ALIGN};
+use crate::sync::{AtomicU32, UnsafeCell};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,6 +33,43 @@ pub unsafe trait Backing {
     fn wake_all(&self, word: &AtomicU32);
     /// Id of the calling process, recorded in the slot for `stats()`.
     fn pid(&self) -> u32;
+    /// Typed storage, for backings that cannot be addressed as bytes (loom models); `None`
+    /// (the default) means the segment is the bytes at `base()`.
+    fn typed(&self) -> Option<&Typed> {
+        None
+    }
+}
+
+/// A segment as typed objects instead of bytes: the control block, the slots, one record
+/// header per 16 bytes of ring, and the payload bytes in 16-byte cells whose accesses loom
+/// checks for data races. Record headers and payload bytes do not alias here (they do in a
+/// byte segment); the protocol never relies on that aliasing.
+#[derive(Debug)]
+pub struct Typed {
+    pub(crate) control: Control,
+    pub(crate) slots: Vec<Slot>,
+    pub(crate) cells: Vec<Cell>,
+    pub(crate) data: Vec<UnsafeCell<[u8; RECORD_ALIGN as usize]>>,
+}
+
+// SAFETY: the payload cells are accessed only under the protocol's ownership rules (a
+// reservation or a claim); everything else is atomics.
+unsafe impl Sync for Typed {}
+// SAFETY: as above.
+unsafe impl Send for Typed {}
+
+impl Typed {
+    fn new(g: &Geometry) -> Self {
+        let chunks = (g.capacity / RECORD_ALIGN) as usize;
+        Self {
+            control: Control::default(),
+            slots: (0..g.max_slots).map(|_| Slot::default()).collect(),
+            cells: (0..chunks).map(|_| Cell::default()).collect(),
+            data: (0..chunks)
+                .map(|_| UnsafeCell::new([0; RECORD_ALIGN as usize]))
+                .collect(),
+        }
+    }
 }
 
 /// Leases shared by the handles of one [`HeapRegion`]: slot -> holder id, plus the holders
@@ -46,8 +84,14 @@ struct Leases {
 /// [`HeapBacking`] made from it is one "process"; [`HeapBacking::die`] simulates `kill -9`.
 #[derive(Debug, Clone)]
 pub struct HeapRegion {
-    mem: Arc<HeapMem>,
+    mem: Arc<Mem>,
     leases: Arc<Mutex<Leases>>,
+}
+
+#[derive(Debug)]
+enum Mem {
+    Raw(HeapMem),
+    Typed(Typed, u64),
 }
 
 #[derive(Debug)]
@@ -77,7 +121,15 @@ impl HeapRegion {
         let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
         assert!(!ptr.is_null(), "allocation failed");
         Self {
-            mem: Arc::new(HeapMem { ptr, layout }),
+            mem: Arc::new(Mem::Raw(HeapMem { ptr, layout })),
+            leases: Arc::default(),
+        }
+    }
+
+    /// A region of typed storage for geometry `g` (what loom models use).
+    pub fn typed(g: &Geometry) -> Self {
+        Self {
+            mem: Arc::new(Mem::Typed(Typed::new(g), g.total_size)),
             leases: Arc::default(),
         }
     }
@@ -119,10 +171,22 @@ impl HeapBacking {
 // exclusive per holder through the mutex.
 unsafe impl Backing for HeapBacking {
     fn base(&self) -> *mut u8 {
-        self.region.mem.ptr
+        match &*self.region.mem {
+            Mem::Raw(m) => m.ptr,
+            Mem::Typed(..) => std::ptr::null_mut(),
+        }
     }
     fn size(&self) -> u64 {
-        self.region.mem.layout.size() as u64
+        match &*self.region.mem {
+            Mem::Raw(m) => m.layout.size() as u64,
+            Mem::Typed(_, size) => *size,
+        }
+    }
+    fn typed(&self) -> Option<&Typed> {
+        match &*self.region.mem {
+            Mem::Raw(_) => None,
+            Mem::Typed(t, _) => Some(t),
+        }
     }
     fn try_lease(&self, slot: u32) -> bool {
         let mut l = self.region.leases.lock().unwrap();
@@ -151,6 +215,9 @@ unsafe impl Backing for HeapBacking {
             if until.is_some_and(|u| std::time::Instant::now() >= u) {
                 break;
             }
+            #[cfg(loom)]
+            loom::thread::yield_now();
+            #[cfg(not(loom))]
             std::thread::sleep(Duration::from_micros(50));
         }
         false

@@ -38,8 +38,11 @@ pub const RECORD_HEADER: u64 = 16;
 pub const RECORD_ALIGN: u64 = 16;
 /// Lanes (concurrent operations) per attached process.
 pub const LANES: usize = 4;
-/// Smallest ring accepted.
-pub const MIN_CAPACITY: u64 = 4096;
+/// Smallest ring accepted (tiny rings under loom keep the models small).
+pub const MIN_CAPACITY: u64 = if cfg!(loom) { 64 } else { 4096 };
+/// Capacities are rounded up to a multiple of this (the page size, so the ring could be
+/// mirror-mapped; 16 under loom).
+pub const CAPACITY_QUANTUM: u64 = if cfg!(loom) { RECORD_ALIGN } else { PAGE };
 /// Largest ring accepted (1 TiB): positions stay far from `u64` overflow.
 pub const MAX_CAPACITY: u64 = 1 << 40;
 /// Largest slot table accepted.
@@ -357,7 +360,7 @@ impl Geometry {
         if capacity == 0 || capacity > MAX_CAPACITY || max_slots == 0 || max_slots > MAX_SLOTS {
             return None;
         }
-        let capacity = capacity.max(MIN_CAPACITY).div_ceil(PAGE) * PAGE;
+        let capacity = capacity.max(MIN_CAPACITY).div_ceil(CAPACITY_QUANTUM) * CAPACITY_QUANTUM;
         let slots_offset = control_size();
         let data_offset = (slots_offset + u64::from(max_slots) * slot_size()).div_ceil(PAGE) * PAGE;
         Some(Self {

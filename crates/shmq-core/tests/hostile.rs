@@ -46,7 +46,10 @@ fn exercise(ring: &Ring<HeapBacking>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(512),
+        ..ProptestConfig::default()
+    })]
 
     /// Any bytes where a header should be: open gives an error or a valid geometry.
     #[test]

@@ -6,6 +6,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyType};
 use shmq::{Message, OpenError, TryRecvError, TrySendError};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -114,11 +116,11 @@ fn user_codecs(py: Python<'_>) -> &Bound<'_, PyDict> {
 #[pyfunction]
 fn register_codec(
     py: Python<'_>,
-    codec_id: u32,
+    codec_id: i64,
     encode: Bound<'_, PyAny>,
     decode: Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    if !(u32::from(FIRST_USER_CODEC)..=u32::from(u16::MAX)).contains(&codec_id) {
+    if !(i64::from(FIRST_USER_CODEC)..=i64::from(u16::MAX)).contains(&codec_id) {
         return Err(PyValueError::new_err(format!(
             "user codec ids are {FIRST_USER_CODEC}..=65535, got {codec_id}"
         )));
@@ -180,9 +182,6 @@ unsafe impl Send for BufferView {}
 // SAFETY: as above: shared read-only access.
 unsafe impl Sync for BufferView {}
 
-/// A received message before decoding: codec id and bytes.
-type RawMessage<'py> = (u16, Bound<'py, PyBytes>);
-
 /// An encoded message.
 enum Payload<'py> {
     Bytes(Bound<'py, PyBytes>),
@@ -215,10 +214,27 @@ fn bytes_like<'py>(obj: Bound<'py, PyAny>) -> PyResult<Payload<'py>> {
     }
 }
 
+/// This process's attachment, as seen by one Python handle.
+enum Handle {
+    Attached(Arc<shmq::Queue>),
+    /// Inherited across `fork()`: the parent's attachment. The child attaches on first use,
+    /// so a child that never touches the queue never attaches (nor leaks it by dying).
+    Inherited(Arc<shmq::Queue>),
+    Closed,
+}
+
+/// A received message before decoding: codec id and bytes.
+type RawMessage<'py> = (u16, Bound<'py, PyBytes>);
+
 /// The Python-visible queue (subclassed by `shmq.Queue`).
 #[pyclass(module = "shmq._shmq", subclass, frozen, name = "_Queue")]
 struct PyQueue {
-    inner: Mutex<Option<Arc<shmq::Queue>>>,
+    handle: Mutex<Handle>,
+    closed: AtomicBool,
+    /// Messages this handle already took off the queue but has not returned yet: those that
+    /// followed an undecodable one in a `get_many` batch. Served first by the next get.
+    stash: Mutex<VecDeque<(u16, Py<PyBytes>)>>,
+    stashed: AtomicBool,
     name: String,
     codec: u16,
     allow_pickle: bool,
@@ -243,14 +259,42 @@ fn deadline_of(block: bool, timeout: Option<f64>) -> PyResult<Option<Instant>> {
 
 impl PyQueue {
     fn queue(&self, py: Python<'_>) -> PyResult<Arc<shmq::Queue>> {
-        match &*self.inner.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some(q) => Ok(q.clone()),
-            None => Err(error(
-                py,
-                "QueueClosedError",
-                format!("queue {:?} is closed", self.name),
-            )),
+        let mut handle = self.handle.lock().unwrap_or_else(|p| p.into_inner());
+        match &*handle {
+            Handle::Attached(q) => Ok(q.clone()),
+            Handle::Closed => Err(self.closed_error(py)),
+            Handle::Inherited(old) => {
+                let fresh = py
+                    .detach(|| old.reopen_in_child())
+                    .map_err(|e| open_error(py, e))?;
+                let fresh = Arc::new(fresh);
+                if let Handle::Inherited(old) =
+                    std::mem::replace(&mut *handle, Handle::Attached(fresh.clone()))
+                {
+                    match Arc::try_unwrap(old) {
+                        Ok(q) => q.forget_in_child(),
+                        // Clones held by threads that do not exist in the child: never dropped.
+                        Err(arc) => std::mem::forget(arc),
+                    }
+                }
+                Ok(fresh)
+            }
         }
+    }
+
+    fn closed_error(&self, py: Python<'_>) -> PyErr {
+        error(
+            py,
+            "QueueClosedError",
+            format!("queue {:?} is closed", self.name),
+        )
+    }
+
+    /// Wraps an encoder's failure in a `CodecError` (the original as its cause).
+    fn encode_error(py: Python<'_>, what: String, cause: PyErr) -> PyErr {
+        let err = error(py, "CodecError", format!("{what}: {cause}"));
+        err.set_cause(py, Some(cause));
+        err
     }
 
     fn encode<'py>(&self, obj: Bound<'py, PyAny>, codec: u16) -> PyResult<Payload<'py>> {
@@ -265,7 +309,14 @@ impl PyQueue {
                         "pickle is disabled for this queue (allow_pickle=False)",
                     ));
                 }
-                let out = pickle(py)?.0.bind(py).call1((obj, 5))?;
+                let type_name = obj
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default();
+                let out = pickle(py)?.0.bind(py).call1((obj, 5)).map_err(|e| {
+                    Self::encode_error(py, format!("could not pickle a {type_name}"), e)
+                })?;
                 Ok(Payload::Bytes(out.cast_into::<PyBytes>()?))
             }
             CODEC_MSGPACK => {
@@ -284,8 +335,21 @@ impl PyQueue {
                         format!("no codec registered under id {id}"),
                     ));
                 };
-                let out = pair.get_item(0)?.call1((obj,))?;
-                bytes_like(out)
+                let out = pair.get_item(0)?.call1((obj,)).map_err(|e| {
+                    Self::encode_error(py, format!("the encoder of codec {id} failed"), e)
+                })?;
+                let type_name = out
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default();
+                bytes_like(out).map_err(|_| {
+                    error(
+                        py,
+                        "CodecError",
+                        format!("the encoder of codec {id} returned {type_name}, not bytes-like"),
+                    )
+                })
             }
         }
     }
@@ -334,17 +398,66 @@ impl PyQueue {
         }
     }
 
-    fn resolve_codec(&self, codec: Option<u32>) -> PyResult<u16> {
-        match codec {
-            None => Ok(self.codec),
-            Some(c) => u16::try_from(c)
-                .map_err(|_| PyValueError::new_err(format!("codec id {c} is out of range"))),
+    fn resolve_codec(&self, codec: Option<i64>) -> PyResult<u16> {
+        let Some(c) = codec else {
+            return Ok(self.codec);
+        };
+        match u16::try_from(c) {
+            Ok(id) if id <= CODEC_MSGPACK || id >= FIRST_USER_CODEC => Ok(id),
+            _ => Err(PyValueError::new_err(format!(
+                "codec id {c} is neither built in (0, 1, 2) nor a user id \
+                 ({FIRST_USER_CODEC}..=65535)"
+            ))),
         }
+    }
+
+    /// Decodes a batch in order. At the first message that cannot be decoded: if messages
+    /// before it decoded, returns them and keeps it and the rest for the next call;
+    /// otherwise keeps the rest and raises its `DecodeError`. Nothing taken is lost.
+    fn decode_batch<'py>(&self, raws: Vec<RawMessage<'py>>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let mut out = Vec::with_capacity(raws.len());
+        let mut rest = raws.into_iter();
+        while let Some((codec, raw)) = rest.next() {
+            match self.decode(raw.clone(), codec) {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    let failed = (!out.is_empty()).then_some((codec, raw));
+                    self.stash_front(failed.into_iter().chain(rest));
+                    return if out.is_empty() { Err(e) } else { Ok(out) };
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn stash_front<'py>(&self, items: impl Iterator<Item = RawMessage<'py>>) {
+        let mut stash = self.stash.lock().unwrap_or_else(|p| p.into_inner());
+        let items: Vec<_> = items.map(|(c, b)| (c, b.unbind())).collect();
+        for item in items.into_iter().rev() {
+            stash.push_front(item);
+        }
+        self.stashed.store(!stash.is_empty(), Ordering::Release);
+    }
+
+    /// Up to `max` stashed messages, if there are any.
+    fn take_stashed<'py>(&self, py: Python<'py>, max: usize) -> Option<Vec<RawMessage<'py>>> {
+        if !self.stashed.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut stash = self.stash.lock().unwrap_or_else(|p| p.into_inner());
+        let n = max.min(stash.len());
+        let taken: Vec<_> = stash
+            .drain(..n)
+            .map(|(c, b)| (c, b.into_bound(py)))
+            .collect();
+        self.stashed.store(!stash.is_empty(), Ordering::Release);
+        (!taken.is_empty()).then_some(taken)
     }
 
     /// Runs `attempt` (with the GIL) until it yields, waiting with `wait` (without the GIL)
     /// in between; `Ok(None)` at the deadline. Ctrl-C raises KeyboardInterrupt promptly.
     fn blocking<T>(
+        &self,
         py: Python<'_>,
         deadline: Option<Instant>,
         mut attempt: impl FnMut() -> PyResult<Option<T>>,
@@ -359,6 +472,9 @@ impl PyQueue {
             }
             py.detach(|| wait(deadline))?;
             py.check_signals()?;
+            if self.closed.load(Ordering::Acquire) {
+                return Err(self.closed_error(py)); // closed by another thread meanwhile
+            }
         }
     }
 
@@ -394,7 +510,7 @@ impl PyQueue {
             q.wait_for_space(&msgs, d, Some(SLICE))
                 .map_err(|e| Python::attach(|py| send_error(py, &q, e)))
         };
-        match Self::blocking(py, deadline, attempt, wait)? {
+        match self.blocking(py, deadline, attempt, wait)? {
             Some(()) => Ok(()),
             None => Err(error(py, "Full", "queue is full")),
         }
@@ -463,7 +579,10 @@ impl PyQueue {
             })
             .map_err(|e| open_error(py, e))?;
         Ok(Self {
-            inner: Mutex::new(Some(Arc::new(q))),
+            handle: Mutex::new(Handle::Attached(Arc::new(q))),
+            closed: AtomicBool::new(false),
+            stash: Mutex::new(VecDeque::new()),
+            stashed: AtomicBool::new(false),
             name,
             codec,
             allow_pickle,
@@ -478,7 +597,7 @@ impl PyQueue {
         obj: Bound<'_, PyAny>,
         block: bool,
         timeout: Option<f64>,
-        codec: Option<u32>,
+        codec: Option<i64>,
     ) -> PyResult<()> {
         let deadline = deadline_of(block, timeout)?;
         let codec = self.resolve_codec(codec)?;
@@ -501,27 +620,43 @@ impl PyQueue {
         objs: Bound<'_, PyAny>,
         block: bool,
         timeout: Option<f64>,
-        codec: Option<u32>,
+        codec: Option<i64>,
     ) -> PyResult<()> {
         let deadline = deadline_of(block, timeout)?;
         let codec = self.resolve_codec(codec)?;
         let q = self.queue(py)?;
-        let budget = q.capacity();
-        let mut chunk: Vec<(u16, Payload<'_>)> = Vec::new();
-        let mut bytes = 0u64;
+        // Encode and check everything first: a bad object or an oversized message raises
+        // before anything is put.
+        let mut payloads = Vec::new();
         for obj in objs.try_iter()? {
             let p = self.encode(obj?, codec)?;
-            let size = shmq_record_size(p.as_slice().len());
-            if !chunk.is_empty() && bytes + size > budget {
-                self.put_payloads(py, &chunk, deadline)?;
-                chunk.clear();
-                bytes = 0;
+            let len = p.as_slice().len() as u64;
+            if len > q.max_message_size() {
+                let max = q.max_message_size();
+                return Err(send_error(
+                    py,
+                    &q,
+                    TrySendError::TooLarge { size: len, max },
+                ));
             }
-            bytes += size;
-            chunk.push((codec, p));
+            payloads.push((codec, p));
         }
-        if !chunk.is_empty() {
-            self.put_payloads(py, &chunk, deadline)?;
+        // Chunks that can fit at once: within the byte capacity and within maxsize.
+        let (budget, most) = (q.capacity(), q.maxsize());
+        let mut start = 0;
+        while start < payloads.len() {
+            let mut end = start;
+            let mut bytes = 0u64;
+            while end < payloads.len() && (most == 0 || ((end - start) as u64) < most) {
+                let size = shmq_record_size(payloads[end].1.as_slice().len());
+                if end > start && bytes + size > budget {
+                    break;
+                }
+                bytes += size;
+                end += 1;
+            }
+            self.put_payloads(py, &payloads[start..end], deadline)?;
+            start = end;
         }
         Ok(())
     }
@@ -536,6 +671,10 @@ impl PyQueue {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let deadline = deadline_of(block, timeout)?;
+        if let Some(mut stashed) = self.take_stashed(py, 1) {
+            let (codec, raw) = stashed.remove(0);
+            return self.decode(raw, codec);
+        }
         let q = self.queue(py)?;
         let attempt = || -> PyResult<Option<RawMessage<'py>>> {
             let mut alloc_err = None;
@@ -554,7 +693,7 @@ impl PyQueue {
             }
         };
         let wait = |d| Ok(q.wait_for_data(d, Some(SLICE)));
-        match Self::blocking(py, deadline, attempt, wait)? {
+        match self.blocking(py, deadline, attempt, wait)? {
             Some((codec, raw)) => self.decode(raw, codec),
             None => Err(error(py, "Empty", "queue is empty")),
         }
@@ -571,14 +710,19 @@ impl PyQueue {
     fn get_many<'py>(
         &self,
         py: Python<'py>,
-        max_messages: usize,
+        max_messages: i64,
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyList>> {
-        if max_messages == 0 {
-            return Err(PyValueError::new_err("max_messages must be at least 1"));
-        }
+        let Ok(max_messages @ 1..) = usize::try_from(max_messages) else {
+            return Err(PyValueError::new_err(format!(
+                "max_messages must be at least 1, got {max_messages}"
+            )));
+        };
         let deadline = deadline_of(block, timeout)?;
+        if let Some(stashed) = self.take_stashed(py, max_messages) {
+            return PyList::new(py, self.decode_batch(stashed)?);
+        }
         let q = self.queue(py)?;
         let attempt = || -> PyResult<Option<Vec<RawMessage<'py>>>> {
             let mut out = Vec::new();
@@ -602,14 +746,8 @@ impl PyQueue {
             }
         };
         let wait = |d| Ok(q.wait_for_data(d, Some(SLICE)));
-        match Self::blocking(py, deadline, attempt, wait)? {
-            Some(raws) => {
-                let list = PyList::empty(py);
-                for (codec, raw) in raws {
-                    list.append(self.decode(raw, codec)?)?;
-                }
-                Ok(list)
-            }
+        match self.blocking(py, deadline, attempt, wait)? {
+            Some(raws) => PyList::new(py, self.decode_batch(raws)?),
             None => Err(error(py, "Empty", "queue is empty")),
         }
     }
@@ -632,9 +770,35 @@ impl PyQueue {
     /// Detaches this process; the last process to detach removes a non-persistent queue.
     /// Idempotent.
     fn close(&self, py: Python<'_>) {
-        let q = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
-        // Detaching may reap dead processes (a few system calls): not under the GIL.
-        py.detach(move || drop(q));
+        self.closed.store(true, Ordering::Release);
+        let handle = std::mem::replace(
+            &mut *self.handle.lock().unwrap_or_else(|p| p.into_inner()),
+            Handle::Closed,
+        );
+        let q = match handle {
+            Handle::Attached(q) => q,
+            // Never attached in this process: nothing to detach, the parent's is the parent's.
+            Handle::Inherited(q) => {
+                match Arc::try_unwrap(q) {
+                    Ok(q) => q.forget_in_child(),
+                    Err(arc) => std::mem::forget(arc),
+                }
+                return;
+            }
+            Handle::Closed => return,
+        };
+        // Calls of this handle blocked in other threads hold the attachment: wake them, they
+        // see `closed` and return, and the last one out detaches. Give them a moment (without
+        // the GIL, which they need) so that the detach normally happens before we return.
+        let weak = Arc::downgrade(&q);
+        q.wake_all_waiters();
+        drop(q);
+        py.detach(|| {
+            let until = Instant::now() + Duration::from_millis(500);
+            while weak.strong_count() > 0 && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
     }
 
     /// Removes the queue's name now; attached processes keep using it.
@@ -647,10 +811,7 @@ impl PyQueue {
     /// Whether `close()` was called.
     #[getter]
     fn closed(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none()
+        self.closed.load(Ordering::Acquire)
     }
 
     /// The queue's full name (namespace included).
@@ -713,22 +874,21 @@ impl PyQueue {
         Ok(d)
     }
 
-    /// In a child after `fork()`: take a process slot of the child's own.
-    fn _reattach_after_fork(&self, py: Python<'_>) -> PyResult<()> {
-        let Ok(mut guard) = self.inner.try_lock() else {
-            return Ok(()); // another thread held it at fork time: leave the handle as is
-        };
-        let Some(old) = guard.take() else {
-            return Ok(());
-        };
-        let fresh = old.reopen_in_child();
-        match Arc::try_unwrap(old) {
-            Ok(q) => q.forget_in_child(),
-            // Clones held by threads that do not exist in the child: never dropped.
-            Err(arc) => std::mem::forget(arc),
+    /// In a child after `fork()`: the handle is the parent's attachment; the child attaches
+    /// on first use (see `Handle::Inherited`).
+    fn _reattach_after_fork(&self) {
+        // A mutex another thread held at fork time stays locked in the child: then leave it.
+        if let Ok(mut guard) = self.handle.try_lock() {
+            *guard = match std::mem::replace(&mut *guard, Handle::Closed) {
+                Handle::Attached(q) | Handle::Inherited(q) => Handle::Inherited(q),
+                Handle::Closed => Handle::Closed,
+            };
         }
-        *guard = Some(Arc::new(fresh.map_err(|e| open_error(py, e))?));
-        Ok(())
+        // The stash holds messages the parent took: they are the parent's.
+        if let Ok(mut stash) = self.stash.try_lock() {
+            stash.clear();
+            self.stashed.store(false, Ordering::Release);
+        }
     }
 }
 

@@ -545,6 +545,13 @@ impl Queue {
         self.ring().try_recv_with(f)
     }
 
+    /// Wakes every thread blocked on this queue, in every process; they re-check their
+    /// condition and sleep again if nothing changed. Used by bindings whose `close()` must
+    /// release their own blocked calls.
+    pub fn wake_all_waiters(&self) {
+        self.ring().wake_all_waiters();
+    }
+
     /// Messages queued (approximate while others are busy, exact with a `maxsize`).
     pub fn len(&self) -> u64 {
         self.ring().len()

@@ -21,6 +21,12 @@ pub enum CrashPoint {
     AfterClaim,
 }
 
+// loom runs its threads on one OS thread: the flag must be one of loom's thread-locals.
+#[cfg(loom)]
+loom::thread_local! {
+    static ARMED: Cell<Option<CrashPoint>> = Cell::new(None);
+}
+#[cfg(not(loom))]
 std::thread_local! {
     static ARMED: Cell<Option<CrashPoint>> = const { Cell::new(None) };
 }

@@ -9,7 +9,7 @@
 
 use crate::backing::Backing;
 use crate::layout::*;
-use crate::sync::{fence, spin_hint, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{fence, spin_hint, yield_now, AtomicU32, AtomicU64, Ordering};
 
 #[cfg(feature = "crash-points")]
 pub mod crash;
@@ -26,6 +26,7 @@ macro_rules! crash_point {
         }
     };
 }
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 /// How long a waiter spins before it sleeps.
@@ -64,8 +65,9 @@ pub struct RecordView<'a> {
     pub codec: u16,
     /// Flag bits from the record header.
     pub flags: u16,
-    first: &'a [u8],
-    second: &'a [u8],
+    // Borrowed from shared memory; owned only for typed (model-checked) storage.
+    first: Cow<'a, [u8]>,
+    second: Cow<'a, [u8]>,
 }
 
 impl RecordView<'_> {
@@ -79,18 +81,18 @@ impl RecordView<'_> {
     }
     /// The payload as (up to) two slices.
     pub fn parts(&self) -> (&[u8], &[u8]) {
-        (self.first, self.second)
+        (&self.first, &self.second)
     }
     /// Copies the payload into `dst`, which must be exactly [`RecordView::len`] bytes.
     pub fn copy_to(&self, dst: &mut [u8]) {
         let (a, b) = dst.split_at_mut(self.first.len());
-        a.copy_from_slice(self.first);
-        b.copy_from_slice(self.second);
+        a.copy_from_slice(&self.first);
+        b.copy_from_slice(&self.second);
     }
     /// Appends the payload to `dst`.
     pub fn extend_into(&self, dst: &mut Vec<u8>) {
-        dst.extend_from_slice(self.first);
-        dst.extend_from_slice(self.second);
+        dst.extend_from_slice(&self.first);
+        dst.extend_from_slice(&self.second);
     }
     /// The payload as a new vector.
     pub fn to_vec(&self) -> Vec<u8> {
@@ -282,9 +284,12 @@ impl<B: Backing> Ring<B> {
     }
 
     fn control_of(b: &B) -> &Control {
+        if let Some(t) = b.typed() {
+            return &t.control;
+        }
         debug_assert!(b.size() >= control_size());
-        // SAFETY: `Backing` guarantees `base()` is 4096-aligned and `len()` bytes long; callers
-        // checked `len() >= control_size()`. `Control` is made only of atomics, valid for any
+        // SAFETY: `Backing` guarantees `base()` is 4096-aligned and `size()` bytes long; callers
+        // checked `size() >= control_size()`. `Control` is made only of atomics, valid for any
         // bit pattern, and shared mutation through atomics is sound.
         unsafe { &*(b.base() as *const Control) }
     }
@@ -513,6 +518,9 @@ impl<B: Backing> Ring<B> {
 
     fn slot_at(&self, i: u32) -> &Slot {
         assert!(i < self.g.max_slots);
+        if let Some(t) = self.b.typed() {
+            return &t.slots[i as usize];
+        }
         let off = self.g.slots_offset + u64::from(i) * slot_size();
         // SAFETY: `Geometry::read` checked that the slot table (`max_slots` slots from
         // `slots_offset`) lies inside the segment and `i < max_slots`; the offset is a multiple
@@ -525,6 +533,9 @@ impl<B: Backing> Ring<B> {
     /// aligned and in bounds; [`Ring::record`] reports a misaligned position as corruption.
     fn cell(&self, pos: u64) -> &Cell {
         let off = (pos % self.g.capacity) & !(RECORD_ALIGN - 1);
+        if let Some(t) = self.b.typed() {
+            return &t.cells[(off / RECORD_ALIGN) as usize];
+        }
         // SAFETY: `off < capacity` and a multiple of 16, and `capacity` is a multiple of 16,
         // so the 16-byte cell lies inside the data ring, which `Geometry::read` checked lies
         // inside the segment; the data offset is page aligned. `Cell` is two atomics.
@@ -539,18 +550,36 @@ impl<B: Backing> Ring<B> {
     /// * it owns the record (a successful reservation or claim covers it), so no other
     ///   process writes these bytes while the slices live, and
     /// * `len <= capacity - RECORD_HEADER`.
-    unsafe fn payload(&self, pos: u64, len: u64) -> (&[u8], &[u8]) {
+    unsafe fn payload(&self, pos: u64, len: u64) -> (Cow<'_, [u8]>, Cow<'_, [u8]>) {
         let cap = self.g.capacity;
         let start = (pos + RECORD_HEADER) % cap;
         let first = len.min(cap - start);
+        if let Some(t) = self.b.typed() {
+            let copy = |from: u64, n: u64| {
+                (from..from + n)
+                    .map(|o| {
+                        let chunk = &t.data[(o / RECORD_ALIGN) as usize];
+                        // SAFETY: the caller owns these bytes (see `# Safety`); loom checks it.
+                        chunk.with(|p| unsafe { (*p)[(o % RECORD_ALIGN) as usize] })
+                    })
+                    .collect::<Vec<u8>>()
+            };
+            return (
+                Cow::Owned(copy(start, first)),
+                Cow::Owned(copy(0, len - first)),
+            );
+        }
         // SAFETY: `start < cap` and `first <= cap - start`, so `[start, start + first)` is in
         // the data ring; the second part `[0, len - first)` is too because `len < cap`. The
         // caller owns the bytes (see `# Safety`).
         unsafe {
             let data = self.b.base().add(self.g.data_offset as usize);
             (
-                std::slice::from_raw_parts(data.add(start as usize), first as usize),
-                std::slice::from_raw_parts(data, (len - first) as usize),
+                Cow::Borrowed(std::slice::from_raw_parts(
+                    data.add(start as usize),
+                    first as usize,
+                )),
+                Cow::Borrowed(std::slice::from_raw_parts(data, (len - first) as usize)),
             )
         }
     }
@@ -564,6 +593,15 @@ impl<B: Backing> Ring<B> {
         let cap = self.g.capacity;
         let start = (pos + RECORD_HEADER) % cap;
         let first = (src.len() as u64).min(cap - start) as usize;
+        if let Some(t) = self.b.typed() {
+            for (k, &byte) in src.iter().enumerate() {
+                let o = (start + k as u64) % cap;
+                let chunk = &t.data[(o / RECORD_ALIGN) as usize];
+                // SAFETY: the reservation makes these bytes ours alone; loom checks it.
+                chunk.with_mut(|p| unsafe { (*p)[(o % RECORD_ALIGN) as usize] = byte });
+            }
+            return;
+        }
         // SAFETY: bounds as in `payload`; the reservation makes these bytes ours alone.
         unsafe {
             let data = self.b.base().add(self.g.data_offset as usize);
@@ -575,13 +613,18 @@ impl<B: Backing> Ring<B> {
     /// Takes a free lane of this process's slot for one attempt.
     fn lane(&self) -> LaneGuard<'_> {
         let lanes = &self.slot_at(self.slot).lanes;
-        let start = LANE_HINT.with(|h| {
-            if h.get() == usize::MAX {
-                // Spread threads over lanes by the address of their thread-local.
-                h.set((h as *const _ as usize >> 6) % LANES);
-            }
-            h.get()
-        });
+        // Models must be deterministic: loom runs its threads on one OS thread.
+        let start = if cfg!(loom) {
+            0
+        } else {
+            LANE_HINT.with(|h| {
+                if h.get() == usize::MAX {
+                    // Spread threads over lanes by the address of their thread-local.
+                    h.set((h as *const _ as usize >> 6) % LANES);
+                }
+                h.get()
+            })
+        };
         loop {
             for k in 0..LANES {
                 let l = &lanes[(start + k) % LANES];
@@ -594,7 +637,7 @@ impl<B: Backing> Ring<B> {
                     return LaneGuard(l);
                 }
             }
-            std::thread::yield_now();
+            yield_now();
         }
     }
 
@@ -907,20 +950,22 @@ impl<B: Backing> Ring<B> {
     ) -> Result<usize, TryRecvError> {
         let c = self.control();
         let lane = self.lane();
-        // Relaxed: a guess checked by the CAS.
-        let mut head = c.head.load(Ordering::Relaxed);
+        // SYNC C1: Acquire pairs with the Release CAS of the consumer that moved head there; it
+        // had read a tail at least that large, so our tail load below cannot be older (found
+        // by the loom model `two_producers_two_consumers_each_message_once`).
+        let mut head = c.head.load(Ordering::Acquire);
         let (end, count, permits) = loop {
             // Acquire: with head <= tail read after head, `[head, tail)` is reserved.
             let tail = c.tail.load(Ordering::Acquire);
             if head > tail {
-                head = c.head.load(Ordering::Relaxed);
+                head = c.head.load(Ordering::Acquire);
                 if head > c.tail.load(Ordering::Acquire) {
                     return Err(TryRecvError::Corrupted("head is ahead of tail"));
                 }
                 continue;
             }
             let Some((end, count, permits)) = self.scan(head, tail, max)? else {
-                head = c.head.load(Ordering::Relaxed); // stale: the records were reused
+                head = c.head.load(Ordering::Acquire); // stale: the records were reused
                 continue;
             };
             if end == head {
@@ -938,7 +983,7 @@ impl<B: Backing> Ring<B> {
             // in `scan`; nothing else needs Acquire here.
             match c
                 .head
-                .compare_exchange_weak(head, end, Ordering::Release, Ordering::Relaxed)
+                .compare_exchange_weak(head, end, Ordering::Release, Ordering::Acquire)
             {
                 Ok(_) => break (end, count, permits),
                 Err(x) => head = x,
@@ -1071,6 +1116,17 @@ impl<B: Backing> Ring<B> {
         match side {
             Side::Data => &self.control().data_event,
             Side::Space => &self.control().space_event,
+        }
+    }
+
+    /// Wakes every sleeper of both events, in every process (they re-check and sleep again if
+    /// nothing changed): used when a handle closes, so its own blocked calls notice.
+    pub fn wake_all_waiters(&self) {
+        for side in [Side::Data, Side::Space] {
+            let ev = self.event(side);
+            // Release: only changes the futex word; sleepers re-read the state.
+            ev.seq.fetch_add(1, Ordering::Release);
+            self.b.wake_all(&ev.seq);
         }
     }
 
