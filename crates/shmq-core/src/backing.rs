@@ -91,7 +91,7 @@ pub struct HeapRegion {
 #[derive(Debug)]
 enum Mem {
     Raw(HeapMem),
-    Typed(Typed, u64),
+    Typed(Box<Typed>, u64),
 }
 
 #[derive(Debug)]
@@ -129,7 +129,7 @@ impl HeapRegion {
     /// A region of typed storage for geometry `g` (what loom models use).
     pub fn typed(g: &Geometry) -> Self {
         Self {
-            mem: Arc::new(Mem::Typed(Typed::new(g), g.total_size)),
+            mem: Arc::new(Mem::Typed(Box::new(Typed::new(g)), g.total_size)),
             leases: Arc::default(),
         }
     }
