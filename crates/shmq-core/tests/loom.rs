@@ -124,7 +124,10 @@ fn full_then_space_with_maxsize() {
         let consumer = rs.pop().unwrap();
         let producer = &rs[0];
         producer.try_send(Message::raw(b"1")).unwrap();
-        assert_eq!(producer.try_send(Message::raw(b"2")), Err(TrySendError::Full));
+        assert_eq!(
+            producer.try_send(Message::raw(b"2")),
+            Err(TrySendError::Full)
+        );
         let c = thread::spawn(move || recv_spin(&consumer));
         send_spin(producer, b"2");
         assert_eq!(c.join().unwrap(), b"1");

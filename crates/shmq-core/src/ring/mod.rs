@@ -403,9 +403,13 @@ impl<B: Backing> Ring<B> {
         {
             return false;
         }
+        if !self.repair_slot(i) {
+            // Not finished: leave it attached (and dead) for a later reap to complete.
+            s.state.store(state, Ordering::Release);
+            return false;
+        }
         let c = self.control();
         c.totals.reaped.fetch_add(1, Ordering::Relaxed);
-        self.repair_slot(i);
         self.fold_counters(s);
         // SYNC A: the dead process's count goes; AcqRel as every change of `attached`.
         c.attached.fetch_sub(1, Ordering::AcqRel);

@@ -58,8 +58,10 @@ impl<B: Backing> Ring<B> {
     }
 
     /// Repairs everything the dead holder of slot `i` left in flight, and takes its sleepers
-    /// out of the wake-up counts.
-    pub(super) fn repair_slot(&self, i: u32) {
+    /// out of the wake-up counts. Returns `false` if a repair had to wait (another lane's
+    /// intent still covers the bytes, typically a live producer between a lost CAS and its
+    /// retry): the caller keeps the slot attached so that a later reap finishes the job.
+    pub(super) fn repair_slot(&self, i: u32) -> bool {
         let s = self.slot_at(i);
         let c = self.control();
         for (sleeping, ev) in [
@@ -76,12 +78,14 @@ impl<B: Backing> Ring<B> {
                     });
             }
         }
+        let mut done = true;
         for lane in &s.lanes {
-            self.repair_put(lane);
-            self.repair_get(lane);
+            done &= self.repair_put(lane);
+            done &= self.repair_get(lane);
         }
         self.notify(Side::Data);
         self.notify(Side::Space);
+        done
     }
 
     /// Whether a lane other than `me` has an intent of `kind` starting at `start`.
@@ -141,7 +145,7 @@ impl<B: Backing> Ring<B> {
         (pos < end).then_some(pos)
     }
 
-    fn repair_put(&self, lane: &Lane) {
+    fn repair_put(&self, lane: &Lane) -> bool {
         let c = self.control();
         let word = lane.put_state.load(Ordering::Acquire);
         let (state, permits) = (word & 0xFF, word >> 32);
@@ -161,7 +165,7 @@ impl<B: Backing> Ring<B> {
         if state == INTENT_NONE || bogus {
             give_back(permits);
             lane.put_state.store(INTENT_NONE, Ordering::Relaxed);
-            return;
+            return true;
         }
         if state == INTENT_PENDING
             && (c.tail.load(Ordering::Acquire) <= start
@@ -169,7 +173,7 @@ impl<B: Backing> Ring<B> {
         {
             give_back(permits); // its CAS did not happen or did not win
             lane.put_state.store(INTENT_NONE, Ordering::Relaxed);
-            return;
+            return true;
         }
         // The reservation is the dead producer's: walk its records.
         let mut committed = 0u64;
@@ -181,7 +185,7 @@ impl<B: Backing> Ring<B> {
                     committed += u64::from(rec.state == COMMITTED || rec.state == CONSUMED);
                     pos += rec.size;
                 }
-                Ok(None) if self.other_intent_covers(Kind::Put, pos, lane) => break,
+                Ok(None) if self.other_intent_covers(Kind::Put, pos, lane) => return false,
                 Ok(None) => {
                     // Not written, and no other lane claims these bytes: abandon the rest of
                     // the reservation. Only this repairer touches them (the producer is dead).
@@ -199,23 +203,24 @@ impl<B: Backing> Ring<B> {
             }
         }
         lane.put_state.store(INTENT_NONE, Ordering::Release);
+        true
     }
 
-    fn repair_get(&self, lane: &Lane) {
+    fn repair_get(&self, lane: &Lane) -> bool {
         let c = self.control();
         let state = lane.get_state.load(Ordering::Acquire);
         let start = lane.get_start.load(Ordering::Relaxed);
         let end = lane.get_end.load(Ordering::Relaxed);
         if state == INTENT_NONE || end <= start || end - start > self.g.capacity {
             lane.get_state.store(INTENT_NONE, Ordering::Relaxed);
-            return;
+            return true;
         }
         let head = c.head.load(Ordering::Acquire);
         if state == INTENT_PENDING
             && (head <= start || self.other_intent_starts_at(Kind::Get, start, lane))
         {
             lane.get_state.store(INTENT_NONE, Ordering::Relaxed);
-            return;
+            return true;
         }
         // A PENDING claim that won had not yet given its permits back (see
         // `try_recv_many_with`: permits go back before the lane says OWNED).
@@ -225,8 +230,11 @@ impl<B: Backing> Ring<B> {
         while let Some(p) = self.skip_reclaimed(pos, end) {
             pos = p;
             let Ok(Some(rec)) = self.record(pos, end) else {
-                break;
+                break; // reclaimed and reused meanwhile, or damaged: nothing left to repair
             };
+            if rec.state == COMMITTED && self.other_intent_covers(Kind::Get, pos, lane) {
+                return false; // the range overlaps another lane's claim: not ours to judge yet
+            }
             if rec.state == COMMITTED {
                 // SYNC C3: Release, as a consumer's CONSUMED store (nothing was read here).
                 let lost = self
@@ -254,5 +262,6 @@ impl<B: Backing> Ring<B> {
             pos += rec.size;
         }
         lane.get_state.store(INTENT_NONE, Ordering::Release);
+        true
     }
 }
