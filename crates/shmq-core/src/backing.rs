@@ -1,9 +1,8 @@
 //! What the protocol needs from the memory and the OS, and a heap implementation for tests.
 
 use crate::layout::{Cell, Control, Geometry, Slot, RECORD_ALIGN};
-use crate::sync::{AtomicU32, UnsafeCell};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use crate::sync::{AtomicU32, AtomicU64, Ordering, UnsafeCell};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A region holding one segment, plus the few OS services the protocol uses.
@@ -72,20 +71,34 @@ impl Typed {
     }
 }
 
-/// Leases shared by the handles of one [`HeapRegion`]: slot -> holder id, plus the holders
-/// that tests declared dead.
-#[derive(Debug, Default)]
+/// Leases shared by the handles of one [`HeapRegion`]: one atomic per slot holding the
+/// holder's id (0 = free). Taking a lease is an AcqRel CAS and giving it back (or dying) a
+/// Release CAS, so, as the kernel's lock hand-over does for a dead process, a handle that
+/// finds a lease free also sees everything its last holder wrote (loom checks this).
+#[derive(Debug)]
 struct Leases {
-    held: HashMap<u32, u64>,
-    next_holder: u64,
+    held: Vec<AtomicU64>,
+    next_holder: AtomicU64,
 }
+
+impl Leases {
+    fn new(slots: usize) -> Self {
+        Self {
+            held: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            next_holder: AtomicU64::new(1),
+        }
+    }
+}
+
+/// Lease slots of a raw heap region (tests use far fewer process slots).
+const HEAP_LEASES: usize = 256;
 
 /// A segment on the heap, shared between threads that stand in for processes. Each
 /// [`HeapBacking`] made from it is one "process"; [`HeapBacking::die`] simulates `kill -9`.
 #[derive(Debug, Clone)]
 pub struct HeapRegion {
     mem: Arc<Mem>,
-    leases: Arc<Mutex<Leases>>,
+    leases: Arc<Leases>,
 }
 
 #[derive(Debug)]
@@ -122,7 +135,7 @@ impl HeapRegion {
         assert!(!ptr.is_null(), "allocation failed");
         Self {
             mem: Arc::new(Mem::Raw(HeapMem { ptr, layout })),
-            leases: Arc::default(),
+            leases: Arc::new(Leases::new(HEAP_LEASES)),
         }
     }
 
@@ -130,20 +143,17 @@ impl HeapRegion {
     pub fn typed(g: &Geometry) -> Self {
         Self {
             mem: Arc::new(Mem::Typed(Box::new(Typed::new(g)), g.total_size)),
-            leases: Arc::default(),
+            leases: Arc::new(Leases::new(g.max_slots as usize)),
         }
     }
 
     /// A new handle ("process") on this region.
     pub fn handle(&self) -> HeapBacking {
-        let id = {
-            let mut l = self.leases.lock().unwrap();
-            l.next_holder += 1;
-            l.next_holder
-        };
+        // Relaxed: a unique id is all that is needed.
+        let holder = self.leases.next_holder.fetch_add(1, Ordering::Relaxed);
         HeapBacking {
             region: self.clone(),
-            holder: id,
+            holder,
         }
     }
 }
@@ -158,17 +168,19 @@ pub struct HeapBacking {
 impl HeapBacking {
     /// Releases every lease of this handle, as the kernel does when a process dies.
     pub fn die(&self) {
-        self.region
-            .leases
-            .lock()
-            .unwrap()
-            .held
-            .retain(|_, h| *h != self.holder);
+        for lease in &self.region.leases.held {
+            // Release: whoever later finds the lease free sees all this "process" wrote.
+            let _ = lease.compare_exchange(self.holder, 0, Ordering::Release, Ordering::Relaxed);
+        }
+    }
+
+    fn lease(&self, slot: u32) -> Option<&AtomicU64> {
+        self.region.leases.held.get(slot as usize)
     }
 }
 
-// SAFETY: the region is 4096-aligned, `len` bytes, alive as long as any handle; leases are
-// exclusive per holder through the mutex.
+// SAFETY: the region is 4096-aligned, `size` bytes (or typed), alive as long as any handle;
+// leases are exclusive per holder through the CAS on the slot's lease word.
 unsafe impl Backing for HeapBacking {
     fn base(&self) -> *mut u8 {
         match &*self.region.mem {
@@ -189,29 +201,32 @@ unsafe impl Backing for HeapBacking {
         }
     }
     fn try_lease(&self, slot: u32) -> bool {
-        let mut l = self.region.leases.lock().unwrap();
-        match l.held.get(&slot) {
-            Some(&h) if h != self.holder => false,
-            _ => {
-                l.held.insert(slot, self.holder);
-                true
-            }
+        let Some(lease) = self.lease(slot) else {
+            return false;
+        };
+        // AcqRel: Acquire sees everything a dead previous holder wrote (as the kernel's lock
+        // hand-over does); Release publishes ours to the next holder.
+        match lease.compare_exchange(0, self.holder, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => true,
+            Err(h) => h == self.holder,
         }
     }
     fn drop_lease(&self, slot: u32) {
-        let mut l = self.region.leases.lock().unwrap();
-        if l.held.get(&slot) == Some(&self.holder) {
-            l.held.remove(&slot);
+        if let Some(lease) = self.lease(slot) {
+            let _ = lease.compare_exchange(self.holder, 0, Ordering::Release, Ordering::Relaxed);
         }
     }
     fn lease_held_elsewhere(&self, slot: u32) -> bool {
-        let l = self.region.leases.lock().unwrap();
-        matches!(l.held.get(&slot), Some(&h) if h != self.holder)
+        // Acquire: a lease seen free synchronises with its holder's release of it.
+        self.lease(slot).is_none_or(|l| {
+            let h = l.load(Ordering::Acquire);
+            h != 0 && h != self.holder
+        })
     }
     fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
         // Heap handles are threads of one process: a short sleep-poll is enough for tests.
         let until = timeout.map(|t| std::time::Instant::now() + t);
-        while word.load(crate::sync::Ordering::Acquire) == expected {
+        while word.load(Ordering::Acquire) == expected {
             if until.is_some_and(|u| std::time::Instant::now() >= u) {
                 break;
             }

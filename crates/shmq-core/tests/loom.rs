@@ -135,6 +135,37 @@ fn full_then_space_with_maxsize() {
     });
 }
 
+/// Tries to receive, repairing dead processes' leftovers when stuck: a few attempts while
+/// the other threads still run (racing them), the rest after they are joined. (An unbounded
+/// spin against threads loom has stopped scheduling would only exhaust the model.)
+fn recv_repairing(consumer: &R, join: impl FnOnce()) -> Vec<u8> {
+    let attempt = || match consumer.try_recv_with(|m| m.to_vec()) {
+        Ok(m) => Some(m),
+        Err(TryRecvError::Empty) => {
+            consumer.reap_dead();
+            None
+        }
+        Err(e) => panic!("{e:?}"),
+    };
+    for _ in 0..2 {
+        if let Some(m) = attempt() {
+            join();
+            return m;
+        }
+        thread::yield_now();
+    }
+    join();
+    for _ in 0..50 {
+        if let Some(m) = attempt() {
+            return m;
+        }
+    }
+    panic!(
+        "no progress after the others finished: {:#?}",
+        consumer.debug_state()
+    );
+}
+
 #[test]
 fn a_dead_producers_reservation_is_repaired_while_another_sends() {
     loom::model(|| {
@@ -147,20 +178,15 @@ fn a_dead_producers_reservation_is_repaired_while_another_sends() {
         });
         let s = thread::spawn(move || send_spin(&survivor, b"ok"));
         // The consumer may meet the dead reservation before or after "ok": it repairs it.
-        let consumer = &rs[0];
-        let got = loop {
-            match consumer.try_recv_with(|m| m.to_vec()) {
-                Ok(m) => break m,
-                Err(TryRecvError::Empty) => {
-                    consumer.reap_dead();
-                    thread::yield_now();
-                }
-                Err(e) => panic!("{e:?}"),
-            }
-        };
+        let got = recv_repairing(&rs[0], || {
+            v.join().unwrap();
+            s.join().unwrap();
+        });
         assert_eq!(got, b"ok");
-        v.join().unwrap();
-        s.join().unwrap();
+        assert!(
+            rs[0].try_recv_with(|m| m.to_vec()).is_err(),
+            "the partial message never shows"
+        );
     });
 }
 
@@ -177,10 +203,14 @@ fn a_dead_consumers_claim_is_counted_lost_and_its_space_comes_back() {
                 let _ = v.try_recv_with(|_| ());
             })
         });
-        // Full until the dead claim is repaired.
-        loop {
+        // Full until the dead claim is repaired: two tries racing the victim, then the rest.
+        let mut sent = false;
+        for _ in 0..2 {
             match producer.try_send(Message::raw(&[3; 8])) {
-                Ok(()) => break,
+                Ok(()) => {
+                    sent = true;
+                    break;
+                }
                 Err(TrySendError::Full) => {
                     producer.reap_dead();
                     thread::yield_now();
@@ -189,6 +219,15 @@ fn a_dead_consumers_claim_is_counted_lost_and_its_space_comes_back() {
             }
         }
         v.join().unwrap();
+        while !sent {
+            match producer.try_send(Message::raw(&[3; 8])) {
+                Ok(()) => sent = true,
+                Err(TrySendError::Full) => {
+                    producer.reap_dead();
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
         assert_eq!(producer.stats().lost, 1);
         assert_eq!(recv_spin(producer), [2; 8]);
         assert_eq!(recv_spin(producer), [3; 8]);

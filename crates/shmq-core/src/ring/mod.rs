@@ -496,6 +496,65 @@ impl<B: Backing> Ring<B> {
         n
     }
 
+    /// A human-readable dump of the shared positions, slots and lane intents (for debugging
+    /// and for failing tests).
+    pub fn debug_state(&self) -> String {
+        use std::fmt::Write;
+        let c = self.control();
+        let mut out = format!(
+            "tail={} head={} release={} count={} attached={} reaped={} abandoned={} lost={}\n",
+            c.tail.load(Ordering::Relaxed),
+            c.head.load(Ordering::Relaxed),
+            c.release.load(Ordering::Relaxed),
+            c.count.load(Ordering::Relaxed),
+            c.attached.load(Ordering::Relaxed),
+            c.totals.reaped.load(Ordering::Relaxed),
+            c.totals.abandoned.load(Ordering::Relaxed),
+            c.totals.lost.load(Ordering::Relaxed),
+        );
+        for i in 0..self.g.max_slots {
+            let s = self.slot_at(i);
+            let state = s.state.load(Ordering::Relaxed);
+            let _ = write!(
+                out,
+                "slot {i}: gen={} state={} alive={}",
+                state >> 8,
+                state & 0xFF,
+                self.b.lease_held_elsewhere(i)
+            );
+            for (k, l) in s.lanes.iter().enumerate() {
+                let put = l.put_state.load(Ordering::Relaxed);
+                let get = l.get_state.load(Ordering::Relaxed);
+                if put & 0xFF != 0 || get != 0 || l.busy.load(Ordering::Relaxed) != 0 {
+                    let _ = write!(
+                        out,
+                        " lane{k}[busy={} put={}:{}..{} get={}:{}..{}]",
+                        l.busy.load(Ordering::Relaxed),
+                        put,
+                        l.put_start.load(Ordering::Relaxed),
+                        l.put_end.load(Ordering::Relaxed),
+                        get,
+                        l.get_start.load(Ordering::Relaxed),
+                        l.get_end.load(Ordering::Relaxed),
+                    );
+                }
+            }
+            out.push('\n');
+        }
+        let mut pos = c.release.load(Ordering::Relaxed);
+        while pos < c.tail.load(Ordering::Relaxed) {
+            let stamp = self.cell(pos).stamp.load(Ordering::Relaxed);
+            let valid = stamp & !STATE_MASK == self.g.tag(pos);
+            let _ = writeln!(
+                out,
+                "record @{pos}: valid={valid} state={}",
+                stamp & STATE_MASK
+            );
+            pos += RECORD_ALIGN;
+        }
+        out
+    }
+
     /// The backing (for the OS layer).
     pub fn backing(&self) -> &B {
         &self.b
