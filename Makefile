@@ -25,7 +25,7 @@ demo: setup
 	$(PY) examples/python/demo.py
 
 ## test: set everything up, then run every check and test (Rust and Python)
-test: setup lint test-rust test-python
+test: setup lint test-rust loom test-python
 
 lint: $(STAMP)
 	cargo fmt --all -- --check
@@ -56,5 +56,5 @@ clean:
 
 ## loom: model-check the ring protocol (threads for processes), in its own target dir
 loom:
-	RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 LOOM_MAX_BRANCHES=100000 CARGO_TARGET_DIR=target/loom \
+	RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 LOOM_MAX_BRANCHES=100000 CARGO_TARGET_DIR=target/loom \
 		cargo test -p shmq-core --test loom --release --quiet
