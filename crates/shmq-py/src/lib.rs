@@ -607,8 +607,7 @@ impl PyQueue {
 
     /// Puts `obj` without waiting; raises `Full` if there is no room.
     fn put_nowait(&self, py: Python<'_>, obj: Bound<'_, PyAny>) -> PyResult<()> {
-        let payload = self.encode(obj, self.codec)?;
-        self.put_payloads(py, &[(self.codec, payload)], Some(Instant::now()))
+        self.put(py, obj, false, None, None)
     }
 
     /// Puts every object of `objs`, in order. A batch that fits in the ring goes in at once
