@@ -7,7 +7,7 @@ that rotates from one repetition to the next, so that a noisy phase of the machi
 them alike. Each cell of the table is the median of ``--repeat`` runs; the ratio is against
 ``multiprocessing.Queue`` measured in the same run of this script.
 
-    .venv/bin/python benchmarks/bench.py                 # full run (~2-3 min on 2 cores)
+    .venv/bin/python benchmarks/bench.py                 # full run (~65 s on 2 cores)
     .venv/bin/python benchmarks/bench.py --quick         # short run
     .venv/bin/python benchmarks/bench.py --json out.json # also write the raw results
 
@@ -32,7 +32,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import shmq
 
@@ -67,10 +67,12 @@ class Lib:
         raise NotImplementedError
 
     def put(self, q: Any) -> Callable[[Any], None]:
-        return q.put
+        put: Callable[[Any], None] = q.put
+        return put
 
     def get(self, q: Any) -> Callable[[], Any]:
-        return q.get
+        get: Callable[[], Any] = q.get
+        return get
 
     def put_many(self, q: Any) -> Callable[[list[Any]], None]:
         raise NotImplementedError
@@ -94,7 +96,8 @@ class ShmqLib(Lib):
         return shmq.Queue(capacity=CAPACITY, codec="raw" if raw else "pickle")
 
     def put_many(self, q: Any) -> Callable[[list[Any]], None]:
-        return q.put_many
+        put_many: Callable[[list[Any]], None] = q.put_many
+        return put_many
 
     def get_many(self, q: Any) -> Callable[[], list[Any]]:
         return lambda: q.get_many(GET_MANY)
@@ -326,11 +329,12 @@ def _collect(ctl: Any, what: str, count: int, procs: list[Any], deadline: float)
     return got
 
 
-def _finish(procs: list[Any], queues: list[Any], lib: Lib, ctl: Any) -> None:
-    """Joins every child (killing those that outstay the timeout), then closes the queues."""
+def _finish(procs: list[Any], queues: list[Any], lib: Lib, ctl: Any, ok: bool) -> None:
+    """Joins every child (killing those that outstay the timeout, or at once after a failure,
+    when they may wait forever), then closes the queues."""
     stuck = []
     for p in procs:
-        p.join(CHILD_TIMEOUT if p.exitcode is None else 1.0)
+        p.join(CHILD_TIMEOUT if ok else 2.0)
         if p.is_alive():
             stuck.append(p)
             p.terminate()
@@ -342,7 +346,7 @@ def _finish(procs: list[Any], queues: list[Any], lib: Lib, ctl: Any) -> None:
         lib.close_parent(q)
     ctl.close()
     ctl.join_thread()
-    if stuck:
+    if stuck and ok:  # after a failure, the original exception is the one to report
         raise RunError(f"{len(stuck)} child process(es) did not finish in {CHILD_TIMEOUT} s")
 
 
@@ -354,6 +358,7 @@ def run_roundtrip(lib: Lib, sc: Scenario, n: int) -> float:
     cpus = os.sched_getaffinity(0)
     cpu = max(cpus) if sc.one_cpu else None
     procs = [CTX.Process(target=_echo, args=(lib, a, b, ctl, warmup + n, cpu), daemon=True)]
+    ok = False
     try:
         for p in procs:
             p.start()
@@ -372,10 +377,11 @@ def run_roundtrip(lib: Lib, sc: Scenario, n: int) -> float:
             get()
         elapsed = time.perf_counter() - t0
         _collect(ctl, "ok", 1, procs, deadline)
+        ok = True
     finally:
         if cpu is not None:
             os.sched_setaffinity(0, cpus)
-        _finish(procs, [a, b], lib, ctl)
+        _finish(procs, [a, b], lib, ctl, ok)
     return elapsed / n * 1e6
 
 
@@ -394,6 +400,7 @@ def run_throughput(lib: Lib, sc: Scenario, n: int) -> float:
         CTX.Process(target=_producer, args=(lib, q, ctl, go, sc, per + (i < extra), sentinel), daemon=True)
         for i in range(sc.producers)
     ] + [CTX.Process(target=_consumer, args=(lib, q, ctl, sc), daemon=True) for _ in range(sc.consumers)]
+    ok = False
     try:
         for p in procs:
             p.start()
@@ -401,14 +408,16 @@ def run_throughput(lib: Lib, sc: Scenario, n: int) -> float:
         _collect(ctl, "ready", len(procs), procs, deadline)
         go.set()
         outs = _collect(ctl, "ok", len(procs), procs, deadline)
+        ok = True
     finally:
-        _finish(procs, [q], lib, ctl)
+        _finish(procs, [q], lib, ctl, ok)
     starts = [o for o in outs if isinstance(o, float)]
     ends = [o for o in outs if isinstance(o, tuple)]
     received = sum(c for _, c in ends)
     if received != n:
         raise RunError(f"consumers received {received} messages, expected {n}")
-    return n / (max(t for t, _ in ends) - min(starts))
+    elapsed: float = max(t for t, _ in ends) - min(starts)
+    return n / elapsed
 
 
 def run_once(lib: Lib, sc: Scenario, n: int) -> float:
@@ -461,17 +470,20 @@ def machine_info() -> dict[str, Any]:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
-    virt = ""
-    try:
-        virt = subprocess.run(["systemd-detect-virt"], capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
+    virt = []
+    for kind in ("--vm", "--container"):
+        try:
+            v = subprocess.run(["systemd-detect-virt", kind], capture_output=True, text=True, timeout=5).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            v = ""
+        if v and v != "none":
+            virt.append(v)
     return {
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)),
         "cpu_model": model,
-        "virtualization": virt,
+        "virtualization": "/".join(virt),
         "kernel": platform.release(),
         "python": platform.python_version(),
         "python_impl": platform.python_implementation(),
@@ -552,7 +564,7 @@ def render(results: dict[str, dict[str, dict[str, Any]]], scenarios: list[Scenar
         f" speed-up = vs multiprocessing.Queue in this run (>1 = faster)"
     )
     table = Table(box=box.MARKDOWN if args.markdown else box.SIMPLE_HEAD, show_lines=False, pad_edge=False)
-    for col, just in (
+    columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
         ("scenario", "left"),
         ("library", "left"),
         ("median", "right"),
@@ -562,7 +574,8 @@ def render(results: dict[str, dict[str, dict[str, Any]]], scenarios: list[Scenar
         ("vs mp.Queue", "right"),
         ("n/run", "right"),
         ("shmq target", "left"),
-    ):
+    )
+    for col, just in columns:
         table.add_column(col, justify=just, no_wrap=True)
     missed = 0
     for si, sc in enumerate(scenarios):
@@ -602,12 +615,13 @@ def render(results: dict[str, dict[str, dict[str, Any]]], scenarios: list[Scenar
                 ratio_s,
                 f"{cell['n']:,}",
                 tgt,
-                end_section=si != len(scenarios) - 1 and lib == present[-1],
+                end_section=not args.markdown and si != len(scenarios) - 1 and lib == present[-1],
             )
             first = False
     console.print(table)
+    if any(sc.baseline for sc in scenarios):
+        console.print("¹ mp.Queue has no batch API: ratio against its unbatched 1→1 64 B result.")
     console.print(
-        "¹ mp.Queue has no batch API: ratio against its unbatched 1→1 64 B result.\n"
         "Round trips: parent → echo child → parent over two queues. Throughput: first put → consumer has all.\n"
         "Bytes: shmq codec=\"raw\"" + ("" if args.ff_pickle else ", faster-fifo raw (identity dumps)")
         + ", mp.Queue pickles. Dicts: everyone pickles."

@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """shmq demo: a multi-process job over shmq, then the same job over multiprocessing.Queue.
 
-A producer process puts N small tasks ("count the primes in [lo, hi)", a few tens of µs of
-CPU each) on a task queue; worker processes take tasks and put results on a result queue; the
-main process collects the results behind a progress bar, checks that every task's result
-arrived exactly once and is correct, and finally compares the two runs side by side.
+A producer process puts N small tasks ("count the primes in [lo, hi)", about 5-10 µs of CPU
+each by default; --span makes them bigger) on a task queue; worker processes take tasks and
+put results on a result queue; the main process collects the results behind a progress bar,
+checks that every task's result arrived exactly once and is correct, and finally compares the
+two runs side by side.
 
 With tasks this small the queues are a large part of the cost: this is where shmq shines.
 
     .venv/bin/python examples/python/demo.py                   # or: make demo
-    .venv/bin/python examples/python/demo.py --tasks 20000 --workers 3
+    .venv/bin/python examples/python/demo.py --tasks 20000 --workers 3 --span 16
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from rich.table import Table
 
 import shmq
 
-SPAN = 8  # numbers per task: ~10 µs of trial division each
+SPAN = 8  # numbers per task: ~5-10 µs of trial division each (16: ~20 µs)
 LO, HI = 100_000, 200_000  # tasks start in [LO, HI)
 POLL = 0.5  # seconds between liveness checks while waiting
 JOIN_TIMEOUT = 10.0
@@ -48,7 +49,7 @@ def task_range(i: int, span: int) -> tuple[int, int]:
 
 
 def count_primes(lo: int, hi: int) -> int:
-    """Primes in [lo, hi) by trial division: deliberately plain Python, a few tens of µs."""
+    """Primes in [lo, hi) by trial division: deliberately plain Python, a few µs per number."""
     count = 0
     for n in range(max(lo, 2), hi):
         if n % 2 == 0:
@@ -205,10 +206,10 @@ def run_job(backend: str, n_tasks: int, n_workers: int, span: int, ctx: Any, pre
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="shmq demo: producer → workers → collector, vs multiprocessing.Queue")
-    ap.add_argument("--tasks", type=int, default=300_000, help="number of tasks (default 300000)")
+    ap.add_argument("--tasks", type=int, default=400_000, help="number of tasks (default 400000)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     ap.add_argument(
-        "--span", type=int, default=SPAN, help=f"numbers per task: the task size (default {SPAN}, ~10 µs)"
+        "--span", type=int, default=SPAN, help=f"numbers per task: the task size (default {SPAN}, ~5-10 µs)"
     )
     ap.add_argument("--backend", choices=["both", "shmq", "mp"], default="both", help="which queues to run")
     ap.add_argument(

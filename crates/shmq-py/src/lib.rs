@@ -223,6 +223,18 @@ enum Handle {
     Closed,
 }
 
+/// A message's payload as a new `bytes` object: one copy out of the ring (`new_with` would
+/// zero-fill the buffer first, so it is used only when the payload wraps around the ring).
+fn to_bytes<'py>(py: Python<'py>, m: &shmq::RecordView<'_>) -> PyResult<Bound<'py, PyBytes>> {
+    match m.parts() {
+        (whole, []) => Ok(PyBytes::new(py, whole)),
+        _ => PyBytes::new_with(py, m.len(), |buf| {
+            m.copy_to(buf);
+            Ok(())
+        }),
+    }
+}
+
 /// A received message before decoding: codec id and bytes.
 type RawMessage<'py> = (u16, Bound<'py, PyBytes>);
 
@@ -678,10 +690,7 @@ impl PyQueue {
         let attempt = || -> PyResult<Option<RawMessage<'py>>> {
             let mut alloc_err = None;
             let r = q.try_recv_with(|m| {
-                let b = PyBytes::new_with(py, m.len(), |buf| {
-                    m.copy_to(buf);
-                    Ok(())
-                });
+                let b = to_bytes(py, &m);
                 (m.codec, b.map_err(|e| alloc_err = Some(e)).ok())
             });
             match r {
@@ -726,14 +735,9 @@ impl PyQueue {
         let attempt = || -> PyResult<Option<Vec<RawMessage<'py>>>> {
             let mut out = Vec::new();
             let mut alloc_err = None;
-            let r = q.try_recv_many_with(max_messages, |m| {
-                match PyBytes::new_with(py, m.len(), |buf| {
-                    m.copy_to(buf);
-                    Ok(())
-                }) {
-                    Ok(b) => out.push((m.codec, b)),
-                    Err(e) => alloc_err = Some(e),
-                }
+            let r = q.try_recv_many_with(max_messages, |m| match to_bytes(py, &m) {
+                Ok(b) => out.push((m.codec, b)),
+                Err(e) => alloc_err = Some(e),
             });
             if let Some(e) = alloc_err {
                 return Err(e);
