@@ -32,6 +32,11 @@ pub unsafe trait Backing {
     fn wake_all(&self, word: &AtomicU32);
     /// Id of the calling process, recorded in the slot for `stats()`.
     fn pid(&self) -> u32;
+    /// Whether a waiter should spin before sleeping: `false` when the process can run on one
+    /// CPU only, where the other side cannot make progress while we spin. Default: `true`.
+    fn may_spin(&self) -> bool {
+        true
+    }
     /// Typed storage, for backings that cannot be addressed as bytes (loom models); `None`
     /// (the default) means the segment is the bytes at `base()`.
     fn typed(&self) -> Option<&Typed> {

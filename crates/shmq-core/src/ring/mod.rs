@@ -31,9 +31,7 @@ use std::time::{Duration, Instant};
 
 /// How long a waiter spins before it sleeps.
 pub const SPIN: Duration = Duration::from_micros(50);
-/// The first part of the spin, with only a `pause` between checks; after it, the waiter
-/// yields the CPU between checks (a hand-off between two cores takes well under this).
-pub const PURE_SPIN: Duration = Duration::from_micros(3);
+
 /// While the record at `head` (or at `release`) is in flight, sleepers wake this often to
 /// check that its owner is still alive.
 pub const STUCK_POLL: Duration = Duration::from_millis(2);
@@ -1218,9 +1216,14 @@ impl<B: Backing> Ring<B> {
         ready: &dyn Fn() -> bool,
         stuck: &dyn Fn() -> bool,
     ) -> Wake {
-        let start = Instant::now();
-        let spin_end = start + SPIN;
-        let pure_spin_end = start + PURE_SPIN;
+        // Spinning only pays when the other side runs meanwhile on another CPU: a process
+        // that may run on one CPU only (its affinity) goes straight to sleep.
+        let spin = if self.b.may_spin() {
+            SPIN
+        } else {
+            Duration::ZERO
+        };
+        let spin_end = Instant::now() + spin;
         loop {
             for _ in 0..64 {
                 if ready() {
@@ -1234,11 +1237,6 @@ impl<B: Backing> Ring<B> {
             }
             if until.is_some_and(|d| now >= d) {
                 return Wake::TimedOut;
-            }
-            if now >= pure_spin_end {
-                // The other side may be waiting for this very CPU (one core, or a busy
-                // machine): let it run instead of burning our whole spin.
-                yield_now();
             }
         }
         let ev = self.event(side);

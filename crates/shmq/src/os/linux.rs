@@ -240,6 +240,39 @@ unsafe impl Backing for ShmSegment {
     fn pid(&self) -> u32 {
         self.pid
     }
+    fn may_spin(&self) -> bool {
+        cpus_available() > 1
+    }
+}
+
+/// CPUs this process may run on (its affinity mask), re-read at most every 100 ms.
+fn cpus_available() -> u32 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CACHE: AtomicU64 = AtomicU64::new(0); // (checked_at_ms << 16) | cpus
+    let now_ms = {
+        // SAFETY: an all-zero timespec is valid; clock_gettime fills it.
+        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+        // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC_COARSE is a cheap vDSO read.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+        (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
+    };
+    // Relaxed: a cache of a value any thread may recompute.
+    let cached = CACHE.load(Ordering::Relaxed);
+    if cached != 0 && now_ms.saturating_sub(cached >> 16) < 100 {
+        return (cached & 0xFFFF) as u32;
+    }
+    // SAFETY: an all-zero cpu_set_t is a valid empty set; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid out-pointer of the size passed.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    let cpus = if r == 0 {
+        // SAFETY: `set` was filled by sched_getaffinity.
+        (unsafe { libc::CPU_COUNT(&set) }).clamp(1, 0xFFFF) as u32
+    } else {
+        2 // unknown: assume spinning may help
+    };
+    CACHE.store((now_ms << 16) | u64::from(cpus), Ordering::Relaxed);
+    cpus
 }
 
 /// Names of shmq segments currently in `/dev/shm`.
