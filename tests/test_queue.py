@@ -405,17 +405,21 @@ def test_stats_fields(make_queue: MakeQueue) -> None:
     s = q.stats()
     assert isinstance(s, shmq.QueueStats)
     assert s == shmq.QueueStats(depth=0, bytes_used=0, capacity=65536, maxsize=50, puts=0, gets=0, waits=0,
-                                attached=1, lost=0, abandoned=0, reaped=0)
+                                attached=1, lost=0, abandoned=0, reaped=0, tail=0, head=0)
     q.put_many(range(10))
     q.put("x")
     q.get()
     q.get_many(3)
     s = q.stats()
     assert (s.puts, s.gets, s.depth) == (11, 4, 7)
+    assert s.tail > s.head > 0 and s.tail - s.head <= s.bytes_used
+    count, payload = q._queued_payload()
+    assert count == 7
+    assert payload == sum(len(pickle.dumps(x, protocol=5)) for x in [4, 5, 6, 7, 8, 9, "x"])
     assert 0 < s.bytes_used <= s.capacity
     assert s.attached == 1
     assert s._asdict().keys() == {"depth", "bytes_used", "capacity", "maxsize", "puts", "gets", "waits",
-                                  "attached", "lost", "abandoned", "reaped"}
+                                  "attached", "lost", "abandoned", "reaped", "tail", "head"}
 
 
 def test_stats_are_shared_and_count_attached_handles(make_queue: MakeQueue, qname: str) -> None:

@@ -169,6 +169,10 @@ class QueueStats(NamedTuple):
     """Puts abandoned because their producer died mid-put (never delivered)."""
     reaped: int
     """Dead processes detached by others."""
+    tail: int
+    """Byte position (since creation) up to which puts reserved space (monotonic)."""
+    head: int
+    """Byte position (since creation) up to which gets took messages (monotonic)."""
 
 
 _live_queues: weakref.WeakSet[Queue] = weakref.WeakSet()

@@ -36,6 +36,8 @@ class _StatsDict(TypedDict):
     lost: int
     abandoned: int
     reaped: int
+    tail: int
+    head: int
 
 @disjoint_base
 class _Queue:
@@ -103,6 +105,7 @@ class _Queue:
     def persistent(self) -> bool:
         """Whether the segment outlives its last process."""
     def _stats(self) -> _StatsDict: ...
+    def _queued_payload(self) -> tuple[int, int]: ...
     def _reattach_after_fork(self) -> None: ...
 
 def register_codec(codec_id: int, encode: Callable[[Any], Any], decode: Callable[[bytes], Any]) -> None:

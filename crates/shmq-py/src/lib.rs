@@ -874,7 +874,15 @@ impl PyQueue {
         d.set_item("lost", s.lost)?;
         d.set_item("abandoned", s.abandoned)?;
         d.set_item("reaped", s.reaped)?;
+        d.set_item("tail", s.tail)?;
+        d.set_item("head", s.head)?;
         Ok(d)
+    }
+
+    /// `(messages, payload bytes)` of the committed messages waiting, walked from the head.
+    fn _queued_payload(&self, py: Python<'_>) -> PyResult<(u64, u64)> {
+        let q = self.queue(py)?;
+        Ok(py.detach(|| q.queued_payload()))
     }
 
     /// In a child after `fork()`: the handle is the parent's attachment; the child attaches

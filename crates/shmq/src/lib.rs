@@ -568,6 +568,10 @@ impl Queue {
     pub fn stats(&self) -> Stats {
         self.ring().stats()
     }
+    /// `(messages, payload bytes)` waiting, walked from the head (O(messages); a snapshot).
+    pub fn queued_payload(&self) -> (u64, u64) {
+        self.ring().queued_payload()
+    }
 
     /// Removes the queue's name now: processes attached keep using it, nobody new can open
     /// it, and its memory is freed when the last one detaches.

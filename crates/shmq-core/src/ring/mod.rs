@@ -218,6 +218,10 @@ pub struct Stats {
     pub abandoned: u64,
     /// Dead processes detached by others.
     pub reaped: u64,
+    /// Byte position (since creation) up to which producers reserved space.
+    pub tail: u64,
+    /// Byte position (since creation) up to which consumers claimed records.
+    pub head: u64,
 }
 
 /// How one sleep ended.
@@ -1465,7 +1469,32 @@ impl<B: Backing> Ring<B> {
             lost: c.totals.lost.load(Ordering::Relaxed),
             abandoned: c.totals.abandoned.load(Ordering::Relaxed),
             reaped: c.totals.reaped.load(Ordering::Relaxed),
+            tail: c.tail.load(Ordering::Relaxed),
+            head: c.head.load(Ordering::Relaxed),
         }
+    }
+
+    /// Walks the committed records from `head` and returns how many there are and the sum of
+    /// their payload lengths (a snapshot; it stops at the first record not yet committed).
+    /// O(messages queued): for occasional accounting, not for hot paths.
+    pub fn queued_payload(&self) -> (u64, u64) {
+        let c = self.control();
+        let head = c.head.load(Ordering::Acquire);
+        let tail = c.tail.load(Ordering::Acquire);
+        let (mut pos, mut count, mut bytes) = (head, 0u64, 0u64);
+        while pos < tail {
+            match self.record(pos, tail) {
+                Ok(Some(rec)) if rec.state == COMMITTED || rec.state == ABANDONED => {
+                    if rec.state == COMMITTED {
+                        count += 1;
+                        bytes += rec.len;
+                    }
+                    pos += rec.size;
+                }
+                _ => break, // in flight, reused by a later lap, or garbage: stop the snapshot
+            }
+        }
+        (count, bytes)
     }
 }
 
