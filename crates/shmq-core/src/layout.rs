@@ -29,9 +29,11 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// `b"SHMQRNG1"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQRNG1");
 /// Bumped on any change of the shared layout or of the protocol.
-pub const LAYOUT_VERSION: u32 = 1;
-/// Segment kind stored in the header.
+pub const LAYOUT_VERSION: u32 = 2;
+/// Segment kind: a queue (each message goes to one consumer).
 pub const KIND_QUEUE: u32 = 1;
+/// Segment kind: a broadcast ring (each subscriber reads every message).
+pub const KIND_BROADCAST: u32 = 2;
 /// Size of the record header (stamp + meta).
 pub const RECORD_HEADER: u64 = 16;
 /// Records start at multiples of this.
@@ -52,6 +54,13 @@ pub const MAX_PAYLOAD: u64 = u32::MAX as u64 - 64;
 
 /// Flag bit in `Control::flags`: the segment outlives its last attached process.
 pub const FLAG_PERSISTENT: u32 = 1;
+/// Flag bit in `Control::flags` of a broadcast ring: publishers never wait for slow
+/// subscribers; they overwrite the oldest records and the subscribers that lagged are told
+/// how many messages they missed. Without it publishers wait for the slowest subscriber.
+pub const FLAG_LAG: u32 = 2;
+
+/// `Slot::cursor` of a slot whose holder is not a subscriber.
+pub const NO_CURSOR: u64 = u64::MAX;
 
 /// State bits in the low 4 bits of a record stamp.
 pub const STATE_MASK: u64 = 0xF;
@@ -113,7 +122,7 @@ pub struct Identity {
     pub magic: AtomicU64,
     /// [`LAYOUT_VERSION`].
     pub version: AtomicU32,
-    /// [`KIND_QUEUE`].
+    /// [`KIND_QUEUE`] or [`KIND_BROADCAST`].
     pub kind: AtomicU32,
     /// Bytes of the whole segment.
     pub total_size: AtomicU64,
@@ -180,6 +189,8 @@ pub struct Control {
     pub attached: Padded<AtomicU32>,
     /// Folded counters.
     pub totals: Padded<Totals>,
+    /// One more than the highest slot index ever claimed (a bound for scans of the table).
+    pub slots_in_use: Padded<AtomicU32>,
 }
 
 /// One in-flight operation of an attached process. A lane is taken for the duration of one
@@ -232,6 +243,13 @@ pub struct Slot {
     /// As `sleeping_data`, for `Control::space_event.waiters`.
     pub sleeping_space: AtomicU32,
     _reserved: AtomicU32,
+    /// Broadcast rings: the position of the next record this subscriber reads, or
+    /// [`NO_CURSOR`]. Moved by the subscriber, and (with [`FLAG_LAG`]) by publishers that
+    /// overwrite records it has not read.
+    pub cursor: AtomicU64,
+    /// Broadcast rings with [`FLAG_LAG`]: messages publishers skipped this subscriber over
+    /// that it has not been told about yet.
+    pub missed: AtomicU64,
     /// In-flight operations.
     pub lanes: [Lane; LANES],
 }
@@ -304,6 +322,8 @@ pub struct Geometry {
     pub max_slots: u32,
     /// `FLAG_*`.
     pub flags: u32,
+    /// [`KIND_QUEUE`] or [`KIND_BROADCAST`].
+    pub kind: u32,
 }
 
 /// Why a region is not a valid shmq segment.
@@ -372,7 +392,20 @@ impl Geometry {
             nonce,
             max_slots,
             flags,
+            kind: KIND_QUEUE,
         })
+    }
+
+    /// This geometry for a broadcast ring (which has no message bound).
+    pub fn broadcast(mut self) -> Self {
+        self.kind = KIND_BROADCAST;
+        self.maxsize = 0;
+        self
+    }
+
+    /// Whether this is a broadcast ring.
+    pub fn is_broadcast(&self) -> bool {
+        self.kind == KIND_BROADCAST
     }
 
     /// Reads and validates the identity of a segment of `len` bytes whose `ready` flag was
@@ -392,7 +425,7 @@ impl Geometry {
             });
         }
         let kind = id.kind.load(Ordering::Relaxed);
-        if kind != KIND_QUEUE {
+        if kind != KIND_QUEUE && kind != KIND_BROADCAST {
             return Err(LayoutError::WrongKind { found: kind });
         }
         if id.lanes.load(Ordering::Relaxed) != LANES as u32 {
@@ -407,6 +440,7 @@ impl Geometry {
             nonce: id.nonce.load(Ordering::Relaxed),
             max_slots: id.max_slots.load(Ordering::Relaxed),
             flags: id.flags.load(Ordering::Relaxed),
+            kind,
         };
         g.check(len)?;
         Ok(g)
@@ -422,6 +456,9 @@ impl Geometry {
             || self.capacity % RECORD_ALIGN != 0
         {
             return Err(Corrupted("capacity"));
+        }
+        if self.kind == KIND_BROADCAST && self.maxsize != 0 {
+            return Err(Corrupted("a broadcast ring has no message bound"));
         }
         if self.max_slots == 0 || self.max_slots > MAX_SLOTS {
             return Err(Corrupted("slot count"));
@@ -444,7 +481,7 @@ impl Geometry {
         // Relaxed: published by the Release store of `ready` that follows.
         id.magic.store(MAGIC, Ordering::Relaxed);
         id.version.store(LAYOUT_VERSION, Ordering::Relaxed);
-        id.kind.store(KIND_QUEUE, Ordering::Relaxed);
+        id.kind.store(self.kind, Ordering::Relaxed);
         id.total_size.store(self.total_size, Ordering::Relaxed);
         id.slots_offset.store(self.slots_offset, Ordering::Relaxed);
         id.data_offset.store(self.data_offset, Ordering::Relaxed);
@@ -477,7 +514,7 @@ mod tests {
     #[test]
     fn documented_sizes() {
         // docs/protocol.md states these; keep them in step.
-        assert_eq!(control_size(), 1152);
+        assert_eq!(control_size(), 1280);
         assert_eq!(slot_size(), 384);
         assert_eq!(core::mem::size_of::<Lane>(), 64);
     }

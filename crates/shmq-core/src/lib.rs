@@ -16,6 +16,6 @@ mod sync;
 pub use backing::{Backing, HeapBacking, HeapRegion};
 pub use layout::{Geometry, LayoutError};
 pub use ring::{
-    AttachError, Detached, Message, RecordView, RecvTimeoutError, Ring, SendTimeoutError, Stats,
-    TryRecvError, TrySendError,
+    AttachError, Delivery, Detached, Message, ReadTimeoutError, RecordView, RecvTimeoutError, Ring,
+    SendTimeoutError, Stats, SubscriberInfo, TryReadError, TryRecvError, TrySendError,
 };

@@ -11,9 +11,12 @@ use crate::backing::Backing;
 use crate::layout::*;
 use crate::sync::{fence, spin_hint, yield_now, AtomicU32, AtomicU64, Ordering};
 
+mod broadcast;
 #[cfg(feature = "crash-points")]
 pub mod crash;
 mod repair;
+
+pub use broadcast::{Delivery, ReadTimeoutError, SubscriberInfo, TryReadError};
 
 /// At a crash point (tests only), stop here as a killed process would: keep the lane taken
 /// and everything in shared memory as it is.
@@ -250,6 +253,9 @@ pub struct Ring<B: Backing> {
     /// (nanoseconds since `epoch`); rate-limits those checks.
     last_stuck_check: AtomicU64,
     epoch: Instant,
+    /// Broadcast subscribers: where this process last left its cursor; a different value in
+    /// the slot means a lag-mode publisher moved it.
+    expected_cursor: AtomicU64,
 }
 
 std::thread_local! {
@@ -334,6 +340,7 @@ impl<B: Backing> Ring<B> {
             slot: u32::MAX,
             last_stuck_check: AtomicU64::new(0),
             epoch: Instant::now(),
+            expected_cursor: AtomicU64::new(NO_CURSOR),
         };
         match ring.claim_slot() {
             Some(slot) => {
@@ -385,11 +392,17 @@ impl<B: Backing> Ring<B> {
                 l.get_state.store(INTENT_NONE, Ordering::Relaxed);
                 l.busy.store(0, Ordering::Relaxed);
             }
+            s.cursor.store(NO_CURSOR, Ordering::Relaxed);
+            s.missed.store(0, Ordering::Relaxed);
             // SYNC S (slot claim): AcqRel; Release publishes the cleared slot above.
             if s.state
                 .compare_exchange(free, next, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
+                // SeqCst: broadcast publishers scan the slots below this bound (SYNC J).
+                self.control()
+                    .slots_in_use
+                    .fetch_max(i + 1, Ordering::SeqCst);
                 return Some(i);
             }
             self.b.drop_lease(i);
@@ -446,6 +459,9 @@ impl<B: Backing> Ring<B> {
         self.reap_dead();
         let c = self.control();
         let s = self.slot_at(self.slot);
+        if s.cursor.load(Ordering::Relaxed) != NO_CURSOR {
+            self.unsubscribe();
+        }
         self.fold_counters(s);
         let state = s.state.load(Ordering::Relaxed);
         // SYNC S: Release publishes the folded counters before the slot is reused.
@@ -522,10 +538,12 @@ impl<B: Backing> Ring<B> {
             let state = s.state.load(Ordering::Relaxed);
             let _ = write!(
                 out,
-                "slot {i}: gen={} state={} alive={}",
+                "slot {i}: gen={} state={} alive={} cursor={} missed={}",
                 state >> 8,
                 state & 0xFF,
-                self.b.lease_held_elsewhere(i)
+                self.b.lease_held_elsewhere(i),
+                s.cursor.load(Ordering::Relaxed) as i64,
+                s.missed.load(Ordering::Relaxed),
             );
             for (k, l) in s.lanes.iter().enumerate() {
                 let put = l.put_state.load(Ordering::Relaxed);
@@ -764,6 +782,11 @@ impl<B: Backing> Ring<B> {
             .puts
             .fetch_add(n, Ordering::Relaxed);
         self.notify(Side::Data);
+        if self.g.is_broadcast() {
+            // Publishers may wait for space behind a record another publisher was writing
+            // (reclaiming cannot pass a record in flight): our commit may be what they need.
+            self.notify_again(Side::Space);
+        }
         Ok(())
     }
 
@@ -840,7 +863,7 @@ impl<B: Backing> Ring<B> {
                 return Err(TrySendError::Corrupted("misaligned tail or release"));
             }
             if tail - release + total > cap {
-                if self.advance_release()? {
+                if self.reclaim(total)? {
                     tail = c.tail.load(Ordering::Relaxed);
                     continue;
                 }
@@ -927,6 +950,15 @@ impl<B: Backing> Ring<B> {
         }))
     }
 
+    /// Frees ring bytes so that `total` more may fit: returns whether `release` moved.
+    fn reclaim(&self, total: u64) -> Result<bool, TrySendError> {
+        if self.g.is_broadcast() {
+            self.advance_release_broadcast(total)
+        } else {
+            self.advance_release()
+        }
+    }
+
     /// Moves `release` over consumed (and skipped abandoned) records below `head`. Returns
     /// whether it moved.
     fn advance_release(&self) -> Result<bool, TrySendError> {
@@ -997,6 +1029,11 @@ impl<B: Backing> Ring<B> {
     ) -> Result<usize, TryRecvError> {
         if max == 0 {
             return Ok(0);
+        }
+        if self.g.is_broadcast() {
+            return Err(TryRecvError::Corrupted(
+                "a broadcast ring is read through a subscription",
+            ));
         }
         // A run of only abandoned records is skipped and we look again; each pass moves
         // `head` forward, and a ring holds at most `capacity / 16` records.
@@ -1173,7 +1210,7 @@ impl<B: Backing> Ring<B> {
             let release = c.release.load(Ordering::Acquire);
             tail.saturating_sub(release) + total <= self.g.capacity
         };
-        free(c) || (matches!(self.advance_release(), Ok(true)) && free(c))
+        free(c) || (matches!(self.reclaim(total), Ok(true)) && free(c))
     }
 
     // ----------------------------------------------------------------------------------
@@ -1207,6 +1244,15 @@ impl<B: Backing> Ring<B> {
         fence(Ordering::SeqCst);
         if ev.waiters.load(Ordering::Relaxed) > 0 {
             // Release: a woken waiter re-reads the state anyway; this only changes the word.
+            ev.seq.fetch_add(1, Ordering::Release);
+            self.b.wake_all(&ev.seq);
+        }
+    }
+
+    /// As [`Ring::notify`], right after a `notify` of the other side (whose fence serves).
+    fn notify_again(&self, side: Side) {
+        let ev = self.event(side);
+        if ev.waiters.load(Ordering::Relaxed) > 0 {
             ev.seq.fetch_add(1, Ordering::Release);
             self.b.wake_all(&ev.seq);
         }
@@ -1333,6 +1379,9 @@ impl<B: Backing> Ring<B> {
     ) -> bool {
         let stuck = || {
             let c = self.control();
+            if self.g.is_broadcast() {
+                return self.space_stuck_broadcast();
+            }
             c.release.load(Ordering::Relaxed) < c.head.load(Ordering::Relaxed)
         };
         self.wait_for(
@@ -1410,6 +1459,12 @@ impl<B: Backing> Ring<B> {
         let c = self.control();
         if self.g.maxsize > 0 {
             return c.count.load(Ordering::Relaxed);
+        }
+        if self.g.is_broadcast() {
+            // Messages still in the ring (published and not yet reclaimed).
+            let release = c.release.load(Ordering::Acquire);
+            let tail = c.tail.load(Ordering::Acquire);
+            return self.count_messages(release, tail);
         }
         let s = self.stats_counters();
         s.0.saturating_sub(s.1)

@@ -64,6 +64,9 @@ impl<B: Backing> Ring<B> {
     pub(super) fn repair_slot(&self, i: u32) -> bool {
         let s = self.slot_at(i);
         let c = self.control();
+        // A dead subscriber no longer holds back (or is credited by) publishers. Release: as
+        // the subscriber's own unsubscribe (SYNC B); its reads ended with its death.
+        s.cursor.store(NO_CURSOR, Ordering::Release);
         for (sleeping, ev) in [
             (&s.sleeping_data, &c.data_event),
             (&s.sleeping_space, &c.space_event),
