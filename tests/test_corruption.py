@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(30)
 VERSION, KIND, TOTAL_SIZE, SLOTS_OFFSET, DATA_OFFSET, CAPACITY = 8, 12, 16, 24, 32, 40
 MAX_SLOTS, READY, LANES = 64, 72, 76
 TAIL, HEAD, RELEASE = 128, 256, 384
-CONTROL_SIZE = 1152
+CONTROL_SIZE = 1280
 
 
 @pytest.fixture
@@ -94,11 +94,11 @@ def test_valid_queue_with_overwritten_magic(make_queue: MakeQueue, qname: str, s
     assert q.get(timeout=5) == "after"
 
 
-@pytest.mark.parametrize("version", [0, 2, 0xFFFFFFFF])
+@pytest.mark.parametrize("version", [0, 1, 3, 0xFFFFFFFF])
 def test_valid_queue_with_another_layout_version(make_queue: MakeQueue, qname: str, seg: Path,
                                                  version: int) -> None:
     make_queue(capacity="64KiB")
-    assert peek(seg, VERSION, "<I") == 1
+    assert peek(seg, VERSION, "<I") == 2
     poke(seg, VERSION, "<I", version)
     with pytest.raises(shmq.CorruptedQueueError, match="version"):
         shmq.Queue(qname, create=False)

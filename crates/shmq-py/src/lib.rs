@@ -214,63 +214,64 @@ fn bytes_like<'py>(obj: Bound<'py, PyAny>) -> PyResult<Payload<'py>> {
     }
 }
 
+/// What a Python handle can be attached to: a queue, a broadcast publisher or subscriber.
+trait Endpoint: Send + Sync + Sized {
+    /// After `fork()`, in the child: an attachment of the child's own.
+    fn reopen_in_child(&self) -> Result<Self, OpenError>;
+    /// After `fork()`, in the child: drop the parent's attachment without detaching it.
+    fn forget_in_child(self);
+    /// Wake every blocked call (so that a `close()` from another thread is noticed).
+    fn wake_all_waiters(&self);
+}
+
+macro_rules! endpoint {
+    ($t:ty) => {
+        impl Endpoint for $t {
+            fn reopen_in_child(&self) -> Result<Self, OpenError> {
+                <$t>::reopen_in_child(self)
+            }
+            fn forget_in_child(self) {
+                <$t>::forget_in_child(self)
+            }
+            fn wake_all_waiters(&self) {
+                <$t>::wake_all_waiters(self)
+            }
+        }
+    };
+}
+endpoint!(shmq::Queue);
+endpoint!(shmq::Broadcast);
+endpoint!(shmq::Subscriber);
+
 /// This process's attachment, as seen by one Python handle.
-enum Handle {
-    Attached(Arc<shmq::Queue>),
+enum Handle<T> {
+    Attached(Arc<T>),
     /// Inherited across `fork()`: the parent's attachment. The child attaches on first use,
     /// so a child that never touches the queue never attaches (nor leaks it by dying).
-    Inherited(Arc<shmq::Queue>),
+    Inherited(Arc<T>),
     Closed,
 }
 
-/// A message's payload as a new `bytes` object: one copy out of the ring (`new_with` would
-/// zero-fill the buffer first, so it is used only when the payload wraps around the ring).
-fn to_bytes<'py>(py: Python<'py>, m: &shmq::RecordView<'_>) -> PyResult<Bound<'py, PyBytes>> {
-    match m.parts() {
-        (whole, []) => Ok(PyBytes::new(py, whole)),
-        _ => PyBytes::new_with(py, m.len(), |buf| {
-            m.copy_to(buf);
-            Ok(())
-        }),
-    }
-}
-
-/// A received message before decoding: codec id and bytes.
-type RawMessage<'py> = (u16, Bound<'py, PyBytes>);
-
-/// The Python-visible queue (subclassed by `shmq.Queue`).
-#[pyclass(module = "shmq._shmq", subclass, frozen, name = "_Queue")]
-struct PyQueue {
-    handle: Mutex<Handle>,
+/// The attachment behind a Python handle: lazily re-attached after `fork()`, closed once.
+struct Attachment<T: Endpoint> {
+    handle: Mutex<Handle<T>>,
     closed: AtomicBool,
-    /// Messages this handle already took off the queue but has not returned yet: those that
-    /// followed an undecodable one in a `get_many` batch. Served first by the next get.
-    stash: Mutex<VecDeque<(u16, Py<PyBytes>)>>,
-    stashed: AtomicBool,
     name: String,
-    codec: u16,
-    allow_pickle: bool,
+    /// What the handle is called in errors: "queue", "broadcast".
+    what: &'static str,
 }
 
-fn deadline_of(block: bool, timeout: Option<f64>) -> PyResult<Option<Instant>> {
-    if !block {
-        return Ok(Some(Instant::now()));
+impl<T: Endpoint> Attachment<T> {
+    fn new(t: T, name: String, what: &'static str) -> Self {
+        Self {
+            handle: Mutex::new(Handle::Attached(Arc::new(t))),
+            closed: AtomicBool::new(false),
+            name,
+            what,
+        }
     }
-    match timeout {
-        None => Ok(None),
-        Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err(
-            "'timeout' must be a non-negative number",
-        )),
-        Some(t) => Ok(Some(
-            Instant::now()
-                .checked_add(Duration::from_secs_f64(t.min(1e9)))
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365 * 30)),
-        )),
-    }
-}
 
-impl PyQueue {
-    fn queue(&self, py: Python<'_>) -> PyResult<Arc<shmq::Queue>> {
+    fn get(&self, py: Python<'_>) -> PyResult<Arc<T>> {
         let mut handle = self.handle.lock().unwrap_or_else(|p| p.into_inner());
         match &*handle {
             Handle::Attached(q) => Ok(q.clone()),
@@ -298,10 +299,180 @@ impl PyQueue {
         error(
             py,
             "QueueClosedError",
-            format!("queue {:?} is closed", self.name),
+            format!("{} {:?} is closed", self.what, self.name),
         )
     }
 
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Detaches; idempotent. Calls of this handle blocked in other threads hold the
+    /// attachment: they are woken, see `closed` and return, and the last one out detaches.
+    fn shut(&self, py: Python<'_>) {
+        self.closed.store(true, Ordering::Release);
+        let handle = std::mem::replace(
+            &mut *self.handle.lock().unwrap_or_else(|p| p.into_inner()),
+            Handle::Closed,
+        );
+        let q = match handle {
+            Handle::Attached(q) => q,
+            // Never attached in this process: nothing to detach, the parent's is the parent's.
+            Handle::Inherited(q) => {
+                match Arc::try_unwrap(q) {
+                    Ok(q) => q.forget_in_child(),
+                    Err(arc) => std::mem::forget(arc),
+                }
+                return;
+            }
+            Handle::Closed => return,
+        };
+        // Give blocked calls a moment (without the GIL, which they need) so that the detach
+        // normally happens before we return.
+        let weak = Arc::downgrade(&q);
+        q.wake_all_waiters();
+        drop(q);
+        py.detach(|| {
+            let until = Instant::now() + Duration::from_millis(500);
+            while weak.strong_count() > 0 && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+    }
+
+    /// In a child after `fork()`: the handle is the parent's attachment; the child attaches
+    /// on first use.
+    fn inherit_after_fork(&self) {
+        // A mutex another thread held at fork time stays locked in the child: then leave it.
+        if let Ok(mut guard) = self.handle.try_lock() {
+            *guard = match std::mem::replace(&mut *guard, Handle::Closed) {
+                Handle::Attached(q) | Handle::Inherited(q) => Handle::Inherited(q),
+                Handle::Closed => Handle::Closed,
+            };
+        }
+    }
+
+    /// Runs `attempt` (with the GIL) until it yields, waiting with `wait` (without the GIL)
+    /// in between; `Ok(None)` at the deadline. Ctrl-C raises KeyboardInterrupt promptly.
+    fn blocking<R>(
+        &self,
+        py: Python<'_>,
+        deadline: Option<Instant>,
+        mut attempt: impl FnMut() -> PyResult<Option<R>>,
+        wait: impl Fn(Option<Instant>) -> PyResult<bool> + Sync,
+    ) -> PyResult<Option<R>> {
+        loop {
+            if let Some(v) = attempt()? {
+                return Ok(Some(v));
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
+            py.detach(|| wait(deadline))?;
+            py.check_signals()?;
+            if self.is_closed() {
+                return Err(self.closed_error(py)); // closed by another thread meanwhile
+            }
+        }
+    }
+}
+
+/// Messages a handle already took but has not returned yet: those that followed an
+/// undecodable one in a batch. Served first by the next get.
+#[derive(Default)]
+struct Stash {
+    items: Mutex<VecDeque<(u16, Py<PyBytes>)>>,
+    any: AtomicBool,
+}
+
+impl Stash {
+    fn push_front<'py>(&self, items: impl Iterator<Item = RawMessage<'py>>) {
+        let mut stash = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        let items: Vec<_> = items.map(|(c, b)| (c, b.unbind())).collect();
+        for item in items.into_iter().rev() {
+            stash.push_front(item);
+        }
+        self.any.store(!stash.is_empty(), Ordering::Release);
+    }
+
+    /// Up to `max` stashed messages, if there are any.
+    fn take<'py>(&self, py: Python<'py>, max: usize) -> Option<Vec<RawMessage<'py>>> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut stash = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        let n = max.min(stash.len());
+        let taken: Vec<_> = stash
+            .drain(..n)
+            .map(|(c, b)| (c, b.into_bound(py)))
+            .collect();
+        self.any.store(!stash.is_empty(), Ordering::Release);
+        (!taken.is_empty()).then_some(taken)
+    }
+
+    /// After `fork()`: the stash holds messages the parent took; they are the parent's.
+    fn clear_after_fork(&self) {
+        if let Ok(mut stash) = self.items.try_lock() {
+            stash.clear();
+            self.any.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// A message's payload as a new `bytes` object: one copy out of the ring (`new_with` would
+/// zero-fill the buffer first, so it is used only when the payload wraps around the ring).
+fn to_bytes<'py>(py: Python<'py>, m: &shmq::RecordView<'_>) -> PyResult<Bound<'py, PyBytes>> {
+    match m.parts() {
+        (whole, []) => Ok(PyBytes::new(py, whole)),
+        _ => PyBytes::new_with(py, m.len(), |buf| {
+            m.copy_to(buf);
+            Ok(())
+        }),
+    }
+}
+
+/// A received message before decoding: codec id and bytes.
+type RawMessage<'py> = (u16, Bound<'py, PyBytes>);
+
+/// The Python-visible queue (subclassed by `shmq.Queue`).
+#[pyclass(module = "shmq._shmq", subclass, frozen, name = "_Queue")]
+struct PyQueue {
+    att: Attachment<shmq::Queue>,
+    stash: Stash,
+    codecs: Codecs,
+}
+
+/// How a handle encodes what it puts and decodes what it gets.
+struct Codecs {
+    /// Default codec of puts.
+    codec: u16,
+    allow_pickle: bool,
+}
+
+fn deadline_of(block: bool, timeout: Option<f64>) -> PyResult<Option<Instant>> {
+    if !block {
+        return Ok(Some(Instant::now()));
+    }
+    match timeout {
+        None => Ok(None),
+        Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err(
+            "'timeout' must be a non-negative number",
+        )),
+        Some(t) => Ok(Some(
+            Instant::now()
+                .checked_add(Duration::from_secs_f64(t.min(1e9)))
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365 * 30)),
+        )),
+    }
+}
+
+impl PyQueue {
+    fn queue(&self, py: Python<'_>) -> PyResult<Arc<shmq::Queue>> {
+        self.att.get(py)
+    }
+}
+
+impl Codecs {
     /// Wraps an encoder's failure in a `CodecError` (the original as its cause).
     fn encode_error(py: Python<'_>, what: String, cause: PyErr) -> PyErr {
         let err = error(py, "CodecError", format!("{what}: {cause}"));
@@ -426,7 +597,11 @@ impl PyQueue {
     /// Decodes a batch in order. At the first message that cannot be decoded: if messages
     /// before it decoded, returns them and keeps it and the rest for the next call;
     /// otherwise keeps the rest and raises its `DecodeError`. Nothing taken is lost.
-    fn decode_batch<'py>(&self, raws: Vec<RawMessage<'py>>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    fn decode_batch<'py>(
+        &self,
+        raws: Vec<RawMessage<'py>>,
+        stash: &Stash,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let mut out = Vec::with_capacity(raws.len());
         let mut rest = raws.into_iter();
         while let Some((codec, raw)) = rest.next() {
@@ -434,62 +609,16 @@ impl PyQueue {
                 Ok(v) => out.push(v),
                 Err(e) => {
                     let failed = (!out.is_empty()).then_some((codec, raw));
-                    self.stash_front(failed.into_iter().chain(rest));
+                    stash.push_front(failed.into_iter().chain(rest));
                     return if out.is_empty() { Err(e) } else { Ok(out) };
                 }
             }
         }
         Ok(out)
     }
+}
 
-    fn stash_front<'py>(&self, items: impl Iterator<Item = RawMessage<'py>>) {
-        let mut stash = self.stash.lock().unwrap_or_else(|p| p.into_inner());
-        let items: Vec<_> = items.map(|(c, b)| (c, b.unbind())).collect();
-        for item in items.into_iter().rev() {
-            stash.push_front(item);
-        }
-        self.stashed.store(!stash.is_empty(), Ordering::Release);
-    }
-
-    /// Up to `max` stashed messages, if there are any.
-    fn take_stashed<'py>(&self, py: Python<'py>, max: usize) -> Option<Vec<RawMessage<'py>>> {
-        if !self.stashed.load(Ordering::Acquire) {
-            return None;
-        }
-        let mut stash = self.stash.lock().unwrap_or_else(|p| p.into_inner());
-        let n = max.min(stash.len());
-        let taken: Vec<_> = stash
-            .drain(..n)
-            .map(|(c, b)| (c, b.into_bound(py)))
-            .collect();
-        self.stashed.store(!stash.is_empty(), Ordering::Release);
-        (!taken.is_empty()).then_some(taken)
-    }
-
-    /// Runs `attempt` (with the GIL) until it yields, waiting with `wait` (without the GIL)
-    /// in between; `Ok(None)` at the deadline. Ctrl-C raises KeyboardInterrupt promptly.
-    fn blocking<T>(
-        &self,
-        py: Python<'_>,
-        deadline: Option<Instant>,
-        mut attempt: impl FnMut() -> PyResult<Option<T>>,
-        wait: impl Fn(Option<Instant>) -> PyResult<bool> + Sync,
-    ) -> PyResult<Option<T>> {
-        loop {
-            if let Some(v) = attempt()? {
-                return Ok(Some(v));
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(None);
-            }
-            py.detach(|| wait(deadline))?;
-            py.check_signals()?;
-            if self.closed.load(Ordering::Acquire) {
-                return Err(self.closed_error(py)); // closed by another thread meanwhile
-            }
-        }
-    }
-
+impl PyQueue {
     fn put_payloads(
         &self,
         py: Python<'_>,
@@ -522,7 +651,7 @@ impl PyQueue {
             q.wait_for_space(&msgs, d, Some(SLICE))
                 .map_err(|e| Python::attach(|py| send_error(py, &q, e)))
         };
-        match self.blocking(py, deadline, attempt, wait)? {
+        match self.att.blocking(py, deadline, attempt, wait)? {
             Some(()) => Ok(()),
             None => Err(error(py, "Full", "queue is full")),
         }
@@ -591,13 +720,12 @@ impl PyQueue {
             })
             .map_err(|e| open_error(py, e))?;
         Ok(Self {
-            handle: Mutex::new(Handle::Attached(Arc::new(q))),
-            closed: AtomicBool::new(false),
-            stash: Mutex::new(VecDeque::new()),
-            stashed: AtomicBool::new(false),
-            name,
-            codec,
-            allow_pickle,
+            att: Attachment::new(q, name, "queue"),
+            stash: Stash::default(),
+            codecs: Codecs {
+                codec,
+                allow_pickle,
+            },
         })
     }
 
@@ -612,8 +740,8 @@ impl PyQueue {
         codec: Option<i64>,
     ) -> PyResult<()> {
         let deadline = deadline_of(block, timeout)?;
-        let codec = self.resolve_codec(codec)?;
-        let payload = self.encode(obj, codec)?;
+        let codec = self.codecs.resolve_codec(codec)?;
+        let payload = self.codecs.encode(obj, codec)?;
         self.put_payloads(py, &[(codec, payload)], deadline)
     }
 
@@ -634,13 +762,13 @@ impl PyQueue {
         codec: Option<i64>,
     ) -> PyResult<()> {
         let deadline = deadline_of(block, timeout)?;
-        let codec = self.resolve_codec(codec)?;
+        let codec = self.codecs.resolve_codec(codec)?;
         let q = self.queue(py)?;
         // Encode and check everything first: a bad object or an oversized message raises
         // before anything is put.
         let mut payloads = Vec::new();
         for obj in objs.try_iter()? {
-            let p = self.encode(obj?, codec)?;
+            let p = self.codecs.encode(obj?, codec)?;
             let len = p.as_slice().len() as u64;
             if len > q.max_message_size() {
                 let max = q.max_message_size();
@@ -682,9 +810,9 @@ impl PyQueue {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let deadline = deadline_of(block, timeout)?;
-        if let Some(mut stashed) = self.take_stashed(py, 1) {
+        if let Some(mut stashed) = self.stash.take(py, 1) {
             let (codec, raw) = stashed.remove(0);
-            return self.decode(raw, codec);
+            return self.codecs.decode(raw, codec);
         }
         let q = self.queue(py)?;
         let attempt = || -> PyResult<Option<RawMessage<'py>>> {
@@ -701,8 +829,8 @@ impl PyQueue {
             }
         };
         let wait = |d| Ok(q.wait_for_data(d, Some(SLICE)));
-        match self.blocking(py, deadline, attempt, wait)? {
-            Some((codec, raw)) => self.decode(raw, codec),
+        match self.att.blocking(py, deadline, attempt, wait)? {
+            Some((codec, raw)) => self.codecs.decode(raw, codec),
             None => Err(error(py, "Empty", "queue is empty")),
         }
     }
@@ -728,8 +856,8 @@ impl PyQueue {
             )));
         };
         let deadline = deadline_of(block, timeout)?;
-        if let Some(stashed) = self.take_stashed(py, max_messages) {
-            return PyList::new(py, self.decode_batch(stashed)?);
+        if let Some(stashed) = self.stash.take(py, max_messages) {
+            return PyList::new(py, self.codecs.decode_batch(stashed, &self.stash)?);
         }
         let q = self.queue(py)?;
         let attempt = || -> PyResult<Option<Vec<RawMessage<'py>>>> {
@@ -749,8 +877,8 @@ impl PyQueue {
             }
         };
         let wait = |d| Ok(q.wait_for_data(d, Some(SLICE)));
-        match self.blocking(py, deadline, attempt, wait)? {
-            Some(raws) => PyList::new(py, self.decode_batch(raws)?),
+        match self.att.blocking(py, deadline, attempt, wait)? {
+            Some(raws) => PyList::new(py, self.codecs.decode_batch(raws, &self.stash)?),
             None => Err(error(py, "Empty", "queue is empty")),
         }
     }
@@ -773,35 +901,7 @@ impl PyQueue {
     /// Detaches this process; the last process to detach removes a non-persistent queue.
     /// Idempotent.
     fn close(&self, py: Python<'_>) {
-        self.closed.store(true, Ordering::Release);
-        let handle = std::mem::replace(
-            &mut *self.handle.lock().unwrap_or_else(|p| p.into_inner()),
-            Handle::Closed,
-        );
-        let q = match handle {
-            Handle::Attached(q) => q,
-            // Never attached in this process: nothing to detach, the parent's is the parent's.
-            Handle::Inherited(q) => {
-                match Arc::try_unwrap(q) {
-                    Ok(q) => q.forget_in_child(),
-                    Err(arc) => std::mem::forget(arc),
-                }
-                return;
-            }
-            Handle::Closed => return,
-        };
-        // Calls of this handle blocked in other threads hold the attachment: wake them, they
-        // see `closed` and return, and the last one out detaches. Give them a moment (without
-        // the GIL, which they need) so that the detach normally happens before we return.
-        let weak = Arc::downgrade(&q);
-        q.wake_all_waiters();
-        drop(q);
-        py.detach(|| {
-            let until = Instant::now() + Duration::from_millis(500);
-            while weak.strong_count() > 0 && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        });
+        self.att.shut(py);
     }
 
     /// Removes the queue's name now; attached processes keep using it.
@@ -814,25 +914,25 @@ impl PyQueue {
     /// Whether `close()` was called.
     #[getter]
     fn closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.att.is_closed()
     }
 
     /// The queue's full name (namespace included).
     #[getter]
     fn name(&self) -> &str {
-        &self.name
+        &self.att.name
     }
 
     /// Default codec id of `put`.
     #[getter]
     fn codec_id(&self) -> u16 {
-        self.codec
+        self.codecs.codec
     }
 
     /// Whether pickle is allowed.
     #[getter]
     fn allow_pickle(&self) -> bool {
-        self.allow_pickle
+        self.codecs.allow_pickle
     }
 
     /// Ring size in bytes.
@@ -888,18 +988,8 @@ impl PyQueue {
     /// In a child after `fork()`: the handle is the parent's attachment; the child attaches
     /// on first use (see `Handle::Inherited`).
     fn _reattach_after_fork(&self) {
-        // A mutex another thread held at fork time stays locked in the child: then leave it.
-        if let Ok(mut guard) = self.handle.try_lock() {
-            *guard = match std::mem::replace(&mut *guard, Handle::Closed) {
-                Handle::Attached(q) | Handle::Inherited(q) => Handle::Inherited(q),
-                Handle::Closed => Handle::Closed,
-            };
-        }
-        // The stash holds messages the parent took: they are the parent's.
-        if let Ok(mut stash) = self.stash.try_lock() {
-            stash.clear();
-            self.stashed.store(false, Ordering::Release);
-        }
+        self.att.inherit_after_fork();
+        self.stash.clear_after_fork();
     }
 }
 

@@ -41,7 +41,11 @@
 
 #![warn(missing_docs)]
 
+mod broadcast;
 mod os;
+
+pub use broadcast::{Broadcast, BroadcastBuilder, ReadError, Subscriber};
+pub use shmq_core::ring::{Delivery, ReadTimeoutError, SubscriberInfo, TryReadError};
 
 pub use shmq_core::ring::{RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
 pub use shmq_core::{LayoutError, Message, RecordView, Stats};
@@ -87,6 +91,14 @@ pub enum OpenError {
     },
     /// The segment's creator never finished initialising it.
     NotInitialized(String),
+    /// The name belongs to the other kind of segment (a broadcast opened as a queue, or the
+    /// other way round).
+    WrongKind {
+        /// Queue name.
+        name: String,
+        /// What the segment is: `"queue"` or `"broadcast"`.
+        found: &'static str,
+    },
     /// All process slots are taken by live processes.
     TooManyProcesses {
         /// Queue name.
@@ -110,6 +122,9 @@ impl fmt::Display for OpenError {
             Self::NotInitialized(n) => {
                 write!(f, "queue {n:?} was never initialised (its creator died?)")
             }
+            Self::WrongKind { name, found } => {
+                write!(f, "{name:?} is a {found}, not a {}", other_kind(found))
+            }
             Self::TooManyProcesses { name, max } => {
                 write!(f, "queue {name:?}: all {max} process slots are in use")
             }
@@ -125,6 +140,22 @@ impl std::error::Error for OpenError {
             Self::Corrupted { reason, .. } => Some(reason),
             _ => None,
         }
+    }
+}
+
+fn other_kind(kind: &str) -> &'static str {
+    if kind == "queue" {
+        "broadcast"
+    } else {
+        "queue"
+    }
+}
+
+fn kind_name(kind: u32) -> &'static str {
+    if kind == shmq_core::layout::KIND_BROADCAST {
+        "broadcast"
+    } else {
+        "queue"
     }
 }
 
@@ -213,6 +244,8 @@ pub struct QueueBuilder {
     max_processes: u32,
     mode: u32,
     persistent: bool,
+    kind: u32,
+    lag: bool,
 }
 
 impl QueueBuilder {
@@ -263,11 +296,15 @@ impl QueueBuilder {
                 self.mode
             )));
         }
-        let flags = if self.persistent {
+        let mut flags = if self.persistent {
             shmq_core::layout::FLAG_PERSISTENT
         } else {
             0
         };
+        if self.lag {
+            flags |= shmq_core::layout::FLAG_LAG;
+        }
+        let kind = self.kind;
         let geometry = if mode == Mode::Open {
             None
         } else {
@@ -279,6 +316,13 @@ impl QueueBuilder {
                     flags,
                     os::random_u64(),
                 )
+                .map(|g| {
+                    if kind == shmq_core::layout::KIND_BROADCAST {
+                        g.broadcast()
+                    } else {
+                        g
+                    }
+                })
                 .ok_or_else(|| {
                     OpenError::InvalidArgument(format!(
                         "capacity {} (must be 1..=2^40) or max_processes {} (1..=4096)",
@@ -313,6 +357,17 @@ impl QueueBuilder {
             }
             match ShmSegment::open(&seg) {
                 Ok(Some(b)) => match Ring::open(b) {
+                    Ok(ring) if ring.geometry().kind != kind => {
+                        let found = kind_name(ring.geometry().kind);
+                        drop(Queue {
+                            ring: Some(ring),
+                            name: self.name.clone(),
+                        });
+                        return Err(OpenError::WrongKind {
+                            name: self.name,
+                            found,
+                        });
+                    }
                     Ok(ring) => {
                         return Ok(Queue {
                             ring: Some(ring),
@@ -393,6 +448,8 @@ impl Queue {
             max_processes: DEFAULT_MAX_PROCESSES,
             mode: 0o600,
             persistent: false,
+            kind: shmq_core::layout::KIND_QUEUE,
+            lag: false,
         }
     }
     /// Creates queue `name` with a ring of `capacity` bytes.
@@ -408,7 +465,7 @@ impl Queue {
         Self::builder(name).capacity(capacity).open_or_create()
     }
 
-    fn ring(&self) -> &Ring<ShmSegment> {
+    pub(crate) fn ring(&self) -> &Ring<ShmSegment> {
         self.ring.as_ref().expect("queue is attached until dropped")
     }
 
