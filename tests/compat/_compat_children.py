@@ -10,7 +10,9 @@ from typing import Any
 import shmq.compat.shmqueue as shmqueue
 from shmq.compat.smq import SharedMemoryQueue
 
-CUSTOM = shmqueue.SerializationMethods.FIRST_PUBLIC_NUMBER + 1
+# Custom ids are registered process-wide (shmq.register_codec): use one no other test uses
+# (the README's FIRST_PUBLIC_NUMBER + 1 = 1002 is taken by tests/test_codecs.py).
+CUSTOM = shmqueue.SerializationMethods.FIRST_PUBLIC_NUMBER + 7000
 
 
 def _pack(method: int, data: Any) -> bytes:
