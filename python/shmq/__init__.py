@@ -30,6 +30,7 @@ from ._errors import (
     Empty,
     Full,
     InvalidNameError,
+    Lagged,
     MessageTooLargeError,
     PickleNotAllowedError,
     QueueClosedError,
@@ -38,6 +39,7 @@ from ._errors import (
     QueuePermissionError,
     ShmqError,
     TooManyProcessesError,
+    WrongKindError,
 )
 from ._shmq import (
     CODEC_MSGPACK,
@@ -175,7 +177,8 @@ class QueueStats(NamedTuple):
     """Byte position (since creation) up to which gets took messages (monotonic)."""
 
 
-_live_queues: weakref.WeakSet[Queue] = weakref.WeakSet()
+# Every open handle (queues, broadcasts, subscriptions): closed at exit, re-attached after fork.
+_live_queues: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _close_all() -> None:
@@ -315,6 +318,9 @@ class Queue(_Queue):
         )
 
 
+from ._broadcast import Broadcast, BroadcastStats, Subscriber, SubscriberStats  # noqa: E402
+
+
 def _reopen(name: str, codec: int, allow_pickle: bool) -> Queue:
     return Queue(name, create=False, codec=codec, allow_pickle=allow_pickle)
 
@@ -334,6 +340,12 @@ def gc(init_grace: float = 60.0) -> list[str]:
 
 
 __all__ = [
+    "Broadcast",
+    "BroadcastStats",
+    "Lagged",
+    "Subscriber",
+    "SubscriberStats",
+    "WrongKindError",
     "CODEC_MSGPACK",
     "CODEC_PICKLE",
     "CODEC_RAW",

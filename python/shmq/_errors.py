@@ -49,6 +49,24 @@ class TooManyProcessesError(ShmqError):
     """Every process slot of the queue is held by a live process (see ``max_processes``)."""
 
 
+class WrongKindError(ShmqError, TypeError):
+    """The name belongs to the other kind of segment (a broadcast opened as a queue, or the
+    other way round)."""
+
+
+class Lagged(ShmqError):
+    """A subscriber of a ``policy="lag"`` broadcast fell behind: publishers overwrote
+    ``missed`` messages before it read them. The next ``get`` returns the oldest message still
+    available; the subscription stays usable."""
+
+    def __init__(self, missed: int) -> None:
+        super().__init__(f"subscriber lagged behind the publishers: {missed} messages missed")
+        self.missed = missed
+
+    def __reduce__(self) -> tuple[type[Lagged], tuple[int]]:
+        return (Lagged, (self.missed,))
+
+
 class QueueClosedError(ShmqError, ValueError):
     """The queue object was closed (``close()``) and cannot be used any more."""
 
@@ -85,6 +103,7 @@ __all__ = [
     "Empty",
     "Full",
     "InvalidNameError",
+    "Lagged",
     "MessageTooLargeError",
     "PickleNotAllowedError",
     "QueueClosedError",
@@ -93,4 +112,5 @@ __all__ = [
     "QueuePermissionError",
     "ShmqError",
     "TooManyProcessesError",
+    "WrongKindError",
 ]

@@ -7,6 +7,8 @@ from typing_extensions import Self, disjoint_base
 
 __all__ = [
     "_Queue",
+    "_Publisher",
+    "_Subscriber",
     "register_codec",
     "list_queues",
     "validate_name",
@@ -106,6 +108,111 @@ class _Queue:
         """Whether the segment outlives its last process."""
     def _stats(self) -> _StatsDict: ...
     def _queued_payload(self) -> tuple[int, int]: ...
+    def _reattach_after_fork(self) -> None: ...
+
+class _SubscriberDict(TypedDict):
+    pid: int
+    position: int
+    lag_messages: int
+    lag_bytes: int
+    missed_pending: int
+
+class _BroadcastStatsDict(TypedDict):
+    capacity: int
+    bytes_used: int
+    retained: int
+    published: int
+    delivered: int
+    waits: int
+    attached: int
+    abandoned: int
+    reaped: int
+    tail: int
+    subscribers: list[Any]
+
+@disjoint_base
+class _Publisher:
+    """The publishing side of a broadcast; ``shmq.Broadcast`` subclasses it."""
+
+    def __new__(
+        cls,
+        name: str,
+        *,
+        capacity: int,
+        create: bool | None = None,
+        mode: int = 0o600,
+        codec: int = 1,
+        allow_pickle: bool = True,
+        persistent: bool = False,
+        max_processes: int = 128,
+        lag: bool = False,
+    ) -> Self: ...
+    def publish(self, obj: Any, block: bool = True, timeout: float | None = None, *, codec: int | None = None) -> None:
+        """Publishes ``obj`` to every subscriber."""
+    def publish_many(
+        self, objs: Iterable[Any], block: bool = True, timeout: float | None = None, *, codec: int | None = None
+    ) -> None:
+        """Publishes every object of ``objs``, in order (at once when the batch fits the ring)."""
+    def close(self) -> None:
+        """Detaches; the last process to detach removes a non-persistent broadcast."""
+    def unlink(self) -> None:
+        """Removes the name now; attached processes keep using the ring."""
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+    @property
+    def name(self) -> str:
+        """The broadcast's full name."""
+    @property
+    def codec_id(self) -> int:
+        """Default codec id of ``publish``."""
+    @property
+    def allow_pickle(self) -> bool:
+        """Whether pickle is allowed."""
+    @property
+    def capacity(self) -> int:
+        """Ring size in bytes."""
+    @property
+    def max_message_size(self) -> int:
+        """Largest encoded message."""
+    @property
+    def policy(self) -> str:
+        """``"lag"`` or ``"block"``."""
+    @property
+    def persistent(self) -> bool:
+        """Whether the segment outlives its last process."""
+    def _stats(self) -> _BroadcastStatsDict: ...
+    def _reattach_after_fork(self) -> None: ...
+
+@disjoint_base
+class _Subscriber:
+    """The reading side of a broadcast; ``shmq.Subscriber`` subclasses it."""
+
+    def __new__(cls, name: str, *, allow_pickle: bool = True) -> Self: ...
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Returns the next message, waiting if ``block`` (at most ``timeout`` seconds if given)."""
+    def get_nowait(self) -> Any:
+        """Returns the next message without waiting; raises ``Empty`` if there is none."""
+    def get_many(self, max_messages: int = 1000, block: bool = True, timeout: float | None = None) -> list[Any]:
+        """Returns 1 to ``max_messages`` messages, waiting for the first if ``block``."""
+    def close(self) -> None:
+        """Unsubscribes and detaches."""
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+    @property
+    def name(self) -> str:
+        """The broadcast's full name."""
+    @property
+    def allow_pickle(self) -> bool:
+        """Whether pickle is allowed."""
+    @property
+    def capacity(self) -> int:
+        """Ring size in bytes."""
+    @property
+    def policy(self) -> str:
+        """``"lag"`` or ``"block"``."""
+    def _info(self) -> _SubscriberDict: ...
     def _reattach_after_fork(self) -> None: ...
 
 def register_codec(codec_id: int, encode: Callable[[Any], Any], decode: Callable[[bytes], Any]) -> None:

@@ -1,6 +1,8 @@
 //! `shmq._shmq`: the Python binding of the `shmq` crate. It converts types, applies codecs,
 //! releases the GIL while waiting and maps errors; the queue logic is in the Rust crates.
 
+mod broadcast;
+
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -66,6 +68,7 @@ fn open_error(py: Python<'_>, e: OpenError) -> PyErr {
         OpenError::InvalidArgument(_) => return PyValueError::new_err(msg),
         OpenError::Corrupted { .. } | OpenError::NotInitialized(_) => "CorruptedQueueError",
         OpenError::TooManyProcesses { .. } => "TooManyProcessesError",
+        OpenError::WrongKind { .. } => "WrongKindError",
         _ => return PyErr::new::<pyo3::exceptions::PyOSError, _>(msg),
     };
     error(py, class, msg)
@@ -1026,6 +1029,8 @@ fn validate_name(py: Python<'_>, name: &str) -> PyResult<()> {
 #[pymodule(gil_used = true)]
 fn _shmq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyQueue>()?;
+    m.add_class::<broadcast::PyPublisher>()?;
+    m.add_class::<broadcast::PySubscriber>()?;
     m.add_function(wrap_pyfunction!(register_codec, m)?)?;
     m.add_function(wrap_pyfunction!(list_queues, m)?)?;
     m.add_function(wrap_pyfunction!(validate_name, m)?)?;

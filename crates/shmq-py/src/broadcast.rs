@@ -1,0 +1,482 @@
+//! `_Publisher` and `_Subscriber`: the Python handles of a broadcast ring (subclassed by
+//! `shmq.Broadcast` and `shmq.Subscriber`).
+
+use super::{
+    deadline_of, error, open_error, shmq_record_size, to_bytes, Attachment, Codecs, Payload,
+    RawMessage, Stash, COPY_WITHOUT_GIL, SLICE,
+};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use shmq::{Delivery, Message, TryReadError, TrySendError};
+use std::sync::Arc;
+use std::time::Instant;
+
+fn send_error(py: Python<'_>, name: &str, e: TrySendError) -> PyErr {
+    match e {
+        TrySendError::TooLarge { size, max } => error(
+            py,
+            "MessageTooLargeError",
+            format!(
+                "message of {size} bytes can never fit in broadcast {name:?} (at most {max} \
+                 bytes; create it with a larger capacity)"
+            ),
+        ),
+        TrySendError::Corrupted(w) => error(
+            py,
+            "CorruptedQueueError",
+            format!("broadcast {name:?}: {w}"),
+        ),
+        TrySendError::Full => error(py, "Full", "broadcast is full"),
+    }
+}
+
+fn read_error(py: Python<'_>, name: &str, e: TryReadError) -> PyErr {
+    match e {
+        TryReadError::Lagged { missed } => {
+            let make = || -> PyResult<PyErr> {
+                let cls = py.import("shmq._errors")?.getattr("Lagged")?;
+                Ok(PyErr::from_value(cls.call1((missed,))?))
+            };
+            make().unwrap_or_else(|e| e)
+        }
+        TryReadError::NotSubscribed => error(
+            py,
+            "CorruptedQueueError",
+            format!("broadcast {name:?}: this subscription was cancelled"),
+        ),
+        TryReadError::Corrupted(w) => error(
+            py,
+            "CorruptedQueueError",
+            format!("broadcast {name:?}: {w}"),
+        ),
+        TryReadError::Empty => error(py, "Empty", "no message"),
+    }
+}
+
+/// The publishing side of a broadcast (subclassed by `shmq.Broadcast`).
+#[pyclass(module = "shmq._shmq", subclass, frozen, name = "_Publisher")]
+pub(crate) struct PyPublisher {
+    att: Attachment<shmq::Broadcast>,
+    codecs: Codecs,
+}
+
+impl PyPublisher {
+    fn publish_payloads(
+        &self,
+        py: Python<'_>,
+        payloads: &[(u16, Payload<'_>)],
+        deadline: Option<Instant>,
+    ) -> PyResult<()> {
+        let b = self.att.get(py)?;
+        let msgs: Vec<Message<'_>> = payloads
+            .iter()
+            .map(|(codec, p)| Message {
+                codec: *codec,
+                flags: 0,
+                payload: p.as_slice(),
+            })
+            .collect();
+        let big = msgs.iter().map(|m| m.payload.len()).sum::<usize>() >= COPY_WITHOUT_GIL;
+        let attempt = || -> PyResult<Option<()>> {
+            let r = if big {
+                py.detach(|| b.try_send_many(&msgs))
+            } else {
+                b.try_send_many(&msgs)
+            };
+            match r {
+                Ok(()) => Ok(Some(())),
+                Err(TrySendError::Full) => Ok(None),
+                Err(e) => Err(send_error(py, b.name(), e)),
+            }
+        };
+        let wait = |d| {
+            b.wait_for_space(&msgs, d, Some(SLICE))
+                .map_err(|e| Python::attach(|py| send_error(py, b.name(), e)))
+        };
+        match self.att.blocking(py, deadline, attempt, wait)? {
+            Some(()) => Ok(()),
+            None => Err(error(
+                py,
+                "Full",
+                "broadcast is full: the slowest subscriber has not read the oldest messages",
+            )),
+        }
+    }
+}
+
+#[pymethods]
+impl PyPublisher {
+    #[new]
+    #[pyo3(signature = (name, *, capacity, create=None, mode=0o600, codec=1, allow_pickle=true,
+                        persistent=false, max_processes=128, lag=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        name: String,
+        capacity: u64,
+        create: Option<bool>,
+        mode: u32,
+        codec: u32,
+        allow_pickle: bool,
+        persistent: bool,
+        max_processes: u32,
+        lag: bool,
+    ) -> PyResult<Self> {
+        let codec = u16::try_from(codec)
+            .map_err(|_| PyValueError::new_err(format!("codec id {codec} is out of range")))?;
+        let b = shmq::Broadcast::builder(&name)
+            .capacity(capacity)
+            .mode(mode)
+            .persistent(persistent)
+            .max_processes(max_processes)
+            .lag(lag);
+        let publisher = py
+            .detach(|| match create {
+                Some(true) => b.create(),
+                Some(false) => b.open(),
+                None => b.open_or_create(),
+            })
+            .map_err(|e| open_error(py, e))?;
+        Ok(Self {
+            att: Attachment::new(publisher, name, "broadcast"),
+            codecs: Codecs {
+                codec,
+                allow_pickle,
+            },
+        })
+    }
+
+    /// Publishes `obj` to every subscriber.
+    #[pyo3(signature = (obj, block=true, timeout=None, *, codec=None))]
+    fn publish(
+        &self,
+        py: Python<'_>,
+        obj: Bound<'_, PyAny>,
+        block: bool,
+        timeout: Option<f64>,
+        codec: Option<i64>,
+    ) -> PyResult<()> {
+        let deadline = deadline_of(block, timeout)?;
+        let codec = self.codecs.resolve_codec(codec)?;
+        let payload = self.codecs.encode(obj, codec)?;
+        self.publish_payloads(py, &[(codec, payload)], deadline)
+    }
+
+    /// Publishes every object of `objs`, in order (at once when the batch fits the ring).
+    #[pyo3(signature = (objs, block=true, timeout=None, *, codec=None))]
+    fn publish_many(
+        &self,
+        py: Python<'_>,
+        objs: Bound<'_, PyAny>,
+        block: bool,
+        timeout: Option<f64>,
+        codec: Option<i64>,
+    ) -> PyResult<()> {
+        let deadline = deadline_of(block, timeout)?;
+        let codec = self.codecs.resolve_codec(codec)?;
+        let b = self.att.get(py)?;
+        let mut payloads = Vec::new();
+        for obj in objs.try_iter()? {
+            let p = self.codecs.encode(obj?, codec)?;
+            let len = p.as_slice().len() as u64;
+            if len > b.max_message_size() {
+                let max = b.max_message_size();
+                let e = TrySendError::TooLarge { size: len, max };
+                return Err(send_error(py, b.name(), e));
+            }
+            payloads.push((codec, p));
+        }
+        let budget = b.capacity();
+        let mut start = 0;
+        while start < payloads.len() {
+            let mut end = start;
+            let mut bytes = 0u64;
+            while end < payloads.len() {
+                let size = shmq_record_size(payloads[end].1.as_slice().len());
+                if end > start && bytes + size > budget {
+                    break;
+                }
+                bytes += size;
+                end += 1;
+            }
+            self.publish_payloads(py, &payloads[start..end], deadline)?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Detaches; the last process to detach removes a non-persistent broadcast.
+    fn close(&self, py: Python<'_>) {
+        self.att.shut(py);
+    }
+
+    /// Removes the name now; attached processes keep using the ring.
+    fn unlink(&self, py: Python<'_>) -> PyResult<()> {
+        self.att
+            .get(py)?
+            .unlink()
+            .map_err(|e| PyErr::new::<pyo3::exceptions::PyOSError, _>(e.to_string()))
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.att.is_closed()
+    }
+
+    /// The broadcast's full name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.att.name
+    }
+
+    /// Default codec id of `publish`.
+    #[getter]
+    fn codec_id(&self) -> u16 {
+        self.codecs.codec
+    }
+
+    /// Whether pickle is allowed.
+    #[getter]
+    fn allow_pickle(&self) -> bool {
+        self.codecs.allow_pickle
+    }
+
+    /// Ring size in bytes.
+    #[getter]
+    fn capacity(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.att.get(py)?.capacity())
+    }
+
+    /// Largest encoded message.
+    #[getter]
+    fn max_message_size(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.att.get(py)?.max_message_size())
+    }
+
+    /// `"lag"` or `"block"`.
+    #[getter]
+    fn policy(&self, py: Python<'_>) -> PyResult<&'static str> {
+        Ok(if self.att.get(py)?.is_lag() {
+            "lag"
+        } else {
+            "block"
+        })
+    }
+
+    /// Whether the segment outlives its last process.
+    #[getter]
+    fn persistent(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.att.get(py)?.is_persistent())
+    }
+
+    /// Counters as a dict, with a list of subscriber dicts.
+    fn _stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let b = self.att.get(py)?;
+        let s = b.stats();
+        let d = PyDict::new(py);
+        d.set_item("capacity", s.capacity)?;
+        d.set_item("bytes_used", s.bytes_used)?;
+        d.set_item("retained", s.depth)?;
+        d.set_item("published", s.puts)?;
+        d.set_item("delivered", s.gets)?;
+        d.set_item("waits", s.waits)?;
+        d.set_item("attached", s.attached)?;
+        d.set_item("abandoned", s.abandoned)?;
+        d.set_item("reaped", s.reaped)?;
+        d.set_item("tail", s.tail)?;
+        let subs = PyList::empty(py);
+        for info in py.detach(|| b.subscribers()) {
+            subs.append(subscriber_dict(py, &info)?)?;
+        }
+        d.set_item("subscribers", subs)?;
+        Ok(d)
+    }
+
+    fn _reattach_after_fork(&self) {
+        self.att.inherit_after_fork();
+    }
+}
+
+fn subscriber_dict<'py>(py: Python<'py>, s: &shmq::SubscriberInfo) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("pid", s.pid)?;
+    d.set_item("position", s.position)?;
+    d.set_item("lag_messages", s.lag_messages)?;
+    d.set_item("lag_bytes", s.lag_bytes)?;
+    d.set_item("missed_pending", s.missed_pending)?;
+    Ok(d)
+}
+
+/// The reading side of a broadcast (subclassed by `shmq.Subscriber`).
+#[pyclass(module = "shmq._shmq", subclass, frozen, name = "_Subscriber")]
+pub(crate) struct PySubscriber {
+    att: Attachment<shmq::Subscriber>,
+    /// A subscription has one position: reads of several threads take turns.
+    reading: std::sync::Mutex<()>,
+    stash: Stash,
+    codecs: Codecs,
+}
+
+impl PySubscriber {
+    /// Reads up to `max` raw messages, waiting for the first until `deadline`.
+    fn read_raw<'py>(
+        &self,
+        py: Python<'py>,
+        max: usize,
+        deadline: Option<Instant>,
+    ) -> PyResult<Option<Vec<RawMessage<'py>>>> {
+        let sub: Arc<shmq::Subscriber> = self.att.get(py)?;
+        let attempt = || -> PyResult<Option<Vec<RawMessage<'py>>>> {
+            let mut out = Vec::new();
+            let mut alloc_err = None;
+            let r = {
+                let _turn = self.reading.lock().unwrap_or_else(|p| p.into_inner());
+                sub.try_recv_many_with(max, |d| match d {
+                    Delivery::Message(m) => match to_bytes(py, &m) {
+                        Ok(b) => out.push((m.codec, b)),
+                        Err(e) => alloc_err = Some(e),
+                    },
+                    Delivery::Discard => out.clear(),
+                })
+            };
+            match r {
+                Ok(_) => match alloc_err {
+                    Some(e) => Err(e),
+                    None => Ok(Some(out)),
+                },
+                Err(TryReadError::Empty) => Ok(None),
+                Err(e) => Err(read_error(py, sub.name(), e)),
+            }
+        };
+        let wait = |d| Ok(sub.wait_for_data(d, Some(SLICE)));
+        self.att.blocking(py, deadline, attempt, wait)
+    }
+}
+
+#[pymethods]
+impl PySubscriber {
+    #[new]
+    #[pyo3(signature = (name, *, allow_pickle=true))]
+    fn new(py: Python<'_>, name: String, allow_pickle: bool) -> PyResult<Self> {
+        let sub = py
+            .detach(|| shmq::Subscriber::open(&name))
+            .map_err(|e| open_error(py, e))?;
+        Ok(Self {
+            att: Attachment::new(sub, name, "subscription to"),
+            reading: std::sync::Mutex::new(()),
+            stash: Stash::default(),
+            codecs: Codecs {
+                codec: 1,
+                allow_pickle,
+            },
+        })
+    }
+
+    /// Returns the next message, waiting if `block` (at most `timeout` seconds if given).
+    #[pyo3(signature = (block=true, timeout=None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let deadline = deadline_of(block, timeout)?;
+        if let Some(mut stashed) = self.stash.take(py, 1) {
+            let (codec, raw) = stashed.remove(0);
+            return self.codecs.decode(raw, codec);
+        }
+        match self.read_raw(py, 1, deadline)? {
+            Some(mut raws) if !raws.is_empty() => {
+                let (codec, raw) = raws.remove(0);
+                self.codecs.decode(raw, codec)
+            }
+            _ => Err(error(py, "Empty", "no message")),
+        }
+    }
+
+    /// Returns the next message without waiting; raises `Empty` if there is none.
+    fn get_nowait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.get(py, false, None)
+    }
+
+    /// Returns 1 to `max_messages` messages, waiting for the first if `block`.
+    #[pyo3(signature = (max_messages=1000, block=true, timeout=None))]
+    fn get_many<'py>(
+        &self,
+        py: Python<'py>,
+        max_messages: i64,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let Ok(max_messages @ 1..) = usize::try_from(max_messages) else {
+            return Err(PyValueError::new_err(format!(
+                "max_messages must be at least 1, got {max_messages}"
+            )));
+        };
+        let deadline = deadline_of(block, timeout)?;
+        if let Some(stashed) = self.stash.take(py, max_messages) {
+            return PyList::new(py, self.codecs.decode_batch(stashed, &self.stash)?);
+        }
+        match self.read_raw(py, max_messages, deadline)? {
+            Some(raws) if !raws.is_empty() => {
+                PyList::new(py, self.codecs.decode_batch(raws, &self.stash)?)
+            }
+            _ => Err(error(py, "Empty", "no message")),
+        }
+    }
+
+    /// Unsubscribes and detaches.
+    fn close(&self, py: Python<'_>) {
+        self.att.shut(py);
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.att.is_closed()
+    }
+
+    /// The broadcast's full name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.att.name
+    }
+
+    /// Whether pickle is allowed.
+    #[getter]
+    fn allow_pickle(&self) -> bool {
+        self.codecs.allow_pickle
+    }
+
+    /// Ring size in bytes.
+    #[getter]
+    fn capacity(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.att.get(py)?.capacity())
+    }
+
+    /// `"lag"` or `"block"`.
+    #[getter]
+    fn policy(&self, py: Python<'_>) -> PyResult<&'static str> {
+        Ok(if self.att.get(py)?.is_lag() {
+            "lag"
+        } else {
+            "block"
+        })
+    }
+
+    /// This subscription's position and lag, as a dict.
+    fn _info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let sub = self.att.get(py)?;
+        match py.detach(|| sub.info()) {
+            Some(info) => subscriber_dict(py, &info),
+            None => Err(read_error(py, sub.name(), TryReadError::NotSubscribed)),
+        }
+    }
+
+    fn _reattach_after_fork(&self) {
+        self.att.inherit_after_fork();
+        self.stash.clear_after_fork();
+    }
+}

@@ -1,0 +1,207 @@
+"""Broadcast: one ring, many publishers, and subscribers that each receive every message."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any, Callable, Literal, NamedTuple
+
+from ._shmq import _Publisher, _Subscriber
+
+Policy = Literal["block", "lag"]
+
+
+class SubscriberStats(NamedTuple):
+    """One subscriber of a broadcast, as :meth:`Broadcast.stats` reports it."""
+
+    pid: int
+    """Process id of the subscriber."""
+    position: int
+    """Byte position of the next message it reads."""
+    lag_messages: int
+    """Messages published that it has not read yet."""
+    lag_bytes: int
+    """Ring bytes published that it has not read yet."""
+    missed_pending: int
+    """Messages it missed (lag policy) and has not been told about yet."""
+
+
+class BroadcastStats(NamedTuple):
+    """A snapshot of a broadcast's counters (:meth:`Broadcast.stats`)."""
+
+    capacity: int
+    """Bytes of the ring."""
+    bytes_used: int
+    """Bytes holding messages not yet reclaimed."""
+    retained: int
+    """Messages still in the ring (published, not yet reclaimed)."""
+    published: int
+    """Messages published since creation, by every process."""
+    delivered: int
+    """Messages read since creation, summed over every subscriber."""
+    waits: int
+    """Times a publisher or subscriber went to sleep."""
+    attached: int
+    """Handles attached now (publishers and subscribers)."""
+    abandoned: int
+    """Publishes abandoned because their publisher died mid-write (never delivered)."""
+    reaped: int
+    """Dead processes detached by others (dead subscribers are evicted this way)."""
+    tail: int
+    """Byte position up to which messages were published."""
+    subscribers: list[SubscriberStats]
+    """Every live subscription."""
+
+
+class Broadcast(_Publisher):
+    """The publishing side of a named broadcast ring: every subscriber receives every message
+    published after it subscribed, in publication order.
+
+    ``Broadcast(name=None, capacity=DEFAULT_CAPACITY, *, policy="block", create=None,
+    namespace=None, codec="pickle", allow_pickle=True, mode=0o600, persistent=False,
+    max_processes=128)``
+
+    - ``policy="block"`` (default): a publisher waits (``block``/``timeout`` as ``Queue.put``)
+      until the slowest live subscriber has read enough to make room. A subscriber that dies
+      is evicted within milliseconds and never stalls publishers.
+    - ``policy="lag"``: publishers never wait; a subscriber that fell behind gets
+      :class:`shmq.Lagged` (with the number of messages it missed) and then continues with
+      the oldest message still in the ring.
+    - Other arguments as :class:`shmq.Queue`. Any number of processes may publish.
+    """
+
+    def __new__(
+        cls,
+        name: str | None = None,
+        capacity: Any = None,
+        *,
+        policy: Policy = "block",
+        create: bool | None = None,
+        namespace: str | None = None,
+        codec: Any = "pickle",
+        allow_pickle: bool = True,
+        mode: int = 0o600,
+        persistent: bool = False,
+        max_processes: int = 128,
+    ) -> Broadcast:
+        from . import DEFAULT_CAPACITY, codec_id, full_name, parse_size
+
+        if name is None:
+            if create is False:
+                raise ValueError("create=False needs a name to open")
+            name = f"anon-{os.getpid()}-{secrets.token_hex(6)}"
+            create = True
+        if policy not in ("block", "lag"):
+            raise ValueError(f"policy must be 'block' or 'lag', not {policy!r}")
+        if create is not None and not isinstance(create, bool):
+            raise TypeError("create must be None, True or False")
+        if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777:
+            raise ValueError(f"mode must be an int in 0..0o777, got {mode!r}")
+        if not isinstance(max_processes, int) or not 1 <= max_processes <= 4096:
+            raise ValueError(f"max_processes must be 1..4096, got {max_processes!r}")
+        self = super().__new__(
+            cls,
+            full_name(name, namespace),
+            capacity=parse_size(DEFAULT_CAPACITY if capacity is None else capacity),
+            create=create,
+            mode=mode,
+            codec=codec_id(codec),
+            allow_pickle=bool(allow_pickle),
+            persistent=bool(persistent),
+            max_processes=max_processes,
+            lag=policy == "lag",
+        )
+        _register(self)
+        return self
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Arguments are handled by ``__new__``."""
+
+    def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Same as :meth:`publish` (so a broadcast can stand in for a queue's producer side)."""
+        self.publish(obj, block, timeout)
+
+    def subscribe(self, *, allow_pickle: bool | None = None) -> Subscriber:
+        """A new subscription of this process, receiving what is published from now on."""
+        return Subscriber(self.name, allow_pickle=self.allow_pickle if allow_pickle is None else allow_pickle)
+
+    def stats(self) -> BroadcastStats:
+        """Counters, occupancy and every subscriber's position and lag."""
+        d = self._stats()
+        d["subscribers"] = [SubscriberStats(**s) for s in d["subscribers"]]
+        return BroadcastStats(**d)
+
+    def __enter__(self) -> Broadcast:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> tuple[Callable[..., Broadcast], tuple[Any, ...]]:
+        return (_reopen_publisher, (self.name, self.codec_id, self.allow_pickle))
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"<shmq.Broadcast {self.name!r} closed>"
+        return f"<shmq.Broadcast {self.name!r} capacity={self.capacity} policy={self.policy!r}>"
+
+
+class Subscriber(_Subscriber):
+    """A subscription to a named broadcast: ``get`` returns every message published after
+    the subscription was made, in publication order.
+
+    ``Subscriber(name, *, namespace=None, allow_pickle=True)``
+
+    ``get``/``get_nowait``/``get_many`` behave as :class:`shmq.Queue`'s (``Empty`` on
+    timeout). With ``policy="lag"`` they may raise :class:`shmq.Lagged`. A subscription has
+    one position: threads sharing it take turns. Pickled, it travels as the broadcast's name
+    and the receiver gets a new subscription of its own (starting when it is unpickled).
+    """
+
+    def __new__(cls, name: str, *, namespace: str | None = None, allow_pickle: bool = True) -> Subscriber:
+        from . import full_name
+
+        self = super().__new__(cls, full_name(name, namespace), allow_pickle=bool(allow_pickle))
+        _register(self)
+        return self
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Arguments are handled by ``__new__``."""
+
+    def info(self) -> SubscriberStats:
+        """This subscription's position and lag."""
+        return SubscriberStats(**self._info())
+
+    def __iter__(self) -> Subscriber:
+        return self
+
+    def __next__(self) -> Any:
+        return self.get()
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> tuple[Callable[..., Subscriber], tuple[Any, ...]]:
+        return (_resubscribe, (self.name, self.allow_pickle))
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"<shmq.Subscriber {self.name!r} closed>"
+        return f"<shmq.Subscriber {self.name!r} policy={self.policy!r}>"
+
+
+def _register(handle: Any) -> None:
+    from . import _live_queues
+
+    _live_queues.add(handle)
+
+
+def _reopen_publisher(name: str, codec: int, allow_pickle: bool) -> Broadcast:
+    return Broadcast(name, create=False, codec=codec, allow_pickle=allow_pickle)
+
+
+def _resubscribe(name: str, allow_pickle: bool) -> Subscriber:
+    return Subscriber(name, allow_pickle=allow_pickle)
