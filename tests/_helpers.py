@@ -343,3 +343,36 @@ def consumer(name: str, consumer_id: int, batch: int, out: str) -> None:
 def install_default_sigint() -> None:
     """Children of a shell that ignores SIGINT inherit SIG_IGN; make Ctrl-C raise."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# --------------------------------------------------------------------------------------
+# Broadcast children
+# --------------------------------------------------------------------------------------
+
+
+def subscriber_collect(name: str, ready: Any, count: int, out: str, batch: int) -> None:
+    """Subscribes, signals ``ready``, reads ``count`` messages (with ``get_many`` when
+    ``batch > 1``), and writes ``got missed`` and a checksum of the order to ``out``."""
+    with shmq.Subscriber(name) as sub:
+        ready.set()
+        got: list[int] = []
+        missed = 0
+        while len(got) + missed < count:
+            try:
+                if batch > 1:
+                    got.extend(sub.get_many(batch, timeout=30))
+                else:
+                    got.append(sub.get(timeout=30))
+            except shmq.Lagged as e:
+                missed += e.missed
+        in_order = all(a < b for a, b in zip(got, got[1:]))
+        Path(out).write_text(f"{len(got)} {missed} {int(in_order)} {sum(got)}")
+
+
+def subscriber_hold(name: str, ready: Any) -> None:
+    """Subscribes, signals ``ready`` and never reads (until killed)."""
+    sub = shmq.Subscriber(name)
+    ready.set()
+    while True:
+        time.sleep(3600)
+        sub.get_nowait()

@@ -1,0 +1,297 @@
+"""shmq.Broadcast / shmq.Subscriber: every subscriber gets every message published after it
+subscribed, in order; the block policy loses nothing and waits for the slowest live
+subscriber; the lag policy never waits and reports what a slow subscriber missed; a dead
+subscriber never stalls publishers."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import _helpers as h
+import shmq
+
+
+@pytest.fixture
+def bcast(qname: str) -> Iterator[shmq.Broadcast]:
+    b = shmq.Broadcast(qname, capacity="64KiB", create=True)
+    yield b
+    b.close()
+
+
+def test_each_subscriber_gets_every_message_in_order(bcast: shmq.Broadcast) -> None:
+    subs = [bcast.subscribe(), shmq.Subscriber(bcast.name), bcast.subscribe()]
+    bcast.publish({"first": 1})
+    bcast.publish_many(range(100))
+    for s in subs:
+        assert s.get(timeout=5) == {"first": 1}
+        got = []
+        while len(got) < 100:
+            got.extend(s.get_many(1000, timeout=5))
+        assert got == list(range(100))
+        with pytest.raises(shmq.Empty):
+            s.get_nowait()
+        s.close()
+
+
+def test_a_late_subscriber_only_sees_later_messages(bcast: shmq.Broadcast) -> None:
+    early = bcast.subscribe()
+    bcast.publish("before")
+    late = bcast.subscribe()
+    bcast.publish("after")
+    assert early.get_many(10, timeout=5) == ["before", "after"]
+    assert late.get_many(10, timeout=5) == ["after"]
+    early.close()
+    late.close()
+
+
+def test_timeouts_and_nonblocking(bcast: shmq.Broadcast) -> None:
+    sub = bcast.subscribe()
+    t = time.monotonic()
+    with pytest.raises(shmq.Empty):
+        sub.get(timeout=0.2)
+    assert 0.2 <= time.monotonic() - t < 2
+    with pytest.raises(shmq.Empty):
+        sub.get(timeout=0)
+    with pytest.raises(shmq.Empty):
+        sub.get(block=False)
+    sub.close()
+
+
+def test_block_policy_waits_for_the_slowest_subscriber(qname: str) -> None:
+    with shmq.Broadcast(qname, capacity=4096, create=True, codec="raw") as b:
+        fast, slow = b.subscribe(), b.subscribe()
+        sent = 0
+        while True:
+            try:
+                b.publish(sent.to_bytes(8, "little"), timeout=0)
+            except shmq.Full:
+                break
+            sent += 1
+            fast.get(timeout=5)
+        assert sent > 50
+        t = time.monotonic()
+        with pytest.raises(shmq.Full):
+            b.publish(b"x" * 8, timeout=0.2)
+        assert time.monotonic() - t >= 0.2
+        assert [b.stats().subscribers[i].lag_messages for i in range(2)] in ([0, sent], [sent, 0])
+        # The slow one reads one message: there is room again, and nothing was lost.
+        assert slow.get(timeout=5) == (0).to_bytes(8, "little")
+        b.publish(b"y" * 8, timeout=5)
+        rest = slow.get_many(10_000, timeout=5)
+        assert len(rest) == sent and rest[-1] == b"y" * 8
+        fast.close()
+        slow.close()
+
+
+def test_lag_policy_never_waits_and_reports_missed_messages(qname: str) -> None:
+    with shmq.Broadcast(qname, capacity=4096, create=True, codec="raw", policy="lag") as b:
+        assert b.policy == "lag"
+        sub = b.subscribe()
+        for i in range(1000):
+            b.publish(i.to_bytes(8, "little"), timeout=0)  # never Full
+        with pytest.raises(shmq.Lagged) as info:
+            sub.get(timeout=5)
+        missed = info.value.missed
+        assert 0 < missed < 1000
+        rest = []
+        while True:
+            try:
+                rest.extend(sub.get_many(1000, timeout=0))
+            except shmq.Empty:
+                break
+        values = [int.from_bytes(v, "little") for v in rest]
+        assert values == list(range(missed, 1000)), "continues with the oldest message available"
+        assert isinstance(info.value, shmq.ShmqError)
+        assert pickle.loads(pickle.dumps(info.value)).missed == missed
+        sub.close()
+
+
+@pytest.mark.parametrize("policy, batch", [("block", 1), ("block", 256), ("lag", 256)])
+def test_subscriber_processes_check_every_message(qname: str, tmp_path: Path, policy: str, batch: int) -> None:
+    n, count = 3, 20_000
+    ctx = mp.get_context("spawn")
+    with shmq.Broadcast(qname, capacity="256KiB", create=True, policy=policy) as b, h.children() as procs:
+        events = [ctx.Event() for _ in range(n)]
+        outs = [str(tmp_path / f"sub{i}") for i in range(n)]
+        for i in range(n):
+            p = ctx.Process(target=h.subscriber_collect, args=(qname, events[i], count, outs[i], batch))
+            p.start()
+            procs.append(p)
+        for e in events:
+            assert e.wait(60)
+        for start in range(0, count, 500):
+            b.publish_many(range(start, start + 500), timeout=30)
+        h.join_all(procs, timeout=90)
+        assert [h.exitcode(p) for p in procs] == [0] * n
+        for out in outs:
+            got, missed, in_order, total = map(int, Path(out).read_text().split())
+            assert got + missed == count and in_order == 1
+            if policy == "block":
+                assert (got, missed, total) == (count, 0, sum(range(count)))
+
+
+def test_a_killed_subscriber_does_not_stall_the_publisher(qname: str) -> None:
+    ctx = mp.get_context("spawn")
+    with shmq.Broadcast(qname, capacity=4096, create=True, codec="raw") as b, h.children() as procs:
+        ready = ctx.Event()
+        p = ctx.Process(target=h.subscriber_hold, args=(qname, ready))
+        p.start()
+        procs.append(p)
+        assert ready.wait(60)
+        live = b.subscribe()
+        # Fill the ring: the holder never reads, so the publisher must wait for it...
+        while True:
+            try:
+                b.publish(b"x" * 100, timeout=0)
+            except shmq.Full:
+                break
+            live.get(timeout=5)
+        os.kill(p.pid, signal.SIGKILL)
+        h.join_all(procs, timeout=30)
+        # ...until it is found dead and evicted.
+        t = time.monotonic()
+        b.publish(b"after", timeout=10)
+        assert time.monotonic() - t < 1.0
+        assert live.get(timeout=5) == b"after"
+        assert len(b.stats().subscribers) == 1 and b.stats().reaped == 1
+        live.close()
+
+
+def test_close_from_another_thread_wakes_a_blocked_get(bcast: shmq.Broadcast) -> None:
+    sub = bcast.subscribe()
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            sub.get()
+        except BaseException as e:  # noqa: BLE001 - recorded for the assertion
+            errors.append(e)
+
+    waits = bcast.stats().waits
+    t = threading.Thread(target=reader)
+    t.start()
+    h.wait_until(lambda: bcast.stats().waits > waits, what="the reader to sleep")
+    sub.close()
+    t.join(10)
+    assert not t.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], shmq.QueueClosedError)
+
+
+def test_pickled_handles_reopen_by_name(bcast: shmq.Broadcast) -> None:
+    sub = pickle.loads(pickle.dumps(bcast.subscribe()))
+    pub = pickle.loads(pickle.dumps(bcast))
+    assert isinstance(sub, shmq.Subscriber) and isinstance(pub, shmq.Broadcast)
+    pub.publish("via the copy")
+    assert sub.get(timeout=5) == "via the copy"
+    sub.close()
+    pub.close()
+
+
+def test_queue_and_broadcast_names_do_not_mix(qname: str, bcast: shmq.Broadcast) -> None:
+    with pytest.raises(shmq.WrongKindError, match="is a broadcast, not a queue"):
+        shmq.Queue(bcast.name, create=False)
+    with shmq.Queue(f"{qname}-q", create=True) as q:
+        with pytest.raises(shmq.WrongKindError, match="is a queue, not a broadcast"):
+            shmq.Subscriber(q.name)
+    with pytest.raises(shmq.QueueNotFoundError):
+        shmq.Subscriber(f"{qname}-missing")
+
+
+def test_bad_arguments(qname: str) -> None:
+    with pytest.raises(ValueError, match="policy"):
+        shmq.Broadcast(qname, policy="drop")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="capacity"):
+        shmq.Broadcast(qname, capacity="lots")
+    with shmq.Broadcast(qname, capacity=4096, create=True, codec="raw") as b:
+        with pytest.raises(shmq.MessageTooLargeError):
+            b.publish(b"x" * 5000)
+        with pytest.raises(TypeError):
+            b.publish("not bytes")
+
+
+def test_stats_report_positions_and_lag(bcast: shmq.Broadcast) -> None:
+    a, b = bcast.subscribe(), bcast.subscribe()
+    bcast.publish_many(range(10))
+    a.get_many(4, timeout=5)
+    s = bcast.stats()
+    assert (s.published, s.retained) == (10, 10)
+    assert sorted(x.lag_messages for x in s.subscribers) == [6, 10]
+    assert a.info().lag_messages == 6 and b.info().position < a.info().position
+    assert s.subscribers[0].pid == os.getpid()
+    a.close()
+    b.close()
+
+
+def test_codecs_travel_per_message(bcast: shmq.Broadcast) -> None:
+    sub = bcast.subscribe()
+    bcast.publish({"k": [1, 2]}, codec=shmq.CODEC_MSGPACK)
+    bcast.publish(b"raw", codec=shmq.CODEC_RAW)
+    bcast.publish({1, 2})
+    assert sub.get_many(3, timeout=5) == [{"k": [1, 2]}, b"raw", {1, 2}]
+    sub.close()
+
+
+IDLE_SUBSCRIBER = textwrap.dedent(
+    """
+    import resource, sys, time, shmq
+    sub = shmq.Subscriber(sys.argv[1])
+    t0 = time.monotonic()
+    try:
+        sub.get(timeout=float(sys.argv[2]))
+    except shmq.Empty:
+        pass
+    wall = time.monotonic() - t0
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"{wall:.3f} {ru.ru_utime + ru.ru_stime:.3f}", flush=True)
+    sub.close()
+    """
+)
+
+
+def test_an_idle_subscriber_uses_almost_no_cpu(bcast: shmq.Broadcast) -> None:
+    def run(timeout: str) -> tuple[float, float]:
+        r = subprocess.run([sys.executable, "-c", IDLE_SUBSCRIBER, bcast.name, timeout],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        wall, cpu = map(float, r.stdout.split())
+        return wall, cpu
+
+    wall, cpu_waiting = run("1.0")
+    _, cpu_baseline = run("0")
+    assert wall >= 1.0
+    assert cpu_waiting - cpu_baseline < 0.1, (cpu_waiting, cpu_baseline)
+
+
+def test_forked_child_subscribes_on_its_own(bcast: shmq.Broadcast) -> None:
+    sub = bcast.subscribe()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            # The inherited subscription becomes the child's own, starting at first use.
+            os.write(w, b"r")
+            code = 0 if sub.get(timeout=10) == "for both" else 2
+        finally:
+            os._exit(code)
+    os.close(w)
+    assert os.read(r, 1) == b"r"
+    os.close(r)
+    # The child subscribed on first use (get above): publish once it is visible.
+    h.wait_until(lambda: len(bcast.stats().subscribers) == 2, what="the child's subscription")
+    bcast.publish("for both")
+    assert sub.get(timeout=10) == "for both"
+    assert h.reap_forked(pid) == 0
+    sub.close()
