@@ -76,5 +76,37 @@ def test_rust_consumer_refuses_pickled_messages(examples: Path, qname: str) -> N
     assert "codec 1" in err, err
 
 
+def test_python_publisher_rust_and_python_subscribers(examples: Path, qname: str) -> None:
+    with shmq.Broadcast(qname, create=True, codec="raw") as b, b.subscribe() as mine:
+        proc = subprocess.Popen([examples / "subscriber", qname], stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+            b.publish_many(f"line {i}".encode() for i in range(300))
+            b.publish(b"")
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 0
+        assert out.splitlines() == [f"line {i}" for i in range(300)]
+        assert mine.get_many(1000, timeout=5)[:300] == [f"line {i}".encode() for i in range(300)]
+
+
+def test_rust_publisher_python_subscriber(examples: Path, qname: str) -> None:
+    with shmq.Broadcast(qname, create=True, codec="raw") as b, b.subscribe() as sub:
+        proc = subprocess.Popen([examples / "subscriber", qname, "500"])
+        try:
+            got = []
+            while not got or got[-1] != b"":
+                got.extend(sub.get_many(1000, timeout=30))
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert got == [f"bcast-{i}".encode() for i in range(500)] + [b""]
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__]))
