@@ -1,0 +1,605 @@
+"""vLLM's shared-memory broadcast ``MessageQueue`` on shmq's broadcast ring.
+
+vLLM (``vllm/distributed/device_communicators/shm_broadcast.py``) sends every scheduler step
+from one writer process to its worker processes through a ``MessageQueue``: a shared-memory
+ring for the readers on the writer's node ("local" readers) and a ZeroMQ socket for the
+others ("remote" readers). This module has the same public surface and semantics on top of
+:class:`shmq.Broadcast`; code that uses it moves by changing one import::
+
+    from shmq.compat.vllm import MessageQueue
+    # was: from vllm.distributed.device_communicators.shm_broadcast import MessageQueue
+
+    writer = MessageQueue(n_reader=2, n_local_reader=2)   # in the writer process
+    handle = writer.export_handle()                       # picklable: send it to the readers
+    reader = MessageQueue.create_from_handle(handle, 0)   # in each reader (rank 0 or 1)
+    writer.wait_until_ready()                             # collective: every process calls it
+    reader.wait_until_ready()
+    writer.enqueue({"step": 1})
+    assert reader.dequeue(timeout=5) == {"step": 1}
+
+Kept from the original: ``MessageQueue(n_reader, n_local_reader, local_reader_ranks=None,
+max_chunk_bytes=24 MiB, max_chunks=10, connect_ip=None)`` (``local_reader_ranks=None`` means
+ranks ``0..n_local_reader-1``), the :class:`Handle` dataclass and its fields,
+``export_handle()``, ``create_from_handle(handle, rank)`` (a rank in
+``handle.local_reader_ranks`` is a local reader, any other rank a remote one), the roles
+(``_is_writer``, ``_is_local_reader``, ``_is_remote_reader``, ``local_reader_rank``),
+``wait_until_ready()`` as a collective handshake (the writer waits until all ``n_reader``
+readers are connected, then sends READY), ``enqueue(obj, timeout=None)`` on the writer only,
+``dequeue(timeout=None, indefinite=False)`` on readers only, ``broadcast_object(obj=None)``,
+``shutdown()`` (a reader blocked in ``dequeue`` in another thread raises
+``RuntimeError("cancelled")``), the builtin :class:`TimeoutError` on timeouts, pickle protocol
+5 with out-of-band buffers of 1 MiB or more (as the original), and remote readers on a pyzmq
+XPUB socket bound on ``connect_ip`` (IPv6 addresses included, ``Handle.remote_addr_ipv6``).
+
+How it maps: the writer creates one :class:`shmq.Broadcast` (``policy="block"``, ``raw``
+codec) of ``max_chunk_bytes * max_chunks`` bytes (at least 4 KiB); each local reader is one
+:class:`shmq.Subscriber` of it. A message is one ring record: a 16-byte header, the main
+pickle, the out-of-band buffers and their lengths; readers decode it through memoryviews of
+the received bytes, with no further copy. Remote readers receive the same bytes over ZeroMQ.
+``Handle.buffer_handle`` is ``(n_local_reader, max_chunk_bytes, max_chunks, ring name)``.
+
+Differences from the original
+-----------------------------
+- **No busy spin.** A waiting reader or writer spins about 50 µs, then sleeps on a futex and
+  is woken by the next message: an idle reader uses no CPU. The original's readers
+  ``sched_yield`` in a loop for a second after every message (100 % of a core) before they
+  park on a ZeroMQ notification. (``test_idle_reader_uses_no_cpu``)
+- **A dead local reader does not stall the writer.** A reader process that dies (even by
+  ``kill -9``) is evicted from the ring within milliseconds and the writer goes on; the
+  original's writer waits forever for the dead reader's flag.
+  (``test_killed_local_reader_does_not_stall_the_writer``)
+- **Slow readers.** The ring holds ``max_chunk_bytes * max_chunks`` bytes of messages, not
+  ``max_chunks`` messages: a slow reader stalls the writer only once that many bytes wait
+  for it (thousands of small messages instead of 10). It still stalls it then (the ring is
+  lossless, as the original's); ``enqueue(timeout=...)`` raises :class:`TimeoutError`.
+- **Messages larger than a chunk stay in shared memory.** A message up to the ring's size
+  is one record; a larger one is split into fragments of at most a quarter of the ring,
+  published in order (readers reassemble them; the writer's ``timeout`` covers the whole
+  message). The original sent every message of ``max_chunk_bytes`` or more through a ZeroMQ
+  socket, even to local readers. (``test_local_and_remote_readers_across_processes``,
+  ``test_oversized_message_in_fragments``)
+- **Late local readers.** A local reader created after the writer's ``wait_until_ready``
+  returned can join: its ``wait_until_ready`` returns at once and it receives every message
+  enqueued after it was created (not earlier ones). The original's readers could not join
+  late. Remote readers cannot (ZeroMQ subscriptions, as the original).
+  (``test_late_local_reader_joins``)
+- **Messages enqueued before the handshake** reach only the local readers already created
+  (a subscription receives what is published after it was made); the original's ring kept
+  them for every reader rank. Call ``wait_until_ready`` first, as vLLM does.
+- **Out-of-band buffers are read-only.** A buffer of 1 MiB or more (a ``bytearray``,
+  ``pickle.PickleBuffer`` or a NumPy array) travels out of band and a reader's object is
+  rebuilt on a read-only view of the received message with no copy (a NumPy array is then
+  not writeable: copy it to modify it). ``bytearray`` objects are rebuilt as copies, as
+  with pickle. The original copied local readers' buffers into ``bytearray`` objects (its
+  remote readers got read-only ZeroMQ frames).
+- **Remote readers** work as the original's: pyzmq ``XPUB``/``SUB`` sockets, with ZeroMQ's
+  publish semantics (a remote reader that falls more than the high-water mark behind, 1000
+  messages, loses messages; a dead one is dropped). ``connect_ip=None`` binds on
+  ``127.0.0.1`` (the original used the host's outward IP address): pass ``connect_ip`` for
+  readers on other hosts. pyzmq is imported only when a queue has remote readers (install
+  the ``shmq[vllm]`` extra or ``pyzmq>=25``).
+- **Errors.** Wrong arguments raise :class:`ValueError` (the original asserted);
+  ``enqueue`` on a reader raises :class:`AssertionError` and ``dequeue`` on the writer
+  ``RuntimeError("Only readers can dequeue")``, as the original. After ``shutdown()``,
+  ``enqueue``, ``dequeue`` and ``wait_until_ready`` raise ``RuntimeError("cancelled")``
+  (the original's ``shutdown`` only woke idle local readers), and a writer blocked in
+  ``enqueue`` in another thread is cancelled too. ``wait_until_ready`` takes an optional
+  ``timeout`` (:class:`TimeoutError`); during the handshake the writer polls the ring's
+  subscriber count (every 1-10 ms, setup only).
+- **Lifetime.** The ring is removed when the last process detaches (``shutdown()``, exit or
+  death), never while a reader still uses it; the original's creator unlinked it when
+  garbage-collected.
+- **Not implemented:** ``acquire_write``/``acquire_read`` (they hand out a fixed-size chunk
+  of the original's ring to write into; shmq's records are variable-size, so emulating them
+  would copy a whole ``max_chunk_bytes`` chunk per message), ``create_from_process_group``
+  and ``create_from_process_group_single_reader`` (they need ``torch.distributed`` and
+  vLLM's ``in_the_same_node_as``: create the writer, send ``export_handle()`` to the other
+  ranks with your process group's broadcast, and call ``create_from_handle`` there), and the
+  shared-memory tensor arena (``enable_shm_tensor_arena`` is accepted and ignored; CPU
+  tensors are pickled by torch's own reducer, in band). Waits longer than 60 s are logged
+  at INFO level like the original's (not with ``indefinite=True``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import io
+import logging
+import pickle
+import secrets
+import struct
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from .. import Broadcast, Subscriber
+from .._errors import Empty, Full, QueueClosedError
+
+__all__ = ["Handle", "MessageQueue"]
+
+logger = logging.getLogger(__name__)
+
+#: Default size of one chunk of the original's ring (vLLM: 24 MiB).
+DEFAULT_MAX_CHUNK_BYTES: Final = 24 * 1024 * 1024
+#: Default number of chunks (vLLM: 10). The shmq ring is ``max_chunk_bytes * max_chunks``.
+DEFAULT_MAX_CHUNKS: Final = 10
+#: Pickle buffers of at least this many bytes travel out of band (the original's threshold).
+OOB_MIN_BYTES: Final = 1024 * 1024
+#: Log a long wait every this many seconds (the original's VLLM_RINGBUFFER_WARNING_INTERVAL).
+WARNING_INTERVAL: Final = 60.0
+
+# Every record starts with this header: kind, a 32-bit and a 64-bit field (little endian).
+#   _DATA:  (buffer count, length of the main pickle); then the main pickle, the buffers,
+#           and one u64 length per buffer.
+#   _FIRST: (fragment count, length of the whole _DATA record); then its first bytes.
+#   _MORE:  (fragment index, offset in the whole record); then the next bytes.
+#   _READY: the handshake's end (0, 0).
+_HEADER: Final = struct.Struct("<B3xIQ")
+_DATA: Final = 0
+_FIRST: Final = 1
+_MORE: Final = 2
+_READY: Final = 3
+_READY_RECORD: Final = _HEADER.pack(_READY, 0, 0)
+
+
+def _import_zmq() -> Any:
+    """The ``zmq`` module, imported on first use (only queues with remote readers need it)."""
+    try:
+        return importlib.import_module("zmq")
+    except ImportError as e:
+        raise ImportError(
+            "shmq.compat.vllm needs pyzmq for remote readers (ranks outside local_reader_ranks): "
+            "pip install 'shmq[vllm]' (or 'pyzmq>=25')"
+        ) from e
+
+
+@dataclass
+class Handle:
+    """What a reader needs to connect to a writer's queue (picklable), as vLLM's ``Handle``.
+
+    ``buffer_handle`` is ``(n_local_reader, max_chunk_bytes, max_chunks, ring name)``;
+    ``local_subscribe_addr``, ``local_notify_addr`` and ``tensor_arena_handle`` are always
+    ``None`` (local readers need no socket here).
+    """
+
+    local_reader_ranks: list[int] = field(default_factory=list)
+    buffer_handle: tuple[int, int, int, str] | None = None
+    local_subscribe_addr: str | None = None
+    local_notify_addr: str | None = None
+    remote_subscribe_addr: str | None = None
+    remote_addr_ipv6: bool = False
+    tensor_arena_handle: tuple[int, int, int, str] | None = None
+
+
+def _encode(obj: Any) -> memoryview:
+    """One ``_DATA`` record: header, main pickle (protocol 5), out-of-band buffers, lengths."""
+    bio = io.BytesIO()
+    bio.write(bytes(_HEADER.size))
+    oob: list[memoryview] = []
+
+    def buffer_callback(buf: pickle.PickleBuffer) -> bool:
+        try:
+            raw = buf.raw()
+        except BufferError:  # not contiguous: pickle decides (in band)
+            return True
+        if raw.nbytes < OOB_MIN_BYTES:
+            return True
+        oob.append(raw)
+        return False
+
+    pickle.Pickler(bio, protocol=5, buffer_callback=buffer_callback).dump(obj)
+    main_len = bio.tell() - _HEADER.size
+    for raw in oob:
+        bio.write(raw)
+    if oob:
+        bio.write(struct.pack(f"<{len(oob)}Q", *(raw.nbytes for raw in oob)))
+    view = bio.getbuffer()
+    _HEADER.pack_into(view, 0, _DATA, len(oob), main_len)
+    return view
+
+
+def _decode(record: memoryview) -> Any:
+    """The object of a ``_DATA`` record; buffers are views of ``record`` (no copy)."""
+    _, count, main_len = _HEADER.unpack_from(record)
+    start = _HEADER.size
+    main = record[start : start + main_len]
+    if not count:
+        return pickle.loads(main)
+    lengths = struct.unpack_from(f"<{count}Q", record, len(record) - 8 * count)
+    buffers = []
+    pos = start + main_len
+    for n in lengths:
+        buffers.append(record[pos : pos + n])
+        pos += n
+    return pickle.loads(main, buffers=buffers)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + max(0.0, float(timeout))
+
+
+def _close_zmq(context: Any, sockets: list[Any]) -> None:
+    for s in sockets:
+        s.close(linger=0)
+    context.term()
+
+
+class _Cancelled(Exception):
+    """Internal: a wait was cancelled by ``shutdown()``."""
+
+
+class _Zmq:
+    """One queue's ZeroMQ side: a context, its data socket, and a cancel pair so that
+    ``shutdown()`` from another thread wakes a blocked wait (sockets are not thread-safe)."""
+
+    def __init__(self, owner: MessageQueue, kind: str) -> None:
+        zmq = _import_zmq()
+        self.zmq = zmq
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.XPUB if kind == "xpub" else zmq.SUB)
+        path = f"inproc://shmq-vllm-cancel-{secrets.token_hex(8)}"
+        self.cancel_tx = self.context.socket(zmq.PAIR)
+        self.cancel_tx.bind(path)
+        self.cancel_rx = self.context.socket(zmq.PAIR)
+        self.cancel_rx.connect(path)
+        self.poller = zmq.Poller()
+        self.poller.register(self.socket, zmq.POLLIN)
+        self.poller.register(self.cancel_rx, zmq.POLLIN)
+        self.lock = threading.Lock()  # held by whoever uses `socket`; shutdown waits for it
+        self.closed = False
+        self.finalizer = weakref.finalize(
+            owner, _close_zmq, self.context, [self.socket, self.cancel_tx, self.cancel_rx]
+        )
+        self.finalizer.atexit = False
+
+    def recv(self, deadline: float | None) -> Any:
+        """The next message (a ``zmq.Frame``); ``TimeoutError`` at ``deadline``."""
+        with self.lock:
+            if self.closed:
+                raise _Cancelled
+            left = _remaining(deadline)
+            events = dict(self.poller.poll(None if left is None else int(left * 1000)))
+            if self.cancel_rx in events:
+                raise _Cancelled
+            if self.socket not in events:
+                raise TimeoutError
+            return self.socket.recv(copy=False)
+
+    def send(self, data: Any) -> None:
+        with self.lock:
+            if self.closed:
+                raise _Cancelled
+            self.socket.send(data, copy=len(data) < 65536)
+
+    def cancel(self) -> None:
+        """Wakes a blocked ``recv`` (it raises), then closes everything once it has left."""
+        if self.closed:
+            return
+        self.cancel_tx.send(b"\0")
+        with self.lock:
+            self.closed = True
+            self.finalizer()
+
+
+class MessageQueue:
+    """One writer broadcasting to ``n_reader`` readers: ``n_local_reader`` of them read a
+    shared-memory ring, the others a ZeroMQ socket. vLLM's ``MessageQueue`` surface (see the
+    module documentation for the differences).
+
+    ``MessageQueue(n_reader, n_local_reader, local_reader_ranks=None,
+    max_chunk_bytes=24 MiB, max_chunks=10, connect_ip=None)`` creates the writer; readers
+    are made with :meth:`create_from_handle`.
+    """
+
+    handle: Handle
+    n_local_reader: int
+    n_remote_reader: int
+    local_reader_rank: int
+    shutting_down: bool
+    _is_writer: bool
+    _is_local_reader: bool
+    _is_remote_reader: bool
+    _ring: Broadcast | None
+    _sub: Subscriber | None
+    _zmq: _Zmq | None
+    _partial: bytearray | None
+
+    def __init__(
+        self,
+        n_reader: int,
+        n_local_reader: int,
+        local_reader_ranks: list[int] | None = None,
+        max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+        max_chunks: int = DEFAULT_MAX_CHUNKS,
+        connect_ip: str | None = None,
+        enable_shm_tensor_arena: bool = False,
+    ) -> None:
+        if not 0 <= n_local_reader <= n_reader:
+            raise ValueError(f"need 0 <= n_local_reader <= n_reader, got {n_local_reader} and {n_reader}")
+        if max_chunk_bytes <= 0 or max_chunks <= 0:
+            raise ValueError("max_chunk_bytes and max_chunks must be positive")
+        if local_reader_ranks is None:
+            local_reader_ranks = list(range(n_local_reader))
+        elif len(local_reader_ranks) != n_local_reader:
+            raise ValueError(
+                f"local_reader_ranks has {len(local_reader_ranks)} ranks, n_local_reader is {n_local_reader}"
+            )
+        self._init_state(Handle(local_reader_ranks=list(local_reader_ranks)))
+        self._is_writer = True
+        self.n_local_reader = n_local_reader
+        self.n_remote_reader = n_reader - n_local_reader
+
+        if n_local_reader > 0:
+            self._ring = Broadcast(None, capacity=max_chunk_bytes * max_chunks, codec="raw")
+            self.handle.buffer_handle = (n_local_reader, max_chunk_bytes, max_chunks, self._ring.name)
+        if self.n_remote_reader > 0:
+            ip = connect_ip or "127.0.0.1"
+            if ip.startswith("[") and ip.endswith("]"):
+                ip = ip[1:-1]
+            try:
+                ipv6 = ipaddress.ip_address(ip).version == 6
+            except ValueError:  # a host name
+                ipv6 = False
+            self._zmq = _Zmq(self, "xpub")
+            sock = self._zmq.socket
+            # Every subscription is delivered to wait_until_ready (not only the first).
+            sock.setsockopt(self._zmq.zmq.XPUB_VERBOSE, 1)
+            if ipv6:
+                sock.setsockopt(self._zmq.zmq.IPV6, 1)
+                ip = f"[{ip}]"
+            sock.bind(f"tcp://{ip}:*")
+            port = sock.getsockopt(self._zmq.zmq.LAST_ENDPOINT).decode().rsplit(":", 1)[1]
+            self.handle.remote_subscribe_addr = f"tcp://{ip}:{port}"
+            self.handle.remote_addr_ipv6 = ipv6
+        logger.debug("shmq vLLM message queue handle: %s", self.handle)
+
+    def _init_state(self, handle: Handle) -> None:
+        self.handle = handle
+        self._is_writer = False
+        self._is_local_reader = False
+        self._is_remote_reader = False
+        self.local_reader_rank = -1
+        self.n_local_reader = 0
+        self.n_remote_reader = 0
+        self.shutting_down = False
+        self._ring = None
+        self._sub = None
+        self._zmq = None
+        self._late = False  # a local reader that joined after the handshake
+        self._pending: deque[bytes] = deque()  # records a reader took before READY
+        self._partial = None  # fragments of a large record, reassembled
+        self._filled = 0
+        self._next_fragment = 0
+        self._fragments = 0
+
+    def export_handle(self) -> Handle:
+        """The picklable :class:`Handle` readers connect with."""
+        return self.handle
+
+    @staticmethod
+    def create_from_handle(handle: Handle, rank: int) -> MessageQueue:
+        """The reader of rank ``rank``: local (shared memory) if ``rank`` is in
+        ``handle.local_reader_ranks``, remote (ZeroMQ) otherwise."""
+        self = MessageQueue.__new__(MessageQueue)
+        self._init_state(handle)
+        if rank in handle.local_reader_ranks:
+            if handle.buffer_handle is None:
+                raise ValueError("the handle has local reader ranks but no ring")
+            self._is_local_reader = True
+            self.local_reader_rank = handle.local_reader_ranks.index(rank)
+            self._sub = Subscriber(handle.buffer_handle[3])
+            # Position 0: nothing was published before we subscribed, so READY is still to
+            # come. Otherwise the writer's handshake is over (READY is its first record).
+            self._late = self._sub.info().position != 0
+        else:
+            if handle.remote_subscribe_addr is None:
+                raise ValueError(f"rank {rank} is not a local reader and the queue has no remote readers")
+            self._is_remote_reader = True
+            self._zmq = _Zmq(self, "sub")
+            sock = self._zmq.socket
+            sock.setsockopt_string(self._zmq.zmq.SUBSCRIBE, "")
+            if handle.remote_addr_ipv6:
+                sock.setsockopt(self._zmq.zmq.IPV6, 1)
+            sock.connect(handle.remote_subscribe_addr)
+        return self
+
+    # -- handshake -----------------------------------------------------------------------
+
+    def wait_until_ready(self, timeout: float | None = None) -> None:
+        """Collective: the writer waits until every reader is connected and sends READY;
+        each reader waits for READY. ``timeout`` (an addition) raises :class:`TimeoutError`."""
+        deadline = _deadline(timeout)
+        try:
+            if self._is_writer:
+                self._writer_handshake(deadline)
+            elif self._is_local_reader:
+                self._local_handshake(deadline)
+            else:
+                frame = self._zmq_side().recv(deadline)
+                if bytes(frame.buffer[: _HEADER.size]) != _READY_RECORD:
+                    raise RuntimeError("the writer sent data before READY")
+        except (_Cancelled, QueueClosedError):
+            raise RuntimeError("cancelled") from None
+
+    def _writer_handshake(self, deadline: float | None) -> None:
+        if self._ring is not None:
+            delay = 0.001
+            while len(self._ring.stats().subscribers) < self.n_local_reader:
+                if self.shutting_down:
+                    raise _Cancelled
+                left = _remaining(deadline)
+                if left == 0.0:
+                    raise TimeoutError("local readers did not all connect in time")
+                time.sleep(delay if left is None else min(delay, left))
+                delay = min(delay * 2, 0.01)
+            self._publish(_READY_RECORD, deadline)
+        if self.n_remote_reader > 0:
+            z = self._zmq_side()
+            subscribed = 0
+            while subscribed < self.n_remote_reader:
+                msg = z.recv(deadline)
+                if bytes(msg.buffer[:1]) == b"\x01":  # a subscription (b"\x00": unsubscribe)
+                    subscribed += 1
+            z.send(_READY_RECORD)
+
+    def _local_handshake(self, deadline: float | None) -> None:
+        if self._late:
+            return
+        while True:
+            record = self._get(deadline)
+            if record[0] == _READY:
+                return
+            self._pending.append(record)  # the writer enqueued before its handshake
+
+    # -- writer --------------------------------------------------------------------------
+
+    def enqueue(self, obj: Any, timeout: float | None = None) -> None:
+        """Sends ``obj`` to every reader; waits for room in the ring at most ``timeout``
+        seconds (:class:`TimeoutError`). Writer only."""
+        if not self._is_writer:
+            raise AssertionError("Only writers can enqueue")
+        if self.shutting_down:
+            raise RuntimeError("cancelled")
+        deadline = _deadline(timeout)
+        record = _encode(obj)
+        try:
+            if self._ring is not None:
+                if len(record) <= self._ring.max_message_size:
+                    self._publish(record, deadline)
+                else:
+                    self._publish_fragments(record, deadline)
+            if self.n_remote_reader > 0:
+                self._zmq_side().send(record)
+        except (_Cancelled, QueueClosedError):
+            raise RuntimeError("cancelled") from None
+
+    def _publish(self, record: Any, deadline: float | None) -> None:
+        assert self._ring is not None
+        while True:
+            left = _remaining(deadline)
+            wait = WARNING_INTERVAL if left is None else min(left, WARNING_INTERVAL)
+            try:
+                self._ring.publish(record, timeout=wait)
+                return
+            except Full:
+                if left is not None and left <= WARNING_INTERVAL:
+                    raise TimeoutError("no room in the ring: a local reader is behind") from None
+                logger.info("enqueue has waited %.0f s for a slow local reader", WARNING_INTERVAL)
+
+    def _publish_fragments(self, record: memoryview, deadline: float | None) -> None:
+        assert self._ring is not None
+        size = min(self._ring.max_message_size, self._ring.capacity // 4) - _HEADER.size
+        count = -(-len(record) // size)
+        for i in range(count):
+            start = i * size
+            header = _HEADER.pack(_FIRST, count, len(record)) if i == 0 else _HEADER.pack(_MORE, i, start)
+            self._publish(b"".join((header, record[start : start + size])), deadline)
+
+    # -- readers -------------------------------------------------------------------------
+
+    def dequeue(self, timeout: float | None = None, indefinite: bool = False) -> Any:
+        """The next object, waiting at most ``timeout`` seconds (:class:`TimeoutError`).
+        Readers only. ``indefinite=True`` only silences the long-wait log message."""
+        if not (self._is_local_reader or self._is_remote_reader):
+            raise RuntimeError("Only readers can dequeue")
+        deadline = _deadline(timeout)
+        try:
+            if self._is_remote_reader:
+                while True:
+                    frame = memoryview(self._zmq_side().recv(deadline).buffer)
+                    if frame[0] == _DATA:
+                        return _decode(frame)
+            while True:
+                record = self._pending.popleft() if self._pending else self._get(deadline, not indefinite)
+                obj = self._assemble(record)
+                if obj is not _NOTHING:
+                    return obj
+        except (_Cancelled, QueueClosedError):
+            raise RuntimeError("cancelled") from None
+
+    def _get(self, deadline: float | None, warn: bool = False) -> bytes:
+        sub = self._sub
+        if sub is None or self.shutting_down:
+            raise _Cancelled
+        while True:
+            left = _remaining(deadline)
+            wait = WARNING_INTERVAL if left is None else min(left, WARNING_INTERVAL)
+            try:
+                record: bytes = sub.get(timeout=wait)
+                return record
+            except Empty:
+                if left is not None and left <= WARNING_INTERVAL:
+                    raise TimeoutError from None
+                if warn:
+                    logger.info("dequeue has waited %.0f s for the writer", WARNING_INTERVAL)
+
+    def _assemble(self, record: bytes) -> Any:
+        """The object of ``record``, or ``_NOTHING`` if it is a fragment of an unfinished
+        record or the READY of the handshake."""
+        kind, a, b = _HEADER.unpack_from(record)
+        if kind == _MORE:
+            part = self._partial
+            if part is None:
+                return _NOTHING  # joined in the middle of a large record
+            if a != self._next_fragment or b != self._filled:
+                self._partial = None  # the writer gave up on that record (timeout)
+                return _NOTHING
+            n = len(record) - _HEADER.size
+            part[self._filled : self._filled + n] = memoryview(record)[_HEADER.size :]
+            self._filled += n
+            self._next_fragment += 1
+            if self._next_fragment < self._fragments:
+                return _NOTHING
+            self._partial = None
+            return _decode(memoryview(part))
+        self._partial = None  # any other record ends an unfinished one (the writer gave up)
+        if kind == _DATA:
+            return _decode(memoryview(record))
+        if kind == _FIRST:
+            part = bytearray(b)
+            n = len(record) - _HEADER.size
+            part[:n] = memoryview(record)[_HEADER.size :]
+            self._partial, self._filled, self._fragments, self._next_fragment = part, n, a, 1
+        return _NOTHING
+
+    # -- both ----------------------------------------------------------------------------
+
+    def broadcast_object(self, obj: Any = None) -> Any:
+        """The writer enqueues ``obj`` and returns it; a reader returns what it dequeues."""
+        if self._is_writer:
+            self.enqueue(obj)
+            return obj
+        return self.dequeue()
+
+    def shutdown(self) -> None:
+        """Closes this process's side: a thread blocked in ``dequeue`` (or ``enqueue``,
+        ``wait_until_ready``) raises ``RuntimeError("cancelled")``, and so do later calls.
+        The ring is removed once the writer and every local reader have shut down (or
+        exited)."""
+        self.shutting_down = True
+        if self._sub is not None:
+            self._sub.close()
+        if self._ring is not None:
+            self._ring.close()
+        if self._zmq is not None:
+            self._zmq.cancel()
+
+    def _zmq_side(self) -> _Zmq:
+        if self._zmq is None:
+            raise _Cancelled
+        return self._zmq
+
+    def __repr__(self) -> str:
+        role = "writer" if self._is_writer else "local reader" if self._is_local_reader else "remote reader"
+        return f"<shmq.compat.vllm.MessageQueue {role} {self.handle!r}>"
+
+
+_NOTHING: Final = object()
