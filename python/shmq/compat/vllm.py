@@ -43,11 +43,11 @@ Differences from the original
 - **No busy spin.** A waiting reader or writer spins about 50 µs, then sleeps on a futex and
   is woken by the next message: an idle reader uses no CPU. The original's readers
   ``sched_yield`` in a loop for a second after every message (100 % of a core) before they
-  park on a ZeroMQ notification. (``test_idle_reader_uses_no_cpu``)
+  park on a ZeroMQ notification. (``test_fixed_idle_reader_uses_no_cpu``)
 - **A dead local reader does not stall the writer.** A reader process that dies (even by
   ``kill -9``) is evicted from the ring within milliseconds and the writer goes on; the
   original's writer waits forever for the dead reader's flag.
-  (``test_killed_local_reader_does_not_stall_the_writer``)
+  (``test_fixed_killed_local_reader_does_not_stall_the_writer``)
 - **Slow readers.** The ring holds ``max_chunk_bytes * max_chunks`` bytes of messages, not
   ``max_chunks`` messages: a slow reader stalls the writer only once that many bytes wait
   for it (thousands of small messages instead of 10). It still stalls it then (the ring is
@@ -57,12 +57,12 @@ Differences from the original
   published in order (readers reassemble them; the writer's ``timeout`` covers the whole
   message). The original sent every message of ``max_chunk_bytes`` or more through a ZeroMQ
   socket, even to local readers. (``test_local_and_remote_readers_across_processes``,
-  ``test_oversized_message_in_fragments``)
+  ``test_fixed_oversized_message_in_fragments``)
 - **Late local readers.** A local reader created after the writer's ``wait_until_ready``
   returned can join: its ``wait_until_ready`` returns at once and it receives every message
   enqueued after it was created (not earlier ones). The original's readers could not join
   late. Remote readers cannot (ZeroMQ subscriptions, as the original).
-  (``test_late_local_reader_joins``)
+  (``test_fixed_late_local_reader_joins``)
 - **Messages enqueued before the handshake** reach only the local readers already created
   (a subscription receives what is published after it was made); the original's ring kept
   them for every reader rank. Call ``wait_until_ready`` first, as vLLM does.
