@@ -92,24 +92,27 @@ impl<B: Backing> Ring<B> {
     ///
     /// # Ordering (SYNC J, join)
     ///
-    /// Publishers reclaim bytes only below the cursors they see in a scan that follows their
-    /// SeqCst load `t0` of `tail`, and never beyond `t0`. We store a first cursor and then
-    /// load `floor` from `tail`, all SeqCst: a publisher whose scan missed our store loaded
-    /// its `t0` before our store, hence `t0 <= floor`, so it cannot reclaim past `floor`; a
-    /// publisher whose scan saw the store does not pass it. Moving the cursor to `floor`
-    /// therefore never leaves it below `release`: a subscriber never reads reclaimed bytes
-    /// (in the default policy; with [`FLAG_LAG`] publishers move cursors, see `evict`).
+    /// Publishers reclaim bytes only below the cursors they see in a scan that follows an
+    /// AcqRel read-modify-write `t0` of `tail` (`fetch_add(0)`), and never beyond `t0`. We
+    /// store a first cursor, then read `floor` from `tail` with the same kind of RMW. RMWs of
+    /// `tail` are totally ordered: if the publisher's came first, `t0 <= floor` and it cannot
+    /// reclaim past `floor`; if ours came first, the publisher's RMW acquires ours, so our
+    /// cursor store happens before its scan and it does not pass that cursor. Moving the
+    /// cursor to `floor` therefore never leaves it below `release`: a subscriber never reads
+    /// reclaimed bytes (in the default policy; with [`FLAG_LAG`] publishers move cursors, see
+    /// `evict`). (RMWs rather than SeqCst loads: the argument then needs no single total order
+    /// of SeqCst operations, and loom, which models SeqCst as AcqRel, can check it.)
     pub fn subscribe(&self) {
         debug_assert!(self.is_broadcast());
         let c = self.control();
         let s = self.slot_at(self.slot);
         s.missed.store(0, Ordering::Relaxed);
-        let first = c.tail.load(Ordering::SeqCst);
-        s.cursor.store(first, Ordering::SeqCst);
-        let floor = c.tail.load(Ordering::SeqCst);
+        let first = c.tail.load(Ordering::Acquire);
+        s.cursor.store(first, Ordering::Release);
+        let floor = c.tail.fetch_add(0, Ordering::AcqRel);
         let now = match s
             .cursor
-            .compare_exchange(first, floor, Ordering::SeqCst, Ordering::SeqCst)
+            .compare_exchange(first, floor, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => floor,
             Err(moved) => moved, // a lag-mode publisher moved us already
@@ -140,8 +143,8 @@ impl<B: Backing> Ring<B> {
         // SYNC F: Acquire, as in the queue.
         let mut r = c.release.load(Ordering::Acquire);
         for _ in 0..1000 {
-            // SYNC J: SeqCst, before the scan of the cursors (see `subscribe`).
-            let t0 = c.tail.load(Ordering::SeqCst);
+            // SYNC J: an AcqRel RMW before the scan of the cursors (see `subscribe`).
+            let t0 = c.tail.fetch_add(0, Ordering::AcqRel);
             if r > t0 {
                 let again = c.release.load(Ordering::Acquire);
                 if again == r {
@@ -206,13 +209,14 @@ impl<B: Backing> Ring<B> {
     /// read by everyone.
     fn slowest_cursor(&self, r: u64, t0: u64) -> u64 {
         let c = self.control();
-        // SeqCst: the scan follows the load of `t0` in the single total order (SYNC J).
-        let n = c.slots_in_use.load(Ordering::SeqCst).min(self.g.max_slots);
+        // Acquire: after the RMW of `t0` (SYNC J), so it covers every subscriber whose join
+        // RMW came before ours.
+        let n = c.slots_in_use.load(Ordering::Acquire).min(self.g.max_slots);
         let mut bound = t0;
         for i in 0..n {
             // SYNC B (read done): Acquire pairs with the subscriber's Release CAS of its
-            // cursor, made after it copied the records below; SeqCst for SYNC J.
-            let cur = self.slot_at(i).cursor.load(Ordering::SeqCst);
+            // cursor, made after it copied the records below.
+            let cur = self.slot_at(i).cursor.load(Ordering::Acquire);
             // A cursor outside `[r, t0]` is not a live subscriber's (NO_CURSOR, or garbage
             // left by a buggy process): it cannot hold back reclaiming.
             if cur >= r && cur <= t0 {
@@ -235,10 +239,10 @@ impl<B: Backing> Ring<B> {
     /// next read.
     fn evict(&self, r: u64, end: u64) -> Result<(), TrySendError> {
         let c = self.control();
-        let n = c.slots_in_use.load(Ordering::SeqCst).min(self.g.max_slots);
+        let n = c.slots_in_use.load(Ordering::Acquire).min(self.g.max_slots);
         for i in 0..n {
             let s = self.slot_at(i);
-            let mut cur = s.cursor.load(Ordering::SeqCst);
+            let mut cur = s.cursor.load(Ordering::Acquire);
             while cur >= r && cur < end {
                 let missed = self.count_messages(cur, end);
                 match s

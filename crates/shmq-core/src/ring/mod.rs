@@ -399,10 +399,11 @@ impl<B: Backing> Ring<B> {
                 .compare_exchange(free, next, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
-                // SeqCst: broadcast publishers scan the slots below this bound (SYNC J).
+                // AcqRel: broadcast publishers scan the slots below this bound; it is raised
+                // before this slot subscribes (SYNC J).
                 self.control()
                     .slots_in_use
-                    .fetch_max(i + 1, Ordering::SeqCst);
+                    .fetch_max(i + 1, Ordering::AcqRel);
                 return Some(i);
             }
             self.b.drop_lease(i);
