@@ -320,11 +320,16 @@ def test_fixed_oversized_message_in_fragments(made: list[MessageQueue]) -> None:
     with pytest.raises(TimeoutError):  # nobody reads: the writer gives up part-way
         w.enqueue(huge, timeout=0.3)
     assert w._ring.stats().published > published  # some fragments were published
-    t = threading.Thread(target=lambda: got.append(r.dequeue(timeout=30)))
+    t = threading.Thread(target=lambda: got.extend(r.dequeue(timeout=30) for _ in range(3)))
     t.start()
     w.enqueue("next", timeout=30)
+    huge2 = {"bytes": pattern(9, 900 * 1024)}
+    w.enqueue(huge2, timeout=30)
+    w.enqueue("last", timeout=30)
     t.join(30)
-    assert got[2] == "next"  # the unfinished message was dropped, not glued to the next
+    assert not t.is_alive()
+    # The unfinished message was dropped, and nothing of it was glued to the next ones.
+    assert got[2] == "next" and describe(got[3]) == describe(huge2) and got[4] == "last"
 
 
 def test_fixed_late_local_reader_joins(made: list[MessageQueue]) -> None:

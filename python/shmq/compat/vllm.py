@@ -144,6 +144,7 @@ _FIRST: Final = 1
 _MORE: Final = 2
 _READY: Final = 3
 _READY_RECORD: Final = _HEADER.pack(_READY, 0, 0)
+_EMPTY_HEADER: Final = bytes(_HEADER.size)
 
 
 def _import_zmq() -> Any:
@@ -175,31 +176,46 @@ class Handle:
     tensor_arena_handle: tuple[int, int, int, str] | None = None
 
 
-def _encode(obj: Any) -> memoryview:
-    """One ``_DATA`` record: header, main pickle (protocol 5), out-of-band buffers, lengths."""
-    bio = io.BytesIO()
-    bio.write(bytes(_HEADER.size))
-    oob: list[memoryview] = []
+class _Encoder:
+    """Writes ``_DATA`` records (header, main pickle at protocol 5, out-of-band buffers, their
+    lengths) into one scratch buffer reused by every message of the writer: no allocation
+    per message, and no regrowth of the buffer (which costs page faults for large ones)."""
 
-    def buffer_callback(buf: pickle.PickleBuffer) -> bool:
+    def __init__(self) -> None:
+        self.bio = io.BytesIO()
+        self.oob: list[memoryview] = []
+        self.pickler = pickle.Pickler(self.bio, protocol=5, buffer_callback=self._buffer)
+        self.lock = threading.Lock()
+
+    def _buffer(self, buf: pickle.PickleBuffer) -> bool:
         try:
             raw = buf.raw()
         except BufferError:  # not contiguous: pickle decides (in band)
             return True
         if raw.nbytes < OOB_MIN_BYTES:
             return True
-        oob.append(raw)
+        self.oob.append(raw)
         return False
 
-    pickle.Pickler(bio, protocol=5, buffer_callback=buffer_callback).dump(obj)
-    main_len = bio.tell() - _HEADER.size
-    for raw in oob:
-        bio.write(raw)
-    if oob:
-        bio.write(struct.pack(f"<{len(oob)}Q", *(raw.nbytes for raw in oob)))
-    view = bio.getbuffer()
-    _HEADER.pack_into(view, 0, _DATA, len(oob), main_len)
-    return view
+    def encode(self, obj: Any) -> memoryview:
+        """The record of ``obj``: a view of the scratch buffer, to ``release()`` after use
+        (with ``lock`` held)."""
+        bio, oob = self.bio, self.oob
+        bio.seek(0)
+        bio.write(_EMPTY_HEADER)
+        try:
+            self.pickler.dump(obj)
+            main_len = bio.tell() - _HEADER.size
+            for raw in oob:
+                bio.write(raw)
+            if oob:
+                bio.write(struct.pack(f"<{len(oob)}Q", *(raw.nbytes for raw in oob)))
+            record = bio.getbuffer()[: bio.tell()]
+            _HEADER.pack_into(record, 0, _DATA, len(oob), main_len)
+            return record
+        finally:
+            oob.clear()
+            self.pickler.clear_memo()  # do not keep the message's objects alive
 
 
 def _decode(record: memoryview) -> Any:
@@ -277,7 +293,7 @@ class _Zmq:
         with self.lock:
             if self.closed:
                 raise _Cancelled
-            self.socket.send(data, copy=len(data) < 65536)
+            self.socket.send(data, copy=True)  # `data` is the writer's scratch buffer
 
     def cancel(self) -> None:
         """Wakes a blocked ``recv`` (it raises), then closes everything once it has left."""
@@ -311,6 +327,7 @@ class MessageQueue:
     _sub: Subscriber | None
     _zmq: _Zmq | None
     _partial: bytearray | None
+    _encoder: _Encoder
 
     def __init__(
         self,
@@ -334,6 +351,7 @@ class MessageQueue:
             )
         self._init_state(Handle(local_reader_ranks=list(local_reader_ranks)))
         self._is_writer = True
+        self._encoder = _Encoder()
         self.n_local_reader = n_local_reader
         self.n_remote_reader = n_reader - n_local_reader
 
@@ -469,17 +487,20 @@ class MessageQueue:
         if self.shutting_down:
             raise RuntimeError("cancelled")
         deadline = _deadline(timeout)
-        record = _encode(obj)
-        try:
-            if self._ring is not None:
-                if len(record) <= self._ring.max_message_size:
-                    self._publish(record, deadline)
-                else:
-                    self._publish_fragments(record, deadline)
-            if self.n_remote_reader > 0:
-                self._zmq_side().send(record)
-        except (_Cancelled, QueueClosedError):
-            raise RuntimeError("cancelled") from None
+        with self._encoder.lock:
+            record = self._encoder.encode(obj)
+            try:
+                if self._ring is not None:
+                    if len(record) <= self._ring.max_message_size:
+                        self._publish(record, deadline)
+                    else:
+                        self._publish_fragments(record, deadline)
+                if self.n_remote_reader > 0:
+                    self._zmq_side().send(record)
+            except (_Cancelled, QueueClosedError):
+                raise RuntimeError("cancelled") from None
+            finally:
+                record.release()
 
     def _publish(self, record: Any, deadline: float | None) -> None:
         assert self._ring is not None
