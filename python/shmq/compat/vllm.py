@@ -9,13 +9,15 @@ others ("remote" readers). This module has the same public surface and semantics
     from shmq.compat.vllm import MessageQueue
     # was: from vllm.distributed.device_communicators.shm_broadcast import MessageQueue
 
-    writer = MessageQueue(n_reader=2, n_local_reader=2)   # in the writer process
+    writer = MessageQueue(n_reader=1, n_local_reader=1)   # in the writer process
     handle = writer.export_handle()                       # picklable: send it to the readers
-    reader = MessageQueue.create_from_handle(handle, 0)   # in each reader (rank 0 or 1)
+    reader = MessageQueue.create_from_handle(handle, 0)   # in each reader (here rank 0)
     writer.wait_until_ready()                             # collective: every process calls it
     reader.wait_until_ready()
     writer.enqueue({"step": 1})
     assert reader.dequeue(timeout=5) == {"step": 1}
+    reader.shutdown()
+    writer.shutdown()
 
 Kept from the original: ``MessageQueue(n_reader, n_local_reader, local_reader_ranks=None,
 max_chunk_bytes=24 MiB, max_chunks=10, connect_ip=None)`` (``local_reader_ranks=None`` means
@@ -88,7 +90,8 @@ Differences from the original
   subscriber count (every 1-10 ms, setup only).
 - **Lifetime.** The ring is removed when the last process detaches (``shutdown()``, exit or
   death), never while a reader still uses it; the original's creator unlinked it when
-  garbage-collected.
+  garbage-collected. The writer pickles into one reused scratch buffer, which keeps the
+  size of the largest message sent.
 - **Not implemented:** ``acquire_write``/``acquire_read`` (they hand out a fixed-size chunk
   of the original's ring to write into; shmq's records are variable-size, so emulating them
   would copy a whole ``max_chunk_bytes`` chunk per message), ``create_from_process_group``
