@@ -24,6 +24,7 @@ import multiprocessing as mp
 import os
 import platform
 import queue as _queue
+import resource
 import secrets
 import statistics
 import struct
@@ -111,6 +112,17 @@ def _child(ctl: Any, role: str, body: Callable[[], Any]) -> None:
         ctl.join_thread()
 
 
+def _usage() -> tuple[float, float, int, int]:
+    """CPU seconds (user, system) and context switches (voluntary, involuntary) of this process,
+    every thread included (pyzmq's I/O thread too)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime, r.ru_nvcsw, r.ru_nivcsw
+
+
+def _delta(before: tuple[float, float, int, int]) -> list[float]:
+    return [b - a for a, b in zip(before, _usage())]
+
+
 def _small_pool() -> tuple[list[bytes], int]:
     pad = b"\xab" * (SMALL - 8)
     return [SEQ.pack(i) + pad for i in range(POOL)], POOL - 1
@@ -172,7 +184,9 @@ def _pub_shmq(bc: Any, ctl: Any, go: Any, done: Any, v: Variant, size: int, seco
             ctl.put(("ready", "publisher", None))
             if not go.wait(RUN_TIMEOUT):
                 raise RunError("never got the go signal")
+            u0 = _usage()
             out = _publish_loop(size, v.batched, bc.publish, bc.publish_many, seconds)
+            out = (*out, _delta(u0))
             end = END + SEQ.pack(out[0])
             while True:  # one END is enough for shmq; repeated as for pyzmq, until all are done
                 try:
@@ -219,7 +233,9 @@ def _pub_zmq(endpoint: str, ctl: Any, go: Any, done: Any, v: Variant, size: int,
                 if time.monotonic() > t_limit:
                     raise RunError("never got the go signal")
             send = sock.send
+            u0 = _usage()
             out = _publish_loop(size, False, send, None, seconds)
+            out = (*out, _delta(u0))
             end = END + SEQ.pack(out[0])
             while True:  # PUB drops at the HWM: repeat END until every subscriber is done
                 try:
@@ -339,7 +355,10 @@ def _sub_shmq(name: str, ctl: Any, v: Variant, size: int) -> None:
             if v.batched:
                 gm = sub.get_many
                 get_many = lambda: gm(GET_MANY)  # noqa: E731
-            return _consume(sub.get, get_many, size, mask, shmq.Lagged)
+            u0 = _usage()
+            out = _consume(sub.get, get_many, size, mask, shmq.Lagged)
+            out["usage"] = _delta(u0)
+            return out
         finally:
             sub.close()
 
@@ -364,7 +383,10 @@ def _sub_zmq(endpoint: str, ctl: Any, v: Variant, size: int) -> None:
                 recv = lambda: r(copy=False).buffer  # noqa: E731
             else:
                 recv = sock.recv
-            return _consume(recv, None, size, mask, _NeverRaised)
+            u0 = _usage()
+            out = _consume(recv, None, size, mask, _NeverRaised)
+            out["usage"] = _delta(u0)
+            return out
         finally:
             sock.close(0)
             ctx.term()
@@ -435,7 +457,7 @@ def run_once(v: Variant, size: int, nsubs: int, seconds: float) -> dict[str, Any
         go.set()
         subs = [out for _, out in _collect(ctl, "ok", nsubs, procs, deadline)]
         done.set()
-        ((_, (sent, t0, t1)),) = _collect(ctl, "ok", 1, procs, deadline)
+        ((_, (sent, t0, t1, pub_usage)),) = _collect(ctl, "ok", 1, procs, deadline)
         ok = True
     finally:
         done.set()
@@ -456,9 +478,22 @@ def run_once(v: Variant, size: int, nsubs: int, seconds: float) -> dict[str, Any
         el = s["t_end"] - s["t_first"]
         s["rate"] = (s["received"] - 1) / el if el > 0 and s["received"] > 1 else 0.0
         rates.append(s["rate"])
+    sub_cpu = [(s["usage"][0] + s["usage"][1]) / max(s["received"], 1) * 1e6 for s in subs]
+    sub_sys = [s["usage"][1] / max(s["usage"][0] + s["usage"][1], 1e-9) for s in subs]
     return {
         "sent": sent,
         "pub_rate": sent / (t1 - t0),
+        # CPU µs per message (user + system), share of system time, voluntary context switches
+        # per 1000 messages: where the time goes (see --cpu).
+        "pub_cpu_us": (pub_usage[0] + pub_usage[1]) / sent * 1e6,
+        "pub_sys": pub_usage[1] / max(pub_usage[0] + pub_usage[1], 1e-9),
+        "pub_vcsw_k": pub_usage[2] / sent * 1e3,
+        "pub_busy": (pub_usage[0] + pub_usage[1]) / (t1 - t0),
+        "sub_cpu_us": statistics.median(sub_cpu),
+        "sub_sys": statistics.median(sub_sys),
+        "sub_vcsw_k": statistics.median(s["usage"][2] / max(s["received"], 1) * 1e3 for s in subs),
+        "sub_busy": statistics.median((s["usage"][0] + s["usage"][1]) / max(s["t_end"] - s["t_first"], 1e-9)
+                                      for s in subs),
         "rate": statistics.median(rates),
         "subs": subs,
         "loss_pct": 100.0 * sum(s["lost"] for s in subs) / (sent * nsubs),
@@ -545,7 +580,8 @@ def render(results: dict[tuple[int, int, str], list[dict[str, Any]]], errors: di
                 vs1 = f"{rate / one:.2f}" if one else ""
                 loss = med(key, "loss_pct")
                 assert loss is not None
-                loss_s = "0" if loss == 0 and all(r["loss_pct"] == 0 for r in runs) else f"{loss:.2g} %"
+                worst = max(r["loss_pct"] for r in runs)
+                loss_s = "0" if worst == 0 else f"{loss:.2g} %" + (f" (max {worst:.2g} %)" if loss == 0 else "")
                 dis = str(sum(r["disorder"] for r in runs)) if all(r["seq_checked"] for r in runs) else "n/a¹"
                 tgt = ""
                 if v.lib == "shmq" and v.policy == "block" and nsubs == 3:
@@ -565,6 +601,32 @@ def render(results: dict[tuple[int, int, str], list[dict[str, Any]]], errors: di
     return lines + [""] + target_lines
 
 
+def render_cpu(results: dict[tuple[int, int, str], list[dict[str, Any]]], sizes: list[int], fanouts: list[int],
+               variants: list[Variant]) -> list[str]:
+    """Where the time goes: CPU per message and context switches, publisher and subscribers."""
+    lines = [
+        "| payload | subscribers | library, mode | publisher CPU/msg | (sys) | busy | csw/1k msg |"
+        " subscriber CPU/msg | (sys) | busy | csw/1k msg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for size in sizes:
+        for nsubs in fanouts:
+            for v in variants:
+                runs = results.get((size, nsubs, v.key))
+                if not runs:
+                    continue
+
+                def m(f: str) -> float:
+                    return statistics.median(r[f] for r in runs)  # noqa: B023
+
+                lines.append(
+                    f"| {fmt_size(size)} | 1→{nsubs} | {v.title} | {m('pub_cpu_us'):.3g} µs | {m('pub_sys'):.0%} |"
+                    f" {m('pub_busy'):.0%} | {m('pub_vcsw_k'):.3g} | {m('sub_cpu_us'):.3g} µs | {m('sub_sys'):.0%} |"
+                    f" {m('sub_busy'):.0%} | {m('sub_vcsw_k'):.3g} |"
+                )
+    return lines
+
+
 def shm_segments() -> set[str]:
     return set(glob.glob(f"/dev/shm/{shmq.SEGMENT_PREFIX}*"))
 
@@ -577,6 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", help="comma-separated: " + ",".join(v.key for v in VARIANTS))
     ap.add_argument("--sizes", default="64,1MiB", help="payloads (default 64,1MiB)")
     ap.add_argument("--fanout", default="1,3", help="subscriber counts (default 1,3)")
+    ap.add_argument("--cpu", action="store_true", help="also print CPU per message and context switches")
     ap.add_argument("--json", metavar="PATH", help="write every run's raw results as JSON")
     args = ap.parse_args(argv)
     if args.quick:
@@ -649,6 +712,11 @@ def main(argv: list[str] | None = None) -> int:
     if any(not r["seq_checked"] for runs in results.values() for r in runs):
         print("¹ pyzmq PUB/SUB, 64 B: it drops runs of messages longer than the 65536-message sequence space of"
               " the 64 B pool, so a step back cannot be told from a gap; loss is exact (sent − received).")
+    if args.cpu:
+        print()
+        print("\n".join(render_cpu(results, sizes, fanouts, variants)))
+        print("CPU/msg: user + system CPU time of the process ÷ messages it published or received (median);"
+              " busy: CPU time ÷ its wall time; csw: voluntary context switches (sleeps).")
     print(f"load average after the run: {' '.join(f'{x:.2f}' for x in load_after)}; total time {elapsed:.0f} s")
     bad = [f"{fmt_size(k[0])} 1→{k[1]} {k[2]}: {r['disorder']} dup/ooo, {r['unexplained']} unexplained losses"
            for k, runs in results.items() for r in runs if (r["seq_checked"] and r["disorder"]) or r["unexplained"]]
