@@ -74,6 +74,7 @@ class Variant:
     batched: bool = False  # shmq: publish_many + get_many
     transport: str = "ipc"  # pyzmq: ipc/tcp
     nodrop: bool = False  # pyzmq: XPUB with ZMQ_XPUB_NODROP (publisher blocks at the HWM)
+    view: bool = False  # shmq: get(copy=False), a zero-copy view into the ring
 
     @property
     def lossless(self) -> bool:
@@ -83,6 +84,7 @@ class Variant:
 VARIANTS = [
     Variant("shmq-block", "shmq block, publish/get", "shmq"),
     Variant("shmq-block-batch", "shmq block, publish_many/get_many", "shmq", batched=True),
+    Variant("shmq-block-view", "shmq block, publish/get(copy=False)", "shmq", view=True),
     Variant("shmq-lag", "shmq lag, publish/get", "shmq", policy="lag"),
     Variant("shmq-lag-batch", "shmq lag, publish_many/get_many", "shmq", policy="lag", batched=True),
     Variant("zmq-ipc", "pyzmq PUB/SUB ipc://", "pyzmq"),
@@ -355,8 +357,12 @@ def _sub_shmq(name: str, ctl: Any, v: Variant, size: int) -> None:
             if v.batched:
                 gm = sub.get_many
                 get_many = lambda: gm(GET_MANY)  # noqa: E731
+            recv: Callable[[], Any] = sub.get
+            if v.view:
+                g = sub.get
+                recv = lambda: memoryview(g(copy=False))  # noqa: E731
             u0 = _usage()
-            out = _consume(sub.get, get_many, size, mask, shmq.Lagged)
+            out = _consume(recv, get_many, size, mask, shmq.Lagged)
             out["usage"] = _delta(u0)
             return out
         finally:

@@ -295,3 +295,55 @@ def test_forked_child_subscribes_on_its_own(bcast: shmq.Broadcast) -> None:
     assert sub.get(timeout=10) == "for both"
     assert h.reap_forked(pid) == 0
     sub.close()
+
+
+def test_zero_copy_views_hold_the_message_until_the_next_read(qname: str) -> None:
+    with shmq.Broadcast(qname, capacity=4096, create=True, codec="raw") as b, b.subscribe() as sub:
+        b.publish(b"a" * 1000)
+        view = sub.get(copy=False)
+        assert isinstance(view, shmq.MessageView) and len(view) == 1000
+        mv = memoryview(view)
+        assert mv.readonly and bytes(mv) == b"a" * 1000 and bytes(view) == b"a" * 1000
+        with pytest.raises(TypeError, match="read-only"):
+            memoryview(view)[0:1] = b"x"
+        # Held: the publisher cannot reuse those bytes (4 KiB ring, 1 KiB messages).
+        sent = 0
+        while True:
+            try:
+                b.publish(bytes([sent]) * 1000, timeout=0)
+                sent += 1
+            except shmq.Full:
+                break
+        assert sent == 3 and bytes(mv) == b"a" * 1000  # 4 records of 1 KiB, one of them held
+        # The next read releases it.
+        assert sub.get(timeout=5) == bytes([0]) * 1000
+        b.publish(b"z" * 1000, timeout=5)
+        mv.release()
+        rest = [bytes(sub.get(copy=False)) for _ in range(3)]
+        assert rest == [bytes([1]) * 1000, bytes([2]) * 1000, b"z" * 1000]
+
+
+def test_zero_copy_is_refused_with_the_lag_policy(qname: str) -> None:
+    with shmq.Broadcast(qname, create=True, policy="lag", codec="raw") as b, b.subscribe() as sub:
+        b.publish(b"x")
+        with pytest.raises(ValueError, match="policy='block'"):
+            sub.get(copy=False)
+        assert sub.get(timeout=5) == b"x"
+
+
+class FailsToUnpickle:
+    def __reduce__(self) -> tuple[type[int], tuple[str]]:
+        return (int, ("not a number",))  # int("not a number") raises at load time
+
+
+def test_pickled_messages_decode_in_place_and_bad_ones_keep_their_bytes(bcast: shmq.Broadcast) -> None:
+    sub = bcast.subscribe()
+    bcast.publish({"x": [1, 2, 3]})
+    bcast.publish(FailsToUnpickle())
+    bcast.publish("after")
+    assert sub.get(timeout=5) == {"x": [1, 2, 3]}
+    with pytest.raises(shmq.DecodeError) as info:
+        sub.get(timeout=5)
+    assert info.value.raw == pickle.dumps(FailsToUnpickle(), protocol=5)
+    assert sub.get(timeout=5) == "after"
+    sub.close()

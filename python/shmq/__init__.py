@@ -43,6 +43,7 @@ from ._errors import (
 )
 from ._shmq import (
     CODEC_MSGPACK,
+    MessageView,
     CODEC_PICKLE,
     CODEC_RAW,
     FIRST_USER_CODEC,
@@ -343,6 +344,7 @@ __all__ = [
     "Broadcast",
     "BroadcastStats",
     "Lagged",
+    "MessageView",
     "Subscriber",
     "SubscriberStats",
     "WrongKindError",

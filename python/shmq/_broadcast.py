@@ -153,7 +153,14 @@ class Subscriber(_Subscriber):
     ``Subscriber(name, *, namespace=None, allow_pickle=True)``
 
     ``get``/``get_nowait``/``get_many`` behave as :class:`shmq.Queue`'s (``Empty`` on
-    timeout). With ``policy="lag"`` they may raise :class:`shmq.Lagged`. A subscription has
+    timeout). With ``policy="lag"`` they may raise :class:`shmq.Lagged`.
+
+    Zero copy (block policy): ``get`` decodes pickle and msgpack messages straight from the
+    ring, and ``get(copy=False)`` returns a raw message as a read-only
+    :class:`shmq.MessageView` over the shared memory instead of ``bytes``. The view is valid
+    until the subscription's next read (the subscription holds the message until then, so
+    publishers cannot overwrite it; copy what you keep). For large messages this saves the
+    copy that dominates fan-out; for small ones ``bytes`` is cheaper. A subscription has
     one position: threads sharing it take turns. Pickled, it travels as the broadcast's name
     and the receiver gets a new subscription of its own (starting when it is unpickled).
     """

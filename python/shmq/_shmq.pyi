@@ -1,7 +1,7 @@
 """The native module of shmq (Rust, PyO3). Use the public names of :mod:`shmq` instead."""
 
 from collections.abc import Callable, Iterable
-from typing import Any, TypedDict
+from typing import Any, TypedDict, final
 
 from typing_extensions import Self, disjoint_base
 
@@ -9,6 +9,7 @@ __all__ = [
     "_Queue",
     "_Publisher",
     "_Subscriber",
+    "MessageView",
     "register_codec",
     "list_queues",
     "validate_name",
@@ -189,8 +190,10 @@ class _Subscriber:
     """The reading side of a broadcast; ``shmq.Subscriber`` subclasses it."""
 
     def __new__(cls, name: str, *, allow_pickle: bool = True) -> Self: ...
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        """Returns the next message, waiting if ``block`` (at most ``timeout`` seconds if given)."""
+    def get(self, block: bool = True, timeout: float | None = None, *, copy: bool = True) -> Any:
+        """Returns the next message, waiting if ``block`` (at most ``timeout`` seconds if given).
+        With ``copy=False`` (block policy), a raw message comes as a read-only ``MessageView``
+        over the shared memory, valid until the next read of this subscription."""
     def get_nowait(self) -> Any:
         """Returns the next message without waiting; raises ``Empty`` if there is none."""
     def get_many(self, max_messages: int = 1000, block: bool = True, timeout: float | None = None) -> list[Any]:
@@ -214,6 +217,16 @@ class _Subscriber:
         """``"lag"`` or ``"block"``."""
     def _info(self) -> _SubscriberDict: ...
     def _reattach_after_fork(self) -> None: ...
+
+@final
+class MessageView:
+    """A message read in place from a broadcast ring (``Subscriber.get(copy=False)``): a
+    read-only buffer over the shared memory, valid until the subscription's next read."""
+
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def __len__(self) -> int: ...
+    def __bytes__(self) -> bytes:
+        """A copy of the bytes."""
 
 def register_codec(codec_id: int, encode: Callable[[Any], Any], decode: Callable[[bytes], Any]) -> None:
     """Registers a user codec under ``codec_id`` (1001..65535) for every queue of this process."""

@@ -37,6 +37,11 @@ pub unsafe trait Backing {
     fn may_spin(&self) -> bool {
         true
     }
+    /// CPUs this process may run on; waiters that would spin while more processes than that
+    /// are attached yield the CPU between checks instead. Default: unbounded.
+    fn cpus(&self) -> u32 {
+        u32::MAX
+    }
     /// Typed storage, for backings that cannot be addressed as bytes (loom models); `None`
     /// (the default) means the segment is the bytes at `base()`.
     fn typed(&self) -> Option<&Typed> {

@@ -112,6 +112,10 @@ pub struct Event {
     pub seq: AtomicU32,
     /// Number of threads between "announced" and "returned" in the sleep path.
     pub waiters: AtomicU32,
+    /// 1 while a wake-up is under way that every current sleeper will see: notifiers skip
+    /// their own system call. A sleeper clears it before it re-checks and sleeps.
+    pub pending: AtomicU32,
+    _reserved: AtomicU32,
 }
 
 /// Identity and geometry: written once by the creator before `ready` is set.

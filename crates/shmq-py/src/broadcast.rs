@@ -8,8 +8,9 @@ use super::{
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use shmq::{Delivery, Message, TryReadError, TrySendError};
-use std::sync::Arc;
+use shmq::{Delivery, Held, Message, TryReadError, TrySendError};
+use std::os::raw::c_int;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 fn send_error(py: Python<'_>, name: &str, e: TrySendError) -> PyErr {
@@ -309,17 +310,161 @@ fn subscriber_dict<'py>(py: Python<'py>, s: &shmq::SubscriberInfo) -> PyResult<B
     Ok(d)
 }
 
+/// A message read in place from a broadcast ring (`Subscriber.get(copy=False)`): a
+/// read-only buffer over the shared memory, valid until the subscription's next read (the
+/// subscription holds the record until then, so publishers cannot overwrite it).
+#[pyclass(module = "shmq._shmq", frozen, name = "MessageView")]
+pub(crate) struct PyMessageView {
+    /// Keeps the mapping alive as long as any buffer of this view exists.
+    _sub: Arc<shmq::Subscriber>,
+    ptr: usize,
+    len: usize,
+}
+
+#[pymethods]
+impl PyMessageView {
+    /// # Safety
+    ///
+    /// Called by CPython with a valid `view` to fill.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        if flags & pyo3::ffi::PyBUF_WRITABLE != 0 {
+            return Err(pyo3::exceptions::PyBufferError::new_err(
+                "a MessageView is read-only",
+            ));
+        }
+        let (ptr, len) = {
+            let v = slf.get();
+            (v.ptr, v.len)
+        };
+        // SAFETY: `ptr..ptr + len` lies in the ring mapping, which `_sub` keeps mapped for as
+        // long as this object lives; PyBuffer_FillInfo takes a reference to `slf`, so the
+        // object outlives the buffer. Read-only.
+        let r = unsafe {
+            pyo3::ffi::PyBuffer_FillInfo(
+                view,
+                slf.as_ptr(),
+                ptr as *mut std::ffi::c_void,
+                len as pyo3::ffi::Py_ssize_t,
+                1,
+                flags,
+            )
+        };
+        if r == -1 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
+    }
+
+    fn __len__(&self) -> usize {
+        self.len
+    }
+
+    /// A copy of the bytes.
+    fn __bytes__<'py>(&self, py: Python<'py>) -> Bound<'py, pyo3::types::PyBytes> {
+        // SAFETY: see `__getbuffer__`.
+        let data = unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) };
+        pyo3::types::PyBytes::new(py, data)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<shmq.MessageView of {} bytes>", self.len)
+    }
+}
+
 /// The reading side of a broadcast (subclassed by `shmq.Subscriber`).
 #[pyclass(module = "shmq._shmq", subclass, frozen, name = "_Subscriber")]
 pub(crate) struct PySubscriber {
     att: Attachment<shmq::Subscriber>,
     /// A subscription has one position: reads of several threads take turns.
     reading: std::sync::Mutex<()>,
+    /// The record lent to the last `get(copy=False)`, released by the next read.
+    held: Mutex<Option<(Arc<shmq::Subscriber>, Held)>>,
     stash: Stash,
     codecs: Codecs,
 }
 
 impl PySubscriber {
+    /// Gives back the record lent to the previous `get(copy=False)`, if any.
+    fn release_held(&self) {
+        if let Some((sub, h)) = self.held.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            sub.release_held(&h);
+        }
+    }
+
+    /// The next message read in place (block policy): decoded straight from the ring for
+    /// pickle and msgpack, lent as a `MessageView` for raw bytes when `copy` is false, else
+    /// `None` (the caller copies).
+    fn get_in_place<'py>(
+        &self,
+        py: Python<'py>,
+        copy: bool,
+        deadline: Option<Instant>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let sub: Arc<shmq::Subscriber> = self.att.get(py)?;
+        let attempt = || -> PyResult<Option<Held>> {
+            let _turn = self.reading.lock().unwrap_or_else(|p| p.into_inner());
+            match sub.try_hold() {
+                Ok(h) => Ok(Some(h)),
+                Err(TryReadError::Empty) => Ok(None),
+                Err(e) => Err(read_error(py, sub.name(), e)),
+            }
+        };
+        let wait = |d| Ok(sub.wait_for_data(d, Some(SLICE)));
+        let Some(h) = self.att.blocking(py, deadline, attempt, wait)? else {
+            return Err(error(py, "Empty", "no message"));
+        };
+        // SAFETY: `h` is held (not released) until the end of this function or, for a lent
+        // view, until the next read of this subscription.
+        let (first, second) = unsafe { sub.held_payload(&h) };
+        let contiguous = second.is_empty();
+        let view = |data: &[u8]| {
+            Bound::new(
+                py,
+                PyMessageView {
+                    _sub: sub.clone(),
+                    ptr: data.as_ptr() as usize,
+                    len: data.len(),
+                },
+            )
+        };
+        let decoded = match h.codec {
+            super::CODEC_RAW if !copy && contiguous => {
+                let v = view(first)?;
+                *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some((sub.clone(), h));
+                return Ok(Some(v.into_any()));
+            }
+            super::CODEC_PICKLE | super::CODEC_MSGPACK if contiguous => {
+                // Decoded from the ring; on failure fall through to the copying path, which
+                // raises the error with the message's bytes.
+                let v = view(first)?;
+                self.codecs.decode_buffer(v.as_any(), h.codec)
+            }
+            _ => None,
+        };
+        let out = match decoded {
+            Some(obj) => Ok(obj),
+            None => {
+                let raw = if contiguous {
+                    pyo3::types::PyBytes::new(py, first)
+                } else {
+                    pyo3::types::PyBytes::new_with(py, first.len() + second.len(), |buf| {
+                        buf[..first.len()].copy_from_slice(first);
+                        buf[first.len()..].copy_from_slice(second);
+                        Ok(())
+                    })?
+                };
+                sub.release_held(&h);
+                return self.codecs.decode(raw, h.codec).map(Some);
+            }
+        };
+        sub.release_held(&h);
+        out.map(Some)
+    }
+
     /// Reads up to `max` raw messages, waiting for the first until `deadline`.
     fn read_raw<'py>(
         &self,
@@ -366,6 +511,7 @@ impl PySubscriber {
         Ok(Self {
             att: Attachment::new(sub, name, "subscription to"),
             reading: std::sync::Mutex::new(()),
+            held: Mutex::new(None),
             stash: Stash::default(),
             codecs: Codecs {
                 codec: 1,
@@ -375,17 +521,31 @@ impl PySubscriber {
     }
 
     /// Returns the next message, waiting if `block` (at most `timeout` seconds if given).
-    #[pyo3(signature = (block=true, timeout=None))]
+    /// With `copy=False` (block policy), a raw message comes as a read-only `MessageView` over
+    /// the shared memory, valid until the next read of this subscription.
+    #[pyo3(signature = (block=true, timeout=None, *, copy=true))]
     fn get<'py>(
         &self,
         py: Python<'py>,
         block: bool,
         timeout: Option<f64>,
+        copy: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let deadline = deadline_of(block, timeout)?;
+        self.release_held();
         if let Some(mut stashed) = self.stash.take(py, 1) {
             let (codec, raw) = stashed.remove(0);
             return self.codecs.decode(raw, codec);
+        }
+        if self.att.get(py)?.is_lag() {
+            if !copy {
+                return Err(PyValueError::new_err(
+                    "copy=False needs a broadcast with policy='block' (with 'lag' publishers \
+                     may overwrite a message while it is being read)",
+                ));
+            }
+        } else if let Some(obj) = self.get_in_place(py, copy, deadline)? {
+            return Ok(obj);
         }
         match self.read_raw(py, 1, deadline)? {
             Some(mut raws) if !raws.is_empty() => {
@@ -398,7 +558,7 @@ impl PySubscriber {
 
     /// Returns the next message without waiting; raises `Empty` if there is none.
     fn get_nowait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.get(py, false, None)
+        self.get(py, false, None, true)
     }
 
     /// Returns 1 to `max_messages` messages, waiting for the first if `block`.
@@ -416,6 +576,7 @@ impl PySubscriber {
             )));
         };
         let deadline = deadline_of(block, timeout)?;
+        self.release_held();
         if let Some(stashed) = self.stash.take(py, max_messages) {
             return PyList::new(py, self.codecs.decode_batch(stashed, &self.stash)?);
         }
@@ -429,6 +590,8 @@ impl PySubscriber {
 
     /// Unsubscribes and detaches.
     fn close(&self, py: Python<'_>) {
+        // The lent record's view keeps the mapping alive; the subscription ends here.
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).take();
         self.att.shut(py);
     }
 

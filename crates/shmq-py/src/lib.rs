@@ -584,6 +584,19 @@ impl Codecs {
         }
     }
 
+    /// Decodes a pickle or msgpack message straight from a buffer object (no copy to
+    /// `bytes` first). `None` when that is not possible or failed: the caller then decodes a
+    /// copy with [`Codecs::decode`], which raises the proper error with the message's bytes.
+    fn decode_buffer<'py>(&self, buf: &Bound<'py, PyAny>, codec: u16) -> Option<Bound<'py, PyAny>> {
+        let py = buf.py();
+        let loads = match codec {
+            CODEC_PICKLE if self.allow_pickle => pickle(py).ok()?.1.bind(py).clone(),
+            CODEC_MSGPACK => msgpack(py).ok()?.1.bind(py).clone(),
+            _ => return None,
+        };
+        loads.call1((buf,)).ok()
+    }
+
     fn resolve_codec(&self, codec: Option<i64>) -> PyResult<u16> {
         let Some(c) = codec else {
             return Ok(self.codec);
@@ -1031,6 +1044,7 @@ fn _shmq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyQueue>()?;
     m.add_class::<broadcast::PyPublisher>()?;
     m.add_class::<broadcast::PySubscriber>()?;
+    m.add_class::<broadcast::PyMessageView>()?;
     m.add_function(wrap_pyfunction!(register_codec, m)?)?;
     m.add_function(wrap_pyfunction!(list_queues, m)?)?;
     m.add_function(wrap_pyfunction!(validate_name, m)?)?;

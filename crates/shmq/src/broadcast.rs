@@ -19,8 +19,9 @@
 //! missed, then continues with the oldest message still in the ring.
 
 use crate::{OpenError, Queue, QueueBuilder, SendError, SendTimeoutError, Stats, TrySendError};
-use shmq_core::ring::{Delivery, ReadTimeoutError, SubscriberInfo, TryReadError};
+use shmq_core::ring::{Delivery, Held, ReadTimeoutError, SubscriberInfo, TryReadError};
 use shmq_core::Message;
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
@@ -313,6 +314,31 @@ impl Subscriber {
         self.inner
             .ring()
             .read_many_deadline(max, deadline, slice, f)
+    }
+    /// Finds the next message and holds it in place (zero-copy): publishers cannot reclaim
+    /// it until [`Subscriber::release_held`]. Block policy only (`Corrupted` with the lag
+    /// policy, where publishers may overwrite it). Hold one record at a time.
+    pub fn try_hold(&self) -> Result<Held, TryReadError> {
+        self.inner.ring().try_hold()
+    }
+    /// The payload of a held record, in (up to) two parts (two when it wraps around the end
+    /// of the ring).
+    ///
+    /// # Safety
+    ///
+    /// `h` must come from [`Subscriber::try_hold`] on this subscriber and not be released
+    /// yet; the slices must not be used after [`Subscriber::release_held`].
+    pub unsafe fn held_payload(&self, h: &Held) -> (&[u8], &[u8]) {
+        // SAFETY: forwarded contract.
+        let (a, b) = unsafe { self.inner.ring().held_payload(h) };
+        match (a, b) {
+            (Cow::Borrowed(a), Cow::Borrowed(b)) => (a, b),
+            _ => unreachable!("shared-memory rings lend their bytes"),
+        }
+    }
+    /// Moves past a held record.
+    pub fn release_held(&self, h: &Held) {
+        self.inner.ring().release_held(h);
     }
     /// Waits until a read may find something (see [`Queue::wait_for_data`]).
     pub fn wait_for_data(&self, deadline: Option<Instant>, slice: Option<Duration>) -> bool {

@@ -45,7 +45,7 @@ mod broadcast;
 mod os;
 
 pub use broadcast::{Broadcast, BroadcastBuilder, ReadError, Subscriber};
-pub use shmq_core::ring::{Delivery, ReadTimeoutError, SubscriberInfo, TryReadError};
+pub use shmq_core::ring::{Delivery, Held, ReadTimeoutError, SubscriberInfo, TryReadError};
 
 pub use shmq_core::ring::{RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
 pub use shmq_core::{LayoutError, Message, RecordView, Stats};

@@ -73,6 +73,20 @@ pub struct SubscriberInfo {
     pub missed_pending: u64,
 }
 
+/// A record a subscriber holds (see [`Ring::try_hold`]): publishers cannot reclaim it until
+/// it is released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Held {
+    pos: u64,
+    next: u64,
+    /// Codec id of the message.
+    pub codec: u16,
+    /// Flag bits of the record.
+    pub flags: u16,
+    /// Payload length.
+    pub len: u64,
+}
+
 /// How many bytes a lag-mode publisher frees at least when it must overwrite: freeing a
 /// sixteenth of the ring at once amortises the scan of the subscriber table.
 const LAG_CHUNK_DIVISOR: u64 = 16;
@@ -375,6 +389,94 @@ impl<B: Backing> Ring<B> {
         Err(TryReadError::Corrupted(
             "more abandoned records than the ring can hold",
         ))
+    }
+
+    /// Finds the next message at this subscriber's cursor without moving the cursor, so that
+    /// publishers (block policy) cannot reclaim it: the caller reads it in place with
+    /// [`Ring::held_payload`] and then calls [`Ring::release_held`]. Abandoned records on the
+    /// way are stepped over. Lag policy: refused (`Corrupted`), since publishers may
+    /// overwrite a held record.
+    ///
+    /// One thread at a time per attachment; hold at most one record at a time.
+    pub fn try_hold(&self) -> Result<Held, TryReadError> {
+        if self.lag_policy() {
+            return Err(TryReadError::Corrupted(
+                "zero-copy reads need the block policy",
+            ));
+        }
+        let c = self.control();
+        let s = self.slot_at(self.slot);
+        for _ in 0..=self.g.capacity / RECORD_ALIGN {
+            let cur = s.cursor.load(Ordering::Acquire);
+            if cur == NO_CURSOR {
+                return Err(TryReadError::NotSubscribed);
+            }
+            let tail = c.tail.load(Ordering::Acquire);
+            if cur >= tail {
+                if cur > tail && s.cursor.load(Ordering::Acquire) == cur {
+                    return Err(TryReadError::Corrupted("cursor is ahead of tail"));
+                }
+                return Err(TryReadError::Empty);
+            }
+            // SYNC P2: `record` loads the stamp with Acquire.
+            match self.record(cur, tail) {
+                Ok(Some(rec)) if rec.state == COMMITTED => {
+                    return Ok(Held {
+                        pos: cur,
+                        next: cur + rec.size,
+                        codec: rec.codec,
+                        flags: rec.flags,
+                        len: rec.len,
+                    });
+                }
+                Ok(Some(rec)) if rec.state == ABANDONED => {
+                    // SYNC B, as a read of nothing.
+                    let _ = s.cursor.compare_exchange(
+                        cur,
+                        cur + rec.size,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    );
+                    self.expected_cursor
+                        .store(cur + rec.size, Ordering::Relaxed);
+                }
+                Ok(_) => {
+                    self.check_stuck();
+                    return Err(TryReadError::Empty);
+                }
+                Err(what) => return Err(TryReadError::Corrupted(what)),
+            }
+        }
+        Err(TryReadError::Corrupted(
+            "more abandoned records than the ring can hold",
+        ))
+    }
+
+    /// The payload of a record returned by [`Ring::try_hold`], in (up to) two parts.
+    ///
+    /// # Safety
+    ///
+    /// `h` must come from `try_hold` on this attachment and not have been released: the
+    /// cursor then still points at it, so publishers do not reclaim its bytes (SYNC B).
+    pub unsafe fn held_payload(
+        &self,
+        h: &Held,
+    ) -> (std::borrow::Cow<'_, [u8]>, std::borrow::Cow<'_, [u8]>) {
+        // SAFETY: `record` checked `len <= max_payload()`; the caller guarantees the hold.
+        unsafe { self.payload(h.pos, h.len) }
+    }
+
+    /// Moves the cursor past a held record (SYNC B: our reads of it are done).
+    pub fn release_held(&self, h: &Held) {
+        let s = self.slot_at(self.slot);
+        if s.cursor
+            .compare_exchange(h.pos, h.next, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.expected_cursor.store(h.next, Ordering::Relaxed);
+            s.counters.gets.fetch_add(1, Ordering::Relaxed);
+            self.notify(Side::Space);
+        }
     }
 
     /// If publishers moved our cursor (lag policy), the messages we missed; the count may

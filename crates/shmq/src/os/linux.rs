@@ -243,6 +243,9 @@ unsafe impl Backing for ShmSegment {
     fn may_spin(&self) -> bool {
         cpus_available() > 1
     }
+    fn cpus(&self) -> u32 {
+        cpus_available()
+    }
 }
 
 /// CPUs this process may run on (its affinity mask), re-read at most every 100 ms.
