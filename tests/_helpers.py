@@ -376,3 +376,15 @@ def subscriber_hold(name: str, ready: Any) -> None:
     while True:
         time.sleep(3600)
         sub.get_nowait()
+
+
+def side_segments(name: str) -> list[str]:
+    """Side segments (messages larger than the ring) of queue or broadcast ``name``."""
+    return sorted(p.name for p in SHM.glob(f"shmqside-{name}-*"))
+
+
+def consume_large(name: str, n: int, out: str) -> None:
+    """Takes ``n`` messages from queue ``name`` and writes their lengths and checksums."""
+    with shmq.Queue(name, create=False) as q:
+        got = [q.get(timeout=60) for _ in range(n)]
+    Path(out).write_text(" ".join(f"{len(m)}:{zlib.crc32(m)}" for m in got))

@@ -20,7 +20,13 @@ import shmq
 from _helpers import SHM
 
 RUN_PREFIX = f"t{os.getpid()}-"
-_OWN_PREFIXES = (f"{shmq.SEGMENT_PREFIX}{RUN_PREFIX}", f"{shmq.SEGMENT_PREFIX}anon-{os.getpid()}-")
+_OWN_PREFIXES = (
+    f"{shmq.SEGMENT_PREFIX}{RUN_PREFIX}",
+    f"{shmq.SEGMENT_PREFIX}anon-{os.getpid()}-",
+    # Side segments (messages larger than a ring) of those queues.
+    f"shmqside-{RUN_PREFIX}",
+    f"shmqside-anon-{os.getpid()}-",
+)
 
 
 def own_segments() -> set[str]:

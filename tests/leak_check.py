@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 SHM = Path("/dev/shm")
-PATTERNS = ("shmq-t*", "shmq-anon-*")
+PATTERNS = ("shmq-t*", "shmq-anon-*", "shmqside-t*", "shmqside-anon-*")
 
 
 def main() -> int:

@@ -224,6 +224,10 @@ class Queue(_Queue):
     - ``mode``: permission bits of the segment (``0o600``: this user only).
     - ``persistent``: keep the queue when the last process detaches (default: the last
       process to close it, or to die with it attached, removes it).
+    - ``allow_large=True``: messages larger than the ring are not an error: each travels in
+      a shared-memory segment of its own (``/dev/shm/shmqside-<name>-<id>``) referenced from
+      the ring, which the consumer maps and then removes. Any consumer reads them; the
+      setting is the producer's (default ``False``: ``MessageTooLargeError``).
     """
 
     def __new__(
@@ -239,6 +243,7 @@ class Queue(_Queue):
         mode: int = 0o600,
         persistent: bool = False,
         max_processes: int = 128,
+        allow_large: bool = False,
     ) -> Queue:
         if name is None:
             if create is False:
@@ -266,6 +271,7 @@ class Queue(_Queue):
             allow_pickle=bool(allow_pickle),
             persistent=bool(persistent),
             max_processes=max_processes,
+            allow_large=bool(allow_large),
         )
         _live_queues.add(self)
         return self
@@ -283,6 +289,7 @@ class Queue(_Queue):
         mode: int = 0o600,
         persistent: bool = False,
         max_processes: int = 128,
+        allow_large: bool = False,
     ) -> None:
         """Arguments are handled by ``__new__`` (the native object is built there)."""
 
@@ -308,7 +315,7 @@ class Queue(_Queue):
 
     def __reduce__(self) -> tuple[Callable[..., Queue], tuple[Any, ...]]:
         # The handle travels by name: the receiving process attaches to the same queue.
-        return (_reopen, (self.name, self.codec_id, self.allow_pickle))
+        return (_reopen, (self.name, self.codec_id, self.allow_pickle, self.allow_large))
 
     def __repr__(self) -> str:
         if self.closed:
@@ -322,8 +329,8 @@ class Queue(_Queue):
 from ._broadcast import Broadcast, BroadcastStats, Subscriber, SubscriberStats  # noqa: E402
 
 
-def _reopen(name: str, codec: int, allow_pickle: bool) -> Queue:
-    return Queue(name, create=False, codec=codec, allow_pickle=allow_pickle)
+def _reopen(name: str, codec: int, allow_pickle: bool, allow_large: bool = False) -> Queue:
+    return Queue(name, create=False, codec=codec, allow_pickle=allow_pickle, allow_large=allow_large)
 
 
 def list_queues() -> list[str]:
@@ -334,8 +341,9 @@ def list_queues() -> list[str]:
 def gc(init_grace: float = 60.0) -> list[str]:
     """Removes every non-persistent queue whose attached processes are all dead (and
     segments whose creator died before initialising them, after ``init_grace`` seconds).
-    Queues with a live process, and persistent queues, are left alone. Returns the names
-    removed. Never needed for correctness: the last process to leave a queue removes it, and
+    Queues with a live process, and persistent queues, are left alone. Also removes side
+    segments (``shmqside-...``, messages larger than a ring) whose ring no longer exists.
+    Returns the names removed (queue names, and side segments' full names). Never needed for correctness: the last process to leave a queue removes it, and
     dead processes are detached by whoever opens or closes the queue next."""
     return list(_gc(init_grace))
 

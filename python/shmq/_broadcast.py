@@ -67,6 +67,8 @@ class Broadcast(_Publisher):
     - ``policy="lag"``: publishers never wait; a subscriber that fell behind gets
       :class:`shmq.Lagged` (with the number of messages it missed) and then continues with
       the oldest message still in the ring.
+    - ``allow_large=True``: messages larger than the ring travel in side segments (as
+      :class:`shmq.Queue`); each is removed once every subscriber has passed it.
     - Other arguments as :class:`shmq.Queue`. Any number of processes may publish.
     """
 
@@ -83,6 +85,7 @@ class Broadcast(_Publisher):
         mode: int = 0o600,
         persistent: bool = False,
         max_processes: int = 128,
+        allow_large: bool = False,
     ) -> Broadcast:
         from . import DEFAULT_CAPACITY, codec_id, full_name, parse_size
 
@@ -110,6 +113,7 @@ class Broadcast(_Publisher):
             persistent=bool(persistent),
             max_processes=max_processes,
             lag=policy == "lag",
+            allow_large=bool(allow_large),
         )
         _register(self)
         return self
@@ -138,7 +142,7 @@ class Broadcast(_Publisher):
         self.close()
 
     def __reduce__(self) -> tuple[Callable[..., Broadcast], tuple[Any, ...]]:
-        return (_reopen_publisher, (self.name, self.codec_id, self.allow_pickle))
+        return (_reopen_publisher, (self.name, self.codec_id, self.allow_pickle, self.allow_large))
 
     def __repr__(self) -> str:
         if self.closed:
@@ -206,8 +210,8 @@ def _register(handle: Any) -> None:
     _live_queues.add(handle)
 
 
-def _reopen_publisher(name: str, codec: int, allow_pickle: bool) -> Broadcast:
-    return Broadcast(name, create=False, codec=codec, allow_pickle=allow_pickle)
+def _reopen_publisher(name: str, codec: int, allow_pickle: bool, allow_large: bool = False) -> Broadcast:
+    return Broadcast(name, create=False, codec=codec, allow_pickle=allow_pickle, allow_large=allow_large)
 
 
 def _resubscribe(name: str, allow_pickle: bool) -> Subscriber:

@@ -58,6 +58,7 @@ class _Queue:
         allow_pickle: bool = True,
         persistent: bool = False,
         max_processes: int = 128,
+        allow_large: bool = False,
     ) -> Self: ...
     def put(self, obj: Any, block: bool = True, timeout: float | None = None, *, codec: int | None = None) -> None:
         """Puts ``obj``, waiting for space if ``block`` (at most ``timeout`` seconds if given)."""
@@ -107,6 +108,9 @@ class _Queue:
     @property
     def persistent(self) -> bool:
         """Whether the segment outlives its last process."""
+    @property
+    def allow_large(self) -> bool:
+        """Whether this handle sends messages larger than the ring through side segments."""
     def _stats(self) -> _StatsDict: ...
     def _queued_payload(self) -> tuple[int, int]: ...
     def _reattach_after_fork(self) -> None: ...
@@ -147,6 +151,7 @@ class _Publisher:
         persistent: bool = False,
         max_processes: int = 128,
         lag: bool = False,
+        allow_large: bool = False,
     ) -> Self: ...
     def publish(self, obj: Any, block: bool = True, timeout: float | None = None, *, codec: int | None = None) -> None:
         """Publishes ``obj`` to every subscriber."""
@@ -182,6 +187,9 @@ class _Publisher:
     @property
     def persistent(self) -> bool:
         """Whether the segment outlives its last process."""
+    @property
+    def allow_large(self) -> bool:
+        """Whether this handle sends messages larger than the ring through side segments."""
     def _stats(self) -> _BroadcastStatsDict: ...
     def _reattach_after_fork(self) -> None: ...
 

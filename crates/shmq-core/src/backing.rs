@@ -37,6 +37,11 @@ pub unsafe trait Backing {
     fn may_spin(&self) -> bool {
         true
     }
+    /// Removes the side segment a reclaimed record referenced (messages larger than the
+    /// ring; see [`crate::layout::SideDescriptor`]). Called at most once per record by the
+    /// process that reclaimed it, and for every record left when the last process detaches.
+    /// Default: nothing (heap backings have no side segments).
+    fn release_side(&self, _descriptor: &crate::layout::SideDescriptor) {}
     /// CPUs this process may run on; waiters that would spin while more processes than that
     /// are attached yield the CPU between checks instead. Default: unbounded.
     fn cpus(&self) -> u32 {

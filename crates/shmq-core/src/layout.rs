@@ -59,6 +59,48 @@ pub const FLAG_PERSISTENT: u32 = 1;
 /// how many messages they missed. Without it publishers wait for the slowest subscriber.
 pub const FLAG_LAG: u32 = 2;
 
+/// Record flag: the payload is a side-segment descriptor ([`SideDescriptor`]), the message
+/// itself is in its own shared-memory segment (messages larger than the ring).
+pub const RECORD_FLAG_SIDE: u16 = 1;
+
+/// The payload of a record flagged [`RECORD_FLAG_SIDE`]: `magic | len | id`, 24 bytes,
+/// little-endian. The segment's name is derived from the ring's name and `id` by the OS layer
+/// (never taken from shared memory, so a corrupted descriptor cannot name another segment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SideDescriptor {
+    /// Bytes of the message.
+    pub len: u64,
+    /// Random identifier of the side segment.
+    pub id: u64,
+}
+
+/// `b"SHMQSIDE"` read as a little-endian u64.
+pub const SIDE_MAGIC: u64 = u64::from_le_bytes(*b"SHMQSIDE");
+
+impl SideDescriptor {
+    /// Size of an encoded descriptor.
+    pub const SIZE: usize = 24;
+
+    /// The record payload.
+    pub fn encode(&self) -> [u8; Self::SIZE] {
+        let mut out = [0u8; Self::SIZE];
+        out[..8].copy_from_slice(&SIDE_MAGIC.to_le_bytes());
+        out[8..16].copy_from_slice(&self.len.to_le_bytes());
+        out[16..].copy_from_slice(&self.id.to_le_bytes());
+        out
+    }
+
+    /// Parses a record payload; `None` if it is not a descriptor (corrupted).
+    pub fn decode(payload: &[u8]) -> Option<Self> {
+        let bytes: &[u8; Self::SIZE] = payload.try_into().ok()?;
+        let word = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+        (word(0) == SIDE_MAGIC).then(|| Self {
+            len: word(8),
+            id: word(16),
+        })
+    }
+}
+
 /// `Slot::cursor` of a slot whose holder is not a subscriber.
 pub const NO_CURSOR: u64 = u64::MAX;
 

@@ -233,11 +233,6 @@ fn apply(w: &World, s: &Scribble) {
         Scribble::Control { field, v } => {
             let (o, width) = control_field(*field);
             let v = v.resolve(tail);
-            if cfg!(debug_assertions) && *field <= 1 && v > u64::MAX - (1 << 20) {
-                // Known overflows in debug builds (see `known_bug_*` below): `tail` or
-                // `release` this close to `u64::MAX` only in release builds (wrapping).
-                return;
-            }
             poke(b, o, &v.to_le_bytes()[..width]);
         }
         Scribble::SlotState { slot: i, v } => poke(
@@ -660,13 +655,12 @@ fn set_positions(w: &World, tail: u64, release: u64) {
     );
 }
 
-/// `Ring::reserve` (ring/mod.rs, queues too) computes `tail + total` after checking only
+/// Regression (found by the fuzz property): `Ring::reserve` (ring/mod.rs, queues too) computed `tail + total` after checking only
 /// `tail - release <= capacity`: with both near `u64::MAX` it overflows (debug: panic;
 /// release: `tail` wraps to a small value and every later send reports "release is ahead of
 /// tail"). Fix: refuse a `tail` with `tail.checked_add(total) == None` as `Corrupted`.
 #[test]
-#[ignore = "known bug: `tail + total` overflows in Ring::reserve"]
-fn known_bug_reserve_overflows_on_a_tail_near_u64_max() {
+fn reserve_refuses_a_tail_near_u64_max() {
     for flags in [0, FLAG_LAG] {
         let w = world(flags, 1);
         let tail = u64::MAX - 15; // a multiple of 16
@@ -677,26 +671,24 @@ fn known_bug_reserve_overflows_on_a_tail_near_u64_max() {
     }
 }
 
-/// `Ring::space_ready` (ring/mod.rs, behind `is_full` and blocking sends, queues too)
-/// computes `tail.saturating_sub(release) + total`: with `tail - release` near `u64::MAX` it
+/// Regression: `Ring::space_ready` (ring/mod.rs, behind `is_full` and blocking sends, queues
+/// too) computed `tail.saturating_sub(release) + total`: with `tail - release` near `u64::MAX` it
 /// overflows (debug: panic; release: wraps, so `is_full()` says there is room although every
 /// send fails as `Corrupted`). Fix: `saturating_add(total)`.
 #[test]
-#[ignore = "known bug: overflow in Ring::space_ready"]
-fn known_bug_is_full_overflows_on_a_tail_near_u64_max() {
+fn is_full_does_not_overflow_on_a_tail_near_u64_max() {
     let w = world(0, 1);
     set_positions(&w, u64::MAX, 0);
     assert!(w.publisher.try_send(Message::raw(b"x")).is_err());
     assert!(w.publisher.is_full(), "no send can succeed");
 }
 
-/// Lag policy: `advance_release_broadcast` (ring/broadcast.rs) computes `t0 + total` and
+/// Regression, lag policy: `advance_release_broadcast` (ring/broadcast.rs) computed `t0 + total` and
 /// `r + capacity / 16` unchecked: with `tail` near `u64::MAX` and a full ring they overflow
 /// (debug: panic; release: `want` wraps, the walk stops at once and the send reports `Full`,
 /// which is harmless). Fix: `saturating_add` in both.
 #[test]
-#[ignore = "known bug: overflow in advance_release_broadcast (lag policy)"]
-fn known_bug_lag_reclaim_overflows_on_a_tail_near_u64_max() {
+fn lag_reclaim_does_not_overflow_on_a_tail_near_u64_max() {
     let w = world(FLAG_LAG, 1);
     // Full (reclaim runs before the reservation's own `tail + total`).
     let tail = u64::MAX - 15;

@@ -2,8 +2,8 @@
 //! `shmq.Broadcast` and `shmq.Subscriber`).
 
 use super::{
-    deadline_of, error, open_error, shmq_record_size, to_bytes, Attachment, Codecs, Payload,
-    RawMessage, Stash, COPY_WITHOUT_GIL, SLICE,
+    deadline_of, error, open_error, shmq_record_size, stored_len, to_bytes, Attachment, Codecs,
+    Payload, RawMessage, Stash, COPY_WITHOUT_GIL, SLICE,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -20,7 +20,7 @@ fn send_error(py: Python<'_>, name: &str, e: TrySendError) -> PyErr {
             "MessageTooLargeError",
             format!(
                 "message of {size} bytes can never fit in broadcast {name:?} (at most {max} \
-                 bytes; create it with a larger capacity)"
+                 bytes; create it with a larger capacity, or pass allow_large=True)"
             ),
         ),
         TrySendError::Corrupted(w) => error(
@@ -29,6 +29,7 @@ fn send_error(py: Python<'_>, name: &str, e: TrySendError) -> PyErr {
             format!("broadcast {name:?}: {w}"),
         ),
         TrySendError::Full => error(py, "Full", "broadcast is full"),
+        e @ TrySendError::SideSegment => error(py, "ShmqError", format!("broadcast {name:?}: {e}")),
     }
 }
 
@@ -70,7 +71,7 @@ impl PyPublisher {
         deadline: Option<Instant>,
     ) -> PyResult<()> {
         let b = self.att.get(py)?;
-        let msgs: Vec<Message<'_>> = payloads
+        let originals: Vec<Message<'_>> = payloads
             .iter()
             .map(|(codec, p)| Message {
                 codec: *codec,
@@ -78,7 +79,11 @@ impl PyPublisher {
                 payload: p.as_slice(),
             })
             .collect();
-        let big = msgs.iter().map(|m| m.payload.len()).sum::<usize>() >= COPY_WITHOUT_GIL;
+        let big = originals.iter().map(|m| m.payload.len()).sum::<usize>() >= COPY_WITHOUT_GIL;
+        let staged = py
+            .detach(|| b.stage_large(&originals))
+            .map_err(|e| send_error(py, b.name(), e))?;
+        let msgs = staged.messages(&originals);
         let attempt = || -> PyResult<Option<()>> {
             let r = if big {
                 py.detach(|| b.try_send_many(&msgs))
@@ -96,7 +101,10 @@ impl PyPublisher {
                 .map_err(|e| Python::attach(|py| send_error(py, b.name(), e)))
         };
         match self.att.blocking(py, deadline, attempt, wait)? {
-            Some(()) => Ok(()),
+            Some(()) => {
+                staged.keep();
+                Ok(())
+            }
             None => Err(error(
                 py,
                 "Full",
@@ -110,7 +118,7 @@ impl PyPublisher {
 impl PyPublisher {
     #[new]
     #[pyo3(signature = (name, *, capacity, create=None, mode=0o600, codec=1, allow_pickle=true,
-                        persistent=false, max_processes=128, lag=false))]
+                        persistent=false, max_processes=128, lag=false, allow_large=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -123,6 +131,7 @@ impl PyPublisher {
         persistent: bool,
         max_processes: u32,
         lag: bool,
+        allow_large: bool,
     ) -> PyResult<Self> {
         let codec = u16::try_from(codec)
             .map_err(|_| PyValueError::new_err(format!("codec id {codec} is out of range")))?;
@@ -131,7 +140,8 @@ impl PyPublisher {
             .mode(mode)
             .persistent(persistent)
             .max_processes(max_processes)
-            .lag(lag);
+            .lag(lag)
+            .allow_large(allow_large);
         let publisher = py
             .detach(|| match create {
                 Some(true) => b.create(),
@@ -181,7 +191,7 @@ impl PyPublisher {
         for obj in objs.try_iter()? {
             let p = self.codecs.encode(obj?, codec)?;
             let len = p.as_slice().len() as u64;
-            if len > b.max_message_size() {
+            if len > b.max_message_size() && !b.allows_large() {
                 let max = b.max_message_size();
                 let e = TrySendError::TooLarge { size: len, max };
                 return Err(send_error(py, b.name(), e));
@@ -194,7 +204,10 @@ impl PyPublisher {
             let mut end = start;
             let mut bytes = 0u64;
             while end < payloads.len() {
-                let size = shmq_record_size(payloads[end].1.as_slice().len());
+                let size = shmq_record_size(stored_len(
+                    payloads[end].1.as_slice().len(),
+                    b.max_message_size(),
+                ));
                 if end > start && bytes + size > budget {
                     break;
                 }
@@ -270,6 +283,12 @@ impl PyPublisher {
     #[getter]
     fn persistent(&self, py: Python<'_>) -> PyResult<bool> {
         Ok(self.att.get(py)?.is_persistent())
+    }
+
+    /// Whether this handle publishes messages larger than the ring through side segments.
+    #[getter]
+    fn allow_large(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.att.get(py)?.allows_large())
     }
 
     /// Counters as a dict, with a list of subscriber dicts.
@@ -420,6 +439,20 @@ impl PySubscriber {
         // SAFETY: `h` is held (not released) until the end of this function or, for a lent
         // view, until the next read of this subscription.
         let (first, second) = unsafe { sub.held_payload(&h) };
+        if h.flags & shmq::RECORD_FLAG_SIDE != 0 {
+            // A message larger than the ring: copied out of its side segment.
+            let mut desc = first.to_vec();
+            desc.extend_from_slice(second);
+            // Mapped before the release: once every cursor has passed the record, a publisher
+            // may remove the segment's name (the mapping stays valid).
+            let side = sub.open_side_raw(h.flags, &desc);
+            sub.release_held(&h);
+            let side = side
+                .map_err(|w| read_error(py, sub.name(), TryReadError::Corrupted(w)))?
+                .expect("flagged as a side record");
+            let raw = pyo3::types::PyBytes::new(py, side.bytes());
+            return self.codecs.decode(raw, h.codec).map(Some);
+        }
         let contiguous = second.is_empty();
         let view = |data: &[u8]| {
             Bound::new(
@@ -479,11 +512,21 @@ impl PySubscriber {
             let r = {
                 let _turn = self.reading.lock().unwrap_or_else(|p| p.into_inner());
                 sub.try_recv_many_with(max, |d| match d {
-                    Delivery::Message(m) => match to_bytes(py, &m) {
-                        Ok(b) => out.push((m.codec, b)),
-                        Err(e) => alloc_err = Some(e),
-                    },
-                    Delivery::Discard => out.clear(),
+                    Delivery::Message(m) => {
+                        let b = match sub.open_side(&m) {
+                            Ok(None) => to_bytes(py, &m),
+                            Ok(Some(side)) => Ok(pyo3::types::PyBytes::new(py, side.bytes())),
+                            Err(w) => Err(read_error(py, sub.name(), TryReadError::Corrupted(w))),
+                        };
+                        match b {
+                            Ok(b) => out.push((m.codec, b)),
+                            Err(e) => alloc_err = Some(e),
+                        }
+                    }
+                    Delivery::Discard => {
+                        out.clear();
+                        alloc_err = None; // what failed may have been overwritten: moot
+                    }
                 })
             };
             match r {

@@ -424,6 +424,27 @@ impl Stash {
 
 /// A message's payload as a new `bytes` object: one copy out of the ring (`new_with` would
 /// zero-fill the buffer first, so it is used only when the payload wraps around the ring).
+/// A message's payload as `bytes`, read from its side segment when it has one (then removed
+/// if `take`: a queue's consumer owns the message).
+fn message_bytes<'py>(
+    py: Python<'py>,
+    q: &shmq::Queue,
+    m: &shmq::RecordView<'_>,
+    take: bool,
+) -> PyResult<Bound<'py, PyBytes>> {
+    match q.open_side(m) {
+        Ok(None) => to_bytes(py, m),
+        Ok(Some(side)) => {
+            let b = PyBytes::new(py, side.bytes());
+            if take {
+                q.remove_side(&side);
+            }
+            Ok(b)
+        }
+        Err(w) => Err(recv_error(py, q, w)),
+    }
+}
+
 fn to_bytes<'py>(py: Python<'py>, m: &shmq::RecordView<'_>) -> PyResult<Bound<'py, PyBytes>> {
     match m.parts() {
         (whole, []) => Ok(PyBytes::new(py, whole)),
@@ -642,7 +663,7 @@ impl PyQueue {
         deadline: Option<Instant>,
     ) -> PyResult<()> {
         let q = self.queue(py)?;
-        let msgs: Vec<Message<'_>> = payloads
+        let originals: Vec<Message<'_>> = payloads
             .iter()
             .map(|(codec, p)| Message {
                 codec: *codec,
@@ -650,7 +671,12 @@ impl PyQueue {
                 payload: p.as_slice(),
             })
             .collect();
-        let big = msgs.iter().map(|m| m.payload.len()).sum::<usize>() >= COPY_WITHOUT_GIL;
+        let big = originals.iter().map(|m| m.payload.len()).sum::<usize>() >= COPY_WITHOUT_GIL;
+        // Messages larger than the ring go to side segments once, before any waiting.
+        let staged = py
+            .detach(|| q.stage_large(&originals))
+            .map_err(|e| send_error(py, &q, e))?;
+        let msgs = staged.messages(&originals);
         let attempt = || -> PyResult<Option<()>> {
             let r = if big {
                 py.detach(|| q.try_send_many(&msgs))
@@ -668,7 +694,10 @@ impl PyQueue {
                 .map_err(|e| Python::attach(|py| send_error(py, &q, e)))
         };
         match self.att.blocking(py, deadline, attempt, wait)? {
-            Some(()) => Ok(()),
+            Some(()) => {
+                staged.keep();
+                Ok(())
+            }
             None => Err(error(py, "Full", "queue is full")),
         }
     }
@@ -681,7 +710,7 @@ fn send_error(py: Python<'_>, q: &shmq::Queue, e: TrySendError) -> PyErr {
             "MessageTooLargeError",
             format!(
                 "message of {size} bytes can never fit in queue {:?} (at most {max} bytes; \
-                 create it with a larger capacity)",
+                 create it with a larger capacity, or pass allow_large=True)",
                 q.name()
             ),
         ),
@@ -691,6 +720,9 @@ fn send_error(py: Python<'_>, q: &shmq::Queue, e: TrySendError) -> PyErr {
             format!("queue {:?}: {w}", q.name()),
         ),
         TrySendError::Full => error(py, "Full", "queue is full"),
+        e @ TrySendError::SideSegment => {
+            error(py, "ShmqError", format!("queue {:?}: {e}", q.name()))
+        }
     }
 }
 
@@ -706,7 +738,7 @@ fn recv_error(py: Python<'_>, q: &shmq::Queue, what: &str) -> PyErr {
 impl PyQueue {
     #[new]
     #[pyo3(signature = (name, *, capacity, maxsize=0, create=None, mode=0o600, codec=1,
-                        allow_pickle=true, persistent=false, max_processes=128))]
+                        allow_pickle=true, persistent=false, max_processes=128, allow_large=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -719,6 +751,7 @@ impl PyQueue {
         allow_pickle: bool,
         persistent: bool,
         max_processes: u32,
+        allow_large: bool,
     ) -> PyResult<Self> {
         let codec = u16::try_from(codec)
             .map_err(|_| PyValueError::new_err(format!("codec id {codec} is out of range")))?;
@@ -727,7 +760,8 @@ impl PyQueue {
             .maxsize(maxsize)
             .mode(mode)
             .persistent(persistent)
-            .max_processes(max_processes);
+            .max_processes(max_processes)
+            .allow_large(allow_large);
         let q = py
             .detach(|| match create {
                 Some(true) => b.create(),
@@ -786,7 +820,7 @@ impl PyQueue {
         for obj in objs.try_iter()? {
             let p = self.codecs.encode(obj?, codec)?;
             let len = p.as_slice().len() as u64;
-            if len > q.max_message_size() {
+            if len > q.max_message_size() && !q.allows_large() {
                 let max = q.max_message_size();
                 return Err(send_error(
                     py,
@@ -803,7 +837,10 @@ impl PyQueue {
             let mut end = start;
             let mut bytes = 0u64;
             while end < payloads.len() && (most == 0 || ((end - start) as u64) < most) {
-                let size = shmq_record_size(payloads[end].1.as_slice().len());
+                let size = shmq_record_size(stored_len(
+                    payloads[end].1.as_slice().len(),
+                    q.max_message_size(),
+                ));
                 if end > start && bytes + size > budget {
                     break;
                 }
@@ -834,7 +871,7 @@ impl PyQueue {
         let attempt = || -> PyResult<Option<RawMessage<'py>>> {
             let mut alloc_err = None;
             let r = q.try_recv_with(|m| {
-                let b = to_bytes(py, &m);
+                let b = message_bytes(py, &q, &m, true);
                 (m.codec, b.map_err(|e| alloc_err = Some(e)).ok())
             });
             match r {
@@ -879,7 +916,7 @@ impl PyQueue {
         let attempt = || -> PyResult<Option<Vec<RawMessage<'py>>>> {
             let mut out = Vec::new();
             let mut alloc_err = None;
-            let r = q.try_recv_many_with(max_messages, |m| match to_bytes(py, &m) {
+            let r = q.try_recv_many_with(max_messages, |m| match message_bytes(py, &q, &m, true) {
                 Ok(b) => out.push((m.codec, b)),
                 Err(e) => alloc_err = Some(e),
             });
@@ -975,6 +1012,12 @@ impl PyQueue {
         Ok(self.queue(py)?.is_persistent())
     }
 
+    /// Whether this handle puts messages larger than the ring through side segments.
+    #[getter]
+    fn allow_large(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.queue(py)?.allows_large())
+    }
+
     /// Counters and occupancy as a dict.
     fn _stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.queue(py)?.stats();
@@ -1006,6 +1049,16 @@ impl PyQueue {
     fn _reattach_after_fork(&self) {
         self.att.inherit_after_fork();
         self.stash.clear_after_fork();
+    }
+}
+
+/// Bytes a payload of `len` takes in a ring whose largest message is `max`: a side-segment
+/// descriptor when it is larger.
+fn stored_len(len: usize, max: u64) -> usize {
+    if len as u64 > max {
+        shmq::SIDE_DESCRIPTOR_SIZE
+    } else {
+        len
     }
 }
 

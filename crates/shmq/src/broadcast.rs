@@ -83,6 +83,12 @@ impl BroadcastBuilder {
         self.inner.lag = yes;
         self
     }
+    /// Let this handle publish messages larger than the ring, through side segments (see
+    /// [`QueueBuilder::allow_large`]); they are removed once every subscriber passed them.
+    pub fn allow_large(mut self, yes: bool) -> Self {
+        self.inner = self.inner.allow_large(yes);
+        self
+    }
     /// Creates the broadcast; fails if the name exists.
     pub fn create(self) -> Result<Broadcast, OpenError> {
         self.inner.create().map(|inner| Broadcast { inner })
@@ -164,6 +170,14 @@ impl Broadcast {
         deadline: Option<Instant>,
     ) -> Result<(), SendError> {
         self.inner.send_message(msg, deadline)
+    }
+    /// See [`Queue::stage_large`].
+    pub fn stage_large(&self, msgs: &[Message<'_>]) -> Result<crate::Staged, TrySendError> {
+        self.inner.stage_large(msgs)
+    }
+    /// Whether this handle publishes messages larger than the ring through side segments.
+    pub fn allows_large(&self) -> bool {
+        self.inner.allows_large()
     }
     /// Publishes every message of `msgs`, contiguously and in order, or none.
     pub fn try_send_many(&self, msgs: &[Message<'_>]) -> Result<(), TrySendError> {
@@ -265,10 +279,14 @@ impl Subscriber {
     pub fn try_recv(&self) -> Result<Vec<u8>, TryReadError> {
         let mut out = None;
         self.try_recv_many_with(1, |d| match d {
-            Delivery::Message(v) => out = Some(v.to_vec()),
+            Delivery::Message(v) => {
+                let mut buf = Vec::new();
+                out = Some(self.inner.extend_payload(&v, &mut buf).map(|()| buf));
+            }
             Delivery::Discard => out = None,
         })?;
-        Ok(out.expect("one message read"))
+        out.expect("one message read")
+            .map_err(TryReadError::Corrupted)
     }
     /// Receives the next message, waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Vec<u8>, ReadTimeoutError> {
@@ -284,13 +302,18 @@ impl Subscriber {
     ) -> Result<u16, ReadTimeoutError> {
         buf.clear();
         let mut codec = 0;
+        let mut side = Ok(());
         self.read_many_deadline(1, deadline, None, |d| match d {
             Delivery::Message(v) => {
                 codec = v.codec;
-                v.extend_into(buf);
+                side = self.inner.extend_payload(&v, buf);
             }
-            Delivery::Discard => buf.clear(),
+            Delivery::Discard => {
+                buf.clear();
+                side = Ok(());
+            }
         })?;
+        side.map_err(ReadTimeoutError::Corrupted)?;
         Ok(codec)
     }
     /// Reads up to `max` ready messages, handing each to `f`; `f` may receive
@@ -314,6 +337,21 @@ impl Subscriber {
         self.inner
             .ring()
             .read_many_deadline(max, deadline, slice, f)
+    }
+    /// If `m` references a side segment (a message larger than the ring), maps it.
+    pub fn open_side(
+        &self,
+        m: &shmq_core::RecordView<'_>,
+    ) -> Result<Option<crate::SideMessage>, &'static str> {
+        self.inner.open_side(m)
+    }
+    /// As [`Subscriber::open_side`], from a record's flags and payload.
+    pub fn open_side_raw(
+        &self,
+        flags: u16,
+        payload: &[u8],
+    ) -> Result<Option<crate::SideMessage>, &'static str> {
+        self.inner.open_side_raw(flags, payload)
     }
     /// Finds the next message and holds it in place (zero-copy): publishers cannot reclaim
     /// it until [`Subscriber::release_held`]. Block policy only (`Corrupted` with the lag

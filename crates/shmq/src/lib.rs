@@ -56,6 +56,11 @@ use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
 
+pub use shmq_core::layout::RECORD_FLAG_SIDE;
+
+/// Bytes a message larger than the ring takes in it: its side-segment descriptor.
+pub const SIDE_DESCRIPTOR_SIZE: usize = shmq_core::layout::SideDescriptor::SIZE;
+
 /// Codec id of raw bytes (no serialisation): what Rust sends by default, and what Python
 /// receives as `bytes`.
 pub const CODEC_RAW: u16 = 0;
@@ -171,6 +176,9 @@ pub enum SendError {
     },
     /// The shared state is inconsistent.
     Corrupted(&'static str),
+    /// A message larger than the ring could not be put in a side segment (see
+    /// [`QueueBuilder::allow_large`]).
+    SideSegment,
 }
 
 impl fmt::Display for SendError {
@@ -180,6 +188,7 @@ impl fmt::Display for SendError {
                 write!(f, "message of {size} bytes can never fit (at most {max})")
             }
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
+            Self::SideSegment => write!(f, "{}", TrySendError::SideSegment),
         }
     }
 }
@@ -246,9 +255,19 @@ pub struct QueueBuilder {
     persistent: bool,
     kind: u32,
     lag: bool,
+    allow_large: bool,
 }
 
 impl QueueBuilder {
+    /// Let this handle send messages larger than the ring (default `false`: they are
+    /// refused with `TooLarge`). Such a message travels in a shared-memory segment of its own
+    /// (`/dev/shm/shmqside-<name>-<id>`) referenced from the ring; receivers map it, and it
+    /// is removed once the message is consumed (or reclaimed, or the queue is removed).
+    /// Receiving needs no setting.
+    pub fn allow_large(mut self, yes: bool) -> Self {
+        self.allow_large = yes;
+        self
+    }
     /// Ring size in bytes (rounded up to a multiple of 4096; at least 4096). Ignored when
     /// opening an existing queue.
     pub fn capacity(mut self, bytes: u64) -> Self {
@@ -344,6 +363,7 @@ impl QueueBuilder {
                         return Ok(Queue {
                             ring: Some(ring),
                             name: self.name,
+                            allow_large: self.allow_large,
                         });
                     }
                     Err(e)
@@ -362,6 +382,7 @@ impl QueueBuilder {
                         drop(Queue {
                             ring: Some(ring),
                             name: self.name.clone(),
+                            allow_large: false,
                         });
                         return Err(OpenError::WrongKind {
                             name: self.name,
@@ -372,6 +393,7 @@ impl QueueBuilder {
                         return Ok(Queue {
                             ring: Some(ring),
                             name: self.name,
+                            allow_large: self.allow_large,
                         })
                     }
                     // Being created or being removed: try again shortly.
@@ -416,6 +438,59 @@ impl QueueBuilder {
     }
 }
 
+/// Side segments made for a send (see [`Queue::stage_large`]): removed on drop unless kept.
+#[derive(Debug, Default)]
+pub struct Staged {
+    /// (index in the batch, encoded descriptor)
+    sides: Vec<(usize, [u8; shmq_core::layout::SideDescriptor::SIZE])>,
+    names: Vec<String>,
+}
+
+impl Staged {
+    /// The batch to send: `msgs` with every staged message replaced by its descriptor.
+    pub fn messages<'a>(&'a self, msgs: &[Message<'a>]) -> Vec<Message<'a>> {
+        let mut out = msgs.to_vec();
+        for (i, d) in &self.sides {
+            out[*i] = Message {
+                codec: msgs[*i].codec,
+                flags: msgs[*i].flags | shmq_core::layout::RECORD_FLAG_SIDE,
+                payload: d,
+            };
+        }
+        out
+    }
+    /// Whether nothing was staged.
+    pub fn is_empty(&self) -> bool {
+        self.sides.is_empty()
+    }
+    /// The batch was sent: its segments now belong to the queue.
+    pub fn keep(mut self) {
+        self.names.clear();
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = ShmSegment::unlink(name);
+        }
+    }
+}
+
+/// A message larger than the ring, mapped from its side segment.
+#[derive(Debug)]
+pub struct SideMessage {
+    seg: ShmSegment,
+    id: u64,
+}
+
+impl SideMessage {
+    /// The message.
+    pub fn bytes(&self) -> &[u8] {
+        self.seg.bytes()
+    }
+}
+
 fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -428,6 +503,8 @@ fn now_ns() -> u64 {
 pub struct Queue {
     ring: Option<Ring<ShmSegment>>,
     name: String,
+    /// Messages larger than the ring travel in side segments (see [`QueueBuilder::allow_large`]).
+    allow_large: bool,
 }
 
 impl fmt::Debug for Queue {
@@ -450,6 +527,7 @@ impl Queue {
             persistent: false,
             kind: shmq_core::layout::KIND_QUEUE,
             lag: false,
+            allow_large: false,
         }
     }
     /// Creates queue `name` with a ring of `capacity` bytes.
@@ -496,7 +574,7 @@ impl Queue {
     }
     /// Sends `msg` if it fits now.
     pub fn try_send(&self, msg: &[u8]) -> Result<(), TrySendError> {
-        self.ring().try_send(Message::raw(msg))
+        self.try_send_many(&[Message::raw(msg)])
     }
     /// Sends `msg`, waiting for space at most `timeout`.
     pub fn send_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), SendTimeoutError> {
@@ -512,12 +590,16 @@ impl Queue {
             Ok(()) => Ok(()),
             Err(SendTimeoutError::TooLarge { size, max }) => Err(SendError::TooLarge { size, max }),
             Err(SendTimeoutError::Corrupted(w)) => Err(SendError::Corrupted(w)),
+            Err(SendTimeoutError::SideSegment) => Err(SendError::SideSegment),
             Err(SendTimeoutError::Timeout) => unreachable!("no deadline"),
         }
     }
     /// Sends every message of `msgs`, contiguously and in order, or none of them.
     pub fn try_send_many(&self, msgs: &[Message<'_>]) -> Result<(), TrySendError> {
-        self.ring().try_send_many(msgs)
+        let staged = self.stage_large(msgs)?;
+        self.ring().try_send_many(&staged.messages(msgs))?;
+        staged.keep();
+        Ok(())
     }
     /// Sends every message of `msgs` or none, waiting until `deadline` (forever if `None`).
     /// With `slice`, gives up with `Timeout` after at most that long (to let a caller check
@@ -528,7 +610,91 @@ impl Queue {
         deadline: Option<Instant>,
         slice: Option<Duration>,
     ) -> Result<(), SendTimeoutError> {
-        self.ring().send_many_deadline(msgs, deadline, slice)
+        let staged = self.stage_large(msgs)?;
+        self.ring()
+            .send_many_deadline(&staged.messages(msgs), deadline, slice)?;
+        staged.keep();
+        Ok(())
+    }
+
+    /// Whether this handle sends messages larger than the ring through side segments.
+    pub fn allows_large(&self) -> bool {
+        self.allow_large
+    }
+
+    /// Puts every message of `msgs` larger than the ring into a side segment of its own
+    /// (when [`QueueBuilder::allow_large`] was set; otherwise they stay and the send refuses
+    /// them). Send [`Staged::messages`], then call [`Staged::keep`]; dropping a `Staged`
+    /// without `keep` removes its segments.
+    pub fn stage_large(&self, msgs: &[Message<'_>]) -> Result<Staged, TrySendError> {
+        let max = self.max_message_size();
+        let mut staged = Staged::default();
+        if !self.allow_large || msgs.iter().all(|m| m.payload.len() as u64 <= max) {
+            return Ok(staged);
+        }
+        let seg = self.ring().backing();
+        for (i, m) in msgs.iter().enumerate() {
+            if m.payload.len() as u64 <= max {
+                continue;
+            }
+            let id = os::random_u64();
+            seg.side_create(id, m.payload)
+                .map_err(|_| TrySendError::SideSegment)?;
+            staged.names.push(seg.side_name(id));
+            let d = shmq_core::layout::SideDescriptor {
+                len: m.payload.len() as u64,
+                id,
+            };
+            staged.sides.push((i, d.encode()));
+        }
+        Ok(staged)
+    }
+
+    /// If `m` references a side segment, maps it; `Ok(None)` for an ordinary record.
+    pub fn open_side(&self, m: &RecordView<'_>) -> Result<Option<SideMessage>, &'static str> {
+        if m.flags & shmq_core::layout::RECORD_FLAG_SIDE == 0 {
+            return Ok(None);
+        }
+        self.open_side_raw(m.flags, &m.to_vec())
+    }
+
+    /// As [`Queue::open_side`], from a record's flags and payload.
+    pub fn open_side_raw(
+        &self,
+        flags: u16,
+        payload: &[u8],
+    ) -> Result<Option<SideMessage>, &'static str> {
+        if flags & shmq_core::layout::RECORD_FLAG_SIDE == 0 {
+            return Ok(None);
+        }
+        let d = shmq_core::layout::SideDescriptor::decode(payload)
+            .ok_or("a record flagged as a side-segment reference holds no descriptor")?;
+        self.ring()
+            .backing()
+            .side_open(d.id, d.len)
+            .map(|seg| Some(SideMessage { seg, id: d.id }))
+            .map_err(|_| "the side segment of a large message is missing or has the wrong size")
+    }
+
+    /// The payload of `m` appended to `out`, from its side segment if it has one (which a
+    /// queue's consumer then removes: the message is its alone).
+    fn extend_payload(&self, m: &RecordView<'_>, out: &mut Vec<u8>) -> Result<(), &'static str> {
+        match self.open_side(m)? {
+            None => m.extend_into(out),
+            Some(side) => {
+                out.extend_from_slice(side.bytes());
+                if !self.ring().is_broadcast() {
+                    self.remove_side(&side);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a side segment whose message was taken (queues; broadcast rings remove them
+    /// when they reclaim the record).
+    pub fn remove_side(&self, side: &SideMessage) {
+        let _ = ShmSegment::unlink(&self.ring().backing().side_name(side.id));
     }
 
     /// Receives a message (any codec), waiting as long as needed.
@@ -542,7 +708,11 @@ impl Queue {
     }
     /// Receives a message if one is ready.
     pub fn try_recv(&self) -> Result<Vec<u8>, TryRecvError> {
-        self.ring().try_recv_with(|m| m.to_vec())
+        let mut v = Vec::new();
+        self.ring()
+            .try_recv_with(|m| self.extend_payload(&m, &mut v))?
+            .map_err(TryRecvError::Corrupted)?;
+        Ok(v)
     }
     /// Receives a message, waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Vec<u8>, RecvTimeoutError> {
@@ -566,16 +736,26 @@ impl Queue {
     ) -> Result<u16, RecvTimeoutError> {
         buf.clear();
         let mut codec = 0;
+        let mut side = Ok(());
         self.recv_many_deadline(1, deadline, None, |m| {
             codec = m.codec;
-            m.extend_into(buf);
+            side = self.extend_payload(&m, buf);
         })?;
+        side.map_err(RecvTimeoutError::Corrupted)?;
         Ok(codec)
     }
     /// Receives up to `max` ready messages into `out` (appended); returns how many.
     pub fn try_recv_many(&self, max: usize, out: &mut Vec<Vec<u8>>) -> Result<usize, TryRecvError> {
-        self.ring()
-            .try_recv_many_with(max, |m| out.push(m.to_vec()))
+        let mut side = Ok(());
+        let n = self.ring().try_recv_many_with(max, |m| {
+            let mut v = Vec::new();
+            if let Err(e) = self.extend_payload(&m, &mut v) {
+                side = Err(e);
+            }
+            out.push(v);
+        })?;
+        side.map_err(TryRecvError::Corrupted)?;
+        Ok(n)
     }
     /// Receives up to `max` messages, handing each to `f` while it is still in the ring
     /// (zero-copy); waits for the first until `deadline`; `slice` as in
@@ -665,6 +845,7 @@ impl Queue {
         Ok(Queue {
             ring: Some(ring),
             name,
+            allow_large: self.allow_large,
         })
     }
 
@@ -731,7 +912,8 @@ impl Drop for Queue {
 /// reaps the dead, detaches, and the last one out removes the segment), and segments whose
 /// creator died before initialising them (after `init_grace`). Leaves everything else alone:
 /// queues with a live process, persistent queues, segments of other layout versions.
-/// Returns the names removed.
+/// Also removes side segments (`shmqside-...`) whose ring no longer exists. Returns the names
+/// removed (queue names, and side segments' full names).
 pub fn gc(init_grace: Duration) -> io::Result<Vec<String>> {
     let mut removed = Vec::new();
     for name in list_queues()? {
@@ -755,6 +937,20 @@ pub fn gc(init_grace: Duration) -> io::Result<Vec<String>> {
             },
             Ok(None) => {} // being created
             Err(_) => {}   // gone, or not ours to open
+        }
+    }
+    // Side segments whose ring is gone (its last process died before removing them).
+    for side in os::list_segments(os::SIDE_PREFIX)? {
+        let ring = side[os::SIDE_PREFIX.len()..]
+            .rsplit_once('-')
+            .map(|(ring, _)| ring.to_owned());
+        if let Some(ring) = ring {
+            let alive = std::path::Path::new("/dev/shm")
+                .join(segment_name(&ring))
+                .exists();
+            if !alive && ShmSegment::unlink(&side).is_ok() {
+                removed.push(side);
+            }
         }
     }
     Ok(removed)

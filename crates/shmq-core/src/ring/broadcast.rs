@@ -169,9 +169,9 @@ impl<B: Backing> Ring<B> {
             }
             let want = if lag {
                 // Free what this send needs, at least a chunk; never more than is published.
-                (t0 + total)
+                t0.saturating_add(total)
                     .saturating_sub(cap)
-                    .max(r + cap / LAG_CHUNK_DIVISOR)
+                    .max(r.saturating_add(cap / LAG_CHUNK_DIVISOR))
                     .min(t0)
             } else {
                 self.slowest_cursor(r, t0)
@@ -179,10 +179,16 @@ impl<B: Backing> Ring<B> {
             // Walk whole published records from `r` towards `want`.
             let mut end = r;
             let mut before = r;
+            let mut sides = Vec::new();
+            let mut sides_before = 0;
             while end < want {
                 match self.record(end, t0) {
                     Ok(Some(rec)) if rec.state == COMMITTED || rec.state == ABANDONED => {
                         before = end;
+                        sides_before = sides.len();
+                        if rec.state == COMMITTED {
+                            self.note_side(end, &rec, &mut sides);
+                        }
                         end += rec.size;
                     }
                     Ok(_) => break, // in flight: its producer is still writing it
@@ -196,6 +202,7 @@ impl<B: Backing> Ring<B> {
             }
             if !lag && end > want {
                 end = before; // a cursor inside a record is garbage: never pass it
+                sides.truncate(sides_before);
             }
             if end == r {
                 return Ok(moved);
@@ -209,7 +216,12 @@ impl<B: Backing> Ring<B> {
                 .release
                 .compare_exchange(r, end, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Ok(true),
+                Ok(_) => {
+                    for d in &sides {
+                        self.b.release_side(d);
+                    }
+                    return Ok(true);
+                }
                 Err(x) => {
                     moved |= x > r;
                     r = x;

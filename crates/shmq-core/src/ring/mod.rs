@@ -124,6 +124,9 @@ pub enum TrySendError {
     },
     /// The shared state is inconsistent (a buggy or hostile process wrote to it).
     Corrupted(&'static str),
+    /// A message larger than the ring could not be written to a side segment of its own
+    /// (out of memory in /dev/shm, or a permission problem).
+    SideSegment,
 }
 
 /// Why a non-blocking receive returned nothing.
@@ -149,6 +152,8 @@ pub enum SendTimeoutError {
     },
     /// See [`TrySendError::Corrupted`].
     Corrupted(&'static str),
+    /// See [`TrySendError::SideSegment`].
+    SideSegment,
 }
 
 /// Why a blocking receive returned nothing.
@@ -490,6 +495,9 @@ impl<B: Backing> Ring<B> {
                 Err(x) => n = x,
             }
         };
+        if outcome == Detached::Last {
+            self.release_all_sides();
+        }
         (self.b, outcome)
     }
 
@@ -570,7 +578,12 @@ impl<B: Backing> Ring<B> {
             out.push('\n');
         }
         let mut pos = c.release.load(Ordering::Relaxed);
-        while pos < c.tail.load(Ordering::Relaxed) {
+        // At most one ring's worth of records, whatever a corrupted `tail` says.
+        let end = c
+            .tail
+            .load(Ordering::Relaxed)
+            .min(pos.saturating_add(self.g.capacity));
+        while pos < end {
             let stamp = self.cell(pos).stamp.load(Ordering::Relaxed);
             let valid = stamp & !STATE_MASK == self.g.tag(pos);
             let _ = writeln!(
@@ -867,6 +880,11 @@ impl<B: Backing> Ring<B> {
             if (tail | release) % RECORD_ALIGN != 0 {
                 return Err(TrySendError::Corrupted("misaligned tail or release"));
             }
+            if tail.checked_add(total).is_none() {
+                return Err(TrySendError::Corrupted(
+                    "tail is at the end of the position space",
+                ));
+            }
             if tail - release + total > cap {
                 if self.reclaim(total)? {
                     tail = c.tail.load(Ordering::Relaxed);
@@ -955,6 +973,46 @@ impl<B: Backing> Ring<B> {
         }))
     }
 
+    /// Adds the side descriptor of the record at `pos` to `out` if it has one.
+    fn note_side(&self, pos: u64, rec: &Rec, out: &mut Vec<SideDescriptor>) {
+        if rec.flags & RECORD_FLAG_SIDE == 0 || rec.len != SideDescriptor::SIZE as u64 {
+            return;
+        }
+        // SAFETY: `record` validated `len`; the record is below `head` (queue) or below every
+        // cursor (broadcast), so nobody writes it until `release` passes it, which the caller
+        // has not published yet.
+        let (a, b) = unsafe { self.payload(pos, rec.len) };
+        let mut bytes = [0u8; SideDescriptor::SIZE];
+        bytes[..a.len()].copy_from_slice(&a);
+        bytes[a.len()..].copy_from_slice(&b);
+        if let Some(d) = SideDescriptor::decode(&bytes) {
+            out.push(d);
+        }
+    }
+
+    /// Releases the side segments of every record still in the ring: for the last process
+    /// to detach, after which nobody can read them.
+    fn release_all_sides(&self) {
+        let c = self.control();
+        let tail = c.tail.load(Ordering::Acquire);
+        let mut pos = c.release.load(Ordering::Acquire);
+        let mut sides = Vec::new();
+        while pos < tail {
+            match self.record(pos, tail) {
+                Ok(Some(rec)) => {
+                    if rec.state != ABANDONED {
+                        self.note_side(pos, &rec, &mut sides);
+                    }
+                    pos += rec.size;
+                }
+                _ => break, // in flight (a dead producer) or garbage: stop
+            }
+        }
+        for d in &sides {
+            self.b.release_side(d);
+        }
+    }
+
     /// Frees ring bytes so that `total` more may fit: returns whether `release` moved.
     fn reclaim(&self, total: u64) -> Result<bool, TrySendError> {
         if self.g.is_broadcast() {
@@ -975,12 +1033,16 @@ impl<B: Backing> Ring<B> {
             // SYNC C1: Acquire pairs with the consumers' Release CAS on head.
             let head = c.head.load(Ordering::Acquire);
             let mut end = r;
+            let mut sides = Vec::new();
             // Walk locally, then publish the whole stretch with one CAS.
             while end < head && end - r < cap {
                 // SYNC C3 (reclaim): `record` loads the stamp with Acquire, pairing with the
                 // consumer's Release store of CONSUMED made after it read the payload.
                 match self.record(end, head) {
                     Ok(Some(rec)) if rec.state == CONSUMED || rec.state == ABANDONED => {
+                        if rec.state == CONSUMED {
+                            self.note_side(end, &rec, &mut sides);
+                        }
                         end += rec.size;
                     }
                     Ok(_) => break, // still being read (or not ours to judge)
@@ -1002,6 +1064,11 @@ impl<B: Backing> Ring<B> {
                 .compare_exchange(r, end, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
+                    // Ours to reclaim: the side segments of those records go too (a consumer
+                    // normally removed them already; this covers the ones whose consumer died).
+                    for d in &sides {
+                        self.b.release_side(d);
+                    }
                     moved = true;
                     r = end;
                 }
@@ -1213,7 +1280,7 @@ impl<B: Backing> Ring<B> {
         let free = |c: &Control| {
             let tail = c.tail.load(Ordering::Relaxed);
             let release = c.release.load(Ordering::Acquire);
-            tail.saturating_sub(release) + total <= self.g.capacity
+            tail.saturating_sub(release).saturating_add(total) <= self.g.capacity
         };
         free(c) || (matches!(self.reclaim(total), Ok(true)) && free(c))
     }
@@ -1621,10 +1688,14 @@ impl core::fmt::Display for TrySendError {
                 write!(f, "message of {size} bytes can never fit (at most {max})")
             }
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
+            Self::SideSegment => write!(f, "{SIDE_SEGMENT_FAILED}"),
         }
     }
 }
 impl std::error::Error for TrySendError {}
+
+const SIDE_SEGMENT_FAILED: &str =
+    "could not write a message larger than the ring into a side segment of its own";
 
 impl core::fmt::Display for TryRecvError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -1644,6 +1715,7 @@ impl core::fmt::Display for SendTimeoutError {
                 write!(f, "message of {size} bytes can never fit (at most {max})")
             }
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
+            Self::SideSegment => write!(f, "{SIDE_SEGMENT_FAILED}"),
         }
     }
 }
@@ -1665,6 +1737,7 @@ impl From<TrySendError> for SendTimeoutError {
             TrySendError::Full => Self::Timeout,
             TrySendError::TooLarge { size, max } => Self::TooLarge { size, max },
             TrySendError::Corrupted(w) => Self::Corrupted(w),
+            TrySendError::SideSegment => Self::SideSegment,
         }
     }
 }

@@ -12,6 +12,11 @@ use std::time::Duration;
 /// when the process dies, however it dies.
 const LEASE_BASE: i64 = 1 << 50;
 
+/// Prefix of ring segments (`shmq-<name>`).
+const SEGMENT_PREFIX: &str = "shmq-";
+/// Prefix of side segments (`shmqside-<name>-<id>`), holding messages larger than a ring.
+pub const SIDE_PREFIX: &str = "shmqside-";
+
 /// A mapped shared-memory segment and the descriptor that holds its leases.
 #[derive(Debug)]
 pub struct ShmSegment {
@@ -19,6 +24,8 @@ pub struct ShmSegment {
     ptr: *mut u8,
     len: u64,
     pid: u32,
+    /// The name it was created or opened under (side segments are named after it).
+    name: String,
 }
 
 // SAFETY: the mapping is shared memory, accessed only through atomics and through copies the
@@ -59,7 +66,7 @@ impl ShmSegment {
             cvt(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) })?;
             // SAFETY: as above.
             cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) })?;
-            Self::map(fd.try_clone()?, len)
+            Self::map(fd.try_clone()?, len, name)
         };
         setup().inspect_err(|_| {
             let _ = Self::unlink(name);
@@ -77,10 +84,10 @@ impl ShmSegment {
         if len == 0 {
             return Ok(None);
         }
-        Self::map(fd, len).map(Some)
+        Self::map(fd, len, name).map(Some)
     }
 
-    fn map(fd: OwnedFd, len: u64) -> io::Result<Self> {
+    fn map(fd: OwnedFd, len: u64, name: &str) -> io::Result<Self> {
         let size = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
         // SAFETY: mapping a shared file of `len` bytes at an address the kernel chooses; the
         // result is checked below.
@@ -102,6 +109,7 @@ impl ShmSegment {
             ptr: ptr.cast(),
             len,
             pid: std::process::id(),
+            name: name.to_owned(),
         })
     }
 
@@ -151,7 +159,49 @@ impl ShmSegment {
         let fd = cvt(unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
         // SAFETY: fresh descriptor we now own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Self::map(fd, self.len)
+        Self::map(fd, self.len, &self.name)
+    }
+
+    /// The name of this ring's side segment `id`: `shmqside-<ring name>-<id>`, outside the
+    /// `shmq-` prefix so that listings of queues do not show it.
+    pub fn side_name(&self, id: u64) -> String {
+        let ring = self.name.strip_prefix(SEGMENT_PREFIX).unwrap_or(&self.name);
+        format!("{SIDE_PREFIX}{ring}-{id:016x}")
+    }
+
+    /// Writes `data` into a new side segment `id` with this segment's permission bits.
+    pub fn side_create(&self, id: u64, data: &[u8]) -> io::Result<()> {
+        let mode = fstat(&self.fd)?.st_mode & 0o777;
+        let name = self.side_name(id);
+        let side = Self::create(&name, data.len() as u64, mode)?;
+        // SAFETY: the fresh mapping is `data.len()` bytes long and ours alone (created with
+        // O_EXCL under a random name).
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), side.ptr, data.len()) };
+        Ok(())
+    }
+
+    /// Maps side segment `id`, which must hold exactly `len` bytes.
+    pub fn side_open(&self, id: u64, len: u64) -> io::Result<ShmSegment> {
+        let name = self.side_name(id);
+        let path = cpath(&name)?;
+        // SAFETY: `path` is a valid NUL-terminated string.
+        let fd = cvt(unsafe { libc::shm_open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC, 0) })?;
+        // SAFETY: fresh descriptor we now own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        if fstat(&fd)?.st_size as u64 != len || len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("side segment {name:?} does not hold the {len} bytes its record says"),
+            ));
+        }
+        Self::map(fd, len, &name)
+    }
+
+    /// The bytes of a mapped segment (a side segment's message).
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` bytes, alive as long as `self`. Side segments are
+        // written once before their record is published and never again.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len as usize) }
     }
 
     fn lock(&self, slot: u32, cmd: libc::c_int, kind: libc::c_short) -> io::Result<libc::flock> {
@@ -236,6 +286,10 @@ unsafe impl Backing for ShmSegment {
         unsafe {
             libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
         }
+    }
+    fn release_side(&self, d: &shmq_core::layout::SideDescriptor) {
+        // Gone already (its consumer removed it) is the normal case for queues.
+        let _ = Self::unlink(&self.side_name(d.id));
     }
     fn pid(&self) -> u32 {
         self.pid
