@@ -1,37 +1,17 @@
 //! `_Publisher` and `_Subscriber`: the Python handles of a broadcast ring (subclassed by
 //! `shmq.Broadcast` and `shmq.Subscriber`).
 
+use super::send::{send_objects, send_payloads};
 use super::{
-    deadline_of, error, open_error, shmq_record_size, stored_len, to_bytes, Attachment, Codecs,
-    Payload, RawMessage, Stash, COPY_WITHOUT_GIL, SLICE,
+    deadline_of, error, open_error, to_bytes, Attachment, Codecs, RawMessage, Stash, SLICE,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use shmq::{Delivery, Held, Message, TryReadError, TrySendError};
+use shmq::{Delivery, Held, TryReadError};
 use std::os::raw::c_int;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-fn send_error(py: Python<'_>, name: &str, e: TrySendError) -> PyErr {
-    match e {
-        TrySendError::TooLarge { size, max } => error(
-            py,
-            "MessageTooLargeError",
-            format!(
-                "message of {size} bytes can never fit in broadcast {name:?} (at most {max} \
-                 bytes; create it with a larger capacity, or pass allow_large=True)"
-            ),
-        ),
-        TrySendError::Corrupted(w) => error(
-            py,
-            "CorruptedQueueError",
-            format!("broadcast {name:?}: {w}"),
-        ),
-        TrySendError::Full => error(py, "Full", "broadcast is full"),
-        e @ TrySendError::SideSegment => error(py, "ShmqError", format!("broadcast {name:?}: {e}")),
-    }
-}
 
 fn read_error(py: Python<'_>, name: &str, e: TryReadError) -> PyErr {
     match e {
@@ -61,57 +41,6 @@ fn read_error(py: Python<'_>, name: &str, e: TryReadError) -> PyErr {
 pub(crate) struct PyPublisher {
     att: Attachment<shmq::Broadcast>,
     codecs: Codecs,
-}
-
-impl PyPublisher {
-    fn publish_payloads(
-        &self,
-        py: Python<'_>,
-        payloads: &[(u16, Payload<'_>)],
-        deadline: Option<Instant>,
-    ) -> PyResult<()> {
-        let b = self.att.get(py)?;
-        let originals: Vec<Message<'_>> = payloads
-            .iter()
-            .map(|(codec, p)| Message {
-                codec: *codec,
-                flags: 0,
-                payload: p.as_slice(),
-            })
-            .collect();
-        let big = originals.iter().map(|m| m.payload.len()).sum::<usize>() >= COPY_WITHOUT_GIL;
-        let staged = py
-            .detach(|| b.stage_large(&originals))
-            .map_err(|e| send_error(py, b.name(), e))?;
-        let msgs = staged.messages(&originals);
-        let attempt = || -> PyResult<Option<()>> {
-            let r = if big {
-                py.detach(|| b.try_send_many(&msgs))
-            } else {
-                b.try_send_many(&msgs)
-            };
-            match r {
-                Ok(()) => Ok(Some(())),
-                Err(TrySendError::Full) => Ok(None),
-                Err(e) => Err(send_error(py, b.name(), e)),
-            }
-        };
-        let wait = |d| {
-            b.wait_for_space(&msgs, d, Some(SLICE))
-                .map_err(|e| Python::attach(|py| send_error(py, b.name(), e)))
-        };
-        match self.att.blocking(py, deadline, attempt, wait)? {
-            Some(()) => {
-                staged.keep();
-                Ok(())
-            }
-            None => Err(error(
-                py,
-                "Full",
-                "broadcast is full: the slowest subscriber has not read the oldest messages",
-            )),
-        }
-    }
 }
 
 #[pymethods]
@@ -171,7 +100,7 @@ impl PyPublisher {
         let deadline = deadline_of(block, timeout)?;
         let codec = self.codecs.resolve_codec(codec)?;
         let payload = self.codecs.encode(obj, codec)?;
-        self.publish_payloads(py, &[(codec, payload)], deadline)
+        send_payloads(&self.att, py, &[(codec, payload)], deadline)
     }
 
     /// Publishes every object of `objs`, in order (at once when the batch fits the ring).
@@ -186,38 +115,7 @@ impl PyPublisher {
     ) -> PyResult<()> {
         let deadline = deadline_of(block, timeout)?;
         let codec = self.codecs.resolve_codec(codec)?;
-        let b = self.att.get(py)?;
-        let mut payloads = Vec::new();
-        for obj in objs.try_iter()? {
-            let p = self.codecs.encode(obj?, codec)?;
-            let len = p.as_slice().len() as u64;
-            if len > b.max_message_size() && !b.allows_large() {
-                let max = b.max_message_size();
-                let e = TrySendError::TooLarge { size: len, max };
-                return Err(send_error(py, b.name(), e));
-            }
-            payloads.push((codec, p));
-        }
-        let budget = b.capacity();
-        let mut start = 0;
-        while start < payloads.len() {
-            let mut end = start;
-            let mut bytes = 0u64;
-            while end < payloads.len() {
-                let size = shmq_record_size(stored_len(
-                    payloads[end].1.as_slice().len(),
-                    b.max_message_size(),
-                ));
-                if end > start && bytes + size > budget {
-                    break;
-                }
-                bytes += size;
-                end += 1;
-            }
-            self.publish_payloads(py, &payloads[start..end], deadline)?;
-            start = end;
-        }
-        Ok(())
+        send_objects(&self.att, &self.codecs, py, objs, codec, deadline)
     }
 
     /// Detaches; the last process to detach removes a non-persistent broadcast.

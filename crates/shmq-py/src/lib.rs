@@ -2,12 +2,13 @@
 //! releases the GIL while waiting and maps errors; the queue logic is in the Rust crates.
 
 mod broadcast;
+mod send;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyType};
-use shmq::{Message, OpenError, TryRecvError, TrySendError};
+use shmq::{OpenError, TryRecvError};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -655,77 +656,6 @@ impl Codecs {
     }
 }
 
-impl PyQueue {
-    fn put_payloads(
-        &self,
-        py: Python<'_>,
-        payloads: &[(u16, Payload<'_>)],
-        deadline: Option<Instant>,
-    ) -> PyResult<()> {
-        let q = self.queue(py)?;
-        let originals: Vec<Message<'_>> = payloads
-            .iter()
-            .map(|(codec, p)| Message {
-                codec: *codec,
-                flags: 0,
-                payload: p.as_slice(),
-            })
-            .collect();
-        let big = originals.iter().map(|m| m.payload.len()).sum::<usize>() >= COPY_WITHOUT_GIL;
-        // Messages larger than the ring go to side segments once, before any waiting.
-        let staged = py
-            .detach(|| q.stage_large(&originals))
-            .map_err(|e| send_error(py, &q, e))?;
-        let msgs = staged.messages(&originals);
-        let attempt = || -> PyResult<Option<()>> {
-            let r = if big {
-                py.detach(|| q.try_send_many(&msgs))
-            } else {
-                q.try_send_many(&msgs)
-            };
-            match r {
-                Ok(()) => Ok(Some(())),
-                Err(TrySendError::Full) => Ok(None),
-                Err(e) => Err(send_error(py, &q, e)),
-            }
-        };
-        let wait = |d| {
-            q.wait_for_space(&msgs, d, Some(SLICE))
-                .map_err(|e| Python::attach(|py| send_error(py, &q, e)))
-        };
-        match self.att.blocking(py, deadline, attempt, wait)? {
-            Some(()) => {
-                staged.keep();
-                Ok(())
-            }
-            None => Err(error(py, "Full", "queue is full")),
-        }
-    }
-}
-
-fn send_error(py: Python<'_>, q: &shmq::Queue, e: TrySendError) -> PyErr {
-    match e {
-        TrySendError::TooLarge { size, max } => error(
-            py,
-            "MessageTooLargeError",
-            format!(
-                "message of {size} bytes can never fit in queue {:?} (at most {max} bytes; \
-                 create it with a larger capacity, or pass allow_large=True)",
-                q.name()
-            ),
-        ),
-        TrySendError::Corrupted(w) => error(
-            py,
-            "CorruptedQueueError",
-            format!("queue {:?}: {w}", q.name()),
-        ),
-        TrySendError::Full => error(py, "Full", "queue is full"),
-        e @ TrySendError::SideSegment => {
-            error(py, "ShmqError", format!("queue {:?}: {e}", q.name()))
-        }
-    }
-}
-
 fn recv_error(py: Python<'_>, q: &shmq::Queue, what: &str) -> PyErr {
     error(
         py,
@@ -792,7 +722,7 @@ impl PyQueue {
         let deadline = deadline_of(block, timeout)?;
         let codec = self.codecs.resolve_codec(codec)?;
         let payload = self.codecs.encode(obj, codec)?;
-        self.put_payloads(py, &[(codec, payload)], deadline)
+        send::send_payloads(&self.att, py, &[(codec, payload)], deadline)
     }
 
     /// Puts `obj` without waiting; raises `Full` if there is no room.
@@ -813,44 +743,9 @@ impl PyQueue {
     ) -> PyResult<()> {
         let deadline = deadline_of(block, timeout)?;
         let codec = self.codecs.resolve_codec(codec)?;
-        let q = self.queue(py)?;
         // Encode and check everything first: a bad object or an oversized message raises
         // before anything is put.
-        let mut payloads = Vec::new();
-        for obj in objs.try_iter()? {
-            let p = self.codecs.encode(obj?, codec)?;
-            let len = p.as_slice().len() as u64;
-            if len > q.max_message_size() && !q.allows_large() {
-                let max = q.max_message_size();
-                return Err(send_error(
-                    py,
-                    &q,
-                    TrySendError::TooLarge { size: len, max },
-                ));
-            }
-            payloads.push((codec, p));
-        }
-        // Chunks that can fit at once: within the byte capacity and within maxsize.
-        let (budget, most) = (q.capacity(), q.maxsize());
-        let mut start = 0;
-        while start < payloads.len() {
-            let mut end = start;
-            let mut bytes = 0u64;
-            while end < payloads.len() && (most == 0 || ((end - start) as u64) < most) {
-                let size = shmq_record_size(stored_len(
-                    payloads[end].1.as_slice().len(),
-                    q.max_message_size(),
-                ));
-                if end > start && bytes + size > budget {
-                    break;
-                }
-                bytes += size;
-                end += 1;
-            }
-            self.put_payloads(py, &payloads[start..end], deadline)?;
-            start = end;
-        }
-        Ok(())
+        send::send_objects(&self.att, &self.codecs, py, objs, codec, deadline)
     }
 
     /// Removes and returns an object, waiting if `block` (at most `timeout` seconds if
@@ -1050,20 +945,6 @@ impl PyQueue {
         self.att.inherit_after_fork();
         self.stash.clear_after_fork();
     }
-}
-
-/// Bytes a payload of `len` takes in a ring whose largest message is `max`: a side-segment
-/// descriptor when it is larger.
-fn stored_len(len: usize, max: u64) -> usize {
-    if len as u64 > max {
-        shmq::SIDE_DESCRIPTOR_SIZE
-    } else {
-        len
-    }
-}
-
-fn shmq_record_size(len: usize) -> u64 {
-    (16 + len as u64).div_ceil(16) * 16
 }
 
 /// Names of the queues present in /dev/shm.
