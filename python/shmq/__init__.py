@@ -147,6 +147,23 @@ def full_name(name: str, namespace: str | None = None) -> str:
     return f"{namespace}.{name}"
 
 
+def _check_open_arguments(name: str | None, create: bool | None, mode: int, max_processes: int) -> tuple[str, bool | None]:
+    """Checks the arguments queues and broadcasts share; ``name=None`` becomes a unique
+    private name (then ``create`` is ``True``). Returns ``(name, create)``."""
+    if create is not None and not isinstance(create, bool):
+        raise TypeError("create must be None, True or False")
+    if name is None:
+        if create is False:
+            raise ValueError("create=False needs a name to open")
+        name = f"anon-{os.getpid()}-{secrets.token_hex(6)}"
+        create = True
+    if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777:
+        raise ValueError(f"mode must be an int in 0..0o777, got {mode!r}")
+    if not isinstance(max_processes, int) or isinstance(max_processes, bool) or not 1 <= max_processes <= 4096:
+        raise ValueError(f"max_processes must be 1..4096, got {max_processes!r}")
+    return name, create
+
+
 class QueueStats(NamedTuple):
     """A snapshot of a queue's counters (``Queue.stats()``)."""
 
@@ -245,21 +262,11 @@ class Queue(_Queue):
         max_processes: int = 128,
         allow_large: bool = False,
     ) -> Queue:
-        if name is None:
-            if create is False:
-                raise ValueError("create=False needs a name to open")
-            name = f"anon-{os.getpid()}-{secrets.token_hex(6)}"
-            create = True
+        name, create = _check_open_arguments(name, create, mode, max_processes)
         if not isinstance(maxsize, int) or isinstance(maxsize, bool):
             raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
         if maxsize < 0:
             maxsize = 0  # multiprocessing.Queue treats maxsize <= 0 as "unbounded"
-        if create is not None and not isinstance(create, bool):
-            raise TypeError("create must be None, True or False")
-        if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777:
-            raise ValueError(f"mode must be an int in 0..0o777, got {mode!r}")
-        if not isinstance(max_processes, int) or not 1 <= max_processes <= 4096:
-            raise ValueError(f"max_processes must be 1..4096, got {max_processes!r}")
         self = super().__new__(
             cls,
             full_name(name, namespace),

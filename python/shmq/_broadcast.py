@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 from typing import Any, Callable, Literal, NamedTuple
 
 from ._shmq import _Publisher, _Subscriber
@@ -87,21 +85,11 @@ class Broadcast(_Publisher):
         max_processes: int = 128,
         allow_large: bool = False,
     ) -> Broadcast:
-        from . import DEFAULT_CAPACITY, codec_id, full_name, parse_size
+        from . import DEFAULT_CAPACITY, _check_open_arguments, codec_id, full_name, parse_size
 
-        if name is None:
-            if create is False:
-                raise ValueError("create=False needs a name to open")
-            name = f"anon-{os.getpid()}-{secrets.token_hex(6)}"
-            create = True
+        name, create = _check_open_arguments(name, create, mode, max_processes)
         if policy not in ("block", "lag"):
             raise ValueError(f"policy must be 'block' or 'lag', not {policy!r}")
-        if create is not None and not isinstance(create, bool):
-            raise TypeError("create must be None, True or False")
-        if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777:
-            raise ValueError(f"mode must be an int in 0..0o777, got {mode!r}")
-        if not isinstance(max_processes, int) or not 1 <= max_processes <= 4096:
-            raise ValueError(f"max_processes must be 1..4096, got {max_processes!r}")
         self = super().__new__(
             cls,
             full_name(name, namespace),
