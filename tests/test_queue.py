@@ -857,3 +857,27 @@ def test_queue_travels_through_a_queue(make_queue: MakeQueue) -> None:
         assert inner.get(timeout=5) == "through the handle"
     finally:
         received.close()
+
+
+class _FailsToUnpickle:
+    """Pickles fine (with a large padding), fails when unpickled."""
+
+    def __init__(self) -> None:
+        self.padding = b"p" * 100_000
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (int, ("not a number", self.padding))  # int(str, bytes) raises TypeError at load
+
+
+def test_large_pickles_decode_in_place_and_bad_ones_keep_their_bytes(make_queue: MakeQueue) -> None:
+    q = make_queue(capacity="1MiB")
+    big = {"blob": b"x" * 200_000, "rows": list(range(10_000))}
+    q.put(big)
+    q.put(_FailsToUnpickle())
+    q.put_many([big, "small"])
+    assert q.get(timeout=5) == big
+    with pytest.raises(shmq.DecodeError) as info:
+        q.get(timeout=5)
+    assert info.value.raw == pickle.dumps(_FailsToUnpickle(), protocol=5)
+    assert q.get(timeout=5) == big and q.get(timeout=5) == "small"
+    assert q.empty()

@@ -3,7 +3,7 @@
 
 use super::send::{send_objects, send_payloads};
 use super::{
-    deadline_of, error, open_error, to_bytes, Attachment, Codecs, RawMessage, Stash, SLICE,
+    deadline_of, error, open_error, to_bytes, Attachment, Codecs, Decoded, RawMessage, Stash, SLICE,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -233,9 +233,20 @@ fn subscriber_dict<'py>(py: Python<'py>, s: &shmq::SubscriberInfo) -> PyResult<B
 #[pyclass(module = "shmq._shmq", frozen, name = "MessageView")]
 pub(crate) struct PyMessageView {
     /// Keeps the mapping alive as long as any buffer of this view exists.
-    _sub: Arc<shmq::Subscriber>,
+    _keep: Arc<dyn std::any::Any + Send + Sync>,
     ptr: usize,
     len: usize,
+}
+
+impl PyMessageView {
+    /// A view of `data`, which lies in the mapping `keep` holds.
+    pub(crate) fn new(keep: Arc<dyn std::any::Any + Send + Sync>, data: &[u8]) -> Self {
+        Self {
+            _keep: keep,
+            ptr: data.as_ptr() as usize,
+            len: data.len(),
+        }
+    }
 }
 
 #[pymethods]
@@ -352,48 +363,21 @@ impl PySubscriber {
             return self.codecs.decode(raw, h.codec).map(Some);
         }
         let contiguous = second.is_empty();
-        let view = |data: &[u8]| {
-            Bound::new(
-                py,
-                PyMessageView {
-                    _sub: sub.clone(),
-                    ptr: data.as_ptr() as usize,
-                    len: data.len(),
-                },
-            )
-        };
-        let decoded = match h.codec {
-            super::CODEC_RAW if !copy && contiguous => {
-                let v = view(first)?;
-                *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some((sub.clone(), h));
-                return Ok(Some(v.into_any()));
-            }
-            super::CODEC_PICKLE | super::CODEC_MSGPACK if contiguous => {
-                // Decoded from the ring; on failure fall through to the copying path, which
-                // raises the error with the message's bytes.
-                let v = view(first)?;
-                self.codecs.decode_buffer(v.as_any(), h.codec)
-            }
-            _ => None,
-        };
-        let out = match decoded {
-            Some(obj) => Ok(obj),
-            None => {
-                let raw = if contiguous {
-                    pyo3::types::PyBytes::new(py, first)
-                } else {
-                    pyo3::types::PyBytes::new_with(py, first.len() + second.len(), |buf| {
-                        buf[..first.len()].copy_from_slice(first);
-                        buf[first.len()..].copy_from_slice(second);
-                        Ok(())
-                    })?
-                };
-                sub.release_held(&h);
-                return self.codecs.decode(raw, h.codec).map(Some);
-            }
-        };
+        let keep: Arc<dyn std::any::Any + Send + Sync> = sub.clone();
+        let view = |data: &[u8]| Bound::new(py, PyMessageView::new(keep.clone(), data));
+        if h.codec == super::CODEC_RAW && !copy && contiguous {
+            let v = view(first)?;
+            *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some((sub.clone(), h));
+            return Ok(Some(v.into_any()));
+        }
+        let decoded = self
+            .codecs
+            .decode_in_place(py, keep.clone(), h.codec, (first, second));
         sub.release_held(&h);
-        out.map(Some)
+        match decoded? {
+            Decoded::Object(obj) => Ok(Some(obj)),
+            Decoded::Raw(codec, raw) => self.codecs.decode(raw, codec).map(Some),
+        }
     }
 
     /// Reads up to `max` raw messages, waiting for the first until `deadline`.

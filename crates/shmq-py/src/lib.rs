@@ -22,6 +22,9 @@ const FIRST_USER_CODEC: u16 = 1001;
 
 /// Longest sleep without checking for Ctrl-C (a signal also ends the sleep at once).
 const SLICE: Duration = Duration::from_millis(200);
+/// Pickle/msgpack payloads at least this large are decoded straight from the ring; smaller
+/// ones are cheaper to copy into `bytes` first than to wrap in a buffer object.
+const DECODE_IN_PLACE_MIN: usize = 16 * 1024;
 /// Payloads at least this large are copied into the ring without the GIL.
 const COPY_WITHOUT_GIL: usize = 256 * 1024;
 
@@ -459,6 +462,13 @@ fn to_bytes<'py>(py: Python<'py>, m: &shmq::RecordView<'_>) -> PyResult<Bound<'p
 /// A received message before decoding: codec id and bytes.
 type RawMessage<'py> = (u16, Bound<'py, PyBytes>);
 
+/// A message taken from a ring: decoded in place, or copied out to be decoded (or to raise
+/// its decoding error with its bytes).
+enum Decoded<'py> {
+    Object(Bound<'py, PyAny>),
+    Raw(u16, Bound<'py, PyBytes>),
+}
+
 /// The Python-visible queue (subclassed by `shmq.Queue`).
 #[pyclass(module = "shmq._shmq", subclass, frozen, name = "_Queue")]
 struct PyQueue {
@@ -609,14 +619,58 @@ impl Codecs {
     /// Decodes a pickle or msgpack message straight from a buffer object (no copy to
     /// `bytes` first). `None` when that is not possible or failed: the caller then decodes a
     /// copy with [`Codecs::decode`], which raises the proper error with the message's bytes.
-    fn decode_buffer<'py>(&self, buf: &Bound<'py, PyAny>, codec: u16) -> Option<Bound<'py, PyAny>> {
+    /// Exceptions that are not `Exception`s (KeyboardInterrupt, SystemExit) propagate.
+    fn decode_buffer<'py>(
+        &self,
+        buf: &Bound<'py, PyAny>,
+        codec: u16,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let py = buf.py();
         let loads = match codec {
-            CODEC_PICKLE if self.allow_pickle => pickle(py).ok()?.1.bind(py).clone(),
-            CODEC_MSGPACK => msgpack(py).ok()?.1.bind(py).clone(),
-            _ => return None,
+            CODEC_PICKLE if self.allow_pickle => pickle(py)?.1.bind(py).clone(),
+            CODEC_MSGPACK => match msgpack(py) {
+                Ok(m) => m.1.bind(py).clone(),
+                Err(_) => return Ok(None), // raised properly by `decode`
+            },
+            _ => return Ok(None),
         };
-        loads.call1((buf,)).ok()
+        match loads.call1((buf,)) {
+            Ok(obj) => Ok(Some(obj)),
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyException>(py) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Decodes a message read in place from the ring (`parts`, borrowed while the caller holds
+    /// it): pickle and msgpack straight from the shared memory, anything else (or a message
+    /// that fails to decode, to raise the error with its bytes) from a copy.
+    fn decode_in_place<'py>(
+        &self,
+        py: Python<'py>,
+        keep_mapped: Arc<dyn std::any::Any + Send + Sync>,
+        codec: u16,
+        parts: (&[u8], &[u8]),
+    ) -> PyResult<Decoded<'py>> {
+        let (first, second) = parts;
+        if second.is_empty()
+            && first.len() >= DECODE_IN_PLACE_MIN
+            && (codec == CODEC_PICKLE || codec == CODEC_MSGPACK)
+        {
+            let view = Bound::new(py, broadcast::PyMessageView::new(keep_mapped, first))?;
+            if let Some(obj) = self.decode_buffer(view.as_any(), codec)? {
+                return Ok(Decoded::Object(obj));
+            }
+        }
+        let raw = if second.is_empty() {
+            PyBytes::new(py, first)
+        } else {
+            PyBytes::new_with(py, first.len() + second.len(), |buf| {
+                buf[..first.len()].copy_from_slice(first);
+                buf[first.len()..].copy_from_slice(second);
+                Ok(())
+            })?
+        };
+        Ok(Decoded::Raw(codec, raw))
     }
 
     fn resolve_codec(&self, codec: Option<i64>) -> PyResult<u16> {
@@ -763,22 +817,27 @@ impl PyQueue {
             return self.codecs.decode(raw, codec);
         }
         let q = self.queue(py)?;
-        let attempt = || -> PyResult<Option<RawMessage<'py>>> {
-            let mut alloc_err = None;
+        let attempt = || -> PyResult<Option<Decoded<'py>>> {
+            // Decoded while the record is claimed (no copy to `bytes` first): the claim keeps
+            // the bytes in place; the claim ends (CONSUMED) even if decoding raises.
             let r = q.try_recv_with(|m| {
-                let b = message_bytes(py, &q, &m, true);
-                (m.codec, b.map_err(|e| alloc_err = Some(e)).ok())
+                if m.flags & shmq::RECORD_FLAG_SIDE != 0 {
+                    let b = message_bytes(py, &q, &m, true)?;
+                    return Ok(Decoded::Raw(m.codec, b));
+                }
+                let keep: Arc<dyn std::any::Any + Send + Sync> = q.clone();
+                self.codecs.decode_in_place(py, keep, m.codec, m.parts())
             });
             match r {
-                Ok((codec, Some(b))) => Ok(Some((codec, b))),
-                Ok((_, None)) => Err(alloc_err.expect("set on failure")),
+                Ok(d) => d.map(Some),
                 Err(TryRecvError::Empty) => Ok(None),
                 Err(TryRecvError::Corrupted(w)) => Err(recv_error(py, &q, w)),
             }
         };
         let wait = |d| Ok(q.wait_for_data(d, Some(SLICE)));
         match self.att.blocking(py, deadline, attempt, wait)? {
-            Some((codec, raw)) => self.codecs.decode(raw, codec),
+            Some(Decoded::Object(obj)) => Ok(obj),
+            Some(Decoded::Raw(codec, raw)) => self.codecs.decode(raw, codec),
             None => Err(error(py, "Empty", "queue is empty")),
         }
     }
