@@ -220,6 +220,22 @@ def test_out_of_band_buffers_are_zero_copy_views(made: list[MessageQueue]) -> No
     assert type(got["small"]) is bytearray and got["small"] == small  # < 1 MiB: in band (a copy), as vLLM
 
 
+def test_out_of_band_buffers_are_views_of_the_ring_until_the_next_dequeue(made: list[MessageQueue]) -> None:
+    """As vLLM's local readers: out-of-band buffers are views of the shared memory (valid
+    until the next dequeue here; vLLM's writer may overwrite them sooner); in-band objects
+    and bytearrays are private copies."""
+    w, (r,) = setup(made, 1, 1, max_chunk_bytes=MiB, max_chunks=8, ranks=[0])
+    first = bytearray(pattern(1, 2 * MiB))
+    w.enqueue({"oob": PickleBuffer(first), "ba": first, "bytes": bytes(first[:1000])})
+    got = r.dequeue(timeout=10)
+    assert type(got["oob"].obj) is shmq.MessageView  # no copy: the ring itself
+    assert got["oob"] == first and got["ba"] == first
+    kept = bytes(got["oob"])  # what a reader keeps past its next dequeue: a copy
+    w.enqueue("next")
+    assert r.dequeue(timeout=10) == "next"
+    assert kept == first and got["ba"] == first and got["bytes"] == first[:1000]
+
+
 @pytest.mark.timeout(60)
 def test_timeouts_raise_the_builtin_timeout_error(made: list[MessageQueue]) -> None:
     w, (local, remote) = setup(made, 2, 1, max_chunk_bytes=4096, max_chunks=2, ranks=[0, 1])

@@ -35,9 +35,10 @@ XPUB socket bound on ``connect_ip`` (IPv6 addresses included, ``Handle.remote_ad
 
 How it maps: the writer creates one :class:`shmq.Broadcast` (``policy="block"``, ``raw``
 codec) of ``max_chunk_bytes * max_chunks`` bytes (at least 4 KiB); each local reader is one
-:class:`shmq.Subscriber` of it. A message is one ring record: a 16-byte header, the main
-pickle, the out-of-band buffers and their lengths; readers decode it through memoryviews of
-the received bytes, with no further copy. Remote readers receive the same bytes over ZeroMQ.
+:class:`shmq.Subscriber` of it. A message is one ring record: its pickle as written, or, with
+out-of-band buffers, a 16-byte header, the main pickle, the buffers and their lengths. Local
+readers read records in place (``Subscriber.get(copy=False)``) and unpickle them straight
+from the shared memory. Remote readers receive the same bytes over ZeroMQ.
 ``Handle.buffer_handle`` is ``(n_local_reader, max_chunk_bytes, max_chunks, ring name)``.
 
 Differences from the original
@@ -57,9 +58,13 @@ Differences from the original
 - **Messages larger than a chunk stay in shared memory.** A message up to the ring's size
   is one record; a larger one is split into fragments of at most a quarter of the ring,
   published in order (readers reassemble them; the writer's ``timeout`` covers the whole
-  message). The original sent every message of ``max_chunk_bytes`` or more through a ZeroMQ
-  socket, even to local readers. (``test_local_and_remote_readers_across_processes``,
-  ``test_fixed_oversized_message_in_fragments``)
+  message; readers copy the fragments straight from the ring into the message). The
+  original sent every message of ``max_chunk_bytes`` or more through a ZeroMQ socket, even
+  to local readers. (``test_local_and_remote_readers_across_processes``,
+  ``test_fixed_oversized_message_in_fragments``) The ring's side segments
+  (``allow_large=True``) were measured instead: 2.5-3.5x slower for a message 4x the ring
+  (a new segment to fault in per message) and, as the ring removes a side segment only when
+  it reclaims its record (when it needs room), read messages would stay in ``/dev/shm``.
 - **Late local readers.** A local reader created after the writer's ``wait_until_ready``
   returned can join: its ``wait_until_ready`` returns at once and it receives every message
   enqueued after it was created (not earlier ones). The original's readers could not join
@@ -68,12 +73,18 @@ Differences from the original
 - **Messages enqueued before the handshake** reach only the local readers already created
   (a subscription receives what is published after it was made); the original's ring kept
   them for every reader rank. Call ``wait_until_ready`` first, as vLLM does.
-- **Out-of-band buffers are read-only.** A buffer of 1 MiB or more (a ``bytearray``,
-  ``pickle.PickleBuffer`` or a NumPy array) travels out of band and a reader's object is
-  rebuilt on a read-only view of the received message with no copy (a NumPy array is then
-  not writeable: copy it to modify it). ``bytearray`` objects are rebuilt as copies, as
-  with pickle. The original copied local readers' buffers into ``bytearray`` objects (its
-  remote readers got read-only ZeroMQ frames).
+- **Out-of-band buffers are read-only views, valid until the next dequeue.** A buffer of
+  1 MiB or more (a ``pickle.PickleBuffer``, a NumPy array) travels out of band, and a local
+  reader's object is rebuilt on a read-only view of the ring itself, with no copy: it is
+  valid until that reader's next ``dequeue`` (the reader holds the record until then;
+  afterwards the writer may overwrite it). Copy what you keep (``bytes(view)``,
+  ``array.copy()``); a NumPy array is not writeable. The original's local readers got
+  writable views of its ring too, which its writer could overwrite once it came round
+  again (``max_chunks`` messages later, whether or not the reader dequeued again); it
+  copied only torch tensors (here tensors are pickled in band by torch's reducer: copies).
+  Other objects never refer to the ring (a ``bytearray`` is rebuilt as a copy, as pickle
+  does); neither do the buffers of a message larger than the ring (reassembled in private
+  memory) or of a remote reader (ZeroMQ frames).
 - **Remote readers** work as the original's: pyzmq ``XPUB``/``SUB`` sockets, with ZeroMQ's
   publish semantics (a remote reader that falls more than the high-water mark behind, 1000
   messages, loses messages; a dead one is dropped). ``connect_ip=None`` binds on
@@ -135,17 +146,21 @@ OOB_MIN_BYTES: Final = 1024 * 1024
 #: Log a long wait every this many seconds (the original's VLLM_RINGBUFFER_WARNING_INTERVAL).
 WARNING_INTERVAL: Final = 60.0
 
-# Every record starts with this header: kind, a 32-bit and a 64-bit field (little endian).
-#   _DATA:  (buffer count, length of the main pickle); then the main pickle, the buffers,
-#           and one u64 length per buffer.
-#   _FIRST: (fragment count, length of the whole _DATA record); then its first bytes.
-#   _MORE:  (fragment index, offset in the whole record); then the next bytes.
-#   _READY: the handshake's end (0, 0).
+# A record is one of:
+#   - a pickle (protocol 5, so its first byte is PROTO, 0x80): a message without
+#     out-of-band buffers, published as the pickler wrote it;
+#   - _OOB: a 16-byte header (kind, buffer count, length of the main pickle; little endian),
+#     the main pickle, the out-of-band buffers, then one u64 length per buffer;
+#   - _FIRST: (fragment count, length of the whole record) then its first bytes, and _MORE:
+#     (fragment index, offset in the whole record) then the next bytes: a record larger than
+#     the ring, in fragments;
+#   - _READY: the handshake's end (a header with count and length 0).
 _HEADER: Final = struct.Struct("<B3xIQ")
-_DATA: Final = 0
+_OOB: Final = 0
 _FIRST: Final = 1
 _MORE: Final = 2
 _READY: Final = 3
+_PICKLE: Final = pickle.PROTO[0]
 _READY_RECORD: Final = _HEADER.pack(_READY, 0, 0)
 _EMPTY_HEADER: Final = bytes(_HEADER.size)
 
@@ -180,9 +195,10 @@ class Handle:
 
 
 class _Encoder:
-    """Writes ``_DATA`` records (header, main pickle at protocol 5, out-of-band buffers, their
-    lengths) into one scratch buffer reused by every message of the writer: no allocation
-    per message, and no regrowth of the buffer (which costs page faults for large ones)."""
+    """Writes records (the pickle at protocol 5 alone, or with its out-of-band buffers behind
+    an ``_OOB`` header) into one scratch buffer reused by every message of the writer: no
+    allocation per message, and no regrowth of the buffer (which costs page faults for large
+    ones)."""
 
     def __init__(self) -> None:
         self.bio = io.BytesIO()
@@ -205,16 +221,17 @@ class _Encoder:
         (with ``lock`` held)."""
         bio, oob = self.bio, self.oob
         bio.seek(0)
-        bio.write(_EMPTY_HEADER)
+        bio.write(_EMPTY_HEADER)  # room for the header, used only with out-of-band buffers
         try:
             self.pickler.dump(obj)
+            if not oob:
+                return bio.getbuffer()[_HEADER.size : bio.tell()]
             main_len = bio.tell() - _HEADER.size
             for raw in oob:
                 bio.write(raw)
-            if oob:
-                bio.write(struct.pack(f"<{len(oob)}Q", *(raw.nbytes for raw in oob)))
+            bio.write(struct.pack(f"<{len(oob)}Q", *(raw.nbytes for raw in oob)))
             record = bio.getbuffer()[: bio.tell()]
-            _HEADER.pack_into(record, 0, _DATA, len(oob), main_len)
+            _HEADER.pack_into(record, 0, _OOB, len(oob), main_len)
             return record
         finally:
             oob.clear()
@@ -222,19 +239,22 @@ class _Encoder:
 
 
 def _decode(record: memoryview) -> Any:
-    """The object of a ``_DATA`` record; buffers are views of ``record`` (no copy)."""
+    """The object of a record, or ``_NOTHING`` for the handshake's READY. Out-of-band
+    buffers are rebuilt on views of ``record`` (no copy)."""
+    kind = record[0]
+    if kind == _PICKLE:
+        return pickle.loads(record)
+    if kind != _OOB:
+        return _NOTHING
     _, count, main_len = _HEADER.unpack_from(record)
     start = _HEADER.size
-    main = record[start : start + main_len]
-    if not count:
-        return pickle.loads(main)
     lengths = struct.unpack_from(f"<{count}Q", record, len(record) - 8 * count)
     buffers = []
     pos = start + main_len
     for n in lengths:
         buffers.append(record[pos : pos + n])
         pos += n
-    return pickle.loads(main, buffers=buffers)
+    return pickle.loads(record[start : start + main_len], buffers=buffers)
 
 
 def _remaining(deadline: float | None) -> float | None:
@@ -329,7 +349,6 @@ class MessageQueue:
     _ring: Broadcast | None
     _sub: Subscriber | None
     _zmq: _Zmq | None
-    _partial: bytearray | None
     _encoder: _Encoder
 
     def __init__(
@@ -396,7 +415,7 @@ class MessageQueue:
         self._zmq = None
         self._late = False  # a local reader that joined after the handshake
         self._pending: deque[bytes] = deque()  # records a reader took before READY
-        self._partial = None  # fragments of a large record, reassembled
+        self._partial: bytearray | None = None  # fragments of a large record, reassembled
         self._filled = 0
         self._next_fragment = 0
         self._fragments = 0
@@ -445,7 +464,7 @@ class MessageQueue:
                 self._local_handshake(deadline)
             else:
                 frame = self._zmq_side().recv(deadline)
-                if bytes(frame.buffer[: _HEADER.size]) != _READY_RECORD:
+                if bytes(frame.buffer) != _READY_RECORD:
                     raise RuntimeError("the writer sent data before READY")
         except (_Cancelled, QueueClosedError):
             raise RuntimeError("cancelled") from None
@@ -475,10 +494,10 @@ class MessageQueue:
         if self._late:
             return
         while True:
-            record = self._get(deadline)
+            record = memoryview(self._get(deadline))
             if record[0] == _READY:
                 return
-            self._pending.append(record)  # the writer enqueued before its handshake
+            self._pending.append(bytes(record))  # the writer enqueued before its handshake
 
     # -- writer --------------------------------------------------------------------------
 
@@ -536,20 +555,21 @@ class MessageQueue:
             raise RuntimeError("Only readers can dequeue")
         deadline = _deadline(timeout)
         try:
-            if self._is_remote_reader:
-                while True:
-                    frame = memoryview(self._zmq_side().recv(deadline).buffer)
-                    if frame[0] == _DATA:
-                        return _decode(frame)
             while True:
-                record = self._pending.popleft() if self._pending else self._get(deadline, not indefinite)
-                obj = self._assemble(record)
+                if self._is_remote_reader:
+                    record: Any = self._zmq_side().recv(deadline).buffer
+                    obj = _decode(memoryview(record))
+                else:
+                    record = self._pending.popleft() if self._pending else self._get(deadline, not indefinite)
+                    obj = self._assemble(memoryview(record))
                 if obj is not _NOTHING:
                     return obj
         except (_Cancelled, QueueClosedError):
             raise RuntimeError("cancelled") from None
 
-    def _get(self, deadline: float | None, warn: bool = False) -> bytes:
+    def _get(self, deadline: float | None, warn: bool = False) -> Any:
+        """The next record: a ``MessageView`` of the ring, valid until the next read (or
+        ``bytes`` for a record the ring cannot lend)."""
         sub = self._sub
         if sub is None or self.shutting_down:
             raise _Cancelled
@@ -557,27 +577,28 @@ class MessageQueue:
             left = _remaining(deadline)
             wait = WARNING_INTERVAL if left is None else min(left, WARNING_INTERVAL)
             try:
-                record: bytes = sub.get(timeout=wait)
-                return record
+                return sub.get(timeout=wait, copy=False)
             except Empty:
                 if left is not None and left <= WARNING_INTERVAL:
                     raise TimeoutError from None
                 if warn:
                     logger.info("dequeue has waited %.0f s for the writer", WARNING_INTERVAL)
 
-    def _assemble(self, record: bytes) -> Any:
+    def _assemble(self, record: memoryview) -> Any:
         """The object of ``record``, or ``_NOTHING`` if it is a fragment of an unfinished
-        record or the READY of the handshake."""
-        kind, a, b = _HEADER.unpack_from(record)
+        record or the READY of the handshake. Fragments are copied straight from the ring
+        into the reassembled record."""
+        kind = record[0]
         if kind == _MORE:
             part = self._partial
             if part is None:
                 return _NOTHING  # joined in the middle of a large record
-            if a != self._next_fragment or b != self._filled:
+            _, index, offset = _HEADER.unpack_from(record)
+            if index != self._next_fragment or offset != self._filled:
                 self._partial = None  # the writer gave up on that record (timeout)
                 return _NOTHING
             n = len(record) - _HEADER.size
-            part[self._filled : self._filled + n] = memoryview(record)[_HEADER.size :]
+            part[self._filled : self._filled + n] = record[_HEADER.size :]
             self._filled += n
             self._next_fragment += 1
             if self._next_fragment < self._fragments:
@@ -585,14 +606,14 @@ class MessageQueue:
             self._partial = None
             return _decode(memoryview(part))
         self._partial = None  # any other record ends an unfinished one (the writer gave up)
-        if kind == _DATA:
-            return _decode(memoryview(record))
         if kind == _FIRST:
-            part = bytearray(b)
+            _, count, total = _HEADER.unpack_from(record)
+            part = bytearray(total)
             n = len(record) - _HEADER.size
-            part[:n] = memoryview(record)[_HEADER.size :]
-            self._partial, self._filled, self._fragments, self._next_fragment = part, n, a, 1
-        return _NOTHING
+            part[:n] = record[_HEADER.size :]
+            self._partial, self._filled, self._fragments, self._next_fragment = part, n, count, 1
+            return _NOTHING
+        return _decode(record)
 
     # -- both ----------------------------------------------------------------------------
 
