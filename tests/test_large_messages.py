@@ -104,8 +104,11 @@ def test_broadcast_large_messages_reach_every_subscriber(qname: str) -> None:
         subs = [b.subscribe(), b.subscribe()]
         b.publish(blob(7))
         b.publish(b"after")
-        for s in subs:
-            assert s.get(timeout=5) == blob(7)
+        assert len(h.side_segments(qname)) == 1
+        assert subs[0].get(timeout=5) == blob(7)
+        assert len(h.side_segments(qname)) == 1, "the other subscriber has not read it yet"
+        assert subs[1].get(timeout=5) == blob(7)
+        assert h.side_segments(qname) == [], "removed once every subscriber passed it"
         # Zero-copy reads fall back to a copy for side messages.
         assert subs[0].get(copy=False) is not None
         assert subs[1].get_many(10, timeout=5) == [b"after"]

@@ -515,8 +515,10 @@ impl PySubscriber {
 
     /// Unsubscribes and detaches.
     fn close(&self, py: Python<'_>) {
-        // The lent record's view keeps the mapping alive; the subscription ends here.
+        // A lent MessageView keeps the attachment (and its mapping) alive; the subscription
+        // itself ends here, so publishers stop waiting for it.
         self.held.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.att.if_attached(|sub| sub.unsubscribe());
         self.att.shut(py);
     }
 

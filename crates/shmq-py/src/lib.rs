@@ -310,6 +310,13 @@ impl<T: Endpoint> Attachment<T> {
         )
     }
 
+    /// Runs `f` on this process's own attachment, if it has one (never attaches).
+    fn if_attached(&self, f: impl FnOnce(&T)) {
+        if let Handle::Attached(t) = &*self.handle.lock().unwrap_or_else(|p| p.into_inner()) {
+            f(t);
+        }
+    }
+
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }

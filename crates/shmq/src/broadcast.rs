@@ -409,6 +409,11 @@ impl Subscriber {
     pub fn forget_in_child(self) {
         self.inner.forget_in_child();
     }
+    /// Stops reading now, although this handle stays attached (until dropped): publishers no
+    /// longer wait for it. Reads then fail with `NotSubscribed`.
+    pub fn unsubscribe(&self) {
+        self.inner.ring().unsubscribe();
+    }
     /// Unsubscribes and detaches now (as drop does).
     pub fn close(self) {
         self.inner.close();

@@ -342,6 +342,7 @@ impl<B: Backing> Ring<B> {
             let mut pos = cur;
             let mut count = 0usize;
             let mut stale = false;
+            let mut sides = Vec::new();
             while pos < tail && count < max {
                 // SYNC P2: `record` loads the stamp with Acquire.
                 let rec = match self.record(pos, tail) {
@@ -356,6 +357,7 @@ impl<B: Backing> Ring<B> {
                     }
                 };
                 if rec.state == COMMITTED {
+                    self.note_side(pos, &rec, &mut sides);
                     // SAFETY: `record` checked `len <= max_payload() < capacity`. The bytes
                     // are not ours alone: publishers reclaim them only after our cursor passes
                     // them (SYNC B) or after moving our cursor (lag policy, SYNC E), in which
@@ -389,6 +391,7 @@ impl<B: Backing> Ring<B> {
                 if !self.lag_policy() {
                     self.notify(Side::Space);
                 }
+                self.release_sides_passed_by_all(pos, &sides);
                 if count > 0 {
                     return Ok(count);
                 }
@@ -481,6 +484,13 @@ impl<B: Backing> Ring<B> {
     /// Moves the cursor past a held record (SYNC B: our reads of it are done).
     pub fn release_held(&self, h: &Held) {
         let s = self.slot_at(self.slot);
+        let mut sides = Vec::new();
+        if h.flags & RECORD_FLAG_SIDE != 0 {
+            // Still held: the descriptor is intact.
+            if let Ok(Some(rec)) = self.record(h.pos, h.next) {
+                self.note_side(h.pos, &rec, &mut sides);
+            }
+        }
         if s.cursor
             .compare_exchange(h.pos, h.next, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
@@ -488,6 +498,31 @@ impl<B: Backing> Ring<B> {
             self.expected_cursor.store(h.next, Ordering::Relaxed);
             s.counters.gets.fetch_add(1, Ordering::Relaxed);
             self.notify(Side::Space);
+            self.release_sides_passed_by_all(h.next, &sides);
+        }
+    }
+
+    /// Removes the side segments (messages larger than the ring) we just read, below `end`,
+    /// if every subscriber has passed them: they need not wait for the record to be reclaimed,
+    /// which happens only when publishers run short of ring space. A subscriber still before
+    /// `end` keeps them (it removes them itself when it passes, or a reclaimer does); one
+    /// that joins later starts beyond them. Removing twice is harmless.
+    fn release_sides_passed_by_all(&self, end: u64, sides: &[SideDescriptor]) {
+        if sides.is_empty() {
+            return;
+        }
+        let c = self.control();
+        let n = c.slots_in_use.load(Ordering::Acquire).min(self.g.max_slots);
+        let release = c.release.load(Ordering::Acquire);
+        let behind = (0..n).any(|i| {
+            // Acquire: a subscriber whose cursor moved past `end` has mapped what it needed.
+            let cur = self.slot_at(i).cursor.load(Ordering::Acquire);
+            cur != NO_CURSOR && cur >= release && cur < end
+        });
+        if !behind {
+            for d in sides {
+                self.b.release_side(d);
+            }
         }
     }
 
