@@ -150,7 +150,7 @@ class Subscriber(_Subscriber):
     Zero copy (block policy): ``get`` decodes pickle and msgpack messages straight from the
     ring, and ``get(copy=False)`` returns a raw message as a read-only
     :class:`shmq.MessageView` over the shared memory instead of ``bytes``. The view is valid
-    until the subscription's next read (the subscription holds the message until then, so
+    until the subscription's next read or close() (the subscription holds the message until then, so
     publishers cannot overwrite it; copy what you keep). For large messages this saves the
     copy that dominates fan-out; for small ones ``bytes`` is cheaper. A subscription has
     one position: threads sharing it take turns. Pickled, it travels as the broadcast's name

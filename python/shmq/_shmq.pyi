@@ -201,7 +201,7 @@ class _Subscriber:
     def get(self, block: bool = True, timeout: float | None = None, *, copy: bool = True) -> Any:
         """Returns the next message, waiting if ``block`` (at most ``timeout`` seconds if given).
         With ``copy=False`` (block policy), a raw message comes as a read-only ``MessageView``
-        over the shared memory, valid until the next read of this subscription."""
+        over the shared memory, valid until the next read of this subscription or its close()."""
     def get_nowait(self) -> Any:
         """Returns the next message without waiting; raises ``Empty`` if there is none."""
     def get_many(self, max_messages: int = 1000, block: bool = True, timeout: float | None = None) -> list[Any]:
@@ -229,7 +229,7 @@ class _Subscriber:
 @final
 class MessageView:
     """A message read in place from a broadcast ring (``Subscriber.get(copy=False)``): a
-    read-only buffer over the shared memory, valid until the subscription's next read."""
+    read-only buffer over the shared memory, valid until the subscription's next read or close()."""
 
     def __buffer__(self, flags: int, /) -> memoryview: ...
     def __len__(self) -> int: ...

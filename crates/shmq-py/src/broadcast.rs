@@ -228,7 +228,7 @@ fn subscriber_dict<'py>(py: Python<'py>, s: &shmq::SubscriberInfo) -> PyResult<B
 }
 
 /// A message read in place from a broadcast ring (`Subscriber.get(copy=False)`): a
-/// read-only buffer over the shared memory, valid until the subscription's next read (the
+/// read-only buffer over the shared memory, valid until the subscription's next read or close() (the
 /// subscription holds the record until then, so publishers cannot overwrite it).
 #[pyclass(module = "shmq._shmq", frozen, name = "MessageView")]
 pub(crate) struct PyMessageView {
@@ -447,7 +447,7 @@ impl PySubscriber {
 
     /// Returns the next message, waiting if `block` (at most `timeout` seconds if given).
     /// With `copy=False` (block policy), a raw message comes as a read-only `MessageView` over
-    /// the shared memory, valid until the next read of this subscription.
+    /// the shared memory, valid until the next read of this subscription or its close().
     #[pyo3(signature = (block=true, timeout=None, *, copy=true))]
     fn get<'py>(
         &self,
