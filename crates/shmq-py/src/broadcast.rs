@@ -372,7 +372,7 @@ impl PySubscriber {
         }
         let decoded = self
             .codecs
-            .decode_in_place(py, keep.clone(), h.codec, (first, second));
+            .decode_in_place(py, || keep.clone(), h.codec, (first, second));
         sub.release_held(&h);
         match decoded? {
             Decoded::Object(obj) => Ok(Some(obj)),

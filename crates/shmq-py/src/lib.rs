@@ -654,7 +654,7 @@ impl Codecs {
     fn decode_in_place<'py>(
         &self,
         py: Python<'py>,
-        keep_mapped: Arc<dyn std::any::Any + Send + Sync>,
+        keep_mapped: impl FnOnce() -> Arc<dyn std::any::Any + Send + Sync>,
         codec: u16,
         parts: (&[u8], &[u8]),
     ) -> PyResult<Decoded<'py>> {
@@ -663,7 +663,7 @@ impl Codecs {
             && first.len() >= DECODE_IN_PLACE_MIN
             && (codec == CODEC_PICKLE || codec == CODEC_MSGPACK)
         {
-            let view = Bound::new(py, broadcast::PyMessageView::new(keep_mapped, first))?;
+            let view = Bound::new(py, broadcast::PyMessageView::new(keep_mapped(), first))?;
             if let Some(obj) = self.decode_buffer(view.as_any(), codec)? {
                 return Ok(Decoded::Object(obj));
             }
@@ -832,7 +832,7 @@ impl PyQueue {
                     let b = message_bytes(py, &q, &m, true)?;
                     return Ok(Decoded::Raw(m.codec, b));
                 }
-                let keep: Arc<dyn std::any::Any + Send + Sync> = q.clone();
+                let keep = || -> Arc<dyn std::any::Any + Send + Sync> { q.clone() };
                 self.codecs.decode_in_place(py, keep, m.codec, m.parts())
             });
             match r {

@@ -448,7 +448,13 @@ pub struct Staged {
 
 impl Staged {
     /// The batch to send: `msgs` with every staged message replaced by its descriptor.
-    pub fn messages<'a>(&'a self, msgs: &[Message<'a>]) -> Vec<Message<'a>> {
+    pub fn messages<'a, 'm>(
+        &'a self,
+        msgs: &'m [Message<'a>],
+    ) -> std::borrow::Cow<'m, [Message<'a>]> {
+        if self.sides.is_empty() {
+            return std::borrow::Cow::Borrowed(msgs); // the usual case: no allocation
+        }
         let mut out = msgs.to_vec();
         for (i, d) in &self.sides {
             out[*i] = Message {
@@ -457,7 +463,7 @@ impl Staged {
                 payload: d,
             };
         }
-        out
+        std::borrow::Cow::Owned(out)
     }
     /// Whether nothing was staged.
     pub fn is_empty(&self) -> bool {
@@ -596,6 +602,9 @@ impl Queue {
     }
     /// Sends every message of `msgs`, contiguously and in order, or none of them.
     pub fn try_send_many(&self, msgs: &[Message<'_>]) -> Result<(), TrySendError> {
+        if !self.allow_large {
+            return self.ring().try_send_many(msgs);
+        }
         let staged = self.stage_large(msgs)?;
         self.ring().try_send_many(&staged.messages(msgs))?;
         staged.keep();
