@@ -120,3 +120,18 @@ def test_broadcast_large_messages_reach_every_subscriber(qname: str) -> None:
         assert h.side_segments(qname) == []
         for s in subs:
             s.close()
+
+
+def test_get_many_bounds_the_bytes_of_a_batch(make_queue: MakeQueue, qname: str) -> None:
+    # Many large bytes objects alive at once are slow to allocate (glibc unmaps and remaps
+    # them per batch): a batch stops before 1 MiB of payload, after at least one message.
+    q = make_queue(capacity="8MiB", codec="raw")
+    q.put_many([blob(i, 600_000) for i in range(3)] + [b"s"] * 5)
+    batches = []
+    while sum(len(b) for b in batches) < 8:
+        batches.append(q.get_many(100, timeout=5))
+    assert [len(b) for b in batches] == [1, 1, 6]
+    assert [m for b in batches for m in b] == [blob(i, 600_000) for i in range(3)] + [b"s"] * 5
+    with shmq.Broadcast(f"{qname}-b", create=True, capacity="8MiB", codec="raw") as bc, bc.subscribe() as sub:
+        bc.publish_many([blob(7, 700_000), blob(8, 700_000), b"x"])
+        assert [len(sub.get_many(100, timeout=5)) for _ in range(2)] == [1, 2]

@@ -393,7 +393,7 @@ impl PySubscriber {
             let mut alloc_err = None;
             let r = {
                 let _turn = self.reading.lock().unwrap_or_else(|p| p.into_inner());
-                sub.try_recv_many_with(max, |d| match d {
+                sub.try_recv_many_limited(max, super::GET_MANY_MAX_BYTES, |d| match d {
                     Delivery::Message(m) => {
                         let b = match sub.open_side(&m) {
                             Ok(None) => to_bytes(py, &m),

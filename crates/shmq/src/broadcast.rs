@@ -325,6 +325,16 @@ impl Subscriber {
     ) -> Result<usize, TryReadError> {
         self.inner.ring().try_read_many_with(max, f)
     }
+    /// As [`Subscriber::try_recv_many_with`], stopping before a message that would take the
+    /// batch's payload bytes past `max_bytes` (the first message is always read).
+    pub fn try_recv_many_limited(
+        &self,
+        max: usize,
+        max_bytes: u64,
+        f: impl FnMut(Delivery<'_>),
+    ) -> Result<usize, TryReadError> {
+        self.inner.ring().try_read_many_limited(max, max_bytes, f)
+    }
     /// Reads up to `max` messages, waiting for the first until `deadline`; `slice` as in
     /// [`Queue::send_many_deadline`].
     pub fn read_many_deadline(

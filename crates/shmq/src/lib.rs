@@ -786,6 +786,16 @@ impl Queue {
     ) -> Result<usize, TryRecvError> {
         self.ring().try_recv_many_with(max, f)
     }
+    /// As [`Queue::try_recv_many_with`], stopping before a message that would take the
+    /// batch's payload bytes past `max_bytes` (the first message is always taken).
+    pub fn try_recv_many_limited(
+        &self,
+        max: usize,
+        max_bytes: u64,
+        f: impl FnMut(RecordView<'_>),
+    ) -> Result<usize, TryRecvError> {
+        self.ring().try_recv_many_limited(max, max_bytes, f)
+    }
     /// Receives one ready message, handing it to `f` while it is still in the ring.
     pub fn try_recv_with<R>(&self, f: impl FnOnce(RecordView<'_>) -> R) -> Result<R, TryRecvError> {
         self.ring().try_recv_with(f)

@@ -313,6 +313,17 @@ impl<B: Backing> Ring<B> {
     pub fn try_read_many_with(
         &self,
         max: usize,
+        f: impl FnMut(Delivery<'_>),
+    ) -> Result<usize, TryReadError> {
+        self.try_read_many_limited(max, u64::MAX, f)
+    }
+
+    /// As [`Ring::try_read_many_with`], stopping before a message that would take the payload
+    /// bytes of the batch past `max_bytes` (the first message is always read).
+    pub fn try_read_many_limited(
+        &self,
+        max: usize,
+        max_bytes: u64,
         mut f: impl FnMut(Delivery<'_>),
     ) -> Result<usize, TryReadError> {
         if max == 0 {
@@ -343,6 +354,7 @@ impl<B: Backing> Ring<B> {
             let mut count = 0usize;
             let mut stale = false;
             let mut sides = Vec::new();
+            let mut bytes = 0u64;
             while pos < tail && count < max {
                 // SYNC P2: `record` loads the stamp with Acquire.
                 let rec = match self.record(pos, tail) {
@@ -357,6 +369,10 @@ impl<B: Backing> Ring<B> {
                     }
                 };
                 if rec.state == COMMITTED {
+                    bytes = bytes.saturating_add(rec.len);
+                    if count > 0 && bytes > max_bytes {
+                        break;
+                    }
                     self.note_side(pos, &rec, &mut sides);
                     // SAFETY: `record` checked `len <= max_payload() < capacity`. The bytes
                     // are not ours alone: publishers reclaim them only after our cursor passes

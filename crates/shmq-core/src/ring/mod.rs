@@ -1097,6 +1097,18 @@ impl<B: Backing> Ring<B> {
     pub fn try_recv_many_with(
         &self,
         max: usize,
+        f: impl FnMut(RecordView<'_>),
+    ) -> Result<usize, TryRecvError> {
+        self.try_recv_many_limited(max, u64::MAX, f)
+    }
+
+    /// As [`Ring::try_recv_many_with`], stopping before a message that would take the payload
+    /// bytes of the batch past `max_bytes` (the first message is always taken): a batch of
+    /// large messages then holds only a bounded amount of memory at once.
+    pub fn try_recv_many_limited(
+        &self,
+        max: usize,
+        max_bytes: u64,
         mut f: impl FnMut(RecordView<'_>),
     ) -> Result<usize, TryRecvError> {
         if max == 0 {
@@ -1110,7 +1122,7 @@ impl<B: Backing> Ring<B> {
         // A run of only abandoned records is skipped and we look again; each pass moves
         // `head` forward, and a ring holds at most `capacity / 16` records.
         for _ in 0..=self.g.capacity / RECORD_ALIGN {
-            match self.try_claim_and_take(max, &mut f) {
+            match self.try_claim_and_take(max, max_bytes, &mut f) {
                 Ok(0) => continue,
                 r => return r,
             }
@@ -1123,6 +1135,7 @@ impl<B: Backing> Ring<B> {
     fn try_claim_and_take(
         &self,
         max: usize,
+        max_bytes: u64,
         f: &mut impl FnMut(RecordView<'_>),
     ) -> Result<usize, TryRecvError> {
         let c = self.control();
@@ -1141,7 +1154,7 @@ impl<B: Backing> Ring<B> {
                 }
                 continue;
             }
-            let Some((end, count, permits)) = self.scan(head, tail, max)? else {
+            let Some((end, count, permits)) = self.scan(head, tail, max, max_bytes)? else {
                 head = c.head.load(Ordering::Acquire); // stale: the records were reused
                 continue;
             };
@@ -1225,10 +1238,12 @@ impl<B: Backing> Ring<B> {
         head: u64,
         tail: u64,
         max: usize,
+        max_bytes: u64,
     ) -> Result<Option<(u64, u64, u64)>, TryRecvError> {
         let mut pos = head;
         let mut count = 0u64;
         let mut permits = 0u64;
+        let mut bytes = 0u64;
         while pos < tail && (count as usize) < max {
             // SYNC P2 (publish): `record` loads the stamp with Acquire, pairing with the
             // producer's Release store.
@@ -1244,6 +1259,10 @@ impl<B: Backing> Ring<B> {
                 }
             };
             if rec.state == COMMITTED {
+                bytes = bytes.saturating_add(rec.len);
+                if count > 0 && bytes > max_bytes {
+                    break;
+                }
                 count += 1;
             } else {
                 permits += rec.permits;
