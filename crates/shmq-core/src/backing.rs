@@ -32,18 +32,14 @@ pub unsafe trait Backing {
     fn wake_all(&self, word: &AtomicU32);
     /// Id of the calling process, recorded in the slot for `stats()`.
     fn pid(&self) -> u32;
-    /// Whether a waiter should spin before sleeping: `false` when the process can run on one
-    /// CPU only, where the other side cannot make progress while we spin. Default: `true`.
-    fn may_spin(&self) -> bool {
-        true
-    }
     /// Removes the side segment a reclaimed record referenced (messages larger than the
     /// ring; see [`crate::layout::SideDescriptor`]). Called at most once per record by the
     /// process that reclaimed it, and for every record left when the last process detaches.
     /// Default: nothing (heap backings have no side segments).
     fn release_side(&self, _descriptor: &crate::layout::SideDescriptor) {}
-    /// CPUs this process may run on; waiters that would spin while more processes than that
-    /// are attached yield the CPU between checks instead. Default: unbounded.
+    /// CPUs this process may run on (its affinity). A waiter does not spin when it is 1 (the
+    /// other side cannot progress meanwhile), and yields between checks while more processes
+    /// than that are attached. Default: unbounded.
     fn cpus(&self) -> u32 {
         u32::MAX
     }

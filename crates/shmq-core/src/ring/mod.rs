@@ -1369,13 +1369,14 @@ impl<B: Backing> Ring<B> {
         // More processes attached than CPUs: a pure spin would keep the CPU from the process
         // we wait for (measured: 1 publisher, 3 subscribers on 2 CPUs), so yield it between
         // checks, and for a shorter while (each check is then a system call).
+        let cpus = self.b.cpus();
         let crowded = {
             let attached = self.control().attached.load(Ordering::Relaxed);
-            attached != ATTACHED_CLOSED && attached > self.b.cpus()
+            attached != ATTACHED_CLOSED && attached > cpus
         };
         // Spinning only pays when the other side runs meanwhile on another CPU: a process
         // that may run on one CPU only (its affinity) goes straight to sleep.
-        let spin = if !self.b.may_spin() {
+        let spin = if cpus <= 1 {
             Duration::ZERO
         } else if crowded {
             SPIN / 5

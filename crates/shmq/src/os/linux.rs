@@ -294,9 +294,6 @@ unsafe impl Backing for ShmSegment {
     fn pid(&self) -> u32 {
         self.pid
     }
-    fn may_spin(&self) -> bool {
-        cpus_available() > 1
-    }
     fn cpus(&self) -> u32 {
         cpus_available()
     }
