@@ -448,6 +448,7 @@ pub struct Staged {
 
 impl Staged {
     /// The batch to send: `msgs` with every staged message replaced by its descriptor.
+    #[inline]
     pub fn messages<'a, 'm>(
         &'a self,
         msgs: &'m [Message<'a>],
@@ -470,12 +471,14 @@ impl Staged {
         self.sides.is_empty()
     }
     /// The batch was sent: its segments now belong to the queue.
+    #[inline]
     pub fn keep(mut self) {
         self.names.clear();
     }
 }
 
 impl Drop for Staged {
+    #[inline]
     fn drop(&mut self) {
         for name in &self.names {
             let _ = ShmSegment::unlink(name);
@@ -549,23 +552,28 @@ impl Queue {
         Self::builder(name).capacity(capacity).open_or_create()
     }
 
+    #[inline]
     pub(crate) fn ring(&self) -> &Ring<ShmSegment> {
         self.ring.as_ref().expect("queue is attached until dropped")
     }
 
     /// The queue's name.
+    #[inline]
     pub fn name(&self) -> &str {
         &self.name
     }
     /// Ring size in bytes.
+    #[inline]
     pub fn capacity(&self) -> u64 {
         self.ring().geometry().capacity
     }
     /// Message bound (0 = none).
+    #[inline]
     pub fn maxsize(&self) -> u64 {
         self.ring().geometry().maxsize
     }
     /// Largest payload one message may have.
+    #[inline]
     pub fn max_message_size(&self) -> u64 {
         self.ring().max_payload()
     }
@@ -601,6 +609,7 @@ impl Queue {
         }
     }
     /// Sends every message of `msgs`, contiguously and in order, or none of them.
+    #[inline]
     pub fn try_send_many(&self, msgs: &[Message<'_>]) -> Result<(), TrySendError> {
         if !self.allow_large {
             return self.ring().try_send_many(msgs);
@@ -627,6 +636,7 @@ impl Queue {
     }
 
     /// Whether this handle sends messages larger than the ring through side segments.
+    #[inline]
     pub fn allows_large(&self) -> bool {
         self.allow_large
     }
@@ -635,10 +645,18 @@ impl Queue {
     /// (when [`QueueBuilder::allow_large`] was set; otherwise they stay and the send refuses
     /// them). Send [`Staged::messages`], then call [`Staged::keep`]; dropping a `Staged`
     /// without `keep` removes its segments.
+    #[inline]
     pub fn stage_large(&self, msgs: &[Message<'_>]) -> Result<Staged, TrySendError> {
+        if !self.allow_large {
+            return Ok(Staged::default());
+        }
+        self.stage_large_slow(msgs)
+    }
+
+    fn stage_large_slow(&self, msgs: &[Message<'_>]) -> Result<Staged, TrySendError> {
         let max = self.max_message_size();
         let mut staged = Staged::default();
-        if !self.allow_large || msgs.iter().all(|m| m.payload.len() as u64 <= max) {
+        if msgs.iter().all(|m| m.payload.len() as u64 <= max) {
             return Ok(staged);
         }
         let seg = self.ring().backing();
@@ -660,6 +678,7 @@ impl Queue {
     }
 
     /// If `m` references a side segment, maps it; `Ok(None)` for an ordinary record.
+    #[inline]
     pub fn open_side(&self, m: &RecordView<'_>) -> Result<Option<SideMessage>, &'static str> {
         if m.flags & shmq_core::layout::RECORD_FLAG_SIDE == 0 {
             return Ok(None);
@@ -788,6 +807,7 @@ impl Queue {
     }
     /// As [`Queue::try_recv_many_with`], stopping before a message that would take the
     /// batch's payload bytes past `max_bytes` (the first message is always taken).
+    #[inline]
     pub fn try_recv_many_limited(
         &self,
         max: usize,
@@ -797,6 +817,7 @@ impl Queue {
         self.ring().try_recv_many_limited(max, max_bytes, f)
     }
     /// Receives one ready message, handing it to `f` while it is still in the ring.
+    #[inline]
     pub fn try_recv_with<R>(&self, f: impl FnOnce(RecordView<'_>) -> R) -> Result<R, TryRecvError> {
         self.ring().try_recv_with(f)
     }
@@ -886,11 +907,13 @@ impl Queue {
 
     /// Waits until a message may be ready: `true` when one is, `false` at `deadline`, after
     /// `slice`, or when a signal interrupted the sleep. Spins about 50 µs, then sleeps.
+    #[inline]
     pub fn wait_for_data(&self, deadline: Option<Instant>, slice: Option<Duration>) -> bool {
         self.ring().wait_for_data(deadline, slice)
     }
 
     /// Waits until the batch `msgs` may fit (see [`Queue::wait_for_data`]).
+    #[inline]
     pub fn wait_for_space(
         &self,
         msgs: &[Message<'_>],
