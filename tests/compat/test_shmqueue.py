@@ -92,6 +92,17 @@ def test_module_constants() -> None:
     assert set(shmqueue.__all__) >= {"ShmQueue", "SYSTEM_PAGESIZE", "SIZE_HEADER", "exceptions", "SerializationMethods"}
 
 
+def test_shared_memory_collection_submodule_names() -> None:
+    # The original also exposes these in shmqueue.shared_memory_collection.
+    from shmq.compat.shmqueue import shared_memory_collection as smc
+
+    assert smc.DebugRefLogAction is shmqueue.DebugRefLogAction
+    assert [(a.name, a.value) for a in smc.DebugRefLogAction] == [("CREATE", "create"), ("SHUTDOWN", "shutdown")]
+    assert smc.SerializationMethods is SerializationMethods
+    assert (smc.SIZE_HEADER, smc.SYSTEM_PAGESIZE) == (8, PAGE)
+    assert smc.ShmRefDataSnapshot is shmqueue.ShmRefDataSnapshot
+
+
 @pytest.mark.parametrize(
     ("cls", "base"),
     [
