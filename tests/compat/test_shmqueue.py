@@ -425,6 +425,16 @@ def test_ref_helpers_are_harmless(make: Callable[..., ShmQueue], qname: str) -> 
     assert q.refs == 1
 
 
+def test_ref_helpers_after_shutdown_raise_not_initialized(make: Callable[..., ShmQueue], qname: str) -> None:
+    # As the original's ShmQueue: a shut-down handle refuses these like every other call.
+    q = make(qname)
+    q.shutdown()
+    with pytest.raises(ShmQueueNotInitializedError):
+        q.reduce_ref_counter()
+    with pytest.raises(ShmQueueNotInitializedError):
+        q.add_ref_manually(os.getpid() + 1)
+
+
 def test_debug_ref_to_file_log(make: Callable[..., ShmQueue], qname: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tempfile
 

@@ -524,11 +524,16 @@ class ShmQueue:
             atexit.register(self.shutdown, use_gc=False)
 
     def add_ref_manually(self, pid: int) -> None:
-        """Does nothing: a ``fork()`` child attaches to an inherited queue when it uses it."""
+        """Does nothing: a ``fork()`` child attaches to an inherited queue when it uses it.
+        Raises :class:`ShmQueueNotInitializedError` after :meth:`shutdown`, as the original."""
+        self._live()
         self._log(logging.INFO, "add_ref_manually(%s): not needed with shmq", pid)
 
     def reduce_ref_counter(self) -> None:
-        """Does nothing: handles detach when closed, collected, or when their process ends."""
+        """Does nothing: handles detach when closed, collected, or when their process ends.
+        Raises :class:`ShmQueueNotInitializedError` after :meth:`shutdown`, as the original
+        (which also refused to drop the last reference; there is nothing to drop here)."""
+        self._live()
         self._log(logging.INFO, "reduce_ref_counter(): not needed with shmq")
 
 
