@@ -26,7 +26,8 @@ Kept from the original: one call creates or attaches (attaching ignores ``buffer
 ``put``); ``qsize``/``empty``/``full``/``buffer_occupancy`` (``SIZE_HEADER`` = 8 bytes plus
 the serialized bytes per message)/``max_buffer_size``/``snapshot``/``clear``;
 ``shutdown(use_gc=True)`` where the last handle to close frees the memory;
-``set_console_handlers``; ``refs``; ``identifier``; the exception classes and their bases.
+``set_console_handlers``; ``refs``; ``identifier``; the exception classes and their bases;
+the submodules ``exceptions`` and ``shared_memory_collection`` (its public names only).
 Added, as the original's README asked: ``put_nowait``/``get_nowait``.
 
 Differences from the original
@@ -46,7 +47,9 @@ Differences from the original
   still use, and shmq does not use :mod:`multiprocessing.resource_tracker`, so there are no
   leak warnings (``track_resources`` is accepted and ignored). Inherited handles in
   ``fork()`` children attach on first use and detach at exit, so ``add_ref_manually`` and
-  ``reduce_ref_counter`` are accepted and do nothing.
+  ``reduce_ref_counter`` are accepted and do nothing (on a shut-down handle they raise
+  :class:`ShmQueueNotInitializedError`, as the original; its ``ShmQueueValueError`` for
+  dropping the last reference is not kept: there is no count to protect).
 - **Undecodable messages are not lost.** A message that cannot be deserialized (pickle with
   ``allow_pickle=False``, a class the consumer cannot import, a custom method without a
   deserializer, or a deserializer that raises) raises
