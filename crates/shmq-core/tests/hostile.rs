@@ -114,3 +114,20 @@ proptest! {
         exercise(&other);
     }
 }
+
+/// Regression (found by `scribbles_on_a_live_queue_never_crash_or_hang` in CI): per-process
+/// counters near `u64::MAX` in two slots made `stats()`/`len()` overflow (a panic in debug).
+#[test]
+fn huge_counters_in_slots_do_not_overflow() {
+    let (r, ring, g) = fresh(0);
+    let other = Ring::open(r.handle()).map_err(|(_, e)| e).unwrap();
+    for slot in 0..2u64 {
+        let counters = g.slots_offset
+            + slot * shmq_core::layout::slot_size()
+            + core::mem::offset_of!(shmq_core::layout::Slot, counters) as u64;
+        poke(ring.backing(), counters, &[0xFF; 24]);
+    }
+    let _ = ring.stats();
+    let _ = ring.len();
+    let _ = other.stats();
+}

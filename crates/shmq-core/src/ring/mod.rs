@@ -1614,9 +1614,11 @@ impl<B: Backing> Ring<B> {
             if s.state.load(Ordering::Relaxed) & 0xFF == SLOT_FREE {
                 continue;
             }
-            puts += s.counters.puts.load(Ordering::Relaxed);
-            gets += s.counters.gets.load(Ordering::Relaxed);
-            waits += s.counters.waits.load(Ordering::Relaxed);
+            // Wrapping: counters come from shared memory (garbage must not panic), and the
+            // atomics they fold into wrap too.
+            puts = puts.wrapping_add(s.counters.puts.load(Ordering::Relaxed));
+            gets = gets.wrapping_add(s.counters.gets.load(Ordering::Relaxed));
+            waits = waits.wrapping_add(s.counters.waits.load(Ordering::Relaxed));
         }
         (puts, gets, waits)
     }
