@@ -437,8 +437,6 @@ impl Stash {
     }
 }
 
-/// A message's payload as a new `bytes` object: one copy out of the ring (`new_with` would
-/// zero-fill the buffer first, so it is used only when the payload wraps around the ring).
 /// A message's payload as `bytes`, read from its side segment when it has one (then removed
 /// if `take`: a queue's consumer owns the message).
 fn message_bytes<'py>(
@@ -461,13 +459,26 @@ fn message_bytes<'py>(
 }
 
 fn to_bytes<'py>(py: Python<'py>, m: &shmq::RecordView<'_>) -> PyResult<Bound<'py, PyBytes>> {
-    match m.parts() {
-        (whole, []) => Ok(PyBytes::new(py, whole)),
-        _ => PyBytes::new_with(py, m.len(), |buf| {
-            m.copy_to(buf);
-            Ok(())
-        }),
+    let (first, second) = m.parts();
+    bytes_of_parts(py, first, second)
+}
+
+/// A payload in (up to) two parts as a new `bytes` object: one copy out of the ring
+/// (`new_with` would zero-fill the buffer first, so it is used only when the payload wraps
+/// around the ring).
+fn bytes_of_parts<'py>(
+    py: Python<'py>,
+    first: &[u8],
+    second: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    if second.is_empty() {
+        return Ok(PyBytes::new(py, first));
     }
+    PyBytes::new_with(py, first.len() + second.len(), |buf| {
+        buf[..first.len()].copy_from_slice(first);
+        buf[first.len()..].copy_from_slice(second);
+        Ok(())
+    })
 }
 
 /// A received message before decoding: codec id and bytes.
@@ -672,16 +683,7 @@ impl Codecs {
                 return Ok(Decoded::Object(obj));
             }
         }
-        let raw = if second.is_empty() {
-            PyBytes::new(py, first)
-        } else {
-            PyBytes::new_with(py, first.len() + second.len(), |buf| {
-                buf[..first.len()].copy_from_slice(first);
-                buf[first.len()..].copy_from_slice(second);
-                Ok(())
-            })?
-        };
-        Ok(Decoded::Raw(codec, raw))
+        Ok(Decoded::Raw(codec, bytes_of_parts(py, first, second)?))
     }
 
     fn resolve_codec(&self, codec: Option<i64>) -> PyResult<u16> {
