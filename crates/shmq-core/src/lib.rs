@@ -16,6 +16,7 @@ mod sync;
 pub use backing::{Backing, HeapBacking, HeapRegion};
 pub use layout::{Geometry, LayoutError};
 pub use ring::{
-    AttachError, Delivery, Detached, Message, ReadTimeoutError, RecordView, RecvTimeoutError, Ring,
-    SendTimeoutError, Stats, SubscriberInfo, TryReadError, TryRecvError, TrySendError,
+    AttachError, Delivery, Detached, Message, Plain, ReadTimeoutError, RecordView,
+    RecvTimeoutError, Ring, SendTimeoutError, Stats, SubscriberInfo, TryReadError, TryRecvError,
+    TrySendError, Waiter,
 };

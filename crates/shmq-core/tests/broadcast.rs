@@ -120,7 +120,11 @@ fn a_dead_subscriber_is_evicted_by_a_blocked_publisher() {
     let t = Instant::now();
     let msgs = [Message::raw(&[0u8; 8])];
     publisher
-        .send_many_deadline(&msgs, Some(t + Duration::from_secs(5)), None)
+        .send_many_blocking(
+            &msgs,
+            Some(t + Duration::from_secs(5)),
+            &mut shmq_core::Plain,
+        )
         .unwrap();
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     assert_eq!(publisher.stats().reaped, 1);
@@ -197,10 +201,16 @@ fn threads_publish_and_subscribe_concurrently_in_both_policies() {
                     let deadline = Instant::now() + Duration::from_secs(60);
                     while got + missed < 2 * PER {
                         let mut batch = Vec::new();
-                        let res = s.read_many_deadline(64, Some(deadline), None, |d| match d {
-                            Delivery::Message(v) => batch.push(num(&v.to_vec())),
-                            Delivery::Discard => batch.clear(),
-                        });
+                        let res = s.read_many_blocking(
+                            64,
+                            u64::MAX,
+                            Some(deadline),
+                            &mut shmq_core::Plain,
+                            |d| match d {
+                                Delivery::Message(v) => batch.push(num(&v.to_vec())),
+                                Delivery::Discard => batch.clear(),
+                            },
+                        );
                         match res {
                             Ok(_) => {}
                             Err(ReadTimeoutError::Lagged { missed: m }) => {
@@ -229,7 +239,7 @@ fn threads_publish_and_subscribe_concurrently_in_both_policies() {
                         let v = ((p << 32) | i).to_le_bytes();
                         let m = [Message::raw(&v)];
                         let d = Some(Instant::now() + Duration::from_secs(10));
-                        if let Err(e) = ring.send_many_deadline(&m, d, None) {
+                        if let Err(e) = ring.send_many_blocking(&m, d, &mut shmq_core::Plain) {
                             panic!("{e:?}\n{}", ring.debug_state());
                         }
                     }

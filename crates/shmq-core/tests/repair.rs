@@ -33,9 +33,13 @@ fn die_at(r: &HeapRegion, point: CrashPoint, op: impl FnOnce(&Ring<HeapBacking>)
 
 fn recv_within(ring: &Ring<HeapBacking>, limit: Duration) -> Result<Vec<u8>, RecvTimeoutError> {
     let mut out = None;
-    ring.recv_many_deadline(1, Some(Instant::now() + limit), None, |m| {
-        out = Some(m.to_vec())
-    })?;
+    ring.recv_many_blocking(
+        1,
+        u64::MAX,
+        Some(Instant::now() + limit),
+        &mut shmq_core::Plain,
+        |m| out = Some(m.to_vec()),
+    )?;
     Ok(out.unwrap())
 }
 
@@ -143,10 +147,10 @@ fn consumer_killed_mid_claim_loses_one_counted_message_and_frees_space() {
         // The ring is now full: the dead claim pins the first 2 KiB. A blocked producer
         // notices, repairs, and gets the space.
         let msg = vec![9u8; 2000];
-        ring.send_many_deadline(
+        ring.send_many_blocking(
             &[Message::raw(&msg)],
             Some(Instant::now() + Duration::from_secs(5)),
-            None,
+            &mut shmq_core::Plain,
         )
         .unwrap_or_else(|e| panic!("{point:?}: {e:?}"));
         let s = ring.stats();
@@ -178,10 +182,11 @@ fn a_process_killed_asleep_leaves_no_phantom_waiter() {
         s.spawn(|| {
             let victim = open(&r);
             // Sleeps (counted in waiters) until the deadline, then "dies" as if killed asleep.
-            let _ = victim.recv_many_deadline(
+            let _ = victim.recv_many_blocking(
                 1,
+                u64::MAX,
                 Some(Instant::now() + Duration::from_millis(100)),
-                None,
+                &mut shmq_core::Plain,
                 |_| {},
             );
             victim.backing().die();

@@ -122,7 +122,11 @@ fn too_large_is_an_error_not_a_hang() {
     let e = ring.try_send(Message::raw(&vec![7; max + 1])).unwrap_err();
     assert!(matches!(e, TrySendError::TooLarge { size, .. } if size == max as u64 + 1));
     let e = ring
-        .send_many_deadline(&[Message::raw(&vec![7; max + 1])], None, None)
+        .send_many_blocking(
+            &[Message::raw(&vec![7; max + 1])],
+            None,
+            &mut shmq_core::Plain,
+        )
         .unwrap_err();
     assert!(matches!(e, shmq_core::SendTimeoutError::TooLarge { .. }));
 }
@@ -173,12 +177,19 @@ fn batches_are_all_or_nothing_and_recv_many_takes_a_run() {
 fn recv_timeout_times_out_and_zero_does_not_wait_forever() {
     let (_r, ring) = region(4096, 0);
     let t0 = Instant::now();
-    let r = ring.recv_many_deadline(1, Some(Instant::now()), None, |_| {});
-    assert_eq!(r, Err(RecvTimeoutError::Timeout));
-    let r = ring.recv_many_deadline(
+    let r = ring.recv_many_blocking(
         1,
+        u64::MAX,
+        Some(Instant::now()),
+        &mut shmq_core::Plain,
+        |_| {},
+    );
+    assert_eq!(r, Err(RecvTimeoutError::Timeout));
+    let r = ring.recv_many_blocking(
+        1,
+        u64::MAX,
         Some(Instant::now() + Duration::from_millis(20)),
-        None,
+        &mut shmq_core::Plain,
         |_| {},
     );
     assert_eq!(r, Err(RecvTimeoutError::Timeout));
@@ -229,7 +240,7 @@ fn mpmc_every_message_exactly_once_fifo_per_producer() {
                 let len = 9 + (i % 40);
                 let mut msg = vec![p as u8; len];
                 msg[..8].copy_from_slice(&(i as u64).to_le_bytes());
-                ring.send_many_deadline(&[Message::raw(&msg)], None, None)
+                ring.send_many_blocking(&[Message::raw(&msg)], None, &mut shmq_core::Plain)
                     .unwrap();
             }
             Vec::new()
@@ -242,10 +253,11 @@ fn mpmc_every_message_exactly_once_fifo_per_producer() {
             let mut got = Vec::new();
             loop {
                 let mut batch = Vec::new();
-                match ring.recv_many_deadline(
+                match ring.recv_many_blocking(
                     7,
+                    u64::MAX,
                     Some(Instant::now() + Duration::from_millis(500)),
-                    None,
+                    &mut shmq_core::Plain,
                     |m| batch.push(m.to_vec()),
                 ) {
                     Ok(_) => got.extend(batch),

@@ -92,7 +92,7 @@ fn spawn_consumer<'s>(
         let mut stop = false;
         while !stop {
             if batched {
-                data.recv_many_deadline(1024, None, None, |m| {
+                data.recv_many_blocking(1024, u64::MAX, None, &mut shmq_core::Plain, |m| {
                     if m.is_empty() {
                         stop = true;
                     } else {
@@ -147,7 +147,7 @@ fn throughput_64b_batched(bencher: Bencher, batch: usize) {
             let mut left = N;
             while left > 0 {
                 let k = left.min(batch);
-                data.send_many_deadline(&msgs[..k], None, None)
+                data.send_many_blocking(&msgs[..k], None, &mut shmq_core::Plain)
                     .expect("send_many");
                 left -= k;
             }

@@ -11,7 +11,7 @@ use crate::backing::Backing;
 use crate::layout::*;
 use crate::ring::RecordView;
 use crate::sync::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// What a broadcast read hands to its callback.
 #[derive(Debug)]
@@ -38,6 +38,8 @@ pub enum TryReadError {
     NotSubscribed,
     /// The shared memory holds impossible values.
     Corrupted(&'static str),
+    /// Another thread of this attachment is reading: try again (after yielding).
+    Busy,
 }
 
 /// Why a blocking broadcast read returned no message.
@@ -54,6 +56,8 @@ pub enum ReadTimeoutError {
     NotSubscribed,
     /// See [`TryReadError::Corrupted`].
     Corrupted(&'static str),
+    /// The caller's [`super::Waiter`] asked to stop.
+    Interrupted,
 }
 
 /// One subscriber, as [`Ring::subscribers`] reports it.
@@ -309,7 +313,8 @@ impl<B: Backing> Ring<B> {
     /// subscriber lagged while reading, `f` receives [`Delivery::Discard`] and the call
     /// returns [`TryReadError::Lagged`]. Returns how many messages `f` may keep.
     ///
-    /// One thread at a time per attachment.
+    /// Threads of one attachment take turns: a call made while another thread reads returns
+    /// [`TryReadError::Busy`].
     pub fn try_read_many_with(
         &self,
         max: usize,
@@ -329,6 +334,7 @@ impl<B: Backing> Ring<B> {
         if max == 0 {
             return Ok(0);
         }
+        let _turn = self.try_reader().ok_or(TryReadError::Busy)?;
         let c = self.control();
         let s = self.slot_at(self.slot);
         // Runs of abandoned records are skipped and we look again; the ring holds at most
@@ -428,13 +434,16 @@ impl<B: Backing> Ring<B> {
     /// way are stepped over. Lag policy: refused (`Corrupted`), since publishers may
     /// overwrite a held record.
     ///
-    /// One thread at a time per attachment; hold at most one record at a time.
+    /// Hold at most one record at a time, and read nothing else until it is released (the
+    /// caller serialises its threads' holds; a call made while another thread of this
+    /// attachment reads returns [`TryReadError::Busy`]).
     pub fn try_hold(&self) -> Result<Held, TryReadError> {
         if self.lag_policy() {
             return Err(TryReadError::Corrupted(
                 "zero-copy reads need the block policy",
             ));
         }
+        let _turn = self.try_reader().ok_or(TryReadError::Busy)?;
         let c = self.control();
         let s = self.slot_at(self.slot);
         for _ in 0..=self.g.capacity / RECORD_ALIGN {
@@ -586,40 +595,11 @@ impl<B: Backing> Ring<B> {
         cur != NO_CURSOR && cur < self.control().tail.load(Ordering::Acquire) && !self.read_ready()
     }
 
-    /// Waits until a read may find something (see [`Ring::wait_for_data`]).
-    pub fn wait_for_read(&self, deadline: Option<Instant>, slice: Option<Duration>) -> bool {
-        self.wait_for(Side::Data, deadline, slice, &|| self.read_ready(), &|| {
+    /// Waits until a read may find something, at most until `until`.
+    pub(super) fn wait_for_read(&self, until: Option<Instant>) -> bool {
+        self.wait_for(Side::Data, until, &|| self.read_ready(), &|| {
             self.read_in_flight()
         })
-    }
-
-    /// Reads up to `max` messages, waiting for the first until `deadline` (forever if `None`);
-    /// `slice` as in [`Ring::send_many_deadline`].
-    pub fn read_many_deadline(
-        &self,
-        max: usize,
-        deadline: Option<Instant>,
-        slice: Option<Duration>,
-        mut f: impl FnMut(Delivery<'_>),
-    ) -> Result<usize, ReadTimeoutError> {
-        let slice_end = slice.map(|s| Instant::now() + s);
-        let map = |e: TryReadError| match e {
-            TryReadError::Empty => ReadTimeoutError::Timeout,
-            TryReadError::Lagged { missed } => ReadTimeoutError::Lagged { missed },
-            TryReadError::NotSubscribed => ReadTimeoutError::NotSubscribed,
-            TryReadError::Corrupted(w) => ReadTimeoutError::Corrupted(w),
-        };
-        loop {
-            match self.try_read_many_with(max, &mut f) {
-                Ok(n) => return Ok(n),
-                Err(TryReadError::Empty) => {}
-                Err(e) => return Err(map(e)),
-            }
-            let left = slice_end.map(|s| s.saturating_duration_since(Instant::now()));
-            if !self.wait_for_read(deadline, left) {
-                return self.try_read_many_with(max, &mut f).map_err(map);
-            }
-        }
     }
 
     /// The subscribers and how far behind they are.

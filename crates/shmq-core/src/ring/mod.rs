@@ -11,11 +11,13 @@ use crate::backing::Backing;
 use crate::layout::*;
 use crate::sync::{fence, spin_hint, yield_now, AtomicU32, AtomicU64, Ordering};
 
+mod blocking;
 mod broadcast;
 #[cfg(feature = "crash-points")]
 pub mod crash;
 mod repair;
 
+pub use blocking::{Plain, Waiter, CHECK_EVERY};
 pub use broadcast::{Delivery, Held, ReadTimeoutError, SubscriberInfo, TryReadError};
 
 /// At a crash point (tests only), stop here as a killed process would: keep the lane taken
@@ -124,9 +126,9 @@ pub enum TrySendError {
     },
     /// The shared state is inconsistent (a buggy or hostile process wrote to it).
     Corrupted(&'static str),
-    /// A message larger than the ring could not be written to a side segment of its own
-    /// (out of memory in /dev/shm, or a permission problem).
-    SideSegment,
+    /// Every lane of this attachment is taken by its other threads: try again (after
+    /// yielding). Never caused by another process.
+    Busy,
 }
 
 /// Why a non-blocking receive returned nothing.
@@ -136,6 +138,8 @@ pub enum TryRecvError {
     Empty,
     /// The shared state is inconsistent.
     Corrupted(&'static str),
+    /// See [`TrySendError::Busy`].
+    Busy,
 }
 
 /// Why a blocking send did not happen.
@@ -152,8 +156,8 @@ pub enum SendTimeoutError {
     },
     /// See [`TrySendError::Corrupted`].
     Corrupted(&'static str),
-    /// See [`TrySendError::SideSegment`].
-    SideSegment,
+    /// The caller's [`Waiter`] asked to stop (a signal, a handle closed meanwhile).
+    Interrupted,
 }
 
 /// Why a blocking receive returned nothing.
@@ -163,6 +167,8 @@ pub enum RecvTimeoutError {
     Timeout,
     /// See [`TryRecvError::Corrupted`].
     Corrupted(&'static str),
+    /// The caller's [`Waiter`] asked to stop.
+    Interrupted,
 }
 
 /// Why attaching to a segment failed.
@@ -265,6 +271,13 @@ pub struct Ring<B: Backing> {
     /// Broadcast subscribers: where this process last left its cursor; a different value in
     /// the slot means a lag-mode publisher moved it.
     expected_cursor: AtomicU64,
+    /// Which of the slot's lanes this attachment's threads hold (bit `k` = lane `k`). Kept
+    /// in process memory, not in the segment: lane allocation is a matter between our own
+    /// threads, so no other process can make it spin by scribbling on the slot table.
+    lanes_taken: AtomicU32,
+    /// 1 while a thread of this attachment reads its subscription (one reader at a time per
+    /// cursor, or two threads would deliver the same records). Process memory, as above.
+    reader: AtomicU32,
 }
 
 std::thread_local! {
@@ -272,13 +285,35 @@ std::thread_local! {
 }
 
 /// A lane taken for one attempt; given back on drop.
-struct LaneGuard<'a>(&'a Lane);
+struct LaneGuard<'a> {
+    lane: &'a Lane,
+    bit: u32,
+    taken: &'a AtomicU32,
+}
 
 impl Drop for LaneGuard<'_> {
     fn drop(&mut self) {
-        // SYNC L (lane hand-over): Release pairs with the Acquire CAS in `Ring::lane`, so the
-        // next user of the lane sees the cleared intents.
-        self.0.busy.store(0, Ordering::Release);
+        // Relaxed: the shared `busy` word only informs debugging dumps; nobody decides on it.
+        self.lane.busy.store(0, Ordering::Relaxed);
+        // SYNC L (lane hand-over): Release pairs with the Acquire `fetch_or` in
+        // `Ring::try_lane`, so the next thread to take the lane sees its cleared intents.
+        self.taken.fetch_and(!self.bit, Ordering::Release);
+    }
+}
+
+/// Rounds over the lanes a thread makes before it reports [`TrySendError::Busy`]: lanes are
+/// held only for one bounded, non-blocking attempt, so a free one normally turns up within a
+/// few rounds; if not, the caller waits with its hooks (a binding releases its interpreter
+/// lock) and tries again, instead of spinning here.
+const LANE_ROUNDS: usize = 8;
+
+/// A process-local try-lock for one attempt (see `Ring::reader`); released on drop.
+struct ReaderGuard<'a>(&'a AtomicU32);
+
+impl Drop for ReaderGuard<'_> {
+    fn drop(&mut self) {
+        // Release: the next reader sees our cursor bookkeeping (`expected_cursor`).
+        self.0.store(0, Ordering::Release);
     }
 }
 
@@ -350,6 +385,8 @@ impl<B: Backing> Ring<B> {
             last_stuck_check: AtomicU64::new(0),
             epoch: Instant::now(),
             expected_cursor: AtomicU64::new(NO_CURSOR),
+            lanes_taken: AtomicU32::new(0),
+            reader: AtomicU32::new(0),
         };
         match ring.claim_slot() {
             Some(slot) => {
@@ -714,8 +751,9 @@ impl<B: Backing> Ring<B> {
         }
     }
 
-    /// Takes a free lane of this process's slot for one attempt.
-    fn lane(&self) -> LaneGuard<'_> {
+    /// Takes a free lane of this process's slot for one attempt, or `None` if this
+    /// attachment's other threads hold all of them for a while (the caller reports `Busy`).
+    fn try_lane(&self) -> Option<LaneGuard<'_>> {
         let lanes = &self.slot_at(self.slot).lanes;
         // Models must be deterministic: loom runs its threads on one OS thread.
         let start = if cfg!(loom) {
@@ -729,20 +767,44 @@ impl<B: Backing> Ring<B> {
                 h.get()
             })
         };
-        loop {
+        for _ in 0..LANE_ROUNDS {
+            // Relaxed: a hint; the `fetch_or` decides.
+            let taken = self.lanes_taken.load(Ordering::Relaxed);
             for k in 0..LANES {
-                let l = &lanes[(start + k) % LANES];
+                let i = (start + k) % LANES;
+                let bit = 1u32 << i;
                 // SYNC L: Acquire pairs with the Release in `LaneGuard::drop`.
-                if l.busy.load(Ordering::Relaxed) == 0
-                    && l.busy
-                        .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-                        .is_ok()
+                if taken & bit == 0 && self.lanes_taken.fetch_or(bit, Ordering::Acquire) & bit == 0
                 {
-                    return LaneGuard(l);
+                    // Relaxed: informational (see `LaneGuard::drop`).
+                    lanes[i].busy.store(1, Ordering::Relaxed);
+                    return Some(LaneGuard {
+                        lane: &lanes[i],
+                        bit,
+                        taken: &self.lanes_taken,
+                    });
                 }
             }
-            yield_now();
+            spin_hint();
         }
+        None
+    }
+
+    /// Takes this attachment's read turn for one attempt (broadcast subscriptions), or
+    /// `None` if another of its threads is reading (the caller reports `Busy`).
+    fn try_reader(&self) -> Option<ReaderGuard<'_>> {
+        for _ in 0..LANE_ROUNDS {
+            // Acquire pairs with the Release in `ReaderGuard::drop`.
+            if self
+                .reader
+                .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Some(ReaderGuard(&self.reader));
+            }
+            spin_hint();
+        }
+        None
     }
 
     // ----------------------------------------------------------------------------------
@@ -760,17 +822,17 @@ impl<B: Backing> Ring<B> {
             return Ok(());
         }
         let total = self.batch_size(msgs)?;
-        let lane = self.lane();
+        let lane = self.try_lane().ok_or(TrySendError::Busy)?;
         let n = msgs.len() as u64;
-        if self.g.maxsize > 0 && !self.take_permits(lane.0, n) {
+        if self.g.maxsize > 0 && !self.take_permits(lane.lane, n) {
             return Err(TrySendError::Full);
         }
         crash_point!(AfterPermits, lane, Err(TrySendError::Corrupted("crashed")));
-        let start = match self.reserve(lane.0, total) {
+        let start = match self.reserve(lane.lane, total) {
             Ok(start) => start,
             Err(e) => {
                 if self.g.maxsize > 0 {
-                    self.give_back_permits(lane.0, n);
+                    self.give_back_permits(lane.lane, n);
                 }
                 return Err(e);
             }
@@ -778,8 +840,8 @@ impl<B: Backing> Ring<B> {
         #[cfg(feature = "crash-points")]
         if crash::hit(crash::CrashPoint::AfterReserveCas) {
             // Died between the CAS and marking the intent OWNED.
-            let word = lane.0.put_state.load(Ordering::Relaxed);
-            lane.0
+            let word = lane.lane.put_state.load(Ordering::Relaxed);
+            lane.lane
                 .put_state
                 .store(word & !0xFF | INTENT_PENDING, Ordering::Relaxed);
             core::mem::forget(lane);
@@ -793,7 +855,7 @@ impl<B: Backing> Ring<B> {
             crash_point!(AfterCommit, lane, Err(TrySendError::Corrupted("crashed")));
         }
         // The records now carry the permits; the lane no longer owns anything.
-        lane.0.put_state.store(INTENT_NONE, Ordering::Release);
+        lane.lane.put_state.store(INTENT_NONE, Ordering::Release);
         drop(lane);
         self.slot_at(self.slot)
             .counters
@@ -1085,6 +1147,11 @@ impl<B: Backing> Ring<B> {
     // ----------------------------------------------------------------------------------
 
     /// Receives one message if one is ready, handing it to `f` while it is claimed.
+    ///
+    /// `f` runs with one of this attachment's lanes held and the record claimed: it must copy
+    /// what it needs and return, never block, wait for a lock, or run foreign code (a
+    /// binding's user callbacks or deserialisers), or the attachment's other threads and
+    /// every producer waiting for the space may wait on it.
     pub fn try_recv_with<R>(&self, f: impl FnOnce(RecordView<'_>) -> R) -> Result<R, TryRecvError> {
         let mut f = Some(f);
         let mut out = None;
@@ -1139,7 +1206,7 @@ impl<B: Backing> Ring<B> {
         f: &mut impl FnMut(RecordView<'_>),
     ) -> Result<usize, TryRecvError> {
         let c = self.control();
-        let lane = self.lane();
+        let lane = self.try_lane().ok_or(TryRecvError::Busy)?;
         // SYNC C1: Acquire pairs with the Release CAS of the consumer that moved head there; it
         // had read a tail at least that large, so our tail load below cannot be older (found
         // by the loom model `two_producers_two_consumers_each_message_once`).
@@ -1165,9 +1232,9 @@ impl<B: Backing> Ring<B> {
                 }
                 return Err(TryRecvError::Empty);
             }
-            lane.0.get_start.store(head, Ordering::Relaxed);
-            lane.0.get_end.store(end, Ordering::Relaxed);
-            lane.0.get_state.store(INTENT_PENDING, Ordering::Relaxed);
+            lane.lane.get_start.store(head, Ordering::Relaxed);
+            lane.lane.get_end.store(end, Ordering::Relaxed);
+            lane.lane.get_state.store(INTENT_PENDING, Ordering::Relaxed);
             // SYNC C1 (claim): Release publishes the lane intent to whoever sees the new head
             // (a reclaimer or repairer). The records' contents were acquired by the stamp loads
             // in `scan`; nothing else needs Acquire here.
@@ -1185,7 +1252,7 @@ impl<B: Backing> Ring<B> {
             // claim has given its permits back.
             c.count.fetch_sub(count + permits, Ordering::Relaxed);
         }
-        lane.0.get_state.store(INTENT_OWNED, Ordering::Relaxed);
+        lane.lane.get_state.store(INTENT_OWNED, Ordering::Relaxed);
         crash_point!(AfterClaim, lane, Err(TryRecvError::Corrupted("crashed")));
         let mut pos = head;
         let mut result = Ok(count as usize);
@@ -1220,7 +1287,7 @@ impl<B: Backing> Ring<B> {
             }
             pos += rec.size;
         }
-        lane.0.get_state.store(INTENT_NONE, Ordering::Release);
+        lane.lane.get_state.store(INTENT_NONE, Ordering::Release);
         drop(lane);
         self.slot_at(self.slot)
             .counters
@@ -1456,21 +1523,14 @@ impl<B: Backing> Ring<B> {
     }
 
     /// Waits until `ready()`: spins about [`SPIN`], then sleeps. Returns `true` when ready;
-    /// `false` at the deadline, after `slice` (so a caller can check for interrupts and call
-    /// again), or when a signal interrupted the sleep.
+    /// `false` at `until` or when a signal interrupted the sleep.
     fn wait_for(
         &self,
         side: Side,
-        deadline: Option<Instant>,
-        slice: Option<Duration>,
+        until: Option<Instant>,
         ready: &dyn Fn() -> bool,
         stuck: &dyn Fn() -> bool,
     ) -> bool {
-        let slice_end = slice.map(|s| Instant::now() + s);
-        let until = match (deadline, slice_end) {
-            (Some(d), Some(s)) => Some(d.min(s)),
-            (d, s) => d.or(s),
-        };
         loop {
             match self.wait_once(side, until, ready, stuck) {
                 Wake::Ready => return true,
@@ -1481,23 +1541,17 @@ impl<B: Backing> Ring<B> {
         }
     }
 
-    /// Waits until a message may be ready (see [`Ring::wait_for`] for the return value). Another
-    /// consumer may still take it first: call `try_recv*` and wait again if it is gone.
-    pub fn wait_for_data(&self, deadline: Option<Instant>, slice: Option<Duration>) -> bool {
-        self.wait_for(Side::Data, deadline, slice, &|| self.data_ready(), &|| {
+    /// Waits until a message may be ready, at most until `until`. Another consumer may still
+    /// take it first.
+    fn wait_for_data(&self, until: Option<Instant>) -> bool {
+        self.wait_for(Side::Data, until, &|| self.data_ready(), &|| {
             self.head_in_flight()
         })
     }
 
-    /// Waits until `n` messages of `total_bytes` (as [`Ring::batch_bytes`] counts them) may
-    /// fit. Another producer may take the space first.
-    pub fn wait_for_space(
-        &self,
-        n: u64,
-        total_bytes: u64,
-        deadline: Option<Instant>,
-        slice: Option<Duration>,
-    ) -> bool {
+    /// Waits until `n` messages of `total_bytes` may fit, at most until `until`. Another
+    /// producer may take the space first.
+    fn wait_for_space(&self, n: u64, total_bytes: u64, until: Option<Instant>) -> bool {
         let stuck = || {
             let c = self.control();
             if self.g.is_broadcast() {
@@ -1507,68 +1561,10 @@ impl<B: Backing> Ring<B> {
         };
         self.wait_for(
             Side::Space,
-            deadline,
-            slice,
+            until,
             &|| self.space_ready(n, total_bytes),
             &stuck,
         )
-    }
-
-    /// Ring bytes the batch `msgs` occupies, or why it can never fit.
-    pub fn batch_bytes(&self, msgs: &[Message<'_>]) -> Result<u64, TrySendError> {
-        self.batch_size(msgs)
-    }
-
-    /// Sends all of `msgs` or none, waiting for space until `deadline` (forever if `None`).
-    /// With `slice`, returns `Timeout` after at most that long even if `deadline` is later, so
-    /// a caller can check for interrupts and call again.
-    pub fn send_many_deadline(
-        &self,
-        msgs: &[Message<'_>],
-        deadline: Option<Instant>,
-        slice: Option<Duration>,
-    ) -> Result<(), SendTimeoutError> {
-        let total = self.batch_size(msgs)?;
-        let slice_end = slice.map(|s| Instant::now() + s);
-        loop {
-            match self.try_send_many(msgs) {
-                Ok(()) => return Ok(()),
-                Err(TrySendError::Full) => {}
-                Err(e) => return Err(e.into()),
-            }
-            let left = slice_end.map(|s| s.saturating_duration_since(Instant::now()));
-            if !self.wait_for_space(msgs.len() as u64, total, deadline, left) {
-                // One last try: the space may have come with the deadline.
-                return self.try_send_many(msgs).map_err(SendTimeoutError::from);
-            }
-        }
-    }
-
-    /// Receives up to `max` messages, waiting for the first until `deadline` (forever if
-    /// `None`); `slice` as in [`Ring::send_many_deadline`].
-    pub fn recv_many_deadline(
-        &self,
-        max: usize,
-        deadline: Option<Instant>,
-        slice: Option<Duration>,
-        mut f: impl FnMut(RecordView<'_>),
-    ) -> Result<usize, RecvTimeoutError> {
-        let slice_end = slice.map(|s| Instant::now() + s);
-        loop {
-            match self.try_recv_many_with(max, &mut f) {
-                Ok(n) => return Ok(n),
-                Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Corrupted(w)) => return Err(RecvTimeoutError::Corrupted(w)),
-            }
-            let left = slice_end.map(|s| s.saturating_duration_since(Instant::now()));
-            if !self.wait_for_data(deadline, left) {
-                return match self.try_recv_many_with(max, &mut f) {
-                    Ok(n) => Ok(n),
-                    Err(TryRecvError::Empty) => Err(RecvTimeoutError::Timeout),
-                    Err(TryRecvError::Corrupted(w)) => Err(RecvTimeoutError::Corrupted(w)),
-                };
-            }
-        }
     }
 
     // ----------------------------------------------------------------------------------
@@ -1712,20 +1708,20 @@ impl core::fmt::Display for TrySendError {
                 write!(f, "message of {size} bytes can never fit (at most {max})")
             }
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
-            Self::SideSegment => write!(f, "{SIDE_SEGMENT_FAILED}"),
+            Self::Busy => write!(f, "{BUSY}"),
         }
     }
 }
 impl std::error::Error for TrySendError {}
 
-const SIDE_SEGMENT_FAILED: &str =
-    "could not write a message larger than the ring into a side segment of its own";
+const BUSY: &str = "every lane of this handle is in use by its other threads";
 
 impl core::fmt::Display for TryRecvError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Empty => write!(f, "queue is empty"),
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
+            Self::Busy => write!(f, "{BUSY}"),
         }
     }
 }
@@ -1739,7 +1735,7 @@ impl core::fmt::Display for SendTimeoutError {
                 write!(f, "message of {size} bytes can never fit (at most {max})")
             }
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
-            Self::SideSegment => write!(f, "{SIDE_SEGMENT_FAILED}"),
+            Self::Interrupted => write!(f, "interrupted"),
         }
     }
 }
@@ -1750,18 +1746,19 @@ impl core::fmt::Display for RecvTimeoutError {
         match self {
             Self::Timeout => write!(f, "timed out waiting for a message"),
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
+            Self::Interrupted => write!(f, "interrupted"),
         }
     }
 }
 impl std::error::Error for RecvTimeoutError {}
 
-impl From<TrySendError> for SendTimeoutError {
-    fn from(e: TrySendError) -> Self {
+impl SendTimeoutError {
+    /// The blocking-call error for a failed attempt that does not wait (not `Full`/`Busy`).
+    fn from_attempt(e: TrySendError) -> Self {
         match e {
-            TrySendError::Full => Self::Timeout,
             TrySendError::TooLarge { size, max } => Self::TooLarge { size, max },
             TrySendError::Corrupted(w) => Self::Corrupted(w),
-            TrySendError::SideSegment => Self::SideSegment,
+            TrySendError::Full | TrySendError::Busy => Self::Timeout,
         }
     }
 }

@@ -1,0 +1,196 @@
+//! Blocking calls: one loop for every direction (send, receive, read, hold). An attempt that
+//! finds the ring full or empty sleeps on the event of its side; one that finds this
+//! attachment's lanes taken by its other threads yields; between sleeps the caller's
+//! [`Waiter`] decides whether to go on. A binding uses the waiter to release its interpreter
+//! lock around sleeps and to check for signals; Rust callers use [`Plain`].
+
+use super::{
+    Delivery, Held, Message, ReadTimeoutError, RecordView, RecvTimeoutError, Ring,
+    SendTimeoutError, TryReadError, TryRecvError, TrySendError,
+};
+use crate::backing::Backing;
+use crate::sync::yield_now;
+use std::time::{Duration, Instant};
+
+/// A blocking call returns to its [`Waiter`] at least this often, even if its deadline is
+/// later: the waiter's chance to see a signal or a handle closed by another thread.
+pub const CHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// What a blocking call does around its sleeps.
+pub trait Waiter {
+    /// Runs `sleep` (a futex wait, or a yield while this attachment's lanes are taken) and
+    /// returns its result. A binding releases its interpreter lock around it; no attempt on
+    /// the ring runs inside.
+    fn park(&mut self, sleep: &mut dyn FnMut() -> bool) -> bool {
+        sleep()
+    }
+    /// Called after each sleep: `true` stops the call with an `Interrupted` error.
+    fn interrupted(&mut self) -> bool {
+        false
+    }
+}
+
+/// A [`Waiter`] without hooks: sleeps in place, never interrupted.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Plain;
+
+impl Waiter for Plain {}
+
+/// How a failed attempt goes on.
+enum Next<E> {
+    /// Full or empty: sleep on the event until the deadline.
+    Sleep,
+    /// Lanes (or the read turn) taken by our other threads: yield, then try again.
+    Yield,
+    /// Give up with this error.
+    Fail(E),
+}
+
+/// Why a blocking loop ended without a result.
+enum Stop<E> {
+    Timeout,
+    Interrupted,
+    Fail(E),
+}
+
+/// The loop behind every blocking call: `attempt` until it succeeds; `sleep(until)` (inside
+/// the waiter's `park`) when it says so, never past `deadline` nor longer than
+/// [`CHECK_EVERY`]. The attempt right after the deadline is the last.
+fn block<T, E>(
+    deadline: Option<Instant>,
+    w: &mut dyn Waiter,
+    mut attempt: impl FnMut() -> Result<T, Next<E>>,
+    sleep: impl Fn(Option<Instant>) -> bool,
+) -> Result<T, Stop<E>> {
+    loop {
+        match attempt() {
+            Ok(v) => return Ok(v),
+            Err(Next::Fail(e)) => return Err(Stop::Fail(e)),
+            Err(Next::Yield) => {
+                // Our own threads hold the lanes for one bounded attempt each: a yield is
+                // enough, and the deadline does not apply (the ring itself is not full).
+                w.park(&mut || {
+                    yield_now();
+                    true
+                });
+            }
+            Err(Next::Sleep) => {
+                let now = Instant::now();
+                if deadline.is_some_and(|d| now >= d) {
+                    return Err(Stop::Timeout);
+                }
+                let slice = now + CHECK_EVERY;
+                let until = deadline.map_or(slice, |d| d.min(slice));
+                w.park(&mut || sleep(Some(until)));
+            }
+        }
+        if w.interrupted() {
+            return Err(Stop::Interrupted);
+        }
+    }
+}
+
+impl<B: Backing> Ring<B> {
+    /// Sends all of `msgs` or none, waiting for space until `deadline` (forever if `None`).
+    pub fn send_many_blocking(
+        &self,
+        msgs: &[Message<'_>],
+        deadline: Option<Instant>,
+        w: &mut dyn Waiter,
+    ) -> Result<(), SendTimeoutError> {
+        let total = self
+            .batch_size(msgs)
+            .map_err(SendTimeoutError::from_attempt)?;
+        let n = msgs.len() as u64;
+        let attempt = || match self.try_send_many(msgs) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full) => Err(Next::Sleep),
+            Err(TrySendError::Busy) => Err(Next::Yield),
+            Err(e) => Err(Next::Fail(SendTimeoutError::from_attempt(e))),
+        };
+        block(deadline, w, attempt, |until| {
+            self.wait_for_space(n, total, until)
+        })
+        .map_err(|s| match s {
+            Stop::Timeout => SendTimeoutError::Timeout,
+            Stop::Interrupted => SendTimeoutError::Interrupted,
+            Stop::Fail(e) => e,
+        })
+    }
+
+    /// Receives up to `max` consecutive messages (stopping before one that would take the
+    /// batch's payload past `max_bytes`; the first is always taken), waiting for the first
+    /// until `deadline`. `f` gets each message while it is claimed (see
+    /// [`Ring::try_recv_many_limited`]: it must not block or run foreign code).
+    pub fn recv_many_blocking(
+        &self,
+        max: usize,
+        max_bytes: u64,
+        deadline: Option<Instant>,
+        w: &mut dyn Waiter,
+        mut f: impl FnMut(RecordView<'_>),
+    ) -> Result<usize, RecvTimeoutError> {
+        let attempt = || match self.try_recv_many_limited(max, max_bytes, &mut f) {
+            Ok(n) => Ok(n),
+            Err(TryRecvError::Empty) => Err(Next::Sleep),
+            Err(TryRecvError::Busy) => Err(Next::Yield),
+            Err(TryRecvError::Corrupted(w)) => Err(Next::Fail(RecvTimeoutError::Corrupted(w))),
+        };
+        block(deadline, w, attempt, |until| self.wait_for_data(until)).map_err(|s| match s {
+            Stop::Timeout => RecvTimeoutError::Timeout,
+            Stop::Interrupted => RecvTimeoutError::Interrupted,
+            Stop::Fail(e) => e,
+        })
+    }
+
+    /// Reads up to `max` messages of this subscription (as
+    /// [`Ring::try_read_many_limited`]), waiting for the first until `deadline`.
+    pub fn read_many_blocking(
+        &self,
+        max: usize,
+        max_bytes: u64,
+        deadline: Option<Instant>,
+        w: &mut dyn Waiter,
+        mut f: impl FnMut(Delivery<'_>),
+    ) -> Result<usize, ReadTimeoutError> {
+        let attempt = || {
+            self.try_read_many_limited(max, max_bytes, &mut f)
+                .map_err(read_next)
+        };
+        block(deadline, w, attempt, |until| self.wait_for_read(until)).map_err(read_stop)
+    }
+
+    /// Holds the next message of this subscription (as [`Ring::try_hold`]), waiting for one
+    /// until `deadline`.
+    pub fn hold_blocking(
+        &self,
+        deadline: Option<Instant>,
+        w: &mut dyn Waiter,
+    ) -> Result<Held, ReadTimeoutError> {
+        block(
+            deadline,
+            w,
+            || self.try_hold().map_err(read_next),
+            |until| self.wait_for_read(until),
+        )
+        .map_err(read_stop)
+    }
+}
+
+fn read_next(e: TryReadError) -> Next<ReadTimeoutError> {
+    match e {
+        TryReadError::Empty => Next::Sleep,
+        TryReadError::Busy => Next::Yield,
+        TryReadError::Lagged { missed } => Next::Fail(ReadTimeoutError::Lagged { missed }),
+        TryReadError::NotSubscribed => Next::Fail(ReadTimeoutError::NotSubscribed),
+        TryReadError::Corrupted(w) => Next::Fail(ReadTimeoutError::Corrupted(w)),
+    }
+}
+
+fn read_stop(s: Stop<ReadTimeoutError>) -> ReadTimeoutError {
+    match s {
+        Stop::Timeout => ReadTimeoutError::Timeout,
+        Stop::Interrupted => ReadTimeoutError::Interrupted,
+        Stop::Fail(e) => e,
+    }
+}
