@@ -21,7 +21,7 @@ pub trait Waiter {
     /// Runs `sleep` (a futex wait, or a yield while this attachment's lanes are taken) and
     /// returns its result. A binding releases its interpreter lock around it; no attempt on
     /// the ring runs inside.
-    fn park(&mut self, sleep: &mut dyn FnMut() -> bool) -> bool {
+    fn park(&mut self, sleep: &mut (dyn FnMut() -> bool + Send)) -> bool {
         sleep()
     }
     /// Called after each sleep: `true` stops the call with an `Interrupted` error.
@@ -60,7 +60,7 @@ fn block<T, E>(
     deadline: Option<Instant>,
     w: &mut dyn Waiter,
     mut attempt: impl FnMut() -> Result<T, Next<E>>,
-    sleep: impl Fn(Option<Instant>) -> bool,
+    sleep: impl Fn(Option<Instant>) -> bool + Sync,
 ) -> Result<T, Stop<E>> {
     loop {
         match attempt() {
@@ -90,7 +90,7 @@ fn block<T, E>(
     }
 }
 
-impl<B: Backing> Ring<B> {
+impl<B: Backing + Sync> Ring<B> {
     /// Sends all of `msgs` or none, waiting for space until `deadline` (forever if `None`).
     pub fn send_many_blocking(
         &self,

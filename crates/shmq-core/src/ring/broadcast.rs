@@ -140,6 +140,8 @@ impl<B: Backing> Ring<B> {
 
     /// Stops reading: publishers no longer wait for (or count) this attachment.
     pub fn unsubscribe(&self) {
+        // A lent record goes with the subscription.
+        self.lent_pos.store(NO_CURSOR, Ordering::Relaxed);
         let s = self.slot_at(self.slot);
         // SYNC B: Release, as a read: publishers that see NO_CURSOR may reclaim everything.
         s.cursor.store(NO_CURSOR, Ordering::Release);
@@ -335,6 +337,7 @@ impl<B: Backing> Ring<B> {
             return Ok(0);
         }
         let _turn = self.try_reader().ok_or(TryReadError::Busy)?;
+        self.release_lent();
         let c = self.control();
         let s = self.slot_at(self.slot);
         // Runs of abandoned records are skipped and we look again; the ring holds at most
@@ -434,9 +437,9 @@ impl<B: Backing> Ring<B> {
     /// way are stepped over. Lag policy: refused (`Corrupted`), since publishers may
     /// overwrite a held record.
     ///
-    /// Hold at most one record at a time, and read nothing else until it is released (the
-    /// caller serialises its threads' holds; a call made while another thread of this
-    /// attachment reads returns [`TryReadError::Busy`]).
+    /// An attachment lends one record at a time: the next read or hold of any of its threads
+    /// releases the record lent before (as [`Ring::release_held`] does). A call made while
+    /// another thread of this attachment reads returns [`TryReadError::Busy`].
     pub fn try_hold(&self) -> Result<Held, TryReadError> {
         if self.lag_policy() {
             return Err(TryReadError::Corrupted(
@@ -444,6 +447,7 @@ impl<B: Backing> Ring<B> {
             ));
         }
         let _turn = self.try_reader().ok_or(TryReadError::Busy)?;
+        self.release_lent();
         let c = self.control();
         let s = self.slot_at(self.slot);
         for _ in 0..=self.g.capacity / RECORD_ALIGN {
@@ -461,6 +465,11 @@ impl<B: Backing> Ring<B> {
             // SYNC P2: `record` loads the stamp with Acquire.
             match self.record(cur, tail) {
                 Ok(Some(rec)) if rec.state == COMMITTED => {
+                    // Relaxed: only read under the read turn, which orders them.
+                    self.lent_next.store(cur + rec.size, Ordering::Relaxed);
+                    self.lent_flags
+                        .store(u32::from(rec.flags), Ordering::Relaxed);
+                    self.lent_pos.store(cur, Ordering::Relaxed);
                     return Ok(Held {
                         pos: cur,
                         next: cur + rec.size,
@@ -506,24 +515,47 @@ impl<B: Backing> Ring<B> {
         unsafe { self.payload(h.pos, h.len) }
     }
 
-    /// Moves the cursor past a held record (SYNC B: our reads of it are done).
+    /// Moves the cursor past a held record (SYNC B: our reads of it are done), unless a
+    /// later read or hold of this attachment released it already.
     pub fn release_held(&self, h: &Held) {
+        // Our threads hold the turn for one bounded attempt each: waiting for it is short.
+        let _turn = loop {
+            if let Some(turn) = self.try_reader() {
+                break turn;
+            }
+            crate::sync::yield_now();
+        };
+        if self.lent_pos.load(Ordering::Relaxed) == h.pos
+            && self.lent_next.load(Ordering::Relaxed) == h.next
+        {
+            self.release_lent();
+        }
+    }
+
+    /// Releases the lent record, if any (the caller holds the read turn).
+    fn release_lent(&self) {
+        let pos = self.lent_pos.swap(NO_CURSOR, Ordering::Relaxed);
+        if pos == NO_CURSOR {
+            return;
+        }
+        let next = self.lent_next.load(Ordering::Relaxed);
+        let flags = self.lent_flags.load(Ordering::Relaxed) as u16;
         let s = self.slot_at(self.slot);
         let mut sides = Vec::new();
-        if h.flags & RECORD_FLAG_SIDE != 0 {
+        if flags & RECORD_FLAG_SIDE != 0 {
             // Still held: the descriptor is intact.
-            if let Ok(Some(rec)) = self.record(h.pos, h.next) {
-                self.note_side(h.pos, &rec, &mut sides);
+            if let Ok(Some(rec)) = self.record(pos, next) {
+                self.note_side(pos, &rec, &mut sides);
             }
         }
         if s.cursor
-            .compare_exchange(h.pos, h.next, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(pos, next, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            self.expected_cursor.store(h.next, Ordering::Relaxed);
+            self.expected_cursor.store(next, Ordering::Relaxed);
             s.counters.gets.fetch_add(1, Ordering::Relaxed);
             self.notify(Side::Space);
-            self.release_sides_passed_by_all(h.next, &sides);
+            self.release_sides_passed_by_all(next, &sides);
         }
     }
 

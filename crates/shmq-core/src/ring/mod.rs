@@ -278,6 +278,11 @@ pub struct Ring<B: Backing> {
     /// 1 while a thread of this attachment reads its subscription (one reader at a time per
     /// cursor, or two threads would deliver the same records). Process memory, as above.
     reader: AtomicU32,
+    /// The record lent by `try_hold` and not yet released (`NO_CURSOR`: none): its position,
+    /// the position after it, and its flags. Read and written only with the read turn held.
+    lent_pos: AtomicU64,
+    lent_next: AtomicU64,
+    lent_flags: AtomicU32,
 }
 
 std::thread_local! {
@@ -387,6 +392,9 @@ impl<B: Backing> Ring<B> {
             expected_cursor: AtomicU64::new(NO_CURSOR),
             lanes_taken: AtomicU32::new(0),
             reader: AtomicU32::new(0),
+            lent_pos: AtomicU64::new(NO_CURSOR),
+            lent_next: AtomicU64::new(0),
+            lent_flags: AtomicU32::new(0),
         };
         match ring.claim_slot() {
             Some(slot) => {

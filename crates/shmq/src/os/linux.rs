@@ -13,7 +13,7 @@ use std::time::Duration;
 const LEASE_BASE: i64 = 1 << 50;
 
 /// Prefix of ring segments (`shmq-<name>`).
-const SEGMENT_PREFIX: &str = "shmq-";
+pub const SEGMENT_PREFIX: &str = "shmq-";
 /// Prefix of side segments (`shmqside-<name>-<id>`), holding messages larger than a ring.
 pub const SIDE_PREFIX: &str = "shmqside-";
 
@@ -329,10 +329,13 @@ fn cpus_available() -> u32 {
     cpus
 }
 
+/// Where POSIX shared memory lives on Linux.
+const SHM_DIR: &str = "/dev/shm";
+
 /// Names of shmq segments currently in `/dev/shm`.
 pub fn list_segments(prefix: &str) -> io::Result<Vec<String>> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir("/dev/shm")? {
+    for e in std::fs::read_dir(SHM_DIR)? {
         let name = e?.file_name().to_string_lossy().into_owned();
         if name.starts_with(prefix) {
             out.push(name);
@@ -340,6 +343,11 @@ pub fn list_segments(prefix: &str) -> io::Result<Vec<String>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// Whether a segment (or anything else) is named `name` in `/dev/shm`.
+pub fn segment_exists(name: &str) -> bool {
+    std::path::Path::new(SHM_DIR).join(name).exists()
 }
 
 /// Random bytes for the segment nonce.
