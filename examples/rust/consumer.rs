@@ -25,9 +25,9 @@ fn main() -> ExitCode {
     };
     let mut out = std::io::stdout().lock();
     let mut buf = Vec::new();
-    let deadline = || Some(std::time::Instant::now() + Duration::from_secs(30));
+    let wait = || shmq::Wait::timeout(Duration::from_secs(30));
     loop {
-        match queue.recv_into_deadline(&mut buf, deadline()) {
+        match queue.recv_into(&mut buf, wait()) {
             Ok(shmq::CODEC_RAW) if buf.is_empty() => return ExitCode::SUCCESS,
             Ok(shmq::CODEC_RAW) => {
                 let _ = writeln!(out, "{}", String::from_utf8_lossy(&buf));

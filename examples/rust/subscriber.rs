@@ -44,7 +44,7 @@ fn main() -> ExitCode {
     println!("ready");
     let mut buf = Vec::new();
     loop {
-        match sub.recv_into_deadline(&mut buf, None) {
+        match sub.recv_into(&mut buf, shmq::Wait::Forever) {
             Ok(0) if buf.is_empty() => return ExitCode::SUCCESS,
             Ok(0) => println!("{}", String::from_utf8_lossy(&buf)),
             Ok(codec) => {

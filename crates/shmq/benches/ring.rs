@@ -59,7 +59,8 @@ fn round_trip_64b(bencher: Bencher) {
         s.spawn(|| {
             let mut buf = Vec::with_capacity(64);
             loop {
-                ping.recv_into(&mut buf).expect("echo recv");
+                ping.recv_into(&mut buf, shmq::Wait::Forever)
+                    .expect("echo recv");
                 if buf.is_empty() {
                     let _ = pong.send(b""); // unblocks nobody today; keeps the protocol symmetric
                     break;
@@ -71,7 +72,7 @@ fn round_trip_64b(bencher: Bencher) {
         let mut buf = Vec::with_capacity(64);
         bencher.bench_local(|| {
             ping.send(&MSG).expect("send");
-            pong.recv_into(&mut buf).expect("recv");
+            pong.recv_into(&mut buf, shmq::Wait::Forever).expect("recv");
             debug_assert_eq!(buf.len(), MSG.len());
         });
     });
@@ -88,21 +89,30 @@ fn spawn_consumer<'s>(
     s.spawn(move || {
         let mut buf = vec![0u8; MSG.len()];
         let mut vec_buf = Vec::with_capacity(MSG.len());
+        let mut sink: Vec<()> = Vec::new();
         let mut got = 0;
         let mut stop = false;
         while !stop {
             if batched {
-                data.recv_many_blocking(1024, u64::MAX, None, &mut shmq_core::Plain, |m| {
-                    if m.is_empty() {
-                        stop = true;
-                    } else {
-                        m.copy_to(&mut buf[..m.len()]);
-                        got += 1;
-                    }
-                })
+                data.recv_many_with(
+                    1024,
+                    u64::MAX,
+                    shmq::Wait::Forever,
+                    &mut shmq::Plain,
+                    &mut sink,
+                    |m| {
+                        if m.is_empty() {
+                            stop = true;
+                        } else {
+                            m.copy_to(&mut buf[..m.len()]);
+                            got += 1;
+                        }
+                    },
+                )
                 .expect("consumer recv_many");
             } else {
-                data.recv_into(&mut vec_buf).expect("consumer recv");
+                data.recv_into(&mut vec_buf, shmq::Wait::Forever)
+                    .expect("consumer recv");
                 if vec_buf.is_empty() {
                     stop = true;
                 } else {
@@ -129,7 +139,8 @@ fn throughput_64b(bencher: Bencher) {
             for _ in 0..N {
                 data.send(&MSG).expect("send");
             }
-            ack.recv_into(&mut buf).expect("wait for the ack");
+            ack.recv_into(&mut buf, shmq::Wait::Forever)
+                .expect("wait for the ack");
         });
     });
 }
@@ -147,11 +158,12 @@ fn throughput_64b_batched(bencher: Bencher, batch: usize) {
             let mut left = N;
             while left > 0 {
                 let k = left.min(batch);
-                data.send_many_blocking(&msgs[..k], None, &mut shmq_core::Plain)
+                data.send_many(&msgs[..k], shmq::Wait::Forever)
                     .expect("send_many");
                 left -= k;
             }
-            ack.recv_into(&mut buf).expect("wait for the ack");
+            ack.recv_into(&mut buf, shmq::Wait::Forever)
+                .expect("wait for the ack");
         });
     });
 }

@@ -13,389 +13,250 @@
 //! ```
 //!
 //! Subscribers receive every message published after they subscribed, in publication order.
-//! With the default policy publishers wait for the slowest live subscriber (a dead one is
-//! detached within milliseconds); with [`BroadcastBuilder::lag`] publishers never wait and a
-//! subscriber that fell behind gets [`ReadError::Lagged`] with the number of messages it
+//! With [`Policy::Block`] (the default) publishers wait for the slowest live subscriber (a
+//! dead one is detached within milliseconds); with [`Policy::Lag`] publishers never wait and
+//! a subscriber that fell behind gets [`RecvError::Lagged`] with the number of messages it
 //! missed, then continues with the oldest message still in the ring.
 
-use crate::{OpenError, Queue, QueueBuilder, SendError, SendTimeoutError, Stats, TrySendError};
-use shmq_core::ring::{Delivery, Held, ReadTimeoutError, SubscriberInfo, TryReadError};
-use shmq_core::Message;
-use std::borrow::Cow;
+use crate::builder::{Builder, Kind, Open, Policy};
+use crate::handle::{Handle, Wait};
+use crate::large::{LargeMessage, Received};
+
+use crate::{OpenError, RecvError, SendError, SendManyError, Stats};
+use shmq_core::ring::Held;
+use shmq_core::{Message, Plain, SubscriberInfo, Waiter};
 use std::fmt;
 use std::io;
-use std::time::{Duration, Instant};
-
-/// Why a blocking read failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReadError {
-    /// The subscriber fell behind a lag-policy broadcast: `missed` messages were overwritten
-    /// before it read them. The next read returns the oldest message still available.
-    Lagged {
-        /// Messages skipped.
-        missed: u64,
-    },
-    /// The shared state is inconsistent.
-    Corrupted(&'static str),
-}
-
-impl fmt::Display for ReadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Lagged { missed } => write!(f, "subscriber lagged: {missed} messages missed"),
-            Self::Corrupted(w) => write!(f, "corrupted broadcast: {w}"),
-        }
-    }
-}
-impl std::error::Error for ReadError {}
-
-/// Settings for creating or opening a [`Broadcast`].
-#[derive(Clone, Debug)]
-pub struct BroadcastBuilder {
-    inner: QueueBuilder,
-}
-
-impl BroadcastBuilder {
-    /// Ring size in bytes (rounded up to a multiple of 4096). Ignored when opening.
-    pub fn capacity(mut self, bytes: u64) -> Self {
-        self.inner = self.inner.capacity(bytes);
-        self
-    }
-    /// How many processes (publishers and subscribers) may be attached at once.
-    pub fn max_processes(mut self, n: u32) -> Self {
-        self.inner = self.inner.max_processes(n);
-        self
-    }
-    /// Permission bits of the segment (default `0o600`).
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.inner = self.inner.mode(mode);
-        self
-    }
-    /// Keep the segment when the last process detaches (default `false`).
-    pub fn persistent(mut self, yes: bool) -> Self {
-        self.inner = self.inner.persistent(yes);
-        self
-    }
-    /// The slow-subscriber policy, fixed at creation: `false` (default) makes publishers
-    /// wait for the slowest live subscriber; `true` makes them overwrite what lagging
-    /// subscribers have not read (those get [`ReadError::Lagged`]).
-    pub fn lag(mut self, yes: bool) -> Self {
-        self.inner.lag = yes;
-        self
-    }
-    /// Let this handle publish messages larger than the ring, through side segments (see
-    /// [`QueueBuilder::allow_large`]); they are removed once every subscriber passed them.
-    pub fn allow_large(mut self, yes: bool) -> Self {
-        self.inner = self.inner.allow_large(yes);
-        self
-    }
-    /// Creates the broadcast; fails if the name exists.
-    pub fn create(self) -> Result<Broadcast, OpenError> {
-        self.inner.create().map(|inner| Broadcast { inner })
-    }
-    /// Opens the existing broadcast.
-    pub fn open(self) -> Result<Broadcast, OpenError> {
-        self.inner.open().map(|inner| Broadcast { inner })
-    }
-    /// Opens the broadcast if it exists, creates it otherwise.
-    pub fn open_or_create(self) -> Result<Broadcast, OpenError> {
-        self.inner.open_or_create().map(|inner| Broadcast { inner })
-    }
-}
+use std::time::Duration;
 
 /// A named broadcast ring, attached to by this process as a publisher.
 ///
 /// `Broadcast` is `Send + Sync`; any number of processes and threads may publish at once.
-#[derive(Debug)]
 pub struct Broadcast {
-    inner: Queue,
+    h: Handle,
+}
+
+impl fmt::Debug for Broadcast {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Broadcast")
+            .field("name", &self.h.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Open for Broadcast {
+    const KIND: Kind = Kind::Broadcast;
+    fn from_handle(h: Handle) -> Result<Self, OpenError> {
+        Ok(Self { h })
+    }
+}
+
+fn policy_of(h: &Handle) -> Policy {
+    if h.ring().lag_policy() {
+        Policy::Lag
+    } else {
+        Policy::Block
+    }
 }
 
 impl Broadcast {
     /// Settings for the broadcast `name`.
-    pub fn builder(name: &str) -> BroadcastBuilder {
-        let mut inner = Queue::builder(name);
-        inner.kind = shmq_core::layout::KIND_BROADCAST;
-        BroadcastBuilder { inner }
+    pub fn builder(name: &str) -> Builder<Broadcast> {
+        Builder::new(name)
     }
     /// Creates broadcast `name` with a ring of `capacity` bytes (block policy).
     pub fn create(name: &str, capacity: u64) -> Result<Self, OpenError> {
         Self::builder(name).capacity(capacity).create()
     }
-    /// Opens the existing broadcast `name`.
+    /// Opens the existing broadcast `name` to publish.
     pub fn open(name: &str) -> Result<Self, OpenError> {
         Self::builder(name).open()
     }
+
     /// The broadcast's name.
     pub fn name(&self) -> &str {
-        self.inner.name()
+        self.h.name()
     }
     /// Ring size in bytes.
     pub fn capacity(&self) -> u64 {
-        self.inner.capacity()
+        self.h.capacity()
     }
-    /// Largest message.
+    /// Largest message that fits in the ring.
     pub fn max_message_size(&self) -> u64 {
-        self.inner.max_message_size()
+        self.h.max_message_size()
     }
-    /// Whether publishers overwrite what lagging subscribers have not read.
-    pub fn is_lag(&self) -> bool {
-        self.inner.ring().lag_policy()
+    /// What publishers do when a subscriber falls a ring behind.
+    pub fn policy(&self) -> Policy {
+        policy_of(&self.h)
     }
     /// Whether the segment outlives its last process.
     pub fn is_persistent(&self) -> bool {
-        self.inner.is_persistent()
+        self.h.is_persistent()
     }
-    /// A new subscriber of this broadcast (a new attachment of this process).
+    /// Whether this handle publishes messages larger than the ring (side segments).
+    pub fn allows_large(&self) -> bool {
+        self.h.allows_large()
+    }
+    /// A new subscription to this broadcast (a new attachment of this process).
     pub fn subscribe(&self) -> Result<Subscriber, OpenError> {
         Subscriber::open(self.name())
     }
 
     /// Publishes `msg` (raw codec), waiting for room as long as needed (block policy).
     pub fn send(&self, msg: &[u8]) -> Result<(), SendError> {
-        self.inner.send(msg)
+        self.send_message(Message::raw(msg), Wait::Forever)
     }
     /// Publishes `msg` if there is room now.
-    pub fn try_send(&self, msg: &[u8]) -> Result<(), TrySendError> {
-        self.inner.try_send(msg)
+    pub fn try_send(&self, msg: &[u8]) -> Result<(), SendError> {
+        self.send_message(Message::raw(msg), Wait::No)
     }
     /// Publishes `msg`, waiting for room at most `timeout`.
-    pub fn send_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), SendTimeoutError> {
-        self.inner.send_timeout(msg, timeout)
+    pub fn send_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
+        self.send_message(Message::raw(msg), Wait::timeout(timeout))
     }
-    /// Publishes a message with an explicit codec id, waiting until `deadline`.
-    pub fn send_message(
-        &self,
-        msg: Message<'_>,
-        deadline: Option<Instant>,
-    ) -> Result<(), SendError> {
-        self.inner.send_message(msg, deadline)
+    /// Publishes one message with an explicit codec id.
+    pub fn send_message(&self, msg: Message<'_>, wait: Wait) -> Result<(), SendError> {
+        self.send_many_with(std::slice::from_ref(&msg), wait, &mut Plain)
+            .map_err(|e| e.error)
     }
-    /// See [`Queue::stage_large`].
-    pub fn stage_large(&self, msgs: &[Message<'_>]) -> Result<crate::Staged, TrySendError> {
-        self.inner.stage_large(msgs)
+    /// Publishes every message of `msgs` in order (see [`crate::Queue::send_many`]).
+    pub fn send_many(&self, msgs: &[Message<'_>], wait: Wait) -> Result<(), SendManyError> {
+        self.send_many_with(msgs, wait, &mut Plain)
     }
-    /// Whether this handle publishes messages larger than the ring through side segments.
-    pub fn allows_large(&self) -> bool {
-        self.inner.allows_large()
-    }
-    /// Publishes every message of `msgs`, contiguously and in order, or none.
-    pub fn try_send_many(&self, msgs: &[Message<'_>]) -> Result<(), TrySendError> {
-        self.inner.try_send_many(msgs)
-    }
-    /// As [`Queue::send_many_deadline`].
-    pub fn send_many_deadline(
+    /// As [`Broadcast::send_many`], with `waiter`'s hooks around every sleep.
+    pub fn send_many_with(
         &self,
         msgs: &[Message<'_>],
-        deadline: Option<Instant>,
-        slice: Option<Duration>,
-    ) -> Result<(), SendTimeoutError> {
-        self.inner.send_many_deadline(msgs, deadline, slice)
+        wait: Wait,
+        waiter: &mut dyn Waiter,
+    ) -> Result<(), SendManyError> {
+        self.h.send_many(msgs, wait, waiter)
     }
-    /// The subscribers, with their positions and how far behind they are.
+
+    /// The subscribers and how far behind they are.
     pub fn subscribers(&self) -> Vec<SubscriberInfo> {
-        self.inner.ring().subscribers()
+        self.h.ring().subscribers()
     }
-    /// Counters (`gets` sums the reads of every subscriber; `depth` is the number of
-    /// messages still in the ring).
+    /// Counters of the broadcast.
     pub fn stats(&self) -> Stats {
-        self.inner.stats()
+        self.h.stats()
+    }
+    /// Removes the broadcast's name now (see [`crate::Queue::unlink`]).
+    pub fn unlink(&self) -> io::Result<()> {
+        self.h.unlink()
     }
     /// Wakes every blocked thread of this broadcast, in every process.
     pub fn wake_all_waiters(&self) {
-        self.inner.wake_all_waiters();
+        self.h.wake_all();
     }
-    /// Removes the name now (attached processes keep using the ring).
-    pub fn unlink(&self) -> io::Result<()> {
-        self.inner.unlink()
+    /// After `fork()`, in the child: an attachment of the child's own (see
+    /// [`crate::Queue::reopen_in_child`]).
+    pub fn reopen_in_child(&self) -> Result<Self, OpenError> {
+        Ok(Self {
+            h: self.h.reopen_in_child()?,
+        })
     }
-    /// After `fork()`, in the child: a handle of the child's own.
-    pub fn reopen_in_child(&self) -> Result<Broadcast, OpenError> {
-        self.inner
-            .reopen_in_child()
-            .map(|inner| Broadcast { inner })
-    }
-    /// After `fork()`, in the child: drops the inherited handle without detaching.
+    /// After `fork()`, in the child: drops the inherited handle without detaching it.
     pub fn forget_in_child(self) {
-        self.inner.forget_in_child();
+        self.h.forget_in_child();
     }
-    /// Waits until a batch like `msgs` may fit (see [`Queue::wait_for_space`]).
-    pub fn wait_for_space(
-        &self,
-        msgs: &[Message<'_>],
-        deadline: Option<Instant>,
-        slice: Option<Duration>,
-    ) -> Result<bool, TrySendError> {
-        self.inner.wait_for_space(msgs, deadline, slice)
-    }
-    /// Detaches now; the last process of a non-persistent broadcast removes it.
-    pub fn close(self) {
-        self.inner.close();
-    }
+    /// Detaches now (as drop does).
+    pub fn close(self) {}
 }
 
 /// A subscription to a named broadcast: reads every message published after it was opened.
 ///
-/// Reads take `&self` but a subscription has one position: use it from one thread at a time
-/// (reads from several threads at once may deliver a message twice).
-#[derive(Debug)]
+/// `Subscriber` is `Send + Sync`; threads sharing one take turns, and each message goes to
+/// one of them (a subscription has one position).
 pub struct Subscriber {
-    inner: Queue,
+    h: Handle,
+}
+
+impl fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("name", &self.h.name())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Subscriber {
     /// Subscribes to the existing broadcast `name`.
     pub fn open(name: &str) -> Result<Self, OpenError> {
-        let inner = Broadcast::builder(name).inner.open()?;
-        inner.ring().subscribe();
-        Ok(Self { inner })
+        Ok(Self::of(Broadcast::open(name)?.h))
     }
+    fn of(h: Handle) -> Self {
+        h.ring().subscribe();
+        Self { h }
+    }
+
     /// The broadcast's name.
     pub fn name(&self) -> &str {
-        self.inner.name()
+        self.h.name()
     }
     /// Ring size in bytes.
     pub fn capacity(&self) -> u64 {
-        self.inner.capacity()
+        self.h.capacity()
     }
-    /// Whether the broadcast uses the lag policy.
-    pub fn is_lag(&self) -> bool {
-        self.inner.ring().lag_policy()
+    /// What publishers do when a subscriber falls a ring behind.
+    pub fn policy(&self) -> Policy {
+        policy_of(&self.h)
     }
 
     /// Receives the next message, waiting as long as needed.
-    pub fn recv(&self) -> Result<Vec<u8>, ReadError> {
-        let mut v = Vec::new();
-        self.recv_into_deadline(&mut v, None)
-            .map(|_| v)
-            .map_err(|e| match e {
-                ReadTimeoutError::Lagged { missed } => ReadError::Lagged { missed },
-                ReadTimeoutError::Corrupted(w) => ReadError::Corrupted(w),
-                ReadTimeoutError::NotSubscribed => ReadError::Corrupted("subscription lost"),
-                ReadTimeoutError::Timeout => unreachable!("no deadline"),
-            })
+    pub fn recv(&self) -> Result<Vec<u8>, RecvError> {
+        self.recv_wait(Wait::Forever)
     }
-    /// Receives the next message if one is ready.
-    pub fn try_recv(&self) -> Result<Vec<u8>, TryReadError> {
-        let mut out = None;
-        self.try_recv_many_with(1, |d| match d {
-            Delivery::Message(v) => {
-                let mut buf = Vec::new();
-                out = Some(self.inner.extend_payload(&v, &mut buf).map(|()| buf));
-            }
-            Delivery::Discard => out = None,
-        })?;
-        out.expect("one message read")
-            .map_err(TryReadError::Corrupted)
+    /// Receives the next message if one is ready (`Empty` otherwise).
+    pub fn try_recv(&self) -> Result<Vec<u8>, RecvError> {
+        self.recv_wait(Wait::No)
     }
     /// Receives the next message, waiting at most `timeout`.
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<Vec<u8>, ReadTimeoutError> {
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Vec<u8>, RecvError> {
+        self.recv_wait(Wait::timeout(timeout))
+    }
+    fn recv_wait(&self, wait: Wait) -> Result<Vec<u8>, RecvError> {
         let mut v = Vec::new();
-        self.recv_into_deadline(&mut v, Some(Instant::now() + timeout))
-            .map(|_| v)
+        self.recv_into(&mut v, wait)?;
+        Ok(v)
     }
     /// Receives the next message into `buf` (cleared first); returns its codec id.
-    pub fn recv_into_deadline(
-        &self,
-        buf: &mut Vec<u8>,
-        deadline: Option<Instant>,
-    ) -> Result<u16, ReadTimeoutError> {
-        buf.clear();
-        let mut codec = 0;
-        let mut side = Ok(());
-        self.read_many_deadline(1, deadline, None, |d| match d {
-            Delivery::Message(v) => {
-                codec = v.codec;
-                side = self.inner.extend_payload(&v, buf);
-            }
-            Delivery::Discard => {
-                buf.clear();
-                side = Ok(());
-            }
+    pub fn recv_into(&self, buf: &mut Vec<u8>, wait: Wait) -> Result<u16, RecvError> {
+        let mut codec = Vec::with_capacity(1);
+        self.recv_many_with(1, u64::MAX, wait, &mut Plain, &mut codec, |m| {
+            buf.clear();
+            m.extend_into(buf);
+            m.codec()
         })?;
-        side.map_err(ReadTimeoutError::Corrupted)?;
-        Ok(codec)
+        Ok(codec[0])
     }
-    /// Reads up to `max` ready messages, handing each to `f`; `f` may receive
-    /// [`Delivery::Discard`] (lag policy), then the call returns [`TryReadError::Lagged`].
-    pub fn try_recv_many_with(
-        &self,
-        max: usize,
-        f: impl FnMut(Delivery<'_>),
-    ) -> Result<usize, TryReadError> {
-        self.inner.ring().try_read_many_with(max, f)
-    }
-    /// As [`Subscriber::try_recv_many_with`], stopping before a message that would take the
-    /// batch's payload bytes past `max_bytes` (the first message is always read).
-    pub fn try_recv_many_limited(
+    /// Reads up to `max` messages (see [`crate::Queue::recv_many_with`], whose rules for `f`
+    /// apply: it runs while the subscription's read turn is held). With the lag policy, `f`
+    /// may also see messages that are then withdrawn because publishers overwrote them
+    /// meanwhile: `out` only keeps the ones delivered.
+    pub fn recv_many_with<T>(
         &self,
         max: usize,
         max_bytes: u64,
-        f: impl FnMut(Delivery<'_>),
-    ) -> Result<usize, TryReadError> {
-        self.inner.ring().try_read_many_limited(max, max_bytes, f)
+        wait: Wait,
+        waiter: &mut dyn Waiter,
+        out: &mut Vec<T>,
+        f: impl FnMut(Received<'_>) -> T,
+    ) -> Result<usize, RecvError> {
+        self.h.read_many(max, max_bytes, wait, waiter, out, f)
     }
-    /// Reads up to `max` messages, waiting for the first until `deadline`; `slice` as in
-    /// [`Queue::send_many_deadline`].
-    pub fn read_many_deadline(
-        &self,
-        max: usize,
-        deadline: Option<Instant>,
-        slice: Option<Duration>,
-        f: impl FnMut(Delivery<'_>),
-    ) -> Result<usize, ReadTimeoutError> {
-        self.inner
-            .ring()
-            .read_many_deadline(max, deadline, slice, f)
+    /// Lends the next message without copying it (block policy only): publishers cannot
+    /// overwrite it until the returned [`Lent`] is dropped. `&mut self` keeps other reads of
+    /// this subscription away meanwhile.
+    pub fn recv_lent(&mut self, wait: Wait) -> Result<Lent<'_>, RecvError> {
+        let lend = ext::lend(self, wait, &mut Plain)?;
+        Ok(Lent { sub: self, lend })
     }
-    /// If `m` references a side segment (a message larger than the ring), maps it.
-    pub fn open_side(
-        &self,
-        m: &shmq_core::RecordView<'_>,
-    ) -> Result<Option<crate::SideMessage>, &'static str> {
-        self.inner.open_side(m)
-    }
-    /// As [`Subscriber::open_side`], from a record's flags and payload.
-    pub fn open_side_raw(
-        &self,
-        flags: u16,
-        payload: &[u8],
-    ) -> Result<Option<crate::SideMessage>, &'static str> {
-        self.inner.open_side_raw(flags, payload)
-    }
-    /// Finds the next message and holds it in place (zero-copy): publishers cannot reclaim
-    /// it until [`Subscriber::release_held`]. Block policy only (`Corrupted` with the lag
-    /// policy, where publishers may overwrite it). Hold one record at a time.
-    pub fn try_hold(&self) -> Result<Held, TryReadError> {
-        self.inner.ring().try_hold()
-    }
-    /// The payload of a held record, in (up to) two parts (two when it wraps around the end
-    /// of the ring).
-    ///
-    /// # Safety
-    ///
-    /// `h` must come from [`Subscriber::try_hold`] on this subscriber and not be released
-    /// yet; the slices must not be used after [`Subscriber::release_held`].
-    pub unsafe fn held_payload(&self, h: &Held) -> (&[u8], &[u8]) {
-        // SAFETY: forwarded contract.
-        let (a, b) = unsafe { self.inner.ring().held_payload(h) };
-        match (a, b) {
-            (Cow::Borrowed(a), Cow::Borrowed(b)) => (a, b),
-            _ => unreachable!("shared-memory rings lend their bytes"),
-        }
-    }
-    /// Moves past a held record.
-    pub fn release_held(&self, h: &Held) {
-        self.inner.ring().release_held(h);
-    }
-    /// Waits until a read may find something (see [`Queue::wait_for_data`]).
-    pub fn wait_for_data(&self, deadline: Option<Instant>, slice: Option<Duration>) -> bool {
-        self.inner.ring().wait_for_read(deadline, slice)
-    }
+
     /// This subscriber's position, lag and pending missed count.
     pub fn info(&self) -> Option<SubscriberInfo> {
-        let me = self.inner.ring().slot_index();
-        self.inner
+        let me = self.h.ring().slot_index();
+        self.h
             .ring()
             .subscribers()
             .into_iter()
@@ -403,29 +264,120 @@ impl Subscriber {
     }
     /// Counters of the broadcast.
     pub fn stats(&self) -> Stats {
-        self.inner.stats()
+        self.h.stats()
     }
     /// Wakes every blocked thread of this broadcast, in every process.
     pub fn wake_all_waiters(&self) {
-        self.inner.wake_all_waiters();
+        self.h.wake_all();
     }
     /// After `fork()`, in the child: a new subscription of the child's own, starting now.
-    pub fn reopen_in_child(&self) -> Result<Subscriber, OpenError> {
-        let inner = self.inner.reopen_in_child()?;
-        inner.ring().subscribe();
-        Ok(Self { inner })
+    pub fn reopen_in_child(&self) -> Result<Self, OpenError> {
+        Ok(Self::of(self.h.reopen_in_child()?))
     }
-    /// After `fork()`, in the child: drops the inherited handle without detaching.
+    /// After `fork()`, in the child: drops the inherited handle without detaching it.
     pub fn forget_in_child(self) {
-        self.inner.forget_in_child();
+        self.h.forget_in_child();
     }
     /// Stops reading now, although this handle stays attached (until dropped): publishers no
-    /// longer wait for it. Reads then fail with `NotSubscribed`.
+    /// longer wait for it. Reads then fail with `Corrupted`.
     pub fn unsubscribe(&self) {
-        self.inner.ring().unsubscribe();
+        self.h.ring().unsubscribe();
     }
     /// Unsubscribes and detaches now (as drop does).
-    pub fn close(self) {
-        self.inner.close();
+    pub fn close(self) {}
+}
+
+/// A message lent by [`Subscriber::recv_lent`]: read in place; released on drop.
+#[derive(Debug)]
+pub struct Lent<'a> {
+    sub: &'a Subscriber,
+    lend: ext::Lend,
+}
+
+impl Lent<'_> {
+    /// Codec id of the message.
+    pub fn codec(&self) -> u16 {
+        match &self.lend {
+            ext::Lend::Ring(h) => h.codec,
+            ext::Lend::Large(l) => l.codec(),
+        }
+    }
+    /// The payload as (up to) two slices (it may wrap around the end of the ring).
+    pub fn parts(&self) -> (&[u8], &[u8]) {
+        match &self.lend {
+            // SAFETY: the hold is ours until drop, and `&mut Subscriber` (borrowed by `self`)
+            // keeps every other read of this attachment, which would release it, away.
+            ext::Lend::Ring(h) => unsafe { ext::lent_parts(self.sub, h) },
+            ext::Lend::Large(l) => (l.bytes(), &[]),
+        }
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let ext::Lend::Ring(h) = &self.lend {
+            ext::release(self.sub, h);
+        }
+    }
+}
+
+/// Zero-copy reads for bindings, whose lent buffers outlive any Rust borrow: the caller
+/// keeps the [`Subscriber`] alive and stops using a lent record once it is released.
+#[doc(hidden)]
+pub mod ext {
+    use super::*;
+
+    /// What [`lend`] returns.
+    #[derive(Debug)]
+    pub enum Lend {
+        /// A record held in the ring (release it with [`release`]).
+        Ring(Held),
+        /// A message larger than the ring, mapped from its side segment (nothing held).
+        Large(LargeMessage),
+    }
+
+    /// Holds the next message of `sub` (block policy). The record stays held until
+    /// [`release`] or the next read or lend of `sub` by any thread.
+    pub fn lend(sub: &Subscriber, wait: Wait, waiter: &mut dyn Waiter) -> Result<Lend, RecvError> {
+        let ring = sub.h.ring();
+        let held = match ring.hold_blocking(wait.deadline(), waiter) {
+            Ok(h) => h,
+            Err(shmq_core::ReadTimeoutError::Timeout) if wait == Wait::No => {
+                return Err(RecvError::Empty)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if held.flags & shmq_core::layout::RECORD_FLAG_SIDE == 0 {
+            return Ok(Lend::Ring(held));
+        }
+        // A large message: mapped while the record is held, then the record goes (the
+        // mapping stays valid whoever removes the segment's name).
+        // SAFETY: just held, not released.
+        let (a, b) = unsafe { ring.held_payload(&held) };
+        let large = LargeMessage::open(ring.backing(), held.codec, (&a, &b), false);
+        ring.release_held(&held);
+        large.map(Lend::Large).map_err(RecvError::Corrupted)
+    }
+
+    /// The payload of a record lent by [`lend`].
+    ///
+    /// # Safety
+    ///
+    /// `h` must come from [`lend`] on `sub` and not be released yet, and no other read of
+    /// `sub` may happen while the slices live (it would release the record, and publishers
+    /// could then overwrite the bytes).
+    pub unsafe fn lent_parts<'a>(sub: &'a Subscriber, h: &Held) -> (&'a [u8], &'a [u8]) {
+        // SAFETY: the caller guarantees the hold (see `# Safety`).
+        let (a, b) = unsafe { sub.h.ring().held_payload(h) };
+        match (a, b) {
+            (std::borrow::Cow::Borrowed(a), std::borrow::Cow::Borrowed(b)) => (a, b),
+            // Only typed (model-checking) storage copies, and shm segments are not typed.
+            _ => unreachable!("shared-memory rings lend borrowed bytes"),
+        }
+    }
+
+    /// Releases a record lent by [`lend`] (nothing if a later read released it already).
+    pub fn release(sub: &Subscriber, h: &Held) {
+        sub.h.ring().release_held(h);
     }
 }

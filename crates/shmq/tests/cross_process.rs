@@ -1,7 +1,7 @@
 //! Real multi-process tests. The test binary re-executes itself as the child process
 //! (`SHMQ_CHILD` names the role); every child runs under a watchdog and is killed on timeout.
 
-use shmq::{OpenError, Queue, RecvTimeoutError};
+use shmq::{OpenError, Queue, RecvError, Wait};
 use std::collections::HashMap;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -75,8 +75,7 @@ fn two_producer_processes_every_message_once_fifo_per_producer() {
     let mut next: HashMap<u8, u64> = HashMap::new();
     let mut buf = Vec::new();
     for _ in 0..2 * PER_PRODUCER {
-        let deadline = Some(Instant::now() + Duration::from_secs(30));
-        q.recv_into_deadline(&mut buf, deadline)
+        q.recv_into(&mut buf, Wait::timeout(Duration::from_secs(30)))
             .expect("message within 30 s");
         let seq = u64::from_le_bytes(buf[..8].try_into().unwrap());
         let id = buf[8];
@@ -162,7 +161,7 @@ fn a_producer_that_exits_without_closing_leaves_its_messages() {
     assert_eq!(q.recv_timeout(Duration::from_secs(5)).unwrap(), b"two");
     assert_eq!(
         q.recv_timeout(Duration::from_millis(20)),
-        Err(RecvTimeoutError::Timeout)
+        Err(RecvError::Timeout)
     );
     drop(q);
     assert!(!segment_exists(&name));

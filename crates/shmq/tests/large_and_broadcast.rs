@@ -1,7 +1,7 @@
 //! Rust API: messages larger than the ring through side segments (queue and broadcast), and
 //! zero-copy held reads of a broadcast.
 
-use shmq::{Broadcast, Queue, SendError, Subscriber, TrySendError};
+use shmq::{Broadcast, Queue, SendError, Subscriber, Wait};
 use std::time::Duration;
 
 fn unique(tag: &str) -> String {
@@ -49,7 +49,7 @@ fn queue_sends_messages_larger_than_the_ring_when_allowed() {
         b"small"
     );
     let mut buf = Vec::new();
-    strict.recv_into(&mut buf).unwrap();
+    strict.recv_into(&mut buf, Wait::Forever).unwrap();
     assert_eq!(buf, big(2, 300_000));
     assert_eq!(side_segments(&name), 0);
     // A refused send leaves nothing behind.
@@ -60,7 +60,7 @@ fn queue_sends_messages_larger_than_the_ring_when_allowed() {
         .create()
         .unwrap();
     full.send(b"x").unwrap();
-    assert_eq!(full.try_send(&big(3, 10_000)), Err(TrySendError::Full));
+    assert_eq!(full.try_send(&big(3, 10_000)), Err(SendError::Full));
     assert_eq!(side_segments(full.name()), 0);
 }
 
@@ -72,18 +72,17 @@ fn broadcast_large_messages_and_held_reads() {
         .allow_large(true)
         .create()
         .unwrap();
-    let a = publisher.subscribe().unwrap();
+    let mut a = publisher.subscribe().unwrap();
     let b = Subscriber::open(&name).unwrap();
     publisher.send(&big(4, 1 << 20)).unwrap();
     publisher.send(b"held").unwrap();
     assert_eq!(a.recv().unwrap(), big(4, 1 << 20));
     assert_eq!(b.try_recv().unwrap(), big(4, 1 << 20));
     // Zero copy: the record stays put until released.
-    let h = a.try_hold().unwrap();
-    // SAFETY: `h` is held and released below, after the last use of the slices.
-    let (first, second) = unsafe { a.held_payload(&h) };
+    let lent = a.recv_lent(Wait::No).unwrap();
+    let (first, second) = lent.parts();
     assert_eq!([first, second].concat(), b"held");
-    a.release_held(&h);
+    drop(lent);
     assert_eq!(b.recv().unwrap(), b"held");
     // Every subscriber passed the large one: reclaiming removes its segment.
     for i in 0..5000u32 {

@@ -4,7 +4,9 @@
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub use linux::{list_segments, random_u64, segment_exists, ShmSegment, SEGMENT_PREFIX, SIDE_PREFIX};
+pub use linux::{
+    list_segments, random_u64, segment_exists, ShmSegment, SEGMENT_PREFIX, SIDE_PREFIX,
+};
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(

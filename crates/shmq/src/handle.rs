@@ -1,0 +1,308 @@
+//! The one attachment under every public handle type: the ring, its name, and what all of
+//! them do the same way (sending with large messages and batch chunking, receiving, waiting,
+//! closing, unlinking, fork support).
+
+use crate::builder::attach_error;
+use crate::large::{Received, Staged};
+use crate::name::segment_name;
+use crate::os::ShmSegment;
+use crate::{OpenError, RecvError, SendError, SendManyError};
+use shmq_core::layout::{record_size, SideDescriptor, FLAG_PERSISTENT};
+use shmq_core::{Delivery, Detached, Message, Ring, Stats, Waiter};
+use std::io;
+use std::time::{Duration, Instant};
+
+/// How long a call may wait for room or for a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Not at all: `Full` / `Empty` at once.
+    No,
+    /// Until this instant, then `Timeout`.
+    Until(Instant),
+    /// As long as it takes.
+    Forever,
+}
+
+impl Wait {
+    /// At most `timeout` from now.
+    pub fn timeout(timeout: Duration) -> Self {
+        // An overflowing instant (a timeout of centuries) waits forever.
+        Instant::now()
+            .checked_add(timeout)
+            .map_or(Self::Forever, Self::Until)
+    }
+
+    /// The deadline the core's blocking loop takes: "no wait" is a deadline already past,
+    /// so that one loop serves every case (and lanes taken by our own threads are waited
+    /// for, not reported as full or empty).
+    pub(crate) fn deadline(self) -> Option<Instant> {
+        match self {
+            Self::No => Some(Instant::now()),
+            Self::Until(d) => Some(d),
+            Self::Forever => None,
+        }
+    }
+}
+
+/// One process's attachment to a ring (private: the public types wrap it).
+pub struct Handle {
+    ring: Option<Ring<ShmSegment>>,
+    name: String,
+    allow_large: bool,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handle {
+    pub(crate) fn new(ring: Ring<ShmSegment>, name: String, allow_large: bool) -> Self {
+        Self {
+            ring: Some(ring),
+            name,
+            allow_large,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn ring(&self) -> &Ring<ShmSegment> {
+        self.ring.as_ref().expect("attached until dropped")
+    }
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+    pub(crate) fn allows_large(&self) -> bool {
+        self.allow_large
+    }
+    pub(crate) fn capacity(&self) -> u64 {
+        self.ring().geometry().capacity
+    }
+    pub(crate) fn max_message_size(&self) -> u64 {
+        self.ring().max_payload()
+    }
+    pub(crate) fn is_persistent(&self) -> bool {
+        self.ring().geometry().flags & FLAG_PERSISTENT != 0
+    }
+    pub(crate) fn stats(&self) -> Stats {
+        self.ring().stats()
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Sending
+    // ----------------------------------------------------------------------------------
+
+    /// Sends `msgs` in order: all at once (all or nothing) if they fit in the ring together,
+    /// otherwise in consecutive chunks that do (within the ring's bytes and `maxsize`).
+    /// Every message is checked before anything is sent.
+    pub(crate) fn send_many(
+        &self,
+        msgs: &[Message<'_>],
+        wait: Wait,
+        w: &mut dyn Waiter,
+    ) -> Result<(), SendManyError> {
+        let max = self.max_message_size();
+        if !self.allow_large {
+            if let Some(m) = msgs.iter().find(|m| m.payload.len() as u64 > max) {
+                let size = m.payload.len() as u64;
+                return Err(SendManyError {
+                    sent: 0,
+                    error: SendError::TooLarge { size, max },
+                });
+            }
+        }
+        // Bytes a message takes in the ring: a descriptor for a large one.
+        let stored = |m: &Message<'_>| {
+            let len = m.payload.len() as u64;
+            record_size(if len > max {
+                SideDescriptor::SIZE as u64
+            } else {
+                len
+            })
+        };
+        let budget = self.capacity().min(u64::from(u32::MAX));
+        let most = self.ring().geometry().maxsize;
+        let mut start = 0;
+        while start < msgs.len() {
+            let mut end = start;
+            let mut bytes = 0u64;
+            while end < msgs.len() && (most == 0 || ((end - start) as u64) < most) {
+                let size = stored(&msgs[end]);
+                if end > start && bytes + size > budget {
+                    break;
+                }
+                bytes += size;
+                end += 1;
+            }
+            self.send_chunk(&msgs[start..end], wait, w)
+                .map_err(|error| SendManyError { sent: start, error })?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Sends `msgs`, which fit in the ring together, all or nothing.
+    fn send_chunk(
+        &self,
+        msgs: &[Message<'_>],
+        wait: Wait,
+        w: &mut dyn Waiter,
+    ) -> Result<(), SendError> {
+        let max = self.max_message_size();
+        let staged = if self.allow_large && msgs.iter().any(|m| m.payload.len() as u64 > max) {
+            // Written once, before any waiting; removed again if the send fails.
+            Staged::new(self.ring().backing(), msgs, max)?
+        } else {
+            Staged::default()
+        };
+        let batch = staged.messages(msgs);
+        match self.ring().send_many_blocking(&batch, wait.deadline(), w) {
+            Ok(()) => {
+                drop(batch);
+                staged.keep();
+                Ok(())
+            }
+            Err(shmq_core::SendTimeoutError::Timeout) if wait == Wait::No => Err(SendError::Full),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Receiving
+    // ----------------------------------------------------------------------------------
+
+    /// Takes up to `max` queued messages (stopping before one that would take the batch's
+    /// payload past `max_bytes`; the first is always taken), waiting for the first as `wait`
+    /// says, and appends `f` of each to `out`. `f` runs while the message is claimed: it
+    /// must copy what it needs and return, and never run foreign code or block. On a
+    /// corrupted record, the messages before it are in `out` and the error is returned.
+    pub(crate) fn recv_many<T>(
+        &self,
+        max: usize,
+        max_bytes: u64,
+        wait: Wait,
+        w: &mut dyn Waiter,
+        out: &mut Vec<T>,
+        mut f: impl FnMut(Received<'_>) -> T,
+    ) -> Result<usize, RecvError> {
+        let seg = self.ring().backing();
+        let mut bad = None;
+        let before = out.len();
+        let r = self
+            .ring()
+            .recv_many_blocking(max, max_bytes, wait.deadline(), w, |m| {
+                match Received::of(seg, m, true) {
+                    Ok(m) => out.push(f(m)),
+                    Err(what) => bad = Some(what),
+                }
+            });
+        match r {
+            Ok(_) => match bad {
+                Some(what) => Err(RecvError::Corrupted(what)),
+                None => Ok(out.len() - before),
+            },
+            Err(shmq_core::RecvTimeoutError::Timeout) if wait == Wait::No => Err(RecvError::Empty),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// As [`Handle::recv_many`], for a subscription: reads from this attachment's cursor.
+    pub(crate) fn read_many<T>(
+        &self,
+        max: usize,
+        max_bytes: u64,
+        wait: Wait,
+        w: &mut dyn Waiter,
+        out: &mut Vec<T>,
+        mut f: impl FnMut(Received<'_>) -> T,
+    ) -> Result<usize, RecvError> {
+        let seg = self.ring().backing();
+        let mut bad = None;
+        let before = out.len();
+        let r = self
+            .ring()
+            .read_many_blocking(max, max_bytes, wait.deadline(), w, |d| match d {
+                Delivery::Message(m) => match Received::of(seg, m, false) {
+                    Ok(m) => out.push(f(m)),
+                    Err(what) => bad = Some(what),
+                },
+                // Overwritten while we read (lag policy): what this call took is void.
+                Delivery::Discard => {
+                    out.truncate(before);
+                    bad = None;
+                }
+            });
+        match r {
+            Ok(_) => match bad {
+                Some(what) => Err(RecvError::Corrupted(what)),
+                None => Ok(out.len() - before),
+            },
+            Err(shmq_core::ReadTimeoutError::Timeout) if wait == Wait::No => Err(RecvError::Empty),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Lifecycle
+    // ----------------------------------------------------------------------------------
+
+    /// Wakes every thread blocked on this ring, in every process; they re-check and sleep
+    /// again if nothing changed (a handle closed by another thread is noticed this way).
+    pub(crate) fn wake_all(&self) {
+        self.ring().wake_all_waiters();
+    }
+
+    /// Removes the ring's name now: attached processes keep using it, nobody new can open
+    /// it, and its memory is freed when the last one detaches.
+    pub(crate) fn unlink(&self) -> io::Result<()> {
+        let seg = segment_name(&self.name);
+        if self.ring().backing().is_linked_as(&seg) {
+            ShmSegment::unlink(&seg)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// After `fork()`, in the child: an attachment of the child's own (its own process slot
+    /// and leases), so that the parent's death or exit is seen correctly and the child's is
+    /// too. Drop the inherited handle with [`Handle::forget_in_child`].
+    pub(crate) fn reopen_in_child(&self) -> Result<Self, OpenError> {
+        let fresh = self
+            .ring()
+            .backing()
+            .reopen_after_fork()
+            .map_err(OpenError::Io)?;
+        let ring = Ring::open(fresh).map_err(|(_, e)| attach_error(&self.name, e))?;
+        Ok(Self::new(ring, self.name.clone(), self.allow_large))
+    }
+
+    /// After `fork()`, in the child: drops the inherited attachment without detaching: it
+    /// shares the parent's open file description, so the parent's slot and leases stay the
+    /// parent's.
+    pub(crate) fn forget_in_child(mut self) {
+        if let Some(ring) = self.ring.take() {
+            drop(ring.into_backing_without_detach());
+        }
+    }
+
+    fn detach(&mut self) {
+        if let Some(ring) = self.ring.take() {
+            let (seg, outcome) = ring.detach();
+            if outcome == Detached::Last {
+                let name = segment_name(&self.name);
+                if seg.is_linked_as(&name) {
+                    let _ = ShmSegment::unlink(&name);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}

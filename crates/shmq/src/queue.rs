@@ -1,0 +1,207 @@
+//! [`Queue`]: each message to exactly one consumer.
+
+use crate::builder::{Builder, Kind, Open};
+use crate::handle::{Handle, Wait};
+use crate::large::Received;
+use crate::{OpenError, RecvError, SendError, SendManyError, Stats};
+use shmq_core::{Message, Plain, Waiter};
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+/// A named shared-memory queue, attached to by this process.
+///
+/// `Queue` is `Send + Sync`: share it between threads by reference or `Arc`; any number of
+/// threads may send and receive on one handle at once.
+pub struct Queue {
+    h: Handle,
+}
+
+impl fmt::Debug for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.h.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Open for Queue {
+    const KIND: Kind = Kind::Queue;
+    fn from_handle(h: Handle) -> Result<Self, OpenError> {
+        Ok(Self { h })
+    }
+}
+
+impl Queue {
+    /// Settings for the queue `name`.
+    pub fn builder(name: &str) -> Builder<Queue> {
+        Builder::new(name)
+    }
+    /// Creates queue `name` with a ring of `capacity` bytes.
+    pub fn create(name: &str, capacity: u64) -> Result<Self, OpenError> {
+        Self::builder(name).capacity(capacity).create()
+    }
+    /// Opens the existing queue `name`.
+    pub fn open(name: &str) -> Result<Self, OpenError> {
+        Self::builder(name).open()
+    }
+    /// Opens queue `name`, creating it with `capacity` bytes if it does not exist.
+    pub fn open_or_create(name: &str, capacity: u64) -> Result<Self, OpenError> {
+        Self::builder(name).capacity(capacity).open_or_create()
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        self.h.name()
+    }
+    /// Ring size in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.h.capacity()
+    }
+    /// Message bound (0 = none).
+    pub fn maxsize(&self) -> u64 {
+        self.h.ring().geometry().maxsize
+    }
+    /// Largest payload one message may have in the ring (larger ones need
+    /// [`Builder::allow_large`]).
+    pub fn max_message_size(&self) -> u64 {
+        self.h.max_message_size()
+    }
+    /// Whether the segment outlives its last process.
+    pub fn is_persistent(&self) -> bool {
+        self.h.is_persistent()
+    }
+    /// Whether this handle sends messages larger than the ring (through side segments).
+    pub fn allows_large(&self) -> bool {
+        self.h.allows_large()
+    }
+
+    /// Sends `msg` (raw codec), waiting for space as long as needed.
+    pub fn send(&self, msg: &[u8]) -> Result<(), SendError> {
+        self.send_message(Message::raw(msg), Wait::Forever)
+    }
+    /// Sends `msg` if it fits now (`Full` otherwise).
+    pub fn try_send(&self, msg: &[u8]) -> Result<(), SendError> {
+        self.send_message(Message::raw(msg), Wait::No)
+    }
+    /// Sends `msg`, waiting for space at most `timeout`.
+    pub fn send_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
+        self.send_message(Message::raw(msg), Wait::timeout(timeout))
+    }
+    /// Sends one message with an explicit codec id.
+    pub fn send_message(&self, msg: Message<'_>, wait: Wait) -> Result<(), SendError> {
+        self.send_many_with(std::slice::from_ref(&msg), wait, &mut Plain)
+            .map_err(|e| e.error)
+    }
+    /// Sends every message of `msgs`, in order: at once (all or nothing) when they fit in
+    /// the ring together, otherwise in consecutive chunks that do. On an error, the
+    /// [`SendManyError`] says how many went in.
+    pub fn send_many(&self, msgs: &[Message<'_>], wait: Wait) -> Result<(), SendManyError> {
+        self.send_many_with(msgs, wait, &mut Plain)
+    }
+    /// As [`Queue::send_many`], with `waiter`'s hooks around every sleep (to release a lock
+    /// meanwhile, or to give up on a signal).
+    pub fn send_many_with(
+        &self,
+        msgs: &[Message<'_>],
+        wait: Wait,
+        waiter: &mut dyn Waiter,
+    ) -> Result<(), SendManyError> {
+        self.h.send_many(msgs, wait, waiter)
+    }
+
+    /// Receives a message, waiting as long as needed.
+    pub fn recv(&self) -> Result<Vec<u8>, RecvError> {
+        self.recv_wait(Wait::Forever)
+    }
+    /// Receives a message if one is ready (`Empty` otherwise).
+    pub fn try_recv(&self) -> Result<Vec<u8>, RecvError> {
+        self.recv_wait(Wait::No)
+    }
+    /// Receives a message, waiting at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Vec<u8>, RecvError> {
+        self.recv_wait(Wait::timeout(timeout))
+    }
+    fn recv_wait(&self, wait: Wait) -> Result<Vec<u8>, RecvError> {
+        let mut v = Vec::new();
+        self.recv_into(&mut v, wait)?;
+        Ok(v)
+    }
+    /// Receives a message into `buf` (cleared first, its allocation reused); returns the
+    /// message's codec id.
+    pub fn recv_into(&self, buf: &mut Vec<u8>, wait: Wait) -> Result<u16, RecvError> {
+        buf.clear();
+        let mut codec = Vec::with_capacity(1);
+        self.recv_many_with(1, u64::MAX, wait, &mut Plain, &mut codec, |m| {
+            m.extend_into(buf);
+            m.codec()
+        })?;
+        Ok(codec[0])
+    }
+    /// Receives up to `max` messages (stopping before one that would take the batch's
+    /// payload past `max_bytes`; the first is always taken), waiting for the first as
+    /// `wait` says, and appends `f` of each message to `out`. Returns how many.
+    ///
+    /// `f` runs while the message is claimed: copy what you need and return; never block,
+    /// wait for a lock or run foreign code in it (other threads of this handle, and producers
+    /// waiting for space, may wait on it). A large message can be kept past `f` with
+    /// [`Received::into_large`] and copied afterwards.
+    pub fn recv_many_with<T>(
+        &self,
+        max: usize,
+        max_bytes: u64,
+        wait: Wait,
+        waiter: &mut dyn Waiter,
+        out: &mut Vec<T>,
+        f: impl FnMut(Received<'_>) -> T,
+    ) -> Result<usize, RecvError> {
+        self.h.recv_many(max, max_bytes, wait, waiter, out, f)
+    }
+
+    /// Messages queued (approximate while others are busy, exact with a `maxsize`).
+    pub fn len(&self) -> u64 {
+        self.h.ring().len()
+    }
+    /// Whether no message is queued.
+    pub fn is_empty(&self) -> bool {
+        self.h.ring().is_empty()
+    }
+    /// Whether a small message would not fit now.
+    pub fn is_full(&self) -> bool {
+        self.h.ring().is_full()
+    }
+    /// Counters and occupancy.
+    pub fn stats(&self) -> Stats {
+        self.h.stats()
+    }
+    /// `(messages, payload bytes)` waiting, walked from the head (O(messages); a snapshot).
+    pub fn queued_payload(&self) -> (u64, u64) {
+        self.h.ring().queued_payload()
+    }
+
+    /// Removes the queue's name now: processes attached keep using it, nobody new can open
+    /// it, and its memory is freed when the last one detaches.
+    pub fn unlink(&self) -> io::Result<()> {
+        self.h.unlink()
+    }
+    /// Wakes every thread blocked on this queue, in every process; they re-check their
+    /// condition and sleep again if nothing changed (a binding's `close()` from another
+    /// thread uses it so that its own blocked calls notice).
+    pub fn wake_all_waiters(&self) {
+        self.h.wake_all();
+    }
+    /// After `fork()`, in the child: a new attachment of the child's own. Then drop the
+    /// inherited handle with [`Queue::forget_in_child`] (never with `drop`, which would
+    /// detach the parent's attachment).
+    pub fn reopen_in_child(&self) -> Result<Self, OpenError> {
+        Ok(Self {
+            h: self.h.reopen_in_child()?,
+        })
+    }
+    /// After `fork()`, in the child: drops the inherited handle without detaching it.
+    pub fn forget_in_child(self) {
+        self.h.forget_in_child();
+    }
+    /// Detaches now (as drop does); the last process of a non-persistent queue removes it.
+    pub fn close(self) {}
+}
