@@ -1,42 +1,29 @@
 //! `_Publisher` and `_Subscriber`: the Python handles of a broadcast ring (subclassed by
 //! `shmq.Broadcast` and `shmq.Subscriber`).
 
-use super::send::{send_objects, send_payloads};
-use super::{
-    deadline_of, error, open_error, to_bytes, Attachment, Codecs, Decoded, RawMessage, Stash, SLICE,
+use crate::attachment::{wait_of, Attachment, Stopped};
+use crate::buffer::{Lender, PyMessageView, Taken};
+use crate::codec::{Codecs, RawMessage, Stash, CODEC_PICKLE, CODEC_RAW};
+use crate::errors::{
+    open_error, os_error, recv_error, CorruptedQueueError, BROADCAST, SUBSCRIPTION,
 };
+use crate::queue::{batch_len, raw_messages, GET_MANY_MAX_BYTES};
+use crate::send::{send_objects, send_payloads};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use shmq::{Delivery, Held, TryReadError};
-use std::os::raw::c_int;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use shmq::ext::Lend;
+use shmq::{Policy, RecvError, Wait};
+use std::sync::Arc;
 
-fn read_error(py: Python<'_>, name: &str, e: TryReadError) -> PyErr {
-    match e {
-        TryReadError::Lagged { missed } => {
-            let make = || -> PyResult<PyErr> {
-                let cls = py.import("shmq._errors")?.getattr("Lagged")?;
-                Ok(PyErr::from_value(cls.call1((missed,))?))
-            };
-            make().unwrap_or_else(|e| e)
-        }
-        TryReadError::NotSubscribed => error(
-            py,
-            "CorruptedQueueError",
-            format!("broadcast {name:?}: this subscription was cancelled"),
-        ),
-        TryReadError::Corrupted(w) => error(
-            py,
-            "CorruptedQueueError",
-            format!("broadcast {name:?}: {w}"),
-        ),
-        TryReadError::Empty => error(py, "Empty", "no message"),
+fn policy_name(p: Policy) -> &'static str {
+    match p {
+        Policy::Block => "block",
+        Policy::Lag => "lag",
     }
 }
 
-/// The publishing side of a broadcast (subclassed by `shmq.Broadcast`).
+/// The publishing side of a broadcast.
 #[pyclass(module = "shmq._shmq", subclass, frozen, name = "_Publisher")]
 pub(crate) struct PyPublisher {
     att: Attachment<shmq::Broadcast>,
@@ -69,7 +56,7 @@ impl PyPublisher {
             .mode(mode)
             .persistent(persistent)
             .max_processes(max_processes)
-            .lag(lag)
+            .policy(if lag { Policy::Lag } else { Policy::Block })
             .allow_large(allow_large);
         let publisher = py
             .detach(|| match create {
@@ -77,9 +64,9 @@ impl PyPublisher {
                 Some(false) => b.open(),
                 None => b.open_or_create(),
             })
-            .map_err(|e| open_error(py, e))?;
+            .map_err(open_error)?;
         Ok(Self {
-            att: Attachment::new(publisher, name, "broadcast"),
+            att: Attachment::new(publisher, name, BROADCAST.what),
             codecs: Codecs {
                 codec,
                 allow_pickle,
@@ -97,10 +84,10 @@ impl PyPublisher {
         timeout: Option<f64>,
         codec: Option<i64>,
     ) -> PyResult<()> {
-        let deadline = deadline_of(block, timeout)?;
-        let codec = self.codecs.resolve_codec(codec)?;
+        let wait = wait_of(block, timeout)?;
+        let codec = self.codecs.resolve(codec)?;
         let payload = self.codecs.encode(obj, codec)?;
-        send_payloads(&self.att, py, &[(codec, payload)], deadline)
+        send_payloads(&self.att, BROADCAST, py, &[(codec, payload)], wait)
     }
 
     /// Publishes every object of `objs`, in order (at once when the batch fits the ring).
@@ -113,9 +100,9 @@ impl PyPublisher {
         timeout: Option<f64>,
         codec: Option<i64>,
     ) -> PyResult<()> {
-        let deadline = deadline_of(block, timeout)?;
-        let codec = self.codecs.resolve_codec(codec)?;
-        send_objects(&self.att, &self.codecs, py, objs, codec, deadline)
+        let wait = wait_of(block, timeout)?;
+        let codec = self.codecs.resolve(codec)?;
+        send_objects(&self.att, BROADCAST, &self.codecs, py, objs, codec, wait)
     }
 
     /// Detaches; the last process to detach removes a non-persistent broadcast.
@@ -125,10 +112,7 @@ impl PyPublisher {
 
     /// Removes the name now; attached processes keep using the ring.
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
-        self.att
-            .get(py)?
-            .unlink()
-            .map_err(|e| PyErr::new::<pyo3::exceptions::PyOSError, _>(e.to_string()))
+        self.att.get(py)?.unlink().map_err(os_error)
     }
 
     /// Whether `close()` was called.
@@ -161,7 +145,7 @@ impl PyPublisher {
         Ok(self.att.get(py)?.capacity())
     }
 
-    /// Largest encoded message.
+    /// Largest encoded message the ring can hold.
     #[getter]
     fn max_message_size(&self, py: Python<'_>) -> PyResult<u64> {
         Ok(self.att.get(py)?.max_message_size())
@@ -170,11 +154,7 @@ impl PyPublisher {
     /// `"lag"` or `"block"`.
     #[getter]
     fn policy(&self, py: Python<'_>) -> PyResult<&'static str> {
-        Ok(if self.att.get(py)?.is_lag() {
-            "lag"
-        } else {
-            "block"
-        })
+        Ok(policy_name(self.att.get(py)?.policy()))
     }
 
     /// Whether the segment outlives its last process.
@@ -227,201 +207,77 @@ fn subscriber_dict<'py>(py: Python<'py>, s: &shmq::SubscriberInfo) -> PyResult<B
     Ok(d)
 }
 
-/// A message read in place from a broadcast ring (`Subscriber.get(copy=False)`): a
-/// read-only buffer over the shared memory, valid until the subscription's next read or close() (the
-/// subscription holds the record until then, so publishers cannot overwrite it).
-#[pyclass(module = "shmq._shmq", frozen, name = "MessageView")]
-pub(crate) struct PyMessageView {
-    /// Keeps the mapping alive as long as any buffer of this view exists.
-    _keep: Arc<dyn std::any::Any + Send + Sync>,
-    ptr: usize,
-    len: usize,
+/// A record lent to a `MessageView`: the subscription (kept mapped) and the record.
+struct LentRecord {
+    sub: Arc<shmq::Subscriber>,
+    held: shmq::ext::Held,
 }
 
-impl PyMessageView {
-    /// A view of `data`, which lies in the mapping `keep` holds.
-    pub(crate) fn new(keep: Arc<dyn std::any::Any + Send + Sync>, data: &[u8]) -> Self {
-        Self {
-            _keep: keep,
-            ptr: data.as_ptr() as usize,
-            len: data.len(),
-        }
+impl Lender for LentRecord {
+    fn still_lent(&self) -> bool {
+        shmq::ext::is_lent(&self.sub, &self.held)
     }
 }
 
-#[pymethods]
-impl PyMessageView {
-    /// # Safety
-    ///
-    /// Called by CPython with a valid `view` to fill.
-    unsafe fn __getbuffer__(
-        slf: Bound<'_, Self>,
-        view: *mut pyo3::ffi::Py_buffer,
-        flags: c_int,
-    ) -> PyResult<()> {
-        if flags & pyo3::ffi::PyBUF_WRITABLE != 0 {
-            return Err(pyo3::exceptions::PyBufferError::new_err(
-                "a MessageView is read-only",
-            ));
-        }
-        let (ptr, len) = {
-            let v = slf.get();
-            (v.ptr, v.len)
-        };
-        // SAFETY: `ptr..ptr + len` lies in the ring mapping, which `_sub` keeps mapped for as
-        // long as this object lives; PyBuffer_FillInfo takes a reference to `slf`, so the
-        // object outlives the buffer. Read-only.
-        let r = unsafe {
-            pyo3::ffi::PyBuffer_FillInfo(
-                view,
-                slf.as_ptr(),
-                ptr as *mut std::ffi::c_void,
-                len as pyo3::ffi::Py_ssize_t,
-                1,
-                flags,
-            )
-        };
-        if r == -1 {
-            return Err(PyErr::fetch(slf.py()));
-        }
-        Ok(())
-    }
-
-    fn __len__(&self) -> usize {
-        self.len
-    }
-
-    /// A copy of the bytes.
-    fn __bytes__<'py>(&self, py: Python<'py>) -> Bound<'py, pyo3::types::PyBytes> {
-        // SAFETY: see `__getbuffer__`.
-        let data = unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) };
-        pyo3::types::PyBytes::new(py, data)
-    }
-
-    fn __repr__(&self) -> String {
-        format!("<shmq.MessageView of {} bytes>", self.len)
-    }
-}
-
-/// The reading side of a broadcast (subclassed by `shmq.Subscriber`).
+/// The reading side of a broadcast.
 #[pyclass(module = "shmq._shmq", subclass, frozen, name = "_Subscriber")]
 pub(crate) struct PySubscriber {
     att: Attachment<shmq::Subscriber>,
-    /// A subscription has one position: reads of several threads take turns.
-    reading: std::sync::Mutex<()>,
-    /// The record lent to the last `get(copy=False)`, released by the next read.
-    held: Mutex<Option<(Arc<shmq::Subscriber>, Held)>>,
     stash: Stash,
     codecs: Codecs,
 }
 
 impl PySubscriber {
-    /// Gives back the record lent to the previous `get(copy=False)`, if any.
-    fn release_held(&self) {
-        if let Some((sub, h)) = self.held.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            sub.release_held(&h);
+    /// Reads up to `max` messages as raw bytes; user code (decoding) runs only after.
+    fn take<'py>(&self, py: Python<'py>, max: usize, wait: Wait) -> PyResult<Vec<RawMessage<'py>>> {
+        let sub = self.att.get(py)?;
+        let mut taken = Vec::new();
+        let mut w = self.att.waiter(py);
+        let r = sub.recv_many_with(max, GET_MANY_MAX_BYTES, wait, &mut w, &mut taken, |m| {
+            Taken::of(py, m)
+        });
+        let stopped = w.take_error();
+        let raws = raw_messages(py, taken)?;
+        match r {
+            Ok(_) => Ok(raws),
+            Err(RecvError::Corrupted(_)) if !raws.is_empty() => Ok(raws),
+            Err(e) => Err(stopped.unwrap_or_else(|| recv_error(SUBSCRIPTION, sub.name(), e))),
         }
     }
 
-    /// The next message read in place (block policy): decoded straight from the ring for
-    /// pickle and msgpack, lent as a `MessageView` for raw bytes when `copy` is false, else
-    /// `None` (the caller copies).
-    fn get_in_place<'py>(
-        &self,
-        py: Python<'py>,
-        copy: bool,
-        deadline: Option<Instant>,
-    ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let sub: Arc<shmq::Subscriber> = self.att.get(py)?;
-        let attempt = || -> PyResult<Option<Held>> {
-            let _turn = self.reading.lock().unwrap_or_else(|p| p.into_inner());
-            match sub.try_hold() {
-                Ok(h) => Ok(Some(h)),
-                Err(TryReadError::Empty) => Ok(None),
-                Err(e) => Err(read_error(py, sub.name(), e)),
+    /// The next message lent in place (block policy): a `MessageView` for a raw message in
+    /// one piece; anything else is copied (and decoded after the record is released).
+    fn lend<'py>(&self, py: Python<'py>, wait: Wait) -> PyResult<Bound<'py, PyAny>> {
+        let sub = self.att.get(py)?;
+        let mut w = self.att.waiter(py);
+        let lend = shmq::ext::lend(&sub, wait, &mut w).map_err(|e| {
+            w.take_error()
+                .unwrap_or_else(|| recv_error(SUBSCRIPTION, sub.name(), e))
+        })?;
+        let (codec, raw) = match lend {
+            Lend::Large(large) => Taken::Large(large).into_raw(py)?,
+            Lend::Ring(held) => {
+                // SAFETY: `held` was just lent and is not released before the view is made
+                // (a later read of this subscription releases it; the view then refuses).
+                let (first, second) = unsafe { shmq::ext::lent_parts(&sub, &held) };
+                if held.codec == CODEC_RAW && second.is_empty() {
+                    let lender = Arc::new(LentRecord {
+                        sub: sub.clone(),
+                        held,
+                    });
+                    let view = PyMessageView::new(lender, first);
+                    return Ok(Bound::new(py, view)?.into_any());
+                }
+                let bytes = pyo3::types::PyBytes::new_with(py, first.len() + second.len(), |b| {
+                    b[..first.len()].copy_from_slice(first);
+                    b[first.len()..].copy_from_slice(second);
+                    Ok(())
+                });
+                shmq::ext::release(&sub, &held);
+                (held.codec, bytes?)
             }
         };
-        let wait = |d| Ok(sub.wait_for_data(d, Some(SLICE)));
-        let Some(h) = self.att.blocking(py, deadline, attempt, wait)? else {
-            return Err(error(py, "Empty", "no message"));
-        };
-        // SAFETY: `h` is held (not released) until the end of this function or, for a lent
-        // view, until the next read of this subscription.
-        let (first, second) = unsafe { sub.held_payload(&h) };
-        if h.flags & shmq::RECORD_FLAG_SIDE != 0 {
-            // A message larger than the ring: copied out of its side segment.
-            let mut desc = first.to_vec();
-            desc.extend_from_slice(second);
-            // Mapped before the release: once every cursor has passed the record, a publisher
-            // may remove the segment's name (the mapping stays valid).
-            let side = sub.open_side_raw(h.flags, &desc);
-            sub.release_held(&h);
-            let side = side
-                .map_err(|w| read_error(py, sub.name(), TryReadError::Corrupted(w)))?
-                .expect("flagged as a side record");
-            let raw = pyo3::types::PyBytes::new(py, side.bytes());
-            return self.codecs.decode(raw, h.codec).map(Some);
-        }
-        let contiguous = second.is_empty();
-        let keep: Arc<dyn std::any::Any + Send + Sync> = sub.clone();
-        let view = |data: &[u8]| Bound::new(py, PyMessageView::new(keep.clone(), data));
-        if h.codec == super::CODEC_RAW && !copy && contiguous {
-            let v = view(first)?;
-            *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some((sub.clone(), h));
-            return Ok(Some(v.into_any()));
-        }
-        let decoded = self
-            .codecs
-            .decode_in_place(py, || keep.clone(), h.codec, (first, second));
-        sub.release_held(&h);
-        match decoded? {
-            Decoded::Object(obj) => Ok(Some(obj)),
-            Decoded::Raw(codec, raw) => self.codecs.decode(raw, codec).map(Some),
-        }
-    }
-
-    /// Reads up to `max` raw messages, waiting for the first until `deadline`.
-    fn read_raw<'py>(
-        &self,
-        py: Python<'py>,
-        max: usize,
-        deadline: Option<Instant>,
-    ) -> PyResult<Option<Vec<RawMessage<'py>>>> {
-        let sub: Arc<shmq::Subscriber> = self.att.get(py)?;
-        let attempt = || -> PyResult<Option<Vec<RawMessage<'py>>>> {
-            let mut out = Vec::new();
-            let mut alloc_err = None;
-            let r = {
-                let _turn = self.reading.lock().unwrap_or_else(|p| p.into_inner());
-                sub.try_recv_many_limited(max, super::GET_MANY_MAX_BYTES, |d| match d {
-                    Delivery::Message(m) => {
-                        let b = match sub.open_side(&m) {
-                            Ok(None) => to_bytes(py, &m),
-                            Ok(Some(side)) => Ok(pyo3::types::PyBytes::new(py, side.bytes())),
-                            Err(w) => Err(read_error(py, sub.name(), TryReadError::Corrupted(w))),
-                        };
-                        match b {
-                            Ok(b) => out.push((m.codec, b)),
-                            Err(e) => alloc_err = Some(e),
-                        }
-                    }
-                    Delivery::Discard => {
-                        out.clear();
-                        alloc_err = None; // what failed may have been overwritten: moot
-                    }
-                })
-            };
-            match r {
-                Ok(_) => match alloc_err {
-                    Some(e) => Err(e),
-                    None => Ok(Some(out)),
-                },
-                Err(TryReadError::Empty) => Ok(None),
-                Err(e) => Err(read_error(py, sub.name(), e)),
-            }
-        };
-        let wait = |d| Ok(sub.wait_for_data(d, Some(SLICE)));
-        self.att.blocking(py, deadline, attempt, wait)
+        self.codecs.decode(raw, codec)
     }
 }
 
@@ -432,14 +288,12 @@ impl PySubscriber {
     fn new(py: Python<'_>, name: String, allow_pickle: bool) -> PyResult<Self> {
         let sub = py
             .detach(|| shmq::Subscriber::open(&name))
-            .map_err(|e| open_error(py, e))?;
+            .map_err(open_error)?;
         Ok(Self {
-            att: Attachment::new(sub, name, "subscription to"),
-            reading: std::sync::Mutex::new(()),
-            held: Mutex::new(None),
+            att: Attachment::new(sub, name, SUBSCRIPTION.what),
             stash: Stash::default(),
             codecs: Codecs {
-                codec: 1,
+                codec: CODEC_PICKLE,
                 allow_pickle,
             },
         })
@@ -456,29 +310,22 @@ impl PySubscriber {
         timeout: Option<f64>,
         copy: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let deadline = deadline_of(block, timeout)?;
-        self.release_held();
+        let wait = wait_of(block, timeout)?;
         if let Some(mut stashed) = self.stash.take(py, 1) {
             let (codec, raw) = stashed.remove(0);
             return self.codecs.decode(raw, codec);
         }
-        if self.att.get(py)?.is_lag() {
-            if !copy {
+        if !copy {
+            if self.att.get(py)?.policy() == Policy::Lag {
                 return Err(PyValueError::new_err(
                     "copy=False needs a broadcast with policy='block' (with 'lag' publishers \
                      may overwrite a message while it is being read)",
                 ));
             }
-        } else if let Some(obj) = self.get_in_place(py, copy, deadline)? {
-            return Ok(obj);
+            return self.lend(py, wait);
         }
-        match self.read_raw(py, 1, deadline)? {
-            Some(mut raws) if !raws.is_empty() => {
-                let (codec, raw) = raws.remove(0);
-                self.codecs.decode(raw, codec)
-            }
-            _ => Err(error(py, "Empty", "no message")),
-        }
+        let (codec, raw) = self.take(py, 1, wait)?.remove(0);
+        self.codecs.decode(raw, codec)
     }
 
     /// Returns the next message without waiting; raises `Empty` if there is none.
@@ -495,29 +342,19 @@ impl PySubscriber {
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let Ok(max_messages @ 1..) = usize::try_from(max_messages) else {
-            return Err(PyValueError::new_err(format!(
-                "max_messages must be at least 1, got {max_messages}"
-            )));
+        let max = batch_len(max_messages)?;
+        let wait = wait_of(block, timeout)?;
+        let raws = match self.stash.take(py, max) {
+            Some(stashed) => stashed,
+            None => self.take(py, max, wait)?,
         };
-        let deadline = deadline_of(block, timeout)?;
-        self.release_held();
-        if let Some(stashed) = self.stash.take(py, max_messages) {
-            return PyList::new(py, self.codecs.decode_batch(stashed, &self.stash)?);
-        }
-        match self.read_raw(py, max_messages, deadline)? {
-            Some(raws) if !raws.is_empty() => {
-                PyList::new(py, self.codecs.decode_batch(raws, &self.stash)?)
-            }
-            _ => Err(error(py, "Empty", "no message")),
-        }
+        PyList::new(py, self.codecs.decode_batch(raws, &self.stash)?)
     }
 
     /// Unsubscribes and detaches.
     fn close(&self, py: Python<'_>) {
         // A lent MessageView keeps the attachment (and its mapping) alive; the subscription
-        // itself ends here, so publishers stop waiting for it.
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).take();
+        // itself ends here (releasing the lent record), so publishers stop waiting for it.
         self.att.if_attached(|sub| sub.unsubscribe());
         self.att.shut(py);
     }
@@ -549,11 +386,7 @@ impl PySubscriber {
     /// `"lag"` or `"block"`.
     #[getter]
     fn policy(&self, py: Python<'_>) -> PyResult<&'static str> {
-        Ok(if self.att.get(py)?.is_lag() {
-            "lag"
-        } else {
-            "block"
-        })
+        Ok(policy_name(self.att.get(py)?.policy()))
     }
 
     /// This subscription's position and lag, as a dict.
@@ -561,7 +394,10 @@ impl PySubscriber {
         let sub = self.att.get(py)?;
         match py.detach(|| sub.info()) {
             Some(info) => subscriber_dict(py, &info),
-            None => Err(read_error(py, sub.name(), TryReadError::NotSubscribed)),
+            None => Err(CorruptedQueueError::new_err(format!(
+                "broadcast {:?}: this subscription was cancelled",
+                sub.name()
+            ))),
         }
     }
 

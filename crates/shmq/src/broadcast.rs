@@ -23,7 +23,6 @@ use crate::handle::{Handle, Wait};
 use crate::large::{LargeMessage, Received};
 
 use crate::{OpenError, RecvError, SendError, SendManyError, Stats};
-use shmq_core::ring::Held;
 use shmq_core::{Message, Plain, SubscriberInfo, Waiter};
 use std::fmt;
 use std::io;
@@ -326,6 +325,7 @@ impl Drop for Lent<'_> {
 #[doc(hidden)]
 pub mod ext {
     use super::*;
+    pub use shmq_core::ring::Held;
 
     /// What [`lend`] returns.
     #[derive(Debug)]
@@ -374,6 +374,11 @@ pub mod ext {
             // Only typed (model-checking) storage copies, and shm segments are not typed.
             _ => unreachable!("shared-memory rings lend borrowed bytes"),
         }
+    }
+
+    /// Whether a record lent by [`lend`] is still lent (a snapshot).
+    pub fn is_lent(sub: &Subscriber, h: &Held) -> bool {
+        sub.h.ring().is_held(h)
     }
 
     /// Releases a record lent by [`lend`] (nothing if a later read released it already).

@@ -532,6 +532,14 @@ impl<B: Backing> Ring<B> {
         }
     }
 
+    /// Whether `h` is still lent (no later read, hold or release of this attachment released
+    /// it). A snapshot: another thread of the attachment may release it right after.
+    pub fn is_held(&self, h: &Held) -> bool {
+        // Relaxed: advisory; the read turn orders the bookkeeping itself.
+        self.lent_pos.load(Ordering::Relaxed) == h.pos
+            && self.lent_next.load(Ordering::Relaxed) == h.next
+    }
+
     /// Releases the lent record, if any (the caller holds the read turn).
     fn release_lent(&self) {
         let pos = self.lent_pos.swap(NO_CURSOR, Ordering::Relaxed);

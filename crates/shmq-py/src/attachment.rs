@@ -1,0 +1,246 @@
+//! The attachment behind a Python handle (re-attached lazily after `fork()`, closed once),
+//! and the waiters that let blocking calls release the GIL and notice Ctrl-C or a `close()`
+//! from another thread.
+
+use crate::errors::QueueClosedError;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use shmq::{OpenError, Wait, Waiter};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long `close()` gives calls of the same handle blocked in other threads to notice and
+/// let go of the attachment, so that the detach normally happens before `close()` returns.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+/// Poll interval of that wait.
+const CLOSE_POLL: Duration = Duration::from_millis(1);
+
+/// What a Python handle can be attached to: a queue, a broadcast publisher or subscriber.
+pub(crate) trait Endpoint: Send + Sync + Sized + 'static {
+    /// After `fork()`, in the child: an attachment of the child's own.
+    fn reopen_in_child(&self) -> Result<Self, OpenError>;
+    /// After `fork()`, in the child: drop the parent's attachment without detaching it.
+    fn forget_in_child(self);
+    /// Wake every blocked call (so that a `close()` from another thread is noticed).
+    fn wake_all_waiters(&self);
+}
+
+macro_rules! endpoint {
+    ($t:ty) => {
+        impl Endpoint for $t {
+            fn reopen_in_child(&self) -> Result<Self, OpenError> {
+                <$t>::reopen_in_child(self)
+            }
+            fn forget_in_child(self) {
+                <$t>::forget_in_child(self)
+            }
+            fn wake_all_waiters(&self) {
+                <$t>::wake_all_waiters(self)
+            }
+        }
+    };
+}
+endpoint!(shmq::Queue);
+endpoint!(shmq::Broadcast);
+endpoint!(shmq::Subscriber);
+
+/// This process's attachment, as seen by one Python handle.
+enum State<T> {
+    Attached(Arc<T>),
+    /// Inherited across `fork()`: the parent's attachment. The child attaches on first use,
+    /// so a child that never touches the queue never attaches (nor leaks it by dying).
+    Inherited(Arc<T>),
+    Closed,
+}
+
+/// The attachment behind a Python handle.
+pub(crate) struct Attachment<T: Endpoint> {
+    state: Mutex<State<T>>,
+    closed: AtomicBool,
+    pub(crate) name: String,
+    /// What the handle is called in errors: "queue", "broadcast".
+    what: &'static str,
+}
+
+fn forget<T: Endpoint>(t: Arc<T>) {
+    match Arc::try_unwrap(t) {
+        Ok(t) => t.forget_in_child(),
+        // Clones held by threads that do not exist in the child: never dropped.
+        Err(arc) => std::mem::forget(arc),
+    }
+}
+
+impl<T: Endpoint> Attachment<T> {
+    pub(crate) fn new(t: T, name: String, what: &'static str) -> Self {
+        Self {
+            state: Mutex::new(State::Attached(Arc::new(t))),
+            closed: AtomicBool::new(false),
+            name,
+            what,
+        }
+    }
+
+    /// This process's attachment (made now if the handle was inherited across `fork()`).
+    pub(crate) fn get(&self, py: Python<'_>) -> PyResult<Arc<T>> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match &*state {
+            State::Attached(t) => Ok(t.clone()),
+            State::Closed => Err(self.closed_error()),
+            State::Inherited(old) => {
+                let fresh = py
+                    .detach(|| old.reopen_in_child())
+                    .map_err(crate::errors::open_error)?;
+                let fresh = Arc::new(fresh);
+                if let State::Inherited(old) =
+                    std::mem::replace(&mut *state, State::Attached(fresh.clone()))
+                {
+                    forget(old);
+                }
+                Ok(fresh)
+            }
+        }
+    }
+
+    fn closed_error(&self) -> PyErr {
+        QueueClosedError::new_err(format!("{} {:?} is closed", self.what, self.name))
+    }
+
+    /// Runs `f` on this process's own attachment, if it has one (never attaches).
+    pub(crate) fn if_attached(&self, f: impl FnOnce(&T)) {
+        if let State::Attached(t) = &*self.state.lock().unwrap_or_else(|p| p.into_inner()) {
+            f(t);
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Detaches; idempotent. Calls of this handle blocked in other threads hold the
+    /// attachment: they are woken, see `closed` and return, and the last one out detaches.
+    pub(crate) fn shut(&self, py: Python<'_>) {
+        self.closed.store(true, Ordering::Release);
+        let state = std::mem::replace(
+            &mut *self.state.lock().unwrap_or_else(|p| p.into_inner()),
+            State::Closed,
+        );
+        let t = match state {
+            State::Attached(t) => t,
+            // Never attached in this process: nothing to detach, the parent's is the parent's.
+            State::Inherited(t) => return forget(t),
+            State::Closed => return,
+        };
+        let weak = Arc::downgrade(&t);
+        t.wake_all_waiters();
+        drop(t);
+        // Without the GIL, which the blocked calls need to return.
+        py.detach(|| {
+            let until = Instant::now() + CLOSE_GRACE;
+            while weak.strong_count() > 0 && Instant::now() < until {
+                std::thread::sleep(CLOSE_POLL);
+            }
+        });
+    }
+
+    /// In a child after `fork()`: the handle is the parent's attachment; the child attaches
+    /// on first use.
+    pub(crate) fn inherit_after_fork(&self) {
+        // A mutex another thread held at fork time stays locked in the child: then leave it.
+        if let Ok(mut state) = self.state.try_lock() {
+            *state = match std::mem::replace(&mut *state, State::Closed) {
+                State::Attached(t) | State::Inherited(t) => State::Inherited(t),
+                State::Closed => State::Closed,
+            };
+        }
+    }
+
+    /// A waiter for a blocking call made with the GIL held: sleeps without it.
+    pub(crate) fn waiter<'a, 'py>(&'a self, py: Python<'py>) -> GilWaiter<'a, 'py, T> {
+        GilWaiter {
+            py,
+            att: self,
+            err: None,
+        }
+    }
+
+    /// A waiter for a blocking call made without the GIL (a large copy): takes it only to
+    /// check for signals.
+    pub(crate) fn detached_waiter(&self) -> FreeWaiter<'_, T> {
+        FreeWaiter {
+            att: self,
+            err: None,
+        }
+    }
+
+    /// Why a blocking call must stop: a pending signal handler raised, or the handle was
+    /// closed by another thread meanwhile.
+    fn stop_reason(&self, py: Python<'_>) -> Option<PyErr> {
+        if let Err(e) = py.check_signals() {
+            return Some(e);
+        }
+        self.is_closed().then(|| self.closed_error())
+    }
+}
+
+/// What stopped a blocking call (see [`Attachment::waiter`]), to raise instead of the
+/// call's own `Interrupted`.
+pub(crate) trait Stopped {
+    fn take_error(&mut self) -> Option<PyErr>;
+}
+
+pub(crate) struct GilWaiter<'a, 'py, T: Endpoint> {
+    py: Python<'py>,
+    att: &'a Attachment<T>,
+    err: Option<PyErr>,
+}
+
+impl<T: Endpoint> Waiter for GilWaiter<'_, '_, T> {
+    fn park(&mut self, sleep: &mut (dyn FnMut() -> bool + Send)) -> bool {
+        self.py.detach(sleep)
+    }
+    fn interrupted(&mut self) -> bool {
+        self.err = self.att.stop_reason(self.py);
+        self.err.is_some()
+    }
+}
+
+impl<T: Endpoint> Stopped for GilWaiter<'_, '_, T> {
+    fn take_error(&mut self) -> Option<PyErr> {
+        self.err.take()
+    }
+}
+
+pub(crate) struct FreeWaiter<'a, T: Endpoint> {
+    att: &'a Attachment<T>,
+    err: Option<PyErr>,
+}
+
+impl<T: Endpoint> Waiter for FreeWaiter<'_, T> {
+    fn interrupted(&mut self) -> bool {
+        self.err = Python::attach(|py| self.att.stop_reason(py));
+        self.err.is_some()
+    }
+}
+
+impl<T: Endpoint> Stopped for FreeWaiter<'_, T> {
+    fn take_error(&mut self) -> Option<PyErr> {
+        self.err.take()
+    }
+}
+
+/// `block`/`timeout` as the stdlib's queues take them.
+pub(crate) fn wait_of(block: bool, timeout: Option<f64>) -> PyResult<Wait> {
+    if !block {
+        return Ok(Wait::No);
+    }
+    match timeout {
+        None => Ok(Wait::Forever),
+        Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err(
+            "'timeout' must be a non-negative number",
+        )),
+        // Beyond ~30 years is forever (and keeps `Duration` in range).
+        Some(t) if t > 1e9 => Ok(Wait::Forever),
+        Some(t) => Ok(Wait::timeout(Duration::from_secs_f64(t))),
+    }
+}

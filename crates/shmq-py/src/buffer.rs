@@ -1,0 +1,245 @@
+//! Bytes between Python and the rings: payloads borrowed from Python objects for a put,
+//! received messages copied into `bytes`, and `MessageView` over a lent record.
+
+use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use shmq::{LargeMessage, Received};
+use std::os::raw::c_int;
+use std::sync::Arc;
+
+/// Payloads at least this large are copied without the GIL (into a ring, or out of a side
+/// segment): below it, releasing and taking the GIL back costs more than the copy.
+pub(crate) const COPY_WITHOUT_GIL: usize = 256 * 1024;
+
+/// A contiguous view of a bytes-like object, held for the duration of a put.
+pub(crate) struct BufferView {
+    view: Box<pyo3::ffi::Py_buffer>,
+}
+
+impl BufferView {
+    fn get(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let mut view: Box<pyo3::ffi::Py_buffer> = Box::new(
+            // SAFETY: Py_buffer is a plain C struct; all-zero is its documented empty state.
+            unsafe { std::mem::zeroed() },
+        );
+        // SAFETY: `obj` is a valid object (we hold the GIL through `Bound`); `view` is a valid
+        // out-pointer. PyBUF_SIMPLE asks for C-contiguous bytes.
+        let r = unsafe {
+            pyo3::ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, pyo3::ffi::PyBUF_SIMPLE)
+        };
+        if r != 0 {
+            return Err(PyErr::take(obj.py())
+                .unwrap_or_else(|| PyTypeError::new_err("a bytes-like object is required")));
+        }
+        Ok(Self { view })
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        if self.view.len <= 0 || self.view.buf.is_null() {
+            return &[];
+        }
+        // SAFETY: PyObject_GetBuffer succeeded with PyBUF_SIMPLE, so `buf` points to `len`
+        // contiguous bytes kept alive until PyBuffer_Release in drop.
+        unsafe { std::slice::from_raw_parts(self.view.buf as *const u8, self.view.len as usize) }
+    }
+}
+
+impl Drop for BufferView {
+    fn drop(&mut self) {
+        // Releasing a buffer may run Python code (the exporter's release hook): take the GIL.
+        Python::attach(|_| {
+            // SAFETY: the view was filled by a successful PyObject_GetBuffer and is released
+            // exactly once.
+            unsafe { pyo3::ffi::PyBuffer_Release(&mut *self.view) }
+        });
+    }
+}
+
+// SAFETY: the view only points into the exporter's memory, which stays valid until
+// `PyBuffer_Release` (done with the GIL in `drop`); reading it from another thread while the
+// owning thread waits is what `Py_buffer` consumers such as `socket.send` do.
+unsafe impl Send for BufferView {}
+// SAFETY: as above: shared read-only access.
+unsafe impl Sync for BufferView {}
+
+/// An encoded message.
+pub(crate) enum Payload<'py> {
+    Bytes(Bound<'py, PyBytes>),
+    Buffer(BufferView),
+}
+
+impl Payload<'_> {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Bytes(b) => b.as_bytes(),
+            Payload::Buffer(v) => v.as_slice(),
+        }
+    }
+}
+
+/// `obj` as a payload of the raw codec: `bytes` as is, anything else through the buffer
+/// protocol (no copy).
+pub(crate) fn bytes_like<'py>(obj: Bound<'py, PyAny>) -> PyResult<Payload<'py>> {
+    match obj.cast_into::<PyBytes>() {
+        Ok(b) => Ok(Payload::Bytes(b)),
+        Err(e) => {
+            let obj = e.into_inner();
+            BufferView::get(&obj).map(Payload::Buffer).map_err(|_| {
+                let name = obj
+                    .get_type()
+                    .name()
+                    .map_or_else(|_| "?".into(), |n| n.to_string());
+                PyTypeError::new_err(format!(
+                    "the raw codec needs a bytes-like object, not {name}"
+                ))
+            })
+        }
+    }
+}
+
+/// A payload in (up to) two parts as a new `bytes` object: one copy (`new_with` would
+/// zero-fill the buffer first, so it is used only when the payload is in two parts).
+fn bytes_of_parts<'py>(
+    py: Python<'py>,
+    first: &[u8],
+    second: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    if second.is_empty() {
+        return Ok(PyBytes::new(py, first));
+    }
+    PyBytes::new_with(py, first.len() + second.len(), |buf| {
+        buf[..first.len()].copy_from_slice(first);
+        buf[first.len()..].copy_from_slice(second);
+        Ok(())
+    })
+}
+
+/// A message taken off a ring, before decoding. Made inside the receive callback, which
+/// must only copy: a large message is kept mapped and copied after the claim ends.
+pub(crate) enum Taken<'py> {
+    Bytes(u16, PyResult<Bound<'py, PyBytes>>),
+    Large(LargeMessage),
+}
+
+impl<'py> Taken<'py> {
+    pub(crate) fn of(py: Python<'py>, m: Received<'_>) -> Self {
+        match m.into_large() {
+            Ok(large) => Self::Large(large),
+            Err(m) => {
+                let (a, b) = m.parts();
+                Self::Bytes(m.codec(), bytes_of_parts(py, a, b))
+            }
+        }
+    }
+
+    /// The codec id and the bytes (a large message copied out now, without the GIL).
+    pub(crate) fn into_raw(self, py: Python<'py>) -> PyResult<(u16, Bound<'py, PyBytes>)> {
+        match self {
+            Self::Bytes(codec, bytes) => Ok((codec, bytes?)),
+            Self::Large(large) => {
+                let src = large.bytes();
+                let bytes = if src.len() >= COPY_WITHOUT_GIL {
+                    PyBytes::new_with(py, src.len(), |dst| {
+                        py.detach(|| dst.copy_from_slice(src));
+                        Ok(())
+                    })?
+                } else {
+                    PyBytes::new(py, src)
+                };
+                Ok((large.codec(), bytes))
+            }
+        }
+    }
+}
+
+/// Whether the lent record behind a view is still lent (a later read releases it).
+pub(crate) trait Lender: Send + Sync {
+    fn still_lent(&self) -> bool;
+}
+
+/// A message read in place from the shared memory (`Subscriber.get(copy=False)`): a
+/// read-only buffer over the ring, valid until the subscription's next read or close().
+#[pyclass(module = "shmq._shmq", frozen, name = "MessageView")]
+pub(crate) struct PyMessageView {
+    /// Keeps the mapping alive as long as any buffer of this view exists.
+    lender: Arc<dyn Lender>,
+    ptr: usize,
+    len: usize,
+}
+
+impl PyMessageView {
+    /// A view of `data`, which lies in a mapping `lender` keeps alive.
+    pub(crate) fn new(lender: Arc<dyn Lender>, data: &[u8]) -> Self {
+        Self {
+            lender,
+            ptr: data.as_ptr() as usize,
+            len: data.len(),
+        }
+    }
+
+    fn check(&self) -> PyResult<()> {
+        if self.lender.still_lent() {
+            Ok(())
+        } else {
+            Err(PyValueError::new_err(
+                "this MessageView was released by a later read (or close()) of its \
+                 subscription: copy what you need before reading again",
+            ))
+        }
+    }
+}
+
+#[pymethods]
+impl PyMessageView {
+    /// # Safety
+    ///
+    /// Called by CPython with a valid `view` to fill.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        if flags & pyo3::ffi::PyBUF_WRITABLE != 0 {
+            return Err(PyBufferError::new_err("a MessageView is read-only"));
+        }
+        let (ptr, len) = {
+            let v = slf.get();
+            v.check()?;
+            (v.ptr, v.len)
+        };
+        // SAFETY: `ptr..ptr + len` lies in the ring mapping, which `lender` keeps mapped for
+        // as long as this object lives; PyBuffer_FillInfo takes a reference to `slf`, so the
+        // object outlives the buffer. Read-only.
+        let r = unsafe {
+            pyo3::ffi::PyBuffer_FillInfo(
+                view,
+                slf.as_ptr(),
+                ptr as *mut std::ffi::c_void,
+                len as pyo3::ffi::Py_ssize_t,
+                1,
+                flags,
+            )
+        };
+        if r == -1 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
+    }
+
+    fn __len__(&self) -> usize {
+        self.len
+    }
+
+    /// A copy of the bytes.
+    fn __bytes__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        self.check()?;
+        // SAFETY: the mapping is alive (see `__getbuffer__`) and the record still lent.
+        let data = unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) };
+        Ok(PyBytes::new(py, data))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<shmq.MessageView of {} bytes>", self.len)
+    }
+}

@@ -1,0 +1,268 @@
+//! Codecs: Python objects to payloads and back (raw bytes, pickle, msgpack, user codecs),
+//! and the stash of messages taken but not yet returned.
+
+use crate::buffer::{bytes_like, Payload};
+use crate::errors::{decode_error, CodecError, PickleNotAllowedError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+/// Codec ids. 0..=1000 are shmq's; 1001 and up are the users'.
+pub(crate) const CODEC_RAW: u16 = 0;
+pub(crate) const CODEC_PICKLE: u16 = 1;
+pub(crate) const CODEC_MSGPACK: u16 = 2;
+pub(crate) const FIRST_USER_CODEC: u16 = 1001;
+
+/// The pickle protocol of every pickled message: 5 (Python 3.8+) carries large buffers
+/// without an extra copy.
+const PICKLE_PROTOCOL: u8 = 5;
+
+static PICKLE: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+static MSGPACK: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+static USER_CODECS: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+
+fn pickle(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
+    PICKLE.get_or_try_init(py, || {
+        let m = py.import("pickle")?;
+        Ok((m.getattr("dumps")?.unbind(), m.getattr("loads")?.unbind()))
+    })
+}
+
+fn msgpack(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
+    MSGPACK.get_or_try_init(py, || {
+        let m = py.import("msgpack").map_err(|e| {
+            let err = CodecError::new_err("the msgpack codec needs the 'msgpack' package");
+            err.set_cause(py, Some(e));
+            err
+        })?;
+        let partial = py.import("functools")?.getattr("partial")?;
+        let kw = PyDict::new(py);
+        kw.set_item("use_bin_type", true)?;
+        let packb = partial.call((m.getattr("packb")?,), Some(&kw))?;
+        let kw = PyDict::new(py);
+        kw.set_item("raw", false)?;
+        kw.set_item("strict_map_key", false)?;
+        let unpackb = partial.call((m.getattr("unpackb")?,), Some(&kw))?;
+        Ok((packb.unbind(), unpackb.unbind()))
+    })
+}
+
+fn user_codecs(py: Python<'_>) -> &Bound<'_, PyDict> {
+    USER_CODECS
+        .get_or_init(py, || PyDict::new(py).unbind())
+        .bind(py)
+}
+
+/// Registers a user codec under `codec_id` (>= 1001) for every queue of this process.
+#[pyfunction]
+pub(crate) fn register_codec(
+    py: Python<'_>,
+    codec_id: i64,
+    encode: Bound<'_, PyAny>,
+    decode: Bound<'_, PyAny>,
+) -> PyResult<()> {
+    if !(i64::from(FIRST_USER_CODEC)..=i64::from(u16::MAX)).contains(&codec_id) {
+        return Err(PyValueError::new_err(format!(
+            "user codec ids are {FIRST_USER_CODEC}..=65535, got {codec_id}"
+        )));
+    }
+    if !encode.is_callable() || !decode.is_callable() {
+        return Err(PyTypeError::new_err("encode and decode must be callable"));
+    }
+    user_codecs(py).set_item(codec_id, (encode, decode))
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default()
+}
+
+/// How a handle encodes what it puts and decodes what it gets.
+pub(crate) struct Codecs {
+    /// Default codec of puts.
+    pub(crate) codec: u16,
+    pub(crate) allow_pickle: bool,
+}
+
+impl Codecs {
+    /// Wraps an encoder's failure in a `CodecError` (the original as its cause).
+    fn encode_error(py: Python<'_>, what: String, cause: PyErr) -> PyErr {
+        let err = CodecError::new_err(format!("{what}: {cause}"));
+        err.set_cause(py, Some(cause));
+        err
+    }
+
+    /// The codec of a put: the handle's default, or the id given (checked).
+    pub(crate) fn resolve(&self, codec: Option<i64>) -> PyResult<u16> {
+        let Some(c) = codec else {
+            return Ok(self.codec);
+        };
+        match u16::try_from(c) {
+            Ok(id) if id <= CODEC_MSGPACK || id >= FIRST_USER_CODEC => Ok(id),
+            _ => Err(PyValueError::new_err(format!(
+                "codec id {c} is neither built in (0, 1, 2) nor a user id \
+                 ({FIRST_USER_CODEC}..=65535)"
+            ))),
+        }
+    }
+
+    pub(crate) fn encode<'py>(&self, obj: Bound<'py, PyAny>, codec: u16) -> PyResult<Payload<'py>> {
+        let py = obj.py();
+        match codec {
+            CODEC_RAW => bytes_like(obj),
+            CODEC_PICKLE => {
+                if !self.allow_pickle {
+                    return Err(PickleNotAllowedError::new_err(
+                        "pickle is disabled for this queue (allow_pickle=False)",
+                    ));
+                }
+                let name = type_name(&obj);
+                let out = pickle(py)?
+                    .0
+                    .bind(py)
+                    .call1((obj, PICKLE_PROTOCOL))
+                    .map_err(|e| Self::encode_error(py, format!("could not pickle a {name}"), e))?;
+                Ok(Payload::Bytes(out.cast_into::<PyBytes>()?))
+            }
+            CODEC_MSGPACK => {
+                let out =
+                    msgpack(py)?.0.bind(py).call1((obj,)).map_err(|e| {
+                        Self::encode_error(py, "msgpack could not encode".into(), e)
+                    })?;
+                Ok(Payload::Bytes(out.cast_into::<PyBytes>()?))
+            }
+            id => {
+                let Some(pair) = user_codecs(py).get_item(id)? else {
+                    return Err(CodecError::new_err(format!(
+                        "no codec registered under id {id}"
+                    )));
+                };
+                let out = pair.get_item(0)?.call1((obj,)).map_err(|e| {
+                    Self::encode_error(py, format!("the encoder of codec {id} failed"), e)
+                })?;
+                let name = type_name(&out);
+                bytes_like(out).map_err(|_| {
+                    CodecError::new_err(format!(
+                        "the encoder of codec {id} returned {name}, not bytes-like"
+                    ))
+                })
+            }
+        }
+    }
+
+    /// Decodes a message taken off a ring (user code may run here: never with a protocol
+    /// resource held). A message that cannot be decoded raises `DecodeError` with its bytes.
+    pub(crate) fn decode<'py>(
+        &self,
+        raw: Bound<'py, PyBytes>,
+        codec: u16,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = raw.py();
+        let fail = |what: &str, e: PyErr| {
+            let msg = format!("could not decode a message with codec {codec} ({what}): {e}");
+            decode_error(py, false, msg, &raw, codec, Some(e))
+        };
+        match codec {
+            CODEC_RAW => Ok(raw.into_any()),
+            CODEC_PICKLE => {
+                if !self.allow_pickle {
+                    let msg = "received a pickled message but allow_pickle=False; \
+                               its bytes are in the exception's .raw";
+                    return Err(decode_error(py, true, msg.into(), &raw, codec, None));
+                }
+                pickle(py)?
+                    .1
+                    .bind(py)
+                    .call1((&raw,))
+                    .map_err(|e| fail("pickle", e))
+            }
+            CODEC_MSGPACK => msgpack(py)
+                .and_then(|m| m.1.bind(py).call1((&raw,)))
+                .map_err(|e| fail("msgpack", e)),
+            id => match user_codecs(py).get_item(id)? {
+                Some(pair) => pair
+                    .get_item(1)
+                    .and_then(|d| d.call1((&raw,)))
+                    .map_err(|e| fail("user codec", e)),
+                None => {
+                    let msg = format!("no codec registered under id {id}; its bytes are in .raw");
+                    Err(decode_error(py, false, msg, &raw, codec, None))
+                }
+            },
+        }
+    }
+
+    /// Decodes a batch in order. At the first message that cannot be decoded: if messages
+    /// before it decoded, returns them and keeps it and the rest for the next call;
+    /// otherwise keeps the rest and raises its `DecodeError`. Nothing taken is lost.
+    pub(crate) fn decode_batch<'py>(
+        &self,
+        raws: Vec<RawMessage<'py>>,
+        stash: &Stash,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let mut out = Vec::with_capacity(raws.len());
+        let mut rest = raws.into_iter();
+        while let Some((codec, raw)) = rest.next() {
+            match self.decode(raw.clone(), codec) {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    let failed = (!out.is_empty()).then_some((codec, raw));
+                    stash.push_front(failed.into_iter().chain(rest));
+                    return if out.is_empty() { Err(e) } else { Ok(out) };
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A received message before decoding: codec id and bytes.
+pub(crate) type RawMessage<'py> = (u16, Bound<'py, PyBytes>);
+
+/// Messages a handle already took but has not returned yet: those that followed an
+/// undecodable one in a batch. Served first by the next get.
+#[derive(Default)]
+pub(crate) struct Stash {
+    items: Mutex<VecDeque<(u16, Py<PyBytes>)>>,
+    any: AtomicBool,
+}
+
+impl Stash {
+    fn push_front<'py>(&self, items: impl Iterator<Item = RawMessage<'py>>) {
+        let items: Vec<_> = items.map(|(c, b)| (c, b.unbind())).collect();
+        let mut stash = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        for item in items.into_iter().rev() {
+            stash.push_front(item);
+        }
+        self.any.store(!stash.is_empty(), Ordering::Release);
+    }
+
+    /// Up to `max` stashed messages, if there are any.
+    pub(crate) fn take<'py>(&self, py: Python<'py>, max: usize) -> Option<Vec<RawMessage<'py>>> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut stash = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        let n = max.min(stash.len());
+        let taken: Vec<_> = stash
+            .drain(..n)
+            .map(|(c, b)| (c, b.into_bound(py)))
+            .collect();
+        self.any.store(!stash.is_empty(), Ordering::Release);
+        (!taken.is_empty()).then_some(taken)
+    }
+
+    /// After `fork()`: the stash holds messages the parent took; they are the parent's.
+    pub(crate) fn clear_after_fork(&self) {
+        if let Ok(mut stash) = self.items.try_lock() {
+            stash.clear();
+            self.any.store(false, Ordering::Release);
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The Python exceptions (defined in `shmq._errors`, bound here once) and the mapping of the
+//! crate's errors onto them.
+
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use shmq::{OpenError, RecvError, SendError};
+
+pyo3::import_exception!(shmq._errors, ShmqError);
+pyo3::import_exception!(shmq._errors, Full);
+pyo3::import_exception!(shmq._errors, Empty);
+pyo3::import_exception!(shmq._errors, QueueNotFoundError);
+pyo3::import_exception!(shmq._errors, QueueExistsError);
+pyo3::import_exception!(shmq._errors, QueuePermissionError);
+pyo3::import_exception!(shmq._errors, InvalidNameError);
+pyo3::import_exception!(shmq._errors, MessageTooLargeError);
+pyo3::import_exception!(shmq._errors, CorruptedQueueError);
+pyo3::import_exception!(shmq._errors, TooManyProcessesError);
+pyo3::import_exception!(shmq._errors, WrongKindError);
+pyo3::import_exception!(shmq._errors, Lagged);
+pyo3::import_exception!(shmq._errors, QueueClosedError);
+pyo3::import_exception!(shmq._errors, CodecError);
+pyo3::import_exception!(shmq._errors, DecodeError);
+pyo3::import_exception!(shmq._errors, PickleNotAllowedError);
+
+/// What a handle is called in messages, and what its `Full` says.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Noun {
+    /// "queue", "broadcast", "subscription to".
+    pub(crate) what: &'static str,
+    /// Said by `Full` when a send gives up.
+    pub(crate) full: &'static str,
+    /// Said by `Empty` when a receive gives up.
+    pub(crate) empty: &'static str,
+}
+
+pub(crate) const QUEUE: Noun = Noun {
+    what: "queue",
+    full: "queue is full",
+    empty: "queue is empty",
+};
+pub(crate) const BROADCAST: Noun = Noun {
+    what: "broadcast",
+    full: "broadcast is full: the slowest subscriber has not read the oldest messages",
+    empty: "",
+};
+pub(crate) const SUBSCRIPTION: Noun = Noun {
+    what: "subscription to",
+    full: "",
+    empty: "no message",
+};
+
+pub(crate) fn open_error(e: OpenError) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        OpenError::AlreadyExists(_) => QueueExistsError::new_err(msg),
+        OpenError::DoesNotExist(_) => QueueNotFoundError::new_err(msg),
+        OpenError::PermissionDenied(_) => QueuePermissionError::new_err(msg),
+        OpenError::InvalidName(_) => InvalidNameError::new_err(msg),
+        OpenError::InvalidArgument(_) => PyValueError::new_err(msg),
+        OpenError::Corrupted { .. } | OpenError::NotInitialized(_) => {
+            CorruptedQueueError::new_err(msg)
+        }
+        OpenError::TooManyProcesses { .. } => TooManyProcessesError::new_err(msg),
+        OpenError::WrongKind { .. } => WrongKindError::new_err(msg),
+        _ => PyOSError::new_err(msg),
+    }
+}
+
+pub(crate) fn os_error(e: std::io::Error) -> PyErr {
+    PyOSError::new_err(e.to_string())
+}
+
+/// The exception for a failed send to `name`. `Interrupted` never gets here: the waiter
+/// keeps the exception that stopped the wait.
+pub(crate) fn send_error(noun: Noun, name: &str, e: SendError) -> PyErr {
+    let what = noun.what;
+    match e {
+        SendError::Full | SendError::Timeout => Full::new_err(noun.full),
+        SendError::TooLarge { size, max } => MessageTooLargeError::new_err(format!(
+            "message of {size} bytes can never fit in {what} {name:?} (at most {max} bytes; \
+             create it with a larger capacity, or pass allow_large=True)"
+        )),
+        SendError::Corrupted(w) => CorruptedQueueError::new_err(format!("{what} {name:?}: {w}")),
+        e => ShmqError::new_err(format!("{what} {name:?}: {e}")),
+    }
+}
+
+/// The exception for a failed receive from `name` (see [`send_error`] for `Interrupted`).
+pub(crate) fn recv_error(noun: Noun, name: &str, e: RecvError) -> PyErr {
+    let what = noun.what;
+    match e {
+        RecvError::Empty | RecvError::Timeout => Empty::new_err(noun.empty),
+        RecvError::Lagged { missed } => Lagged::new_err((missed,)),
+        RecvError::Corrupted(w) => CorruptedQueueError::new_err(format!("{what} {name:?}: {w}")),
+        e => ShmqError::new_err(format!("{what} {name:?}: {e}")),
+    }
+}
+
+/// A `DecodeError` (or `PickleNotAllowedError`) carrying the message's bytes and codec id.
+pub(crate) fn decode_error(
+    py: Python<'_>,
+    pickle_refused: bool,
+    msg: String,
+    raw: &Bound<'_, PyBytes>,
+    codec: u16,
+    cause: Option<PyErr>,
+) -> PyErr {
+    let err = if pickle_refused {
+        PickleNotAllowedError::new_err((msg, raw.clone().unbind(), codec))
+    } else {
+        DecodeError::new_err((msg, raw.clone().unbind(), codec))
+    };
+    err.set_cause(py, cause);
+    err
+}

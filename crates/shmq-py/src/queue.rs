@@ -1,0 +1,304 @@
+//! `_Queue`: the Python handle of a queue (subclassed by `shmq.Queue`).
+
+use crate::attachment::{wait_of, Attachment, Stopped};
+use crate::buffer::Taken;
+use crate::codec::{Codecs, RawMessage, Stash};
+use crate::errors::{open_error, os_error, recv_error, QUEUE};
+use crate::send::{send_objects, send_payloads};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use shmq::{RecvError, Wait};
+use std::sync::Arc;
+
+/// `get_many` stops before a message that would take a batch past this many payload bytes
+/// (the first message always comes): holding many large `bytes` at once makes glibc's
+/// allocator unmap and remap memory for every batch (measured: 1 MiB messages 10× slower).
+pub(crate) const GET_MANY_MAX_BYTES: u64 = 1 << 20;
+
+/// Checks `get_many`'s `max_messages`.
+pub(crate) fn batch_len(max_messages: i64) -> PyResult<usize> {
+    match usize::try_from(max_messages) {
+        Ok(n @ 1..) => Ok(n),
+        _ => Err(PyValueError::new_err(format!(
+            "max_messages must be at least 1, got {max_messages}"
+        ))),
+    }
+}
+
+/// Copies the messages taken (large ones now, outside the claim) into raw messages.
+pub(crate) fn raw_messages<'py>(
+    py: Python<'py>,
+    taken: Vec<Taken<'py>>,
+) -> PyResult<Vec<RawMessage<'py>>> {
+    taken.into_iter().map(|t| t.into_raw(py)).collect()
+}
+
+/// The Python-visible queue.
+#[pyclass(module = "shmq._shmq", subclass, frozen, name = "_Queue")]
+pub(crate) struct PyQueue {
+    att: Attachment<shmq::Queue>,
+    stash: Stash,
+    codecs: Codecs,
+}
+
+impl PyQueue {
+    fn queue(&self, py: Python<'_>) -> PyResult<Arc<shmq::Queue>> {
+        self.att.get(py)
+    }
+
+    /// Takes up to `max` messages as raw bytes; user code (decoding) runs only after.
+    fn take<'py>(&self, py: Python<'py>, max: usize, wait: Wait) -> PyResult<Vec<RawMessage<'py>>> {
+        let q = self.queue(py)?;
+        let mut taken = Vec::new();
+        let mut w = self.att.waiter(py);
+        let r = q.recv_many_with(max, GET_MANY_MAX_BYTES, wait, &mut w, &mut taken, |m| {
+            Taken::of(py, m)
+        });
+        let stopped = w.take_error();
+        let raws = raw_messages(py, taken)?;
+        match r {
+            Ok(_) => Ok(raws),
+            // Messages before a corrupted record are delivered; the next call raises.
+            Err(RecvError::Corrupted(_)) if !raws.is_empty() => Ok(raws),
+            Err(e) => Err(stopped.unwrap_or_else(|| recv_error(QUEUE, q.name(), e))),
+        }
+    }
+}
+
+#[pymethods]
+impl PyQueue {
+    #[new]
+    #[pyo3(signature = (name, *, capacity, maxsize=0, create=None, mode=0o600, codec=1,
+                        allow_pickle=true, persistent=false, max_processes=128, allow_large=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        name: String,
+        capacity: u64,
+        maxsize: u64,
+        create: Option<bool>,
+        mode: u32,
+        codec: u32,
+        allow_pickle: bool,
+        persistent: bool,
+        max_processes: u32,
+        allow_large: bool,
+    ) -> PyResult<Self> {
+        let codec = u16::try_from(codec)
+            .map_err(|_| PyValueError::new_err(format!("codec id {codec} is out of range")))?;
+        let b = shmq::Queue::builder(&name)
+            .capacity(capacity)
+            .maxsize(maxsize)
+            .mode(mode)
+            .persistent(persistent)
+            .max_processes(max_processes)
+            .allow_large(allow_large);
+        let q = py
+            .detach(|| match create {
+                Some(true) => b.create(),
+                Some(false) => b.open(),
+                None => b.open_or_create(),
+            })
+            .map_err(open_error)?;
+        Ok(Self {
+            att: Attachment::new(q, name, QUEUE.what),
+            stash: Stash::default(),
+            codecs: Codecs {
+                codec,
+                allow_pickle,
+            },
+        })
+    }
+
+    /// Puts `obj`, waiting for space if `block` (at most `timeout` seconds if given).
+    #[pyo3(signature = (obj, block=true, timeout=None, *, codec=None))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        obj: Bound<'_, PyAny>,
+        block: bool,
+        timeout: Option<f64>,
+        codec: Option<i64>,
+    ) -> PyResult<()> {
+        let wait = wait_of(block, timeout)?;
+        let codec = self.codecs.resolve(codec)?;
+        let payload = self.codecs.encode(obj, codec)?;
+        send_payloads(&self.att, QUEUE, py, &[(codec, payload)], wait)
+    }
+
+    /// Puts `obj` without waiting; raises `Full` if there is no room.
+    fn put_nowait(&self, py: Python<'_>, obj: Bound<'_, PyAny>) -> PyResult<()> {
+        self.put(py, obj, false, None, None)
+    }
+
+    /// Puts every object of `objs`, in order. A batch that fits in the ring goes in at once
+    /// (all or nothing); a larger one goes in consecutive chunks that do.
+    #[pyo3(signature = (objs, block=true, timeout=None, *, codec=None))]
+    fn put_many(
+        &self,
+        py: Python<'_>,
+        objs: Bound<'_, PyAny>,
+        block: bool,
+        timeout: Option<f64>,
+        codec: Option<i64>,
+    ) -> PyResult<()> {
+        let wait = wait_of(block, timeout)?;
+        let codec = self.codecs.resolve(codec)?;
+        send_objects(&self.att, QUEUE, &self.codecs, py, objs, codec, wait)
+    }
+
+    /// Removes and returns an object, waiting if `block` (at most `timeout` seconds if
+    /// given); raises `Empty` when there is none.
+    #[pyo3(signature = (block=true, timeout=None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let wait = wait_of(block, timeout)?;
+        let (codec, raw) = match self.stash.take(py, 1) {
+            Some(mut stashed) => stashed.remove(0),
+            None => self.take(py, 1, wait)?.remove(0),
+        };
+        self.codecs.decode(raw, codec)
+    }
+
+    /// Removes and returns an object without waiting; raises `Empty` if there is none.
+    fn get_nowait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.get(py, false, None)
+    }
+
+    /// Removes and returns a list of 1 to `max_messages` objects, waiting for the first if
+    /// `block`; raises `Empty` when there is none.
+    #[pyo3(signature = (max_messages=1000, block=true, timeout=None))]
+    fn get_many<'py>(
+        &self,
+        py: Python<'py>,
+        max_messages: i64,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let max = batch_len(max_messages)?;
+        let wait = wait_of(block, timeout)?;
+        let raws = match self.stash.take(py, max) {
+            Some(stashed) => stashed,
+            None => self.take(py, max, wait)?,
+        };
+        PyList::new(py, self.codecs.decode_batch(raws, &self.stash)?)
+    }
+
+    /// Approximate number of queued messages.
+    fn qsize(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.queue(py)?.len())
+    }
+
+    /// Whether the queue is empty (a snapshot).
+    fn empty(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.queue(py)?.is_empty())
+    }
+
+    /// Whether the queue is full (a snapshot: a small message would not fit).
+    fn full(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.queue(py)?.is_full())
+    }
+
+    /// Detaches this process; the last process to detach removes a non-persistent queue.
+    /// Idempotent.
+    fn close(&self, py: Python<'_>) {
+        self.att.shut(py);
+    }
+
+    /// Removes the queue's name now; attached processes keep using it.
+    fn unlink(&self, py: Python<'_>) -> PyResult<()> {
+        self.queue(py)?.unlink().map_err(os_error)
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.att.is_closed()
+    }
+
+    /// The queue's full name (namespace included).
+    #[getter]
+    fn name(&self) -> &str {
+        &self.att.name
+    }
+
+    /// Default codec id of `put`.
+    #[getter]
+    fn codec_id(&self) -> u16 {
+        self.codecs.codec
+    }
+
+    /// Whether pickle is allowed.
+    #[getter]
+    fn allow_pickle(&self) -> bool {
+        self.codecs.allow_pickle
+    }
+
+    /// Ring size in bytes.
+    #[getter]
+    fn capacity(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.queue(py)?.capacity())
+    }
+
+    /// Message bound (0 = none).
+    #[getter]
+    fn maxsize(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.queue(py)?.maxsize())
+    }
+
+    /// Largest encoded message the ring can hold.
+    #[getter]
+    fn max_message_size(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.queue(py)?.max_message_size())
+    }
+
+    /// Whether the segment outlives its last process.
+    #[getter]
+    fn persistent(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.queue(py)?.is_persistent())
+    }
+
+    /// Whether this handle puts messages larger than the ring through side segments.
+    #[getter]
+    fn allow_large(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.queue(py)?.allows_large())
+    }
+
+    /// Counters and occupancy as a dict.
+    fn _stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.queue(py)?.stats();
+        let d = PyDict::new(py);
+        d.set_item("depth", s.depth)?;
+        d.set_item("bytes_used", s.bytes_used)?;
+        d.set_item("capacity", s.capacity)?;
+        d.set_item("maxsize", s.maxsize)?;
+        d.set_item("puts", s.puts)?;
+        d.set_item("gets", s.gets)?;
+        d.set_item("waits", s.waits)?;
+        d.set_item("attached", s.attached)?;
+        d.set_item("lost", s.lost)?;
+        d.set_item("abandoned", s.abandoned)?;
+        d.set_item("reaped", s.reaped)?;
+        d.set_item("tail", s.tail)?;
+        d.set_item("head", s.head)?;
+        Ok(d)
+    }
+
+    /// `(messages, payload bytes)` of the committed messages waiting, walked from the head.
+    fn _queued_payload(&self, py: Python<'_>) -> PyResult<(u64, u64)> {
+        let q = self.queue(py)?;
+        Ok(py.detach(|| q.queued_payload()))
+    }
+
+    /// In a child after `fork()`: the handle is the parent's attachment; the child attaches
+    /// on first use.
+    fn _reattach_after_fork(&self) {
+        self.att.inherit_after_fork();
+        self.stash.clear_after_fork();
+    }
+}
