@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Literal, NamedTuple
 
+from ._common import DEFAULT_CAPACITY, DEFAULT_MAX_PROCESSES, DEFAULT_MODE, full_name, open_arguments, register
 from ._shmq import _Publisher, _Subscriber
 
 Policy = Literal["block", "lag"]
@@ -80,30 +81,27 @@ class Broadcast(_Publisher):
         namespace: str | None = None,
         codec: Any = "pickle",
         allow_pickle: bool = True,
-        mode: int = 0o600,
+        mode: int = DEFAULT_MODE,
         persistent: bool = False,
-        max_processes: int = 128,
+        max_processes: int = DEFAULT_MAX_PROCESSES,
         allow_large: bool = False,
     ) -> Broadcast:
-        from . import DEFAULT_CAPACITY, _check_open_arguments, codec_id, full_name, parse_size
-
-        name, create = _check_open_arguments(name, create, mode, max_processes)
         if policy not in ("block", "lag"):
             raise ValueError(f"policy must be 'block' or 'lag', not {policy!r}")
-        self = super().__new__(
-            cls,
-            full_name(name, namespace),
-            capacity=parse_size(DEFAULT_CAPACITY if capacity is None else capacity),
+        full, arguments = open_arguments(
+            name,
+            capacity=DEFAULT_CAPACITY if capacity is None else capacity,
             create=create,
+            namespace=namespace,
+            codec=codec,
+            allow_pickle=allow_pickle,
             mode=mode,
-            codec=codec_id(codec),
-            allow_pickle=bool(allow_pickle),
-            persistent=bool(persistent),
+            persistent=persistent,
             max_processes=max_processes,
-            lag=policy == "lag",
-            allow_large=bool(allow_large),
+            allow_large=allow_large,
         )
-        _register(self)
+        self = super().__new__(cls, full, lag=policy == "lag", **arguments)
+        register(self)
         return self
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -158,10 +156,8 @@ class Subscriber(_Subscriber):
     """
 
     def __new__(cls, name: str, *, namespace: str | None = None, allow_pickle: bool = True) -> Subscriber:
-        from . import full_name
-
         self = super().__new__(cls, full_name(name, namespace), allow_pickle=bool(allow_pickle))
-        _register(self)
+        register(self)
         return self
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -190,12 +186,6 @@ class Subscriber(_Subscriber):
         if self.closed:
             return f"<shmq.Subscriber {self.name!r} closed>"
         return f"<shmq.Subscriber {self.name!r} policy={self.policy!r}>"
-
-
-def _register(handle: Any) -> None:
-    from . import _live_queues
-
-    _live_queues.add(handle)
 
 
 def _reopen_publisher(name: str, codec: int, allow_pickle: bool, allow_large: bool = False) -> Broadcast:
