@@ -214,6 +214,9 @@ def test_bad_arguments(qname: str) -> None:
         shmq.Broadcast(qname, policy="drop")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="capacity"):
         shmq.Broadcast(qname, capacity="lots")
+    with pytest.raises(TypeError, match="capacity"):
+        shmq.Broadcast(qname, capacity=None)  # type: ignore[arg-type]  # as Queue's: no silent default
+    assert qname not in shmq.list_queues()
     with shmq.Broadcast(qname, capacity=4096, create=True, codec="raw") as b:
         with pytest.raises(shmq.MessageTooLargeError):
             b.publish(b"x" * 5000)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Callable, Literal, NamedTuple
 
-from ._common import DEFAULT_CAPACITY, DEFAULT_MAX_PROCESSES, DEFAULT_MODE, full_name, open_arguments, register
+from ._common import (
+    DEFAULT_CAPACITY,
+    DEFAULT_MAX_PROCESSES,
+    DEFAULT_MODE,
+    Capacity,
+    Codec,
+    full_name,
+    open_arguments,
+    register,
+)
 from ._shmq import _Publisher, _Subscriber
 
 Policy = Literal["block", "lag"]
@@ -74,12 +83,12 @@ class Broadcast(_Publisher):
     def __new__(
         cls,
         name: str | None = None,
-        capacity: Any = None,
+        capacity: Capacity = DEFAULT_CAPACITY,
         *,
         policy: Policy = "block",
         create: bool | None = None,
         namespace: str | None = None,
-        codec: Any = "pickle",
+        codec: Codec = "pickle",
         allow_pickle: bool = True,
         mode: int = DEFAULT_MODE,
         persistent: bool = False,
@@ -90,7 +99,7 @@ class Broadcast(_Publisher):
             raise ValueError(f"policy must be 'block' or 'lag', not {policy!r}")
         full, arguments = open_arguments(
             name,
-            capacity=DEFAULT_CAPACITY if capacity is None else capacity,
+            capacity=capacity,
             create=create,
             namespace=namespace,
             codec=codec,
@@ -104,9 +113,6 @@ class Broadcast(_Publisher):
         register(self)
         return self
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Arguments are handled by ``__new__``."""
-
     def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
         """Same as :meth:`publish` (so a broadcast can stand in for a queue's producer side)."""
         self.publish(obj, block, timeout)
@@ -117,9 +123,11 @@ class Broadcast(_Publisher):
 
     def stats(self) -> BroadcastStats:
         """Counters, occupancy and every subscriber's position and lag."""
-        d = self._stats()
-        d["subscribers"] = [SubscriberStats(**s) for s in d["subscribers"]]
-        return BroadcastStats(**d)
+        # The native dict's keys are BroadcastStats' fields (a new one fails here, loudly).
+        native = self._stats()
+        stats: dict[str, Any] = dict(native)
+        stats["subscribers"] = [SubscriberStats(**s) for s in native["subscribers"]]
+        return BroadcastStats(**stats)
 
     def __enter__(self) -> Broadcast:
         return self
@@ -159,9 +167,6 @@ class Subscriber(_Subscriber):
         self = super().__new__(cls, full_name(name, namespace), allow_pickle=bool(allow_pickle))
         register(self)
         return self
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Arguments are handled by ``__new__``."""
 
     def info(self) -> SubscriberStats:
         """This subscription's position and lag."""

@@ -13,7 +13,7 @@ import re
 import secrets
 import sys
 import weakref
-from typing import Any, Callable, Protocol, TypedDict, TypeGuard, Union
+from typing import Any, Callable, Literal, Protocol, TypedDict, TypeGuard, Union
 
 from ._shmq import CODEC_MSGPACK, CODEC_PICKLE, CODEC_RAW, FIRST_USER_CODEC
 from ._shmq import register_codec as _register_codec
@@ -28,7 +28,8 @@ DEFAULT_MAX_PROCESSES = 128
 
 Capacity = Union[int, str]
 """Ring size: bytes as an int, or a string such as ``"64MiB"`` (see :func:`parse_size`)."""
-Codec = Union[str, int]
+Codec = Union[Literal["raw", "pickle", "msgpack"], str, int]
+"""A built-in codec's name, a name given to :func:`register_codec`, or a codec id."""
 BytesLike = Union[bytes, bytearray, memoryview]
 
 _CODECS: dict[str, int] = {"raw": CODEC_RAW, "pickle": CODEC_PICKLE, "msgpack": CODEC_MSGPACK}
