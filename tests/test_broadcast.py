@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -197,6 +198,16 @@ def test_pickled_handles_reopen_by_name(bcast: shmq.Broadcast) -> None:
     assert sub.get(timeout=5) == "via the copy"
     sub.close()
     pub.close()
+
+
+def test_broadcast_and_subscriber_of_a_type_are_plain_handles_and_pickle(qname: str) -> None:
+    assert typing.get_args(shmq.Broadcast[int]) == typing.get_args(shmq.Subscriber[int]) == (int,)
+    with shmq.Broadcast[int](qname, create=True) as pub, shmq.Subscriber[int](qname) as sub:
+        assert type(pub) is shmq.Broadcast and type(sub) is shmq.Subscriber
+        with pickle.loads(pickle.dumps(pub)) as pub2, pickle.loads(pickle.dumps(sub)) as sub2:
+            assert type(pub2) is shmq.Broadcast and type(sub2) is shmq.Subscriber
+            pub2.publish(1)
+            assert sub.get(timeout=5) == sub2.get(timeout=5) == 1
 
 
 def test_queue_and_broadcast_names_do_not_mix(qname: str, bcast: shmq.Broadcast) -> None:

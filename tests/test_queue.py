@@ -9,6 +9,7 @@ import queue as stdqueue
 import stat
 import threading
 import time
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -837,6 +838,18 @@ def test_queue_in_a_namespace_pickles_by_its_full_name(make_queue: MakeQueue, qn
         assert q.get(timeout=5) == 1
     finally:
         clone.close()
+
+
+def test_queue_of_a_type_is_a_plain_queue_and_pickles_by_name(qname: str) -> None:
+    alias = shmq.Queue[int]  # as queue.Queue[int]; the type is for checkers only
+    assert typing.get_origin(alias) is shmq.Queue and typing.get_args(alias) == (int,)
+    with alias(qname, create=True, maxsize=3) as q:
+        assert type(q) is shmq.Queue
+        clone = pickle.loads(pickle.dumps(q))
+        with clone:
+            assert type(clone) is shmq.Queue and clone.name == qname and clone.maxsize == 3
+            clone.put(7)
+            assert q.get(timeout=5) == 7
 
 
 def test_unpickling_a_queue_that_is_gone_raises_not_found(qname: str) -> None:

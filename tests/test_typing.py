@@ -138,6 +138,22 @@ def test_typed_broadcast(qname: str) -> None:
         assert mine.lag_messages == 0 and mine == subscriber.info()
 
 
+def typed_round_trip(q: shmq.Queue[int], b: shmq.Broadcast[bytes]) -> tuple[int, list[int], bytes]:
+    q.put(1)
+    q.put_many([2, 3])
+    first: int = q.get(timeout=5)
+    rest: list[int] = q.get_many(timeout=5)
+    with b.subscribe() as sub:
+        b.publish(b"frame")
+        frame: bytes = sub.get(timeout=5)
+    return first, rest, frame
+
+
+def test_typed_generics(qname: str) -> None:
+    with shmq.Queue[int](qname, create=True) as q, shmq.Broadcast[bytes](f"{qname}-b", codec="raw") as b:
+        assert typed_round_trip(q, b) == (1, [2, 3], b"frame")
+
+
 # --------------------------------------------------------------------------------------
 # mypy itself (in process; skipped where mypy is not installed)
 # --------------------------------------------------------------------------------------
@@ -213,5 +229,53 @@ def test_broadcast_and_subscriber_constructors_are_type_checked(mypy_run: MypyRu
         shmq.Broadcast("x", no_such_argument=True)  # E: "no_such_argument"
         shmq.Subscriber()  # E: Missing positional argument "name"
         shmq.Subscriber("x", capacity=4096)  # E: "capacity"
+        """,
+    )
+
+
+@pytest.mark.timeout(120)
+def test_generics_are_type_checked(mypy_run: MypyRun, tmp_path: Path) -> None:
+    check_snippet(
+        mypy_run,
+        tmp_path,
+        """
+        from typing import Any
+        from typing_extensions import assert_type
+        import shmq
+
+        q: shmq.Queue[int] = shmq.Queue("x")
+        assert_type(q.get(), int)
+        assert_type(q.get_nowait(), int)
+        assert_type(q.get_many(), list[int])
+        q.put(1)
+        q.put_nowait(2)
+        q.put_many([3, 4])
+        with q as same:
+            assert_type(same, shmq.Queue[int])
+        assert_type(shmq.Queue[str]("y").get(), str)
+        assert_type(shmq.Queue("z"), shmq.Queue[Any])
+
+        def takes_any_queue(q: shmq.Queue) -> None: ...  # a bare Queue is fine under --strict
+
+        b: shmq.Broadcast[bytes] = shmq.Broadcast("b", codec="raw")
+        b.publish(b"x")
+        b.put(b"y")
+        b.publish_many([b"z"])
+        s = b.subscribe()
+        assert_type(s, shmq.Subscriber[bytes])
+        assert_type(s.get(), bytes)
+        assert_type(s.get(copy=False), bytes | shmq.MessageView)
+        assert_type(s.get_many(), list[bytes])
+        assert_type(next(s), bytes)
+        with shmq.Subscriber[bytes]("b") as s2:
+            assert_type(s2, shmq.Subscriber[bytes])
+
+        q.put("x")  # E: incompatible type "str"; expected "int"
+        q.put_nowait("x")  # E: incompatible type "str"; expected "int"
+        q.put_many(["x"])  # E: incompatible type "str"; expected "int"
+        text: str = q.get()  # E: Incompatible types in assignment
+        b.publish(1)  # E: incompatible type "int"; expected "bytes"
+        b.put(1)  # E: incompatible type "int"; expected "bytes"
+        ints: shmq.Subscriber[int] = b.subscribe()  # E: Incompatible types in assignment
         """,
     )

@@ -13,11 +13,23 @@ import re
 import secrets
 import sys
 import weakref
-from typing import Any, Callable, Literal, Protocol, TypedDict, TypeGuard, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, TypedDict, TypeGuard, Union
 
 from ._shmq import CODEC_MSGPACK, CODEC_PICKLE, CODEC_RAW, FIRST_USER_CODEC
 from ._shmq import register_codec as _register_codec
 from ._shmq import validate_name as _validate_name
+
+# The type of the objects a queue or broadcast carries (``shmq.Queue[int]``). Its default
+# keeps a bare ``shmq.Queue`` meaning ``Queue[Any]``, as before the classes were generic,
+# even under ``mypy --strict``; typing.TypeVar takes a default from Python 3.13 on only.
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar
+
+    T = TypeVar("T", default=Any)
+else:
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 #: Default ring size: 4 MiB (the largest message is 16 bytes less).
 DEFAULT_CAPACITY = 4 * 1024 * 1024

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Callable, Generic, NamedTuple
 
 from ._common import (
     DEFAULT_CAPACITY,
@@ -10,6 +11,7 @@ from ._common import (
     DEFAULT_MODE,
     Capacity,
     Codec,
+    T,
     is_int,
     open_arguments,
     register,
@@ -51,7 +53,7 @@ class QueueStats(NamedTuple):
 QueueStats.__module__ = "shmq"  # pickled and printed as before the package split
 
 
-class Queue(_Queue):
+class Queue(_Queue, Generic[T]):
     """A named shared-memory MPMC queue with the surface of :class:`multiprocessing.Queue`.
 
     ``Queue(name=None, maxsize=0, capacity=DEFAULT_CAPACITY, *, create=None, namespace=None,
@@ -77,6 +79,9 @@ class Queue(_Queue):
       a shared-memory segment of its own (``/dev/shm/shmqside-<name>-<id>``) referenced from
       the ring, which the consumer maps and then removes. Any consumer reads them; the
       setting is the producer's (default ``False``: ``MessageTooLargeError``).
+
+    Generic for type checkers: ``shmq.Queue[Task]`` is a queue whose ``get`` returns a
+    ``Task`` (nothing checks this at run time).
     """
 
     __module__ = "shmq"  # printed (and a pickled class found) as before the package split
@@ -95,7 +100,7 @@ class Queue(_Queue):
         persistent: bool = False,
         max_processes: int = DEFAULT_MAX_PROCESSES,
         allow_large: bool = False,
-    ) -> Queue:
+    ) -> Queue[T]:
         if not is_int(maxsize):
             raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
         full, arguments = open_arguments(
@@ -115,6 +120,18 @@ class Queue(_Queue):
         register(self)
         return self
 
+    if TYPE_CHECKING:
+        # The native methods, typed with the queue's T (at run time they are _Queue's own:
+        # a Python wrapper would cost a call per message).
+        def put(self, obj: T, block: bool = True, timeout: float | None = None, *, codec: int | None = None) -> None: ...
+        def put_nowait(self, obj: T) -> None: ...
+        def put_many(
+            self, objs: Iterable[T], block: bool = True, timeout: float | None = None, *, codec: int | None = None
+        ) -> None: ...
+        def get(self, block: bool = True, timeout: float | None = None) -> T: ...
+        def get_nowait(self) -> T: ...
+        def get_many(self, max_messages: int = 1000, block: bool = True, timeout: float | None = None) -> list[T]: ...
+
     def stats(self) -> QueueStats:
         """Counters and occupancy, summed over every attached process."""
         return QueueStats(**self._stats())
@@ -129,13 +146,13 @@ class Queue(_Queue):
         """As :meth:`multiprocessing.Queue.cancel_join_thread`: nothing to cancel, a put
         returns only once its message is in shared memory."""
 
-    def __enter__(self) -> Queue:
+    def __enter__(self) -> Queue[T]:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __reduce__(self) -> tuple[Callable[..., Queue], tuple[Any, ...]]:
+    def __reduce__(self) -> tuple[Callable[..., Queue[Any]], tuple[Any, ...]]:
         # The handle travels by name: the receiving process attaches to the same queue.
         return (_reopen, (self.name, self.codec_id, self.allow_pickle, self.allow_large))
 
@@ -148,5 +165,5 @@ class Queue(_Queue):
         )
 
 
-def _reopen(name: str, codec: int, allow_pickle: bool, allow_large: bool = False) -> Queue:
+def _reopen(name: str, codec: int, allow_pickle: bool, allow_large: bool = False) -> Queue[Any]:
     return Queue(name, create=False, codec=codec, allow_pickle=allow_pickle, allow_large=allow_large)
