@@ -279,3 +279,31 @@ def test_generics_are_type_checked(mypy_run: MypyRun, tmp_path: Path) -> None:
         ints: shmq.Subscriber[int] = b.subscribe()  # E: Incompatible types in assignment
         """,
     )
+
+
+@pytest.mark.timeout(120)
+def test_maxsize_first_is_type_checked(mypy_run: MypyRun, tmp_path: Path) -> None:
+    check_snippet(
+        mypy_run,
+        tmp_path,
+        """
+        from typing import Any
+        from typing_extensions import assert_type
+        import shmq
+
+        assert_type(shmq.Queue(100), shmq.Queue[Any])  # multiprocessing.Queue(100): maxsize=100
+        shmq.Queue(100, name="jobs", capacity="1MiB", create=True)
+        shmq.Queue("jobs", 100)
+        shmq.Queue("jobs", 100, "1MiB")
+        shmq.Queue(None, 5)
+        shmq.Queue(maxsize=100)
+        shmq.Queue(name="jobs", maxsize=5)
+        assert_type(shmq.Queue[int](100), shmq.Queue[int])
+
+        shmq.Queue(100, 5)  # E: No overload variant
+        shmq.Queue(100, "1MiB")  # E: No overload variant
+        shmq.Queue(100, maxsize=5)  # E: No overload variant
+        shmq.Queue(1.5)  # E: No overload variant
+        shmq.Queue(b"jobs")  # E: No overload variant
+        """,
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Callable, Generic, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Generic, NamedTuple, overload
 
 from ._common import (
     DEFAULT_CAPACITY,
@@ -58,7 +58,8 @@ class Queue(_Queue, Generic[T]):
 
     ``Queue(name=None, maxsize=0, capacity=DEFAULT_CAPACITY, *, create=None, namespace=None,
     codec="pickle", allow_pickle=True, mode=0o600, persistent=False, max_processes=128,
-    allow_large=False)``
+    allow_large=False)``, or ``Queue(maxsize, *, name=None, ...)``: an int first argument is
+    ``maxsize``, as in ``multiprocessing.Queue(100)``.
 
     - ``name``: any process opens the same queue by this name. ``None`` makes a unique
       private name (the queue still travels to children by pickling).
@@ -86,7 +87,61 @@ class Queue(_Queue, Generic[T]):
 
     __module__ = "shmq"  # printed (and a pickled class found) as before the package split
 
+    @overload
     def __new__(
+        cls,
+        maxsize: int,
+        /,
+        *,
+        name: str | None = None,
+        capacity: Capacity = DEFAULT_CAPACITY,
+        create: bool | None = None,
+        namespace: str | None = None,
+        codec: Codec = "pickle",
+        allow_pickle: bool = True,
+        mode: int = DEFAULT_MODE,
+        persistent: bool = False,
+        max_processes: int = DEFAULT_MAX_PROCESSES,
+        allow_large: bool = False,
+    ) -> Queue[T]: ...
+    @overload
+    def __new__(
+        cls,
+        name: str | None = None,
+        maxsize: int = 0,
+        capacity: Capacity = DEFAULT_CAPACITY,
+        *,
+        create: bool | None = None,
+        namespace: str | None = None,
+        codec: Codec = "pickle",
+        allow_pickle: bool = True,
+        mode: int = DEFAULT_MODE,
+        persistent: bool = False,
+        max_processes: int = DEFAULT_MAX_PROCESSES,
+        allow_large: bool = False,
+    ) -> Queue[T]: ...
+    def __new__(cls, *args: Any, **kwargs: Any) -> Queue[T]:
+        # The first positional is told by its type, so that multiprocessing.Queue(100), which
+        # means maxsize=100, keeps its meaning: an int is maxsize (and comes alone, as there),
+        # a str or None is the name. Python binds the rest in _open.
+        if args and is_int(args[0]):
+            if len(args) > 1:
+                raise TypeError(
+                    f"Queue() takes maxsize alone when it comes first, as multiprocessing.Queue(maxsize);"
+                    f" got {len(args)} positional arguments (pass name=, capacity= by keyword)"
+                )
+            if "maxsize" in kwargs:
+                raise TypeError("Queue() got multiple values for argument 'maxsize'")
+            return cls._open(maxsize=args[0], **kwargs)
+        if args and args[0] is not None and not isinstance(args[0], str):
+            raise TypeError(
+                f"Queue()'s first argument is maxsize (an int) or name (a str or None),"
+                f" not {type(args[0]).__name__}"
+            )
+        return cls._open(*args, **kwargs)
+
+    @classmethod
+    def _open(
         cls,
         name: str | None = None,
         maxsize: int = 0,
