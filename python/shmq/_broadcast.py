@@ -69,7 +69,7 @@ class Broadcast(_Publisher, Generic[T]):
 
     ``Broadcast(name=None, capacity=DEFAULT_CAPACITY, *, policy="block", create=None,
     namespace=None, codec="pickle", allow_pickle=True, mode=0o600, persistent=False,
-    max_processes=128)``
+    max_processes=128, allow_large=False)``
 
     - ``policy="block"`` (default): a publisher waits (``block``/``timeout`` as ``Queue.put``)
       until the slowest live subscriber has read enough to make room. A subscriber that dies
@@ -120,7 +120,9 @@ class Broadcast(_Publisher, Generic[T]):
 
     if TYPE_CHECKING:
         # The native methods, typed with the broadcast's T (see Queue).
-        def publish(self, obj: T, block: bool = True, timeout: float | None = None, *, codec: int | None = None) -> None: ...
+        def publish(
+            self, obj: T, block: bool = True, timeout: float | None = None, *, codec: int | None = None
+        ) -> None: ...
         def publish_many(
             self, objs: Iterable[T], block: bool = True, timeout: float | None = None, *, codec: int | None = None
         ) -> None: ...

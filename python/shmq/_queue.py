@@ -127,7 +127,7 @@ class Queue(_Queue, Generic[T]):
         if args and is_int(args[0]):
             if len(args) > 1:
                 raise TypeError(
-                    f"Queue() takes maxsize alone when it comes first, as multiprocessing.Queue(maxsize);"
+                    "Queue() takes maxsize alone when it comes first, as multiprocessing.Queue(maxsize);"
                     f" got {len(args)} positional arguments (pass name=, capacity= by keyword)"
                 )
             if "maxsize" in kwargs:
@@ -135,7 +135,7 @@ class Queue(_Queue, Generic[T]):
             return cls._open(maxsize=args[0], **kwargs)
         if args and args[0] is not None and not isinstance(args[0], str):
             raise TypeError(
-                f"Queue()'s first argument is maxsize (an int) or name (a str or None),"
+                "Queue()'s first argument is maxsize (an int) or name (a str or None),"
                 f" not {type(args[0]).__name__}"
             )
         return cls._open(*args, **kwargs)
@@ -178,7 +178,9 @@ class Queue(_Queue, Generic[T]):
     if TYPE_CHECKING:
         # The native methods, typed with the queue's T (at run time they are _Queue's own:
         # a Python wrapper would cost a call per message).
-        def put(self, obj: T, block: bool = True, timeout: float | None = None, *, codec: int | None = None) -> None: ...
+        def put(
+            self, obj: T, block: bool = True, timeout: float | None = None, *, codec: int | None = None
+        ) -> None: ...
         def put_nowait(self, obj: T) -> None: ...
         def put_many(
             self, objs: Iterable[T], block: bool = True, timeout: float | None = None, *, codec: int | None = None
