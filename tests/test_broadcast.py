@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -199,6 +200,16 @@ def test_pickled_handles_reopen_by_name(bcast: shmq.Broadcast) -> None:
     pub.close()
 
 
+def test_broadcast_and_subscriber_of_a_type_are_plain_handles_and_pickle(qname: str) -> None:
+    assert typing.get_args(shmq.Broadcast[int]) == typing.get_args(shmq.Subscriber[int]) == (int,)
+    with shmq.Broadcast[int](qname, create=True) as pub, shmq.Subscriber[int](qname) as sub:
+        assert type(pub) is shmq.Broadcast and type(sub) is shmq.Subscriber
+        with pickle.loads(pickle.dumps(pub)) as pub2, pickle.loads(pickle.dumps(sub)) as sub2:
+            assert type(pub2) is shmq.Broadcast and type(sub2) is shmq.Subscriber
+            pub2.publish(1)
+            assert sub.get(timeout=5) == sub2.get(timeout=5) == 1
+
+
 def test_queue_and_broadcast_names_do_not_mix(qname: str, bcast: shmq.Broadcast) -> None:
     with pytest.raises(shmq.WrongKindError, match="is a broadcast, not a queue"):
         shmq.Queue(bcast.name, create=False)
@@ -214,6 +225,9 @@ def test_bad_arguments(qname: str) -> None:
         shmq.Broadcast(qname, policy="drop")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="capacity"):
         shmq.Broadcast(qname, capacity="lots")
+    with pytest.raises(TypeError, match="capacity"):
+        shmq.Broadcast(qname, capacity=None)  # type: ignore[arg-type]  # as Queue's: no silent default
+    assert qname not in shmq.list_queues()
     with shmq.Broadcast(qname, capacity=4096, create=True, codec="raw") as b:
         with pytest.raises(shmq.MessageTooLargeError):
             b.publish(b"x" * 5000)

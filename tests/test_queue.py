@@ -6,9 +6,11 @@ import math
 import os
 import pickle
 import queue as stdqueue
+import re
 import stat
 import threading
 import time
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -169,6 +171,52 @@ def test_maxsize_bounds_message_count(make_queue: MakeQueue) -> None:
     q.put_nowait(3)
     assert [q.get_nowait() for _ in range(3)] == [1, 2, 3]
     assert q.empty() and q.qsize() == 0
+
+
+def test_an_int_first_argument_is_maxsize_as_in_multiprocessing() -> None:
+    # multiprocessing.Queue(2) holds at most 2 messages: so does shmq.Queue(2)
+    with shmq.Queue(2) as q:
+        assert q.maxsize == 2 and q.name.startswith("anon-")
+        q.put_nowait("a")
+        q.put_nowait("b")
+        with pytest.raises(shmq.Full):
+            q.put_nowait("c")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda name: shmq.Queue(name, 3),
+        lambda name: shmq.Queue(name, 3, "64KiB"),
+        lambda name: shmq.Queue(name, maxsize=3),
+        lambda name: shmq.Queue(name=name, maxsize=3),
+        lambda name: shmq.Queue(3, name=name),
+        lambda name: shmq.Queue(3, name=name, capacity="64KiB"),
+    ],
+    ids=["name-maxsize", "name-maxsize-capacity", "name-kw", "kw-kw", "maxsize-name", "maxsize-name-capacity"],
+)
+def test_name_and_maxsize_in_every_spelling(qname: str, make: Callable[[str], shmq.Queue]) -> None:
+    with make(qname) as q:
+        assert (q.name, q.maxsize) == (qname, 3)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, message",
+    [
+        ((100, 5), {}, "takes maxsize alone when it comes first"),
+        ((100, "64KiB"), {}, "takes maxsize alone when it comes first"),
+        ((100,), {"maxsize": 5}, "multiple values for argument 'maxsize'"),
+        ((True,), {}, "first argument is maxsize (an int) or name (a str or None), not bool"),
+        ((1.5,), {}, "first argument is maxsize (an int) or name (a str or None), not float"),
+        ((b"jobs",), {}, "not bytes"),
+        ((["jobs"],), {}, "not list"),
+    ],
+)
+def test_a_first_argument_neither_maxsize_nor_name_is_a_type_error(
+    args: tuple[Any, ...], kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(TypeError, match=re.escape(message)):
+        shmq.Queue(*args, **kwargs)
 
 
 @pytest.mark.parametrize("maxsize", [0, -1, -100])
@@ -591,8 +639,8 @@ def test_longest_name_is_accepted(make_queue: MakeQueue, qname: str) -> None:
 
 @pytest.mark.parametrize("bad", [123, b"bytes", ["x"]])
 def test_name_of_wrong_type_is_a_type_error(bad: Any) -> None:
-    with pytest.raises(TypeError):
-        shmq.Queue(bad)
+    with pytest.raises(TypeError, match="name must be a str"):
+        shmq.Queue(name=bad)  # positional: see test_a_first_argument_neither_maxsize_nor_name_...
 
 
 @pytest.mark.parametrize(
@@ -837,6 +885,18 @@ def test_queue_in_a_namespace_pickles_by_its_full_name(make_queue: MakeQueue, qn
         assert q.get(timeout=5) == 1
     finally:
         clone.close()
+
+
+def test_queue_of_a_type_is_a_plain_queue_and_pickles_by_name(qname: str) -> None:
+    alias = shmq.Queue[int]  # as queue.Queue[int]; the type is for checkers only
+    assert typing.get_origin(alias) is shmq.Queue and typing.get_args(alias) == (int,)
+    with alias(qname, create=True, maxsize=3) as q:
+        assert type(q) is shmq.Queue
+        clone = pickle.loads(pickle.dumps(q))
+        with clone:
+            assert type(clone) is shmq.Queue and clone.name == qname and clone.maxsize == 3
+            clone.put(7)
+            assert q.get(timeout=5) == 7
 
 
 def test_unpickling_a_queue_that_is_gone_raises_not_found(qname: str) -> None:

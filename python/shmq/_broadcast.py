@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, NamedTuple
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Callable, Generic, Literal, NamedTuple, overload
 
-from ._shmq import _Publisher, _Subscriber
+from ._common import (
+    DEFAULT_CAPACITY,
+    DEFAULT_MAX_PROCESSES,
+    DEFAULT_MODE,
+    Capacity,
+    Codec,
+    T,
+    full_name,
+    open_arguments,
+    register,
+)
+from ._shmq import MessageView, _Publisher, _Subscriber
 
 Policy = Literal["block", "lag"]
 
@@ -51,13 +63,13 @@ class BroadcastStats(NamedTuple):
     """Every live subscription."""
 
 
-class Broadcast(_Publisher):
+class Broadcast(_Publisher, Generic[T]):
     """The publishing side of a named broadcast ring: every subscriber receives every message
     published after it subscribed, in publication order.
 
     ``Broadcast(name=None, capacity=DEFAULT_CAPACITY, *, policy="block", create=None,
     namespace=None, codec="pickle", allow_pickle=True, mode=0o600, persistent=False,
-    max_processes=128)``
+    max_processes=128, allow_large=False)``
 
     - ``policy="block"`` (default): a publisher waits (``block``/``timeout`` as ``Queue.put``)
       until the slowest live subscriber has read enough to make room. A subscriber that dies
@@ -68,68 +80,76 @@ class Broadcast(_Publisher):
     - ``allow_large=True``: messages larger than the ring travel in side segments (as
       :class:`shmq.Queue`); each is removed once every subscriber has passed it.
     - Other arguments as :class:`shmq.Queue`. Any number of processes may publish.
+
+    Generic for type checkers as :class:`shmq.Queue`: a ``Broadcast[T]`` publishes ``T``s
+    and its subscriptions are ``Subscriber[T]``.
     """
 
     def __new__(
         cls,
         name: str | None = None,
-        capacity: Any = None,
+        capacity: Capacity = DEFAULT_CAPACITY,
         *,
         policy: Policy = "block",
         create: bool | None = None,
         namespace: str | None = None,
-        codec: Any = "pickle",
+        codec: Codec = "pickle",
         allow_pickle: bool = True,
-        mode: int = 0o600,
+        mode: int = DEFAULT_MODE,
         persistent: bool = False,
-        max_processes: int = 128,
+        max_processes: int = DEFAULT_MAX_PROCESSES,
         allow_large: bool = False,
-    ) -> Broadcast:
-        from . import DEFAULT_CAPACITY, _check_open_arguments, codec_id, full_name, parse_size
-
-        name, create = _check_open_arguments(name, create, mode, max_processes)
+    ) -> Broadcast[T]:
         if policy not in ("block", "lag"):
             raise ValueError(f"policy must be 'block' or 'lag', not {policy!r}")
-        self = super().__new__(
-            cls,
-            full_name(name, namespace),
-            capacity=parse_size(DEFAULT_CAPACITY if capacity is None else capacity),
+        full, arguments = open_arguments(
+            name,
+            capacity=capacity,
             create=create,
+            namespace=namespace,
+            codec=codec,
+            allow_pickle=allow_pickle,
             mode=mode,
-            codec=codec_id(codec),
-            allow_pickle=bool(allow_pickle),
-            persistent=bool(persistent),
+            persistent=persistent,
             max_processes=max_processes,
-            lag=policy == "lag",
-            allow_large=bool(allow_large),
+            allow_large=allow_large,
         )
-        _register(self)
+        self = super().__new__(cls, full, lag=policy == "lag", **arguments)
+        register(self)
         return self
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Arguments are handled by ``__new__``."""
+    if TYPE_CHECKING:
+        # The native methods, typed with the broadcast's T (see Queue).
+        def publish(
+            self, obj: T, block: bool = True, timeout: float | None = None, *, codec: int | None = None
+        ) -> None: ...
+        def publish_many(
+            self, objs: Iterable[T], block: bool = True, timeout: float | None = None, *, codec: int | None = None
+        ) -> None: ...
 
-    def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
+    def put(self, obj: T, block: bool = True, timeout: float | None = None) -> None:
         """Same as :meth:`publish` (so a broadcast can stand in for a queue's producer side)."""
         self.publish(obj, block, timeout)
 
-    def subscribe(self, *, allow_pickle: bool | None = None) -> Subscriber:
+    def subscribe(self, *, allow_pickle: bool | None = None) -> Subscriber[T]:
         """A new subscription of this process, receiving what is published from now on."""
         return Subscriber(self.name, allow_pickle=self.allow_pickle if allow_pickle is None else allow_pickle)
 
     def stats(self) -> BroadcastStats:
         """Counters, occupancy and every subscriber's position and lag."""
-        d = self._stats()
-        d["subscribers"] = [SubscriberStats(**s) for s in d["subscribers"]]
-        return BroadcastStats(**d)
+        # The native dict's keys are BroadcastStats' fields (a new one fails here, loudly).
+        native = self._stats()
+        stats: dict[str, Any] = dict(native)
+        stats["subscribers"] = [SubscriberStats(**s) for s in native["subscribers"]]
+        return BroadcastStats(**stats)
 
-    def __enter__(self) -> Broadcast:
+    def __enter__(self) -> Broadcast[T]:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __reduce__(self) -> tuple[Callable[..., Broadcast], tuple[Any, ...]]:
+    def __reduce__(self) -> tuple[Callable[..., Broadcast[Any]], tuple[Any, ...]]:
         return (_reopen_publisher, (self.name, self.codec_id, self.allow_pickle, self.allow_large))
 
     def __repr__(self) -> str:
@@ -138,7 +158,7 @@ class Broadcast(_Publisher):
         return f"<shmq.Broadcast {self.name!r} capacity={self.capacity} policy={self.policy!r}>"
 
 
-class Subscriber(_Subscriber):
+class Subscriber(_Subscriber, Generic[T]):
     """A subscription to a named broadcast: ``get`` returns every message published after
     the subscription was made, in publication order.
 
@@ -157,33 +177,39 @@ class Subscriber(_Subscriber):
     and the receiver gets a new subscription of its own (starting when it is unpickled).
     """
 
-    def __new__(cls, name: str, *, namespace: str | None = None, allow_pickle: bool = True) -> Subscriber:
-        from . import full_name
-
+    def __new__(cls, name: str, *, namespace: str | None = None, allow_pickle: bool = True) -> Subscriber[T]:
         self = super().__new__(cls, full_name(name, namespace), allow_pickle=bool(allow_pickle))
-        _register(self)
+        register(self)
         return self
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Arguments are handled by ``__new__``."""
+    if TYPE_CHECKING:
+        # The native methods, typed with the subscription's T (see Queue). A raw message read
+        # with copy=False is a MessageView instead.
+        @overload
+        def get(self, block: bool = True, timeout: float | None = None, *, copy: Literal[True] = True) -> T: ...
+        @overload
+        def get(self, block: bool = True, timeout: float | None = None, *, copy: bool = True) -> T | MessageView: ...
+        def get(self, block: bool = True, timeout: float | None = None, *, copy: bool = True) -> T | MessageView: ...
+        def get_nowait(self) -> T: ...
+        def get_many(self, max_messages: int = 1000, block: bool = True, timeout: float | None = None) -> list[T]: ...
 
     def info(self) -> SubscriberStats:
         """This subscription's position and lag."""
         return SubscriberStats(**self._info())
 
-    def __iter__(self) -> Subscriber:
+    def __iter__(self) -> Subscriber[T]:
         return self
 
-    def __next__(self) -> Any:
+    def __next__(self) -> T:
         return self.get()
 
-    def __enter__(self) -> Subscriber:
+    def __enter__(self) -> Subscriber[T]:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __reduce__(self) -> tuple[Callable[..., Subscriber], tuple[Any, ...]]:
+    def __reduce__(self) -> tuple[Callable[..., Subscriber[Any]], tuple[Any, ...]]:
         return (_resubscribe, (self.name, self.allow_pickle))
 
     def __repr__(self) -> str:
@@ -192,15 +218,9 @@ class Subscriber(_Subscriber):
         return f"<shmq.Subscriber {self.name!r} policy={self.policy!r}>"
 
 
-def _register(handle: Any) -> None:
-    from . import _live_queues
-
-    _live_queues.add(handle)
-
-
-def _reopen_publisher(name: str, codec: int, allow_pickle: bool, allow_large: bool = False) -> Broadcast:
+def _reopen_publisher(name: str, codec: int, allow_pickle: bool, allow_large: bool = False) -> Broadcast[Any]:
     return Broadcast(name, create=False, codec=codec, allow_pickle=allow_pickle, allow_large=allow_large)
 
 
-def _resubscribe(name: str, allow_pickle: bool) -> Subscriber:
+def _resubscribe(name: str, allow_pickle: bool) -> Subscriber[Any]:
     return Subscriber(name, allow_pickle=allow_pickle)

@@ -1,7 +1,7 @@
 """The native module of shmq (Rust, PyO3). Use the public names of :mod:`shmq` instead."""
 
 from collections.abc import Callable, Iterable
-from typing import Any, TypedDict, final
+from typing import Any, Literal, TypedDict, final
 
 from typing_extensions import Self, disjoint_base
 
@@ -133,7 +133,7 @@ class _BroadcastStatsDict(TypedDict):
     abandoned: int
     reaped: int
     tail: int
-    subscribers: list[Any]
+    subscribers: list[_SubscriberDict]
 
 @disjoint_base
 class _Publisher:
@@ -182,7 +182,7 @@ class _Publisher:
     def max_message_size(self) -> int:
         """Largest encoded message."""
     @property
-    def policy(self) -> str:
+    def policy(self) -> Literal["block", "lag"]:
         """``"lag"`` or ``"block"``."""
     @property
     def persistent(self) -> bool:
@@ -221,15 +221,17 @@ class _Subscriber:
     def capacity(self) -> int:
         """Ring size in bytes."""
     @property
-    def policy(self) -> str:
+    def policy(self) -> Literal["block", "lag"]:
         """``"lag"`` or ``"block"``."""
     def _info(self) -> _SubscriberDict: ...
     def _reattach_after_fork(self) -> None: ...
 
 @final
 class MessageView:
-    """A message read in place from a broadcast ring (``Subscriber.get(copy=False)``): a
-    read-only buffer over the shared memory, valid until the subscription's next read or close()."""
+    """A read-only buffer over a message in shared memory. ``Subscriber.get(copy=False)``
+    returns one for a raw message, valid until the subscription's next read or close(); queues
+    and subscriptions also lend one to the pickle or msgpack decoder, to decode a message in
+    place instead of copying it first."""
 
     def __buffer__(self, flags: int, /) -> memoryview: ...
     def __len__(self) -> int: ...
