@@ -26,7 +26,7 @@ def test_default_mode_is_0600_and_mode_is_exact(qname: str) -> None:
         os.umask(old)
 
 
-def _open_as_nobody(name: str) -> str:
+def _open_as_nobody(name: str, **kwargs: object) -> str:
     """In a forked child that dropped root: what opening ``name`` raises."""
     r, w = os.pipe()
     pid = os.fork()
@@ -35,7 +35,7 @@ def _open_as_nobody(name: str) -> str:
             os.setgroups([])
             os.setgid(NOBODY)
             os.setuid(NOBODY)
-            shmq.Queue(name, create=False)
+            shmq.Queue(name, create=False, **kwargs)  # type: ignore[call-overload]
             msg = "opened"
         except BaseException as e:  # noqa: BLE001
             msg = f"{type(e).__name__}|{isinstance(e, PermissionError)}|{e}"
@@ -63,4 +63,6 @@ def test_another_user_gets_a_permission_error(qname: str) -> None:
 def test_group_mode_lets_the_group_in(qname: str) -> None:
     with shmq.Queue(qname, create=True, mode=0o666) as q:
         q.put("for nobody")
-        assert _open_as_nobody(qname) == "opened"
+        # Sharing is explicit on both sides: the mode the creator shares with, and its owner.
+        assert _open_as_nobody(qname, mode=0o666, trusted_owners=[0]) == "opened"
+        assert _open_as_nobody(qname).startswith("UntrustedSegmentError|True|")

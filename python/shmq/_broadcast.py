@@ -12,6 +12,9 @@ from ._common import (
     Capacity,
     Codec,
     T,
+    TrustedOwners,
+    access_arguments,
+    access_of,
     full_name,
     open_arguments,
     register,
@@ -99,6 +102,7 @@ class Broadcast(_Publisher, Generic[T]):
         persistent: bool = False,
         max_processes: int = DEFAULT_MAX_PROCESSES,
         allow_large: bool = False,
+        trusted_owners: TrustedOwners = None,
     ) -> Broadcast[T]:
         if policy not in ("block", "lag"):
             raise ValueError(f"policy must be 'block' or 'lag', not {policy!r}")
@@ -113,6 +117,7 @@ class Broadcast(_Publisher, Generic[T]):
             persistent=persistent,
             max_processes=max_processes,
             allow_large=allow_large,
+            trusted_owners=trusted_owners,
         )
         self = super().__new__(cls, full, lag=policy == "lag", **arguments)
         register(self)
@@ -133,7 +138,13 @@ class Broadcast(_Publisher, Generic[T]):
 
     def subscribe(self, *, allow_pickle: bool | None = None) -> Subscriber[T]:
         """A new subscription of this process, receiving what is published from now on."""
-        return Subscriber(self.name, allow_pickle=self.allow_pickle if allow_pickle is None else allow_pickle)
+        mode, trusted = access_of(self)
+        return Subscriber(
+            self.name,
+            allow_pickle=self.allow_pickle if allow_pickle is None else allow_pickle,
+            mode=mode,
+            trusted_owners=trusted,
+        )
 
     def stats(self) -> BroadcastStats:
         """Counters, occupancy and every subscriber's position and lag."""
@@ -150,7 +161,8 @@ class Broadcast(_Publisher, Generic[T]):
         self.close()
 
     def __reduce__(self) -> tuple[Callable[..., Broadcast[Any]], tuple[Any, ...]]:
-        return (_reopen_publisher, (self.name, self.codec_id, self.allow_pickle, self.allow_large))
+        mode, trusted = access_of(self)
+        return (_reopen_publisher, (self.name, self.codec_id, self.allow_pickle, self.allow_large, mode, trusted))
 
     def __repr__(self) -> str:
         if self.closed:
@@ -177,8 +189,17 @@ class Subscriber(_Subscriber, Generic[T]):
     and the receiver gets a new subscription of its own (starting when it is unpickled).
     """
 
-    def __new__(cls, name: str, *, namespace: str | None = None, allow_pickle: bool = True) -> Subscriber[T]:
-        self = super().__new__(cls, full_name(name, namespace), allow_pickle=bool(allow_pickle))
+    def __new__(
+        cls,
+        name: str,
+        *,
+        namespace: str | None = None,
+        allow_pickle: bool = True,
+        mode: int = DEFAULT_MODE,
+        trusted_owners: TrustedOwners = None,
+    ) -> Subscriber[T]:
+        access = access_arguments(mode, trusted_owners)
+        self = super().__new__(cls, full_name(name, namespace), allow_pickle=bool(allow_pickle), **access)
         register(self)
         return self
 
@@ -210,7 +231,8 @@ class Subscriber(_Subscriber, Generic[T]):
         self.close()
 
     def __reduce__(self) -> tuple[Callable[..., Subscriber[Any]], tuple[Any, ...]]:
-        return (_resubscribe, (self.name, self.allow_pickle))
+        mode, trusted = access_of(self)
+        return (_resubscribe, (self.name, self.allow_pickle, mode, trusted))
 
     def __repr__(self) -> str:
         if self.closed:
@@ -218,9 +240,26 @@ class Subscriber(_Subscriber, Generic[T]):
         return f"<shmq.Subscriber {self.name!r} policy={self.policy!r}>"
 
 
-def _reopen_publisher(name: str, codec: int, allow_pickle: bool, allow_large: bool = False) -> Broadcast[Any]:
-    return Broadcast(name, create=False, codec=codec, allow_pickle=allow_pickle, allow_large=allow_large)
+def _reopen_publisher(
+    name: str,
+    codec: int,
+    allow_pickle: bool,
+    allow_large: bool = False,
+    mode: int = DEFAULT_MODE,
+    trusted_owners: TrustedOwners = None,
+) -> Broadcast[Any]:
+    return Broadcast(
+        name,
+        create=False,
+        codec=codec,
+        allow_pickle=allow_pickle,
+        allow_large=allow_large,
+        mode=mode,
+        trusted_owners=trusted_owners,
+    )
 
 
-def _resubscribe(name: str, allow_pickle: bool) -> Subscriber[Any]:
-    return Subscriber(name, allow_pickle=allow_pickle)
+def _resubscribe(
+    name: str, allow_pickle: bool, mode: int = DEFAULT_MODE, trusted_owners: TrustedOwners = None
+) -> Subscriber[Any]:
+    return Subscriber(name, allow_pickle=allow_pickle, mode=mode, trusted_owners=trusted_owners)

@@ -8,6 +8,7 @@ Imports only the native module and the standard library: :mod:`shmq._queue` and
 from __future__ import annotations
 
 import atexit
+from collections.abc import Iterable
 import os
 import re
 import secrets
@@ -123,17 +124,64 @@ def full_name(name: str, namespace: str | None = None) -> str:
     return f"{namespace}.{name}"
 
 
-class OpenArguments(TypedDict):
+TrustedOwners = Union[Iterable[Union[int, str]], Literal["*"], None]
+"""Users (uids or user names) whose segments a handle accepts besides its own; ``"*"``:
+anyone's. ``None`` (default): only segments of this process's effective user."""
+
+
+class AccessArguments(TypedDict):
+    """How a handle shares its segment, as the native constructors take it."""
+
+    mode: int
+    trusted_owners: list[int] | None
+    trust_any_owner: bool
+
+
+class OpenArguments(AccessArguments):
     """The keyword arguments the native constructors of queues and publishers share."""
 
     capacity: int
     create: bool | None
-    mode: int
     codec: int
     allow_pickle: bool
     persistent: bool
     max_processes: int
     allow_large: bool
+
+
+def access_arguments(mode: int, trusted_owners: TrustedOwners) -> AccessArguments:
+    """Checks ``mode`` and ``trusted_owners`` (user names become uids)."""
+    if not is_int(mode) or not 0 <= mode <= 0o777:
+        raise ValueError(f"mode must be an int in 0..0o777, got {mode!r}")
+    if trusted_owners is None:
+        return AccessArguments(mode=mode, trusted_owners=None, trust_any_owner=False)
+    if trusted_owners == "*":
+        return AccessArguments(mode=mode, trusted_owners=None, trust_any_owner=True)
+    if isinstance(trusted_owners, (str, bytes)) or not isinstance(trusted_owners, Iterable):
+        raise TypeError(
+            "trusted_owners must be an iterable of uids or user names, or '*' for anyone,"
+            f" not {trusted_owners!r}"
+        )
+    uids: list[int] = []
+    for owner in trusted_owners:
+        if isinstance(owner, str):
+            import pwd
+
+            try:
+                uids.append(pwd.getpwnam(owner).pw_uid)
+            except KeyError:
+                raise ValueError(f"trusted_owners: no user named {owner!r}") from None
+        elif is_int(owner) and 0 <= owner < 2**32:
+            uids.append(owner)
+        else:
+            raise TypeError(f"trusted_owners: {owner!r} is neither a uid (int) nor a user name")
+    return AccessArguments(mode=mode, trusted_owners=uids, trust_any_owner=False)
+
+
+def access_of(handle: Any) -> tuple[int, TrustedOwners]:
+    """``(mode, trusted_owners)`` of an open native handle, to reopen it alike (pickling)."""
+    mode, trusted = handle._access
+    return mode, ("*" if trusted is None else tuple(trusted))
 
 
 def open_arguments(
@@ -148,6 +196,7 @@ def open_arguments(
     persistent: bool,
     max_processes: int,
     allow_large: bool,
+    trusted_owners: TrustedOwners = None,
 ) -> tuple[str, OpenArguments]:
     """Checks the arguments ``Queue`` and ``Broadcast`` share and converts them for the native
     constructor: returns the full name and the keyword arguments. ``name=None`` becomes a
@@ -159,14 +208,15 @@ def open_arguments(
             raise ValueError("create=False needs a name to open")
         name = f"anon-{os.getpid()}-{secrets.token_hex(6)}"
         create = True
-    if not is_int(mode) or not 0 <= mode <= 0o777:
-        raise ValueError(f"mode must be an int in 0..0o777, got {mode!r}")
+    access = access_arguments(mode, trusted_owners)
     if not is_int(max_processes) or not 1 <= max_processes <= 4096:
         raise ValueError(f"max_processes must be 1..4096, got {max_processes!r}")
     arguments = OpenArguments(
         capacity=parse_size(capacity),
         create=create,
-        mode=mode,
+        mode=access["mode"],
+        trusted_owners=access["trusted_owners"],
+        trust_any_owner=access["trust_any_owner"],
         codec=codec_id(codec),
         allow_pickle=bool(allow_pickle),
         persistent=bool(persistent),

@@ -4,6 +4,7 @@ standard meaning also derive from the matching built-in (``FileNotFoundError``, 
 
 from __future__ import annotations
 
+import errno
 import queue
 
 
@@ -31,6 +32,28 @@ class QueuePermissionError(ShmqError, PermissionError):
     """The queue's segment belongs to another user and its mode does not allow us in."""
 
 
+class UntrustedSegmentError(QueuePermissionError):
+    """The segment belongs to another user who is not trusted (``trusted_owners``), or is
+    writable by more users than this handle's ``mode`` shares it with: its owner (or those
+    users) could read what is sent and forge what is received, pickles that run code
+    included. Nothing was read from it."""
+
+
+class SharedMemoryFullError(ShmqError, OSError):
+    """``/dev/shm`` has no room for the queue (or for a message larger than the ring): the
+    message says how much was needed and how much is free. Docker's default ``/dev/shm`` is
+    64 MiB (``docker run --shm-size=...``). Nothing is left behind."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.ENOSPC, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+    def __reduce__(self) -> tuple[type[SharedMemoryFullError], tuple[str]]:
+        return (SharedMemoryFullError, (str(self.strerror),))
+
+
 class InvalidNameError(ShmqError, ValueError):
     """A queue name or namespace with characters other than ``[A-Za-z0-9._-]``, empty, or
     longer than 200 characters."""
@@ -43,6 +66,11 @@ class MessageTooLargeError(ShmqError, ValueError):
 class CorruptedQueueError(ShmqError):
     """The segment is not a shmq queue of this version, or its shared state is damaged
     (bad magic, layout version or sizes; a record that breaks the protocol)."""
+
+
+class NotASegmentError(CorruptedQueueError):
+    """Something other than a shared-memory segment has the queue's name in ``/dev/shm`` (a
+    symbolic link, a FIFO, a directory)."""
 
 
 class TooManyProcessesError(ShmqError):
@@ -105,12 +133,15 @@ __all__ = [
     "InvalidNameError",
     "Lagged",
     "MessageTooLargeError",
+    "NotASegmentError",
     "PickleNotAllowedError",
     "QueueClosedError",
     "QueueExistsError",
     "QueueNotFoundError",
     "QueuePermissionError",
+    "SharedMemoryFullError",
     "ShmqError",
     "TooManyProcessesError",
+    "UntrustedSegmentError",
     "WrongKindError",
 ]

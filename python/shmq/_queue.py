@@ -12,6 +12,8 @@ from ._common import (
     Capacity,
     Codec,
     T,
+    TrustedOwners,
+    access_of,
     is_int,
     open_arguments,
     register,
@@ -73,7 +75,13 @@ class Queue(_Queue, Generic[T]):
       (bytes-like in, ``bytes`` out) or a registered codec. ``get`` decodes each message with
       the codec it was put with.
     - ``allow_pickle=False`` refuses pickle in both directions.
-    - ``mode``: permission bits of the segment (``0o600``: this user only).
+    - ``mode``: permission bits of the segment (``0o600``: this user only). Opening an
+      existing segment that is writable by more users than ``mode`` says raises
+      :class:`UntrustedSegmentError`: pass the same ``mode`` to share it.
+    - ``trusted_owners``: users (uids or names) whose segments are accepted besides this
+      process's own, or ``"*"`` for anyone. By default a segment another user created under
+      the name is refused (:class:`UntrustedSegmentError`): its owner could read what you
+      put and forge what you get, pickles that run code included.
     - ``persistent``: keep the queue when the last process detaches (default: the last
       process to close it, or to die with it attached, removes it).
     - ``allow_large=True``: messages larger than the ring are not an error: each travels in
@@ -103,6 +111,7 @@ class Queue(_Queue, Generic[T]):
         persistent: bool = False,
         max_processes: int = DEFAULT_MAX_PROCESSES,
         allow_large: bool = False,
+        trusted_owners: TrustedOwners = None,
     ) -> Queue[T]: ...
     @overload
     def __new__(
@@ -119,6 +128,7 @@ class Queue(_Queue, Generic[T]):
         persistent: bool = False,
         max_processes: int = DEFAULT_MAX_PROCESSES,
         allow_large: bool = False,
+        trusted_owners: TrustedOwners = None,
     ) -> Queue[T]: ...
     def __new__(cls, *args: Any, **kwargs: Any) -> Queue[T]:
         # The first positional is told by its type, so that multiprocessing.Queue(100), which
@@ -155,6 +165,7 @@ class Queue(_Queue, Generic[T]):
         persistent: bool = False,
         max_processes: int = DEFAULT_MAX_PROCESSES,
         allow_large: bool = False,
+        trusted_owners: TrustedOwners = None,
     ) -> Queue[T]:
         if not is_int(maxsize):
             raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
@@ -169,6 +180,7 @@ class Queue(_Queue, Generic[T]):
             persistent=persistent,
             max_processes=max_processes,
             allow_large=allow_large,
+            trusted_owners=trusted_owners,
         )
         # multiprocessing.Queue treats maxsize <= 0 as "unbounded"
         self = super().__new__(cls, full, maxsize=max(maxsize, 0), **arguments)
@@ -211,7 +223,8 @@ class Queue(_Queue, Generic[T]):
 
     def __reduce__(self) -> tuple[Callable[..., Queue[Any]], tuple[Any, ...]]:
         # The handle travels by name: the receiving process attaches to the same queue.
-        return (_reopen, (self.name, self.codec_id, self.allow_pickle, self.allow_large))
+        mode, trusted = access_of(self)
+        return (_reopen, (self.name, self.codec_id, self.allow_pickle, self.allow_large, mode, trusted))
 
     def __repr__(self) -> str:
         if self.closed:
@@ -222,5 +235,20 @@ class Queue(_Queue, Generic[T]):
         )
 
 
-def _reopen(name: str, codec: int, allow_pickle: bool, allow_large: bool = False) -> Queue[Any]:
-    return Queue(name, create=False, codec=codec, allow_pickle=allow_pickle, allow_large=allow_large)
+def _reopen(
+    name: str,
+    codec: int,
+    allow_pickle: bool,
+    allow_large: bool = False,
+    mode: int = DEFAULT_MODE,
+    trusted_owners: TrustedOwners = None,
+) -> Queue[Any]:
+    return Queue(
+        name,
+        create=False,
+        codec=codec,
+        allow_pickle=allow_pickle,
+        allow_large=allow_large,
+        mode=mode,
+        trusted_owners=trusted_owners,
+    )

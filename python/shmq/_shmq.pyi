@@ -59,7 +59,12 @@ class _Queue:
         persistent: bool = False,
         max_processes: int = 128,
         allow_large: bool = False,
+        trusted_owners: list[int] | None = None,
+        trust_any_owner: bool = False,
     ) -> Self: ...
+    @property
+    def _access(self) -> tuple[int, list[int] | None]:
+        """``(mode, trusted owners or None for any)``: how a pickled handle reopens."""
     def put(self, obj: Any, block: bool = True, timeout: float | None = None, *, codec: int | None = None) -> None:
         """Puts ``obj``, waiting for space if ``block`` (at most ``timeout`` seconds if given)."""
     def put_nowait(self, obj: Any) -> None:
@@ -152,7 +157,12 @@ class _Publisher:
         max_processes: int = 128,
         lag: bool = False,
         allow_large: bool = False,
+        trusted_owners: list[int] | None = None,
+        trust_any_owner: bool = False,
     ) -> Self: ...
+    @property
+    def _access(self) -> tuple[int, list[int] | None]:
+        """``(mode, trusted owners or None for any)``: how a pickled handle reopens."""
     def publish(self, obj: Any, block: bool = True, timeout: float | None = None, *, codec: int | None = None) -> None:
         """Publishes ``obj`` to every subscriber."""
     def publish_many(
@@ -197,7 +207,18 @@ class _Publisher:
 class _Subscriber:
     """The reading side of a broadcast; ``shmq.Subscriber`` subclasses it."""
 
-    def __new__(cls, name: str, *, allow_pickle: bool = True) -> Self: ...
+    def __new__(
+        cls,
+        name: str,
+        *,
+        allow_pickle: bool = True,
+        mode: int = 0o600,
+        trusted_owners: list[int] | None = None,
+        trust_any_owner: bool = False,
+    ) -> Self: ...
+    @property
+    def _access(self) -> tuple[int, list[int] | None]:
+        """``(mode, trusted owners or None for any)``: how a pickled handle reopens."""
     def get(self, block: bool = True, timeout: float | None = None, *, copy: bool = True) -> Any:
         """Returns the next message, waiting if ``block`` (at most ``timeout`` seconds if given).
         With ``copy=False`` (block policy), a raw message comes as a read-only ``MessageView``

@@ -1,6 +1,7 @@
 //! `_Publisher` and `_Subscriber`: the Python handles of a broadcast ring (subclassed by
 //! `shmq.Broadcast` and `shmq.Subscriber`).
 
+use crate::access::Access;
 use crate::attachment::{wait_of, Attachment, Stopped};
 use crate::buffer::{Lender, PyMessageView, Taken};
 use crate::codec::{Codecs, RawMessage, Stash, CODEC_PICKLE, CODEC_RAW};
@@ -27,6 +28,7 @@ fn policy_name(p: Policy) -> &'static str {
 #[pyclass(module = "shmq._shmq", subclass, frozen, name = "_Publisher")]
 pub(crate) struct PyPublisher {
     att: Attachment<shmq::Broadcast>,
+    access: Access,
     codecs: Codecs,
 }
 
@@ -34,7 +36,8 @@ pub(crate) struct PyPublisher {
 impl PyPublisher {
     #[new]
     #[pyo3(signature = (name, *, capacity, create=None, mode=0o600, codec=1, allow_pickle=true,
-                        persistent=false, max_processes=128, lag=false, allow_large=false))]
+                        persistent=false, max_processes=128, lag=false, allow_large=false,
+                        trusted_owners=None, trust_any_owner=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -48,12 +51,15 @@ impl PyPublisher {
         max_processes: u32,
         lag: bool,
         allow_large: bool,
+        trusted_owners: Option<Vec<u32>>,
+        trust_any_owner: bool,
     ) -> PyResult<Self> {
         let codec = u16::try_from(codec)
             .map_err(|_| PyValueError::new_err(format!("codec id {codec} is out of range")))?;
-        let b = shmq::Broadcast::builder(&name)
+        let access = Access::new(mode, trusted_owners, trust_any_owner);
+        let b = access
+            .apply(shmq::Broadcast::builder(&name))
             .capacity(capacity)
-            .mode(mode)
             .persistent(persistent)
             .max_processes(max_processes)
             .policy(if lag { Policy::Lag } else { Policy::Block })
@@ -67,6 +73,7 @@ impl PyPublisher {
             .map_err(open_error)?;
         Ok(Self {
             att: Attachment::new(publisher, name, BROADCAST.what),
+            access,
             codecs: Codecs {
                 codec,
                 allow_pickle,
@@ -169,6 +176,12 @@ impl PyPublisher {
         Ok(self.att.get(py)?.allows_large())
     }
 
+    /// `(mode, trusted owners or None for any)`: how a pickled handle reopens.
+    #[getter]
+    fn _access(&self) -> (u32, Option<Vec<u32>>) {
+        self.access.as_tuple()
+    }
+
     /// Counters as a dict, with a list of subscriber dicts.
     fn _stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let b = self.att.get(py)?;
@@ -223,6 +236,7 @@ impl Lender for LentRecord {
 #[pyclass(module = "shmq._shmq", subclass, frozen, name = "_Subscriber")]
 pub(crate) struct PySubscriber {
     att: Attachment<shmq::Subscriber>,
+    access: Access,
     stash: Stash,
     codecs: Codecs,
 }
@@ -284,13 +298,24 @@ impl PySubscriber {
 #[pymethods]
 impl PySubscriber {
     #[new]
-    #[pyo3(signature = (name, *, allow_pickle=true))]
-    fn new(py: Python<'_>, name: String, allow_pickle: bool) -> PyResult<Self> {
+    #[pyo3(signature = (name, *, allow_pickle=true, mode=0o600, trusted_owners=None,
+                        trust_any_owner=false))]
+    fn new(
+        py: Python<'_>,
+        name: String,
+        allow_pickle: bool,
+        mode: u32,
+        trusted_owners: Option<Vec<u32>>,
+        trust_any_owner: bool,
+    ) -> PyResult<Self> {
+        let access = Access::new(mode, trusted_owners, trust_any_owner);
+        let b = access.apply(shmq::Broadcast::builder(&name));
         let sub = py
-            .detach(|| shmq::Subscriber::open(&name))
+            .detach(|| shmq::Subscriber::open_with(b))
             .map_err(open_error)?;
         Ok(Self {
             att: Attachment::new(sub, name, SUBSCRIPTION.what),
+            access,
             stash: Stash::default(),
             codecs: Codecs {
                 codec: CODEC_PICKLE,
@@ -387,6 +412,12 @@ impl PySubscriber {
     #[getter]
     fn policy(&self, py: Python<'_>) -> PyResult<&'static str> {
         Ok(policy_name(self.att.get(py)?.policy()))
+    }
+
+    /// `(mode, trusted owners or None for any)`: how a pickled handle reopens.
+    #[getter]
+    fn _access(&self) -> (u32, Option<Vec<u32>>) {
+        self.access.as_tuple()
     }
 
     /// This subscription's position and lag, as a dict.

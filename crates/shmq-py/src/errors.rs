@@ -22,6 +22,9 @@ pyo3::import_exception!(shmq._errors, QueueClosedError);
 pyo3::import_exception!(shmq._errors, CodecError);
 pyo3::import_exception!(shmq._errors, DecodeError);
 pyo3::import_exception!(shmq._errors, PickleNotAllowedError);
+pyo3::import_exception!(shmq._errors, UntrustedSegmentError);
+pyo3::import_exception!(shmq._errors, NotASegmentError);
+pyo3::import_exception!(shmq._errors, SharedMemoryFullError);
 
 /// What a handle is called in messages, and what its `Full` says.
 #[derive(Clone, Copy, Debug)]
@@ -63,6 +66,11 @@ pub(crate) fn open_error(e: OpenError) -> PyErr {
         }
         OpenError::TooManyProcesses { .. } => TooManyProcessesError::new_err(msg),
         OpenError::WrongKind { .. } => WrongKindError::new_err(msg),
+        OpenError::UntrustedOwner { .. } | OpenError::TooWidelyWritable { .. } => {
+            UntrustedSegmentError::new_err(msg)
+        }
+        OpenError::NotASegment(_) => NotASegmentError::new_err(msg),
+        OpenError::NoSpace { .. } => SharedMemoryFullError::new_err(msg),
         _ => PyOSError::new_err(msg),
     }
 }
@@ -82,6 +90,10 @@ pub(crate) fn send_error(noun: Noun, name: &str, e: SendError) -> PyErr {
              create it with a larger capacity, or pass allow_large=True)"
         )),
         SendError::Corrupted(w) => CorruptedQueueError::new_err(format!("{what} {name:?}: {w}")),
+        SendError::SideSegment {
+            kind: std::io::ErrorKind::StorageFull,
+            ..
+        } => SharedMemoryFullError::new_err(format!("{what} {name:?}: {e}")),
         e => ShmqError::new_err(format!("{what} {name:?}: {e}")),
     }
 }

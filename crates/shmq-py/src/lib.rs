@@ -3,6 +3,7 @@
 //! and errors (onto `shmq._errors`). The queues themselves are the crate's; no user code
 //! (decoding) runs while a message is claimed or a lane is held.
 
+mod access;
 mod admin;
 mod attachment;
 mod broadcast;

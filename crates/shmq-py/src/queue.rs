@@ -1,5 +1,6 @@
 //! `_Queue`: the Python handle of a queue (subclassed by `shmq.Queue`).
 
+use crate::access::Access;
 use crate::attachment::{wait_of, Attachment, Stopped};
 use crate::buffer::Taken;
 use crate::codec::{Codecs, RawMessage, Stash};
@@ -38,6 +39,7 @@ pub(crate) fn raw_messages<'py>(
 #[pyclass(module = "shmq._shmq", subclass, frozen, name = "_Queue")]
 pub(crate) struct PyQueue {
     att: Attachment<shmq::Queue>,
+    access: Access,
     stash: Stash,
     codecs: Codecs,
 }
@@ -70,7 +72,8 @@ impl PyQueue {
 impl PyQueue {
     #[new]
     #[pyo3(signature = (name, *, capacity, maxsize=0, create=None, mode=0o600, codec=1,
-                        allow_pickle=true, persistent=false, max_processes=128, allow_large=false))]
+                        allow_pickle=true, persistent=false, max_processes=128, allow_large=false,
+                        trusted_owners=None, trust_any_owner=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -84,13 +87,16 @@ impl PyQueue {
         persistent: bool,
         max_processes: u32,
         allow_large: bool,
+        trusted_owners: Option<Vec<u32>>,
+        trust_any_owner: bool,
     ) -> PyResult<Self> {
         let codec = u16::try_from(codec)
             .map_err(|_| PyValueError::new_err(format!("codec id {codec} is out of range")))?;
-        let b = shmq::Queue::builder(&name)
+        let access = Access::new(mode, trusted_owners, trust_any_owner);
+        let b = access
+            .apply(shmq::Queue::builder(&name))
             .capacity(capacity)
             .maxsize(maxsize)
-            .mode(mode)
             .persistent(persistent)
             .max_processes(max_processes)
             .allow_large(allow_large);
@@ -103,6 +109,7 @@ impl PyQueue {
             .map_err(open_error)?;
         Ok(Self {
             att: Attachment::new(q, name, QUEUE.what),
+            access,
             stash: Stash::default(),
             codecs: Codecs {
                 codec,
@@ -267,6 +274,12 @@ impl PyQueue {
     #[getter]
     fn allow_large(&self, py: Python<'_>) -> PyResult<bool> {
         Ok(self.queue(py)?.allows_large())
+    }
+
+    /// `(mode, trusted owners or None for any)`: how a pickled handle reopens.
+    #[getter]
+    fn _access(&self) -> (u32, Option<Vec<u32>>) {
+        self.access.as_tuple()
     }
 
     /// Counters and occupancy as a dict.

@@ -1,7 +1,7 @@
 //! Looking after `/dev/shm`: listing rings and removing what dead processes left.
 
 use crate::name::{segment_name, SEGMENT_PREFIX};
-use crate::os::{self, ShmSegment};
+use crate::os::{self, Opened, ShmSegment};
 use shmq_core::{AttachError, Detached, Ring};
 use std::io;
 use std::time::Duration;
@@ -17,7 +17,7 @@ pub fn gc(init_grace: Duration) -> io::Result<Vec<String>> {
     for name in list_queues()? {
         let seg = segment_name(&name);
         match ShmSegment::open(&seg) {
-            Ok(Some(b)) => match Ring::open(b) {
+            Ok(Opened::Ready(b)) => match Ring::open(b) {
                 Ok(ring) => {
                     let (b, outcome) = ring.detach();
                     if outcome == Detached::Last && b.is_linked_as(&seg) {
@@ -33,8 +33,8 @@ pub fn gc(init_grace: Duration) -> io::Result<Vec<String>> {
                 }
                 Err(_) => {}
             },
-            Ok(None) => {} // being created
-            Err(_) => {}   // gone, or not ours to open
+            Ok(Opened::Empty(_)) => {} // being created
+            Err(_) => {}               // gone, or not ours to open
         }
     }
     // Side segments whose ring is gone (its last process died before removing them).

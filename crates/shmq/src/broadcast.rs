@@ -182,7 +182,12 @@ impl fmt::Debug for Subscriber {
 impl Subscriber {
     /// Subscribes to the existing broadcast `name`.
     pub fn open(name: &str) -> Result<Self, OpenError> {
-        Ok(Self::of(Broadcast::open(name)?.h))
+        Self::open_with(Broadcast::builder(name))
+    }
+    /// Subscribes to the existing broadcast that `settings` name, with their access settings
+    /// ([`Builder::mode`], [`Builder::trust_owner`]); size settings do not apply.
+    pub fn open_with(settings: Builder<Broadcast>) -> Result<Self, OpenError> {
+        Ok(Self::of(settings.open()?.h))
     }
     fn of(h: Handle) -> Self {
         h.ring().subscribe();

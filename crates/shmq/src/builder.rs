@@ -3,7 +3,7 @@
 
 use crate::handle::Handle;
 use crate::name::{segment_name, validate_name};
-use crate::os::{self, ShmSegment};
+use crate::os::{self, Opened, Owner, ShmSegment};
 use crate::OpenError;
 use shmq_core::layout::{FLAG_LAG, FLAG_PERSISTENT, KIND_BROADCAST};
 use shmq_core::{AttachError, Geometry, Ring};
@@ -119,6 +119,8 @@ pub(crate) struct Options {
     persistent: bool,
     policy: Policy,
     pub(crate) allow_large: bool,
+    /// Users besides ourselves whose segments we accept (`None`: anyone).
+    trusted: Option<Vec<u32>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,6 +142,7 @@ impl<T: Open> Builder<T> {
                 persistent: false,
                 policy: Policy::Block,
                 allow_large: false,
+                trusted: Some(Vec::new()),
             },
             _kind: PhantomData,
         }
@@ -169,6 +172,21 @@ impl<T: Open> Builder<T> {
     /// its own (`shmqside-<name>-<id>`) referenced from the ring. Every handle receives them.
     pub fn allow_large(mut self, yes: bool) -> Self {
         self.opts.allow_large = yes;
+        self
+    }
+
+    /// Accepts an existing segment owned by user `uid` as well as our own (by default a
+    /// segment of another user is refused: its owner could read what we send and forge what
+    /// we receive).
+    pub fn trust_owner(mut self, uid: u32) -> Self {
+        if let Some(t) = &mut self.opts.trusted {
+            t.push(uid);
+        }
+        self
+    }
+    /// Accepts an existing segment whoever owns it.
+    pub fn trust_any_owner(mut self) -> Self {
+        self.opts.trusted = None;
         self
     }
 
@@ -266,29 +284,38 @@ impl Options {
                 }
             }
             match ShmSegment::open(&seg) {
-                Ok(Some(b)) => match Ring::open(b) {
-                    Ok(ring) => {
-                        let found = Kind::of_layout(ring.geometry().kind);
-                        // Dropped (detached) at once if it is the other kind.
-                        let h = Handle::new(ring, self.name.clone(), self.allow_large);
-                        if found != kind {
-                            return Err(OpenError::WrongKind {
-                                name: self.name,
-                                found,
-                            });
+                Ok(Opened::Ready(b)) => {
+                    self.check_owner(b.owner())?;
+                    match Ring::open(b) {
+                        Ok(ring) => {
+                            let found = Kind::of_layout(ring.geometry().kind);
+                            // Dropped (detached) at once if it is the other kind.
+                            let h = Handle::new(ring, self.name.clone(), self.allow_large);
+                            if found != kind {
+                                return Err(OpenError::WrongKind {
+                                    name: self.name,
+                                    found,
+                                });
+                            }
+                            return Ok(h);
                         }
-                        return Ok(h);
+                        // Being created or being removed: try again shortly.
+                        Err((_, AttachError::NotReady | AttachError::Closing))
+                            if Instant::now() < give_up =>
+                        {
+                            std::thread::sleep(OPEN_POLL);
+                        }
+                        Err((_, e)) => return Err(self.attach_error(e)),
                     }
-                    // Being created or being removed: try again shortly.
-                    Err((_, AttachError::NotReady | AttachError::Closing))
-                        if Instant::now() < give_up =>
-                    {
-                        std::thread::sleep(OPEN_POLL);
+                }
+                Ok(Opened::Empty(owner)) => {
+                    // Someone else's empty file is not a segment being created for us.
+                    self.check_owner(owner)?;
+                    if Instant::now() >= give_up {
+                        return Err(OpenError::NotInitialized(self.name));
                     }
-                    Err((_, e)) => return Err(self.attach_error(e)),
-                },
-                Ok(None) if Instant::now() < give_up => std::thread::sleep(OPEN_POLL),
-                Ok(None) => return Err(OpenError::NotInitialized(self.name)),
+                    std::thread::sleep(OPEN_POLL);
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound && mode == Mode::OpenOrCreate => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     return Err(OpenError::DoesNotExist(self.name));
@@ -298,11 +325,49 @@ impl Options {
         }
     }
 
+    /// Refuses a segment of an untrusted user, or one more widely writable than asked.
+    /// `fstat` on the open descriptor said who owns it: the name cannot be swapped under us.
+    fn check_owner(&self, owner: Owner) -> Result<(), OpenError> {
+        let me = os::effective_uid();
+        let trusted = owner.uid == me
+            || self
+                .trusted
+                .as_ref()
+                .is_none_or(|uids| uids.contains(&owner.uid));
+        if !trusted {
+            return Err(OpenError::UntrustedOwner {
+                name: self.name.clone(),
+                owner: owner.uid,
+            });
+        }
+        // Group/other write bits the caller did not ask for.
+        if owner.mode & 0o022 & !self.mode != 0 {
+            return Err(OpenError::TooWidelyWritable {
+                name: self.name.clone(),
+                mode: owner.mode,
+                asked: self.mode,
+            });
+        }
+        Ok(())
+    }
+
     fn io_error(&self, e: io::Error) -> OpenError {
         match e.kind() {
             io::ErrorKind::PermissionDenied => OpenError::PermissionDenied(self.name.clone()),
+            io::ErrorKind::InvalidData => OpenError::NotASegment(e.to_string()),
+            io::ErrorKind::StorageFull => OpenError::NoSpace {
+                name: self.name.clone(),
+                needed: self.geometry_size(),
+                free: os::shm_free_bytes(),
+            },
             _ => OpenError::Io(e),
         }
+    }
+
+    /// Bytes a segment with these settings takes (for messages; 0 if they are invalid).
+    fn geometry_size(&self) -> u64 {
+        Geometry::new(self.capacity, self.maxsize, self.max_processes, 0, 0)
+            .map_or(0, |g| g.total_size)
     }
 
     fn attach_error(&self, e: AttachError) -> OpenError {

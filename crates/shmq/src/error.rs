@@ -37,6 +37,36 @@ pub enum OpenError {
         /// What the segment is.
         found: Kind,
     },
+    /// The segment belongs to another user, who is not trusted (see
+    /// [`crate::Builder::trust_owner`]): its owner could read everything sent and inject
+    /// messages (pickles that run code, in Python).
+    UntrustedOwner {
+        /// Queue name.
+        name: String,
+        /// The owner's user id.
+        owner: u32,
+    },
+    /// The segment is writable by users this handle did not ask to share with (its mode has
+    /// group/other write bits that [`crate::Builder::mode`] does not).
+    TooWidelyWritable {
+        /// Queue name.
+        name: String,
+        /// The segment's permission bits.
+        mode: u32,
+        /// The permission bits this handle asked for.
+        asked: u32,
+    },
+    /// Something other than a segment has the name (a symbolic link, a FIFO, a directory).
+    NotASegment(String),
+    /// `/dev/shm` has no room for the ring: `needed` bytes, `free` left (when known).
+    NoSpace {
+        /// Queue name.
+        name: String,
+        /// Bytes the segment needs.
+        needed: u64,
+        /// Bytes free in `/dev/shm`.
+        free: Option<u64>,
+    },
     /// All process slots are taken by live processes.
     TooManyProcesses {
         /// Queue name.
@@ -62,6 +92,34 @@ impl fmt::Display for OpenError {
             }
             Self::WrongKind { name, found } => {
                 write!(f, "{name:?} is a {found}, not a {}", found.other())
+            }
+            Self::UntrustedOwner { name, owner } => write!(
+                f,
+                "queue {name:?} belongs to user {owner}, not to you ({}): refusing to use it \
+                 (its owner could read what you send and forge what you receive); trust that \
+                 user explicitly to share it",
+                crate::os::effective_uid()
+            ),
+            Self::TooWidelyWritable { name, mode, asked } => write!(
+                f,
+                "queue {name:?} is writable by other users (mode {mode:#o}) but this handle \
+                 asked for mode {asked:#o}: anyone could forge messages; open it with a mode \
+                 that shares it as widely to accept that"
+            ),
+            Self::NotASegment(why) => write!(f, "{why}"),
+            Self::NoSpace { name, needed, free } => {
+                write!(
+                    f,
+                    "no room in /dev/shm for queue {name:?}: it needs {needed} bytes"
+                )?;
+                if let Some(free) = free {
+                    write!(f, ", {free} are free")?;
+                }
+                write!(
+                    f,
+                    "; give /dev/shm more room (docker run --shm-size=..., or a larger tmpfs) \
+                     or use a smaller capacity"
+                )
             }
             Self::TooManyProcesses { name, max } => {
                 write!(f, "queue {name:?}: all {max} process slots are in use")
@@ -98,7 +156,15 @@ pub enum SendError {
     },
     /// A message larger than the ring could not be written to a side segment of its own
     /// (`/dev/shm` full, or a permission problem); see [`crate::Builder::allow_large`].
-    SideSegment(io::ErrorKind),
+    /// Nothing of it is left behind.
+    SideSegment {
+        /// What went wrong (`StorageFull`: `/dev/shm` has no room).
+        kind: io::ErrorKind,
+        /// Bytes of the message.
+        size: u64,
+        /// Bytes free in `/dev/shm` when it failed (when known).
+        free: Option<u64>,
+    },
     /// The shared state is inconsistent (a buggy or hostile process wrote to it).
     Corrupted(&'static str),
     /// The caller's [`crate::Waiter`] stopped the wait.
@@ -113,12 +179,25 @@ impl fmt::Display for SendError {
             Self::TooLarge { size, max } => {
                 write!(f, "message of {size} bytes can never fit (at most {max})")
             }
-            Self::SideSegment(kind) => write!(
-                f,
-                "could not write a message larger than the ring into a side segment of its \
-                 own: {}",
-                io::Error::from(*kind)
-            ),
+            Self::SideSegment { kind, size, free } => {
+                write!(
+                    f,
+                    "could not write a message of {size} bytes (larger than the ring) into a \
+                     side segment of its own: {}",
+                    io::Error::from(*kind)
+                )?;
+                if *kind == io::ErrorKind::StorageFull {
+                    if let Some(free) = free {
+                        write!(f, " ({free} bytes free in /dev/shm)")?;
+                    }
+                    write!(
+                        f,
+                        "; give /dev/shm more room (docker run --shm-size=...) or send \
+                         smaller messages"
+                    )?;
+                }
+                Ok(())
+            }
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
             Self::Interrupted => write!(f, "interrupted"),
         }

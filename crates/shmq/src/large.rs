@@ -30,7 +30,11 @@ impl Staged {
             }
             let id = os::random_u64();
             ring.side_create(id, m.payload)
-                .map_err(|e| SendError::SideSegment(e.kind()))?;
+                .map_err(|e| SendError::SideSegment {
+                    kind: e.kind(),
+                    size: m.payload.len() as u64,
+                    free: os::shm_free_bytes(),
+                })?;
             staged.names.push(ring.side_name(id));
             let d = SideDescriptor {
                 len: m.payload.len() as u64,

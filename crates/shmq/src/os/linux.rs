@@ -26,6 +26,44 @@ pub struct ShmSegment {
     pid: u32,
     /// The name it was created or opened under (side segments are named after it).
     name: String,
+    /// Owner and permission bits of the file, from `fstat` on the open descriptor.
+    owner: Owner,
+}
+
+/// What [`ShmSegment::open`] found.
+#[derive(Debug)]
+pub enum Opened {
+    /// A sized segment, mapped.
+    Ready(ShmSegment),
+    /// An empty file: a segment being created (or whose creator died before sizing it).
+    Empty(Owner),
+}
+
+/// Who owns a segment file and who may write to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// The owner's user id.
+    pub uid: u32,
+    /// Permission bits (`0o777` at most).
+    pub mode: u32,
+}
+
+/// The caller's effective user id.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Bytes free for an unprivileged writer in `/dev/shm` (`None` if it cannot be told).
+pub fn shm_free_bytes() -> Option<u64> {
+    let path = CString::new(SHM_DIR).ok()?;
+    // SAFETY: an all-zero `statvfs` is a valid value; statvfs fills it.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `st` a valid out-pointer.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 // SAFETY: the mapping is shared memory, accessed only through atomics and through copies the
@@ -48,7 +86,9 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
 
 impl ShmSegment {
     /// Creates `name` exclusively with `len` zeroed bytes and permissions `mode` (not masked
-    /// by the umask).
+    /// by the umask). The memory is reserved now (`posix_fallocate`): a `/dev/shm` too small
+    /// fails here with `StorageFull`, never later with SIGBUS on first touch; nothing is
+    /// left behind on failure.
     pub fn create(name: &str, len: u64, mode: u32) -> io::Result<Self> {
         let path = cpath(name)?;
         // SAFETY: `path` is a valid NUL-terminated string.
@@ -62,32 +102,84 @@ impl ShmSegment {
         // SAFETY: `shm_open` returned a fresh descriptor that we now own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let setup = || -> io::Result<Self> {
-            // SAFETY: `fd` is a valid descriptor; fchmod and ftruncate have no memory effects.
+            // SAFETY: `fd` is a valid descriptor; fchmod has no memory effects.
             cvt(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) })?;
-            // SAFETY: as above.
-            cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) })?;
-            Self::map(fd.try_clone()?, len, name)
+            let size = libc::off_t::try_from(len)
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            // SAFETY: as above. posix_fallocate returns the error number instead of setting
+            // errno; on tmpfs it allocates (and zeroes) the pages.
+            match unsafe { libc::posix_fallocate(fd.as_raw_fd(), 0, size) } {
+                0 => {}
+                libc::EOPNOTSUPP | libc::EINVAL => {
+                    // A file system without fallocate: size it the old way.
+                    // SAFETY: as above.
+                    cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), size) })?;
+                }
+                e => return Err(io::Error::from_raw_os_error(e)),
+            }
+            let owner = owner_of(&fstat(&fd)?);
+            Self::map(fd.try_clone()?, len, name, owner)
         };
         setup().inspect_err(|_| {
             let _ = Self::unlink(name);
         })
     }
 
-    /// Opens `name`. A segment whose creator has not sized it yet yields `Ok(None)`.
-    pub fn open(name: &str) -> io::Result<Option<Self>> {
+    /// Opens `name`. A segment whose creator has not sized it yet yields
+    /// [`Opened::Empty`]. Anything but a regular file (a symbolic link, a FIFO, a directory)
+    /// is refused with `InvalidData` naming what it is.
+    pub fn open(name: &str) -> io::Result<Opened> {
         let path = cpath(name)?;
-        // SAFETY: `path` is a valid NUL-terminated string.
-        let fd = cvt(unsafe { libc::shm_open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC, 0) })?;
+        // SAFETY: `path` is a valid NUL-terminated string. glibc adds O_NOFOLLOW (a symbolic
+        // link fails with ELOOP); O_NONBLOCK keeps a FIFO planted under the name from
+        // blocking the open.
+        let fd = unsafe {
+            libc::shm_open(
+                path.as_ptr(),
+                libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
+                0,
+            )
+        };
+        let fd = match cvt(fd) {
+            Ok(fd) => fd,
+            Err(e) => {
+                // A symbolic link (ELOOP), a directory (EISDIR or EINVAL) under the name: say
+                // what it is rather than the raw error.
+                let what = std::fs::symlink_metadata(std::path::Path::new(SHM_DIR).join(name))
+                    .ok()
+                    .and_then(|m| file_kind(m.file_type()));
+                return Err(match what {
+                    Some(what) if e.kind() != io::ErrorKind::NotFound => not_a_segment(name, what),
+                    _ => e,
+                });
+            }
+        };
         // SAFETY: fresh descriptor we now own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let len = fstat(&fd)?.st_size as u64;
-        if len == 0 {
-            return Ok(None);
+        let st = fstat(&fd)?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            let what = match st.st_mode & libc::S_IFMT {
+                libc::S_IFIFO => "a FIFO",
+                libc::S_IFDIR => "a directory",
+                libc::S_IFSOCK => "a socket",
+                libc::S_IFCHR | libc::S_IFBLK => "a device",
+                _ => "not a regular file",
+            };
+            return Err(not_a_segment(name, what));
         }
-        Self::map(fd, len, name).map(Some)
+        let len = st.st_size as u64;
+        if len == 0 {
+            return Ok(Opened::Empty(owner_of(&st)));
+        }
+        Self::map(fd, len, name, owner_of(&st)).map(Opened::Ready)
     }
 
-    fn map(fd: OwnedFd, len: u64, name: &str) -> io::Result<Self> {
+    /// Owner and permission bits of the segment, as `fstat` said when it was opened.
+    pub fn owner(&self) -> Owner {
+        self.owner
+    }
+
+    fn map(fd: OwnedFd, len: u64, name: &str, owner: Owner) -> io::Result<Self> {
         let size = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
         // SAFETY: mapping a shared file of `len` bytes at an address the kernel chooses; the
         // result is checked below.
@@ -110,6 +202,7 @@ impl ShmSegment {
             len,
             pid: std::process::id(),
             name: name.to_owned(),
+            owner,
         })
     }
 
@@ -159,7 +252,7 @@ impl ShmSegment {
         let fd = cvt(unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
         // SAFETY: fresh descriptor we now own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Self::map(fd, self.len, &self.name)
+        Self::map(fd, self.len, &self.name, self.owner)
     }
 
     /// The name of this ring's side segment `id`: `shmqside-<ring name>-<id>`, outside the
@@ -171,9 +264,8 @@ impl ShmSegment {
 
     /// Writes `data` into a new side segment `id` with this segment's permission bits.
     pub fn side_create(&self, id: u64, data: &[u8]) -> io::Result<()> {
-        let mode = fstat(&self.fd)?.st_mode & 0o777;
         let name = self.side_name(id);
-        let side = Self::create(&name, data.len() as u64, mode)?;
+        let side = Self::create(&name, data.len() as u64, self.owner.mode)?;
         // SAFETY: the fresh mapping is `data.len()` bytes long and ours alone (created with
         // O_EXCL under a random name).
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), side.ptr, data.len()) };
@@ -188,13 +280,23 @@ impl ShmSegment {
         let fd = cvt(unsafe { libc::shm_open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC, 0) })?;
         // SAFETY: fresh descriptor we now own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        if fstat(&fd)?.st_size as u64 != len || len == 0 {
+        let st = fstat(&fd)?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_size as u64 != len || len == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("side segment {name:?} does not hold the {len} bytes its record says"),
             ));
         }
-        Self::map(fd, len, &name)
+        // Producers make side segments with O_EXCL under a random name and their ring's
+        // permission bits: one more open to others than its ring was made by someone else.
+        let owner = owner_of(&st);
+        if owner.mode & !self.owner.mode != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("side segment {name:?} is more widely writable than its ring"),
+            ));
+        }
+        Self::map(fd, len, &name, owner)
     }
 
     /// The bytes of a mapped segment (a side segment's message).
@@ -215,6 +317,40 @@ impl ShmSegment {
         cvt(unsafe { libc::fcntl(self.fd.as_raw_fd(), cmd, &mut fl as *mut libc::flock) })?;
         Ok(fl)
     }
+}
+
+fn owner_of(st: &libc::stat) -> Owner {
+    Owner {
+        uid: st.st_uid,
+        mode: st.st_mode & 0o777,
+    }
+}
+
+/// What a file type is, if it is not a regular file.
+fn file_kind(t: std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_file() {
+        None
+    } else if t.is_symlink() {
+        Some("a symbolic link")
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else if t.is_char_device() || t.is_block_device() {
+        Some("a device")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+fn not_a_segment(name: &str, what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("/dev/shm/{name} is {what}, not a shared-memory segment"),
+    )
 }
 
 fn fstat(fd: &OwnedFd) -> io::Result<libc::stat> {

@@ -5,7 +5,8 @@
 mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::{
-    list_segments, random_u64, segment_exists, ShmSegment, SEGMENT_PREFIX, SIDE_PREFIX,
+    effective_uid, list_segments, random_u64, segment_exists, shm_free_bytes, Opened, Owner,
+    ShmSegment, SEGMENT_PREFIX, SIDE_PREFIX,
 };
 
 #[cfg(not(target_os = "linux"))]
