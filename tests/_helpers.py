@@ -388,3 +388,307 @@ def consume_large(name: str, n: int, out: str) -> None:
     with shmq.Queue(name, create=False) as q:
         got = [q.get(timeout=60) for _ in range(n)]
     Path(out).write_text(" ".join(f"{len(m)}:{zlib.crc32(m)}" for m in got))
+
+
+# --------------------------------------------------------------------------------------
+# Watchdog: a workload that may hang runs in other processes, watched for progress
+# --------------------------------------------------------------------------------------
+
+TESTS_DIR = str(Path(__file__).resolve().parent)
+
+
+def python_call(func: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
+    """Starts an unrelated interpreter running ``_helpers.<func>(*args)``, with faulthandler
+    on (SIGABRT dumps every thread's stack) and stdout/stderr going to ``log`` (a file: a
+    child that dumps 64 stacks can never block on a full pipe)."""
+    code = f"import sys; sys.path.insert(0, {TESTS_DIR!r}); import _helpers; _helpers.{func}(*sys.argv[1:])"
+    with open(log, "wb") as f:
+        return subprocess.Popen(
+            [sys.executable, "-X", "faulthandler", "-c", code, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _log_tail(log: Path, lines: int = 60) -> str:
+    try:
+        text = log.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+    tail = text.splitlines()[-lines:]
+    return "\n".join(tail)
+
+
+def watchdog(
+    procs: list[Any],
+    progress: Callable[[], Any],
+    what: str,
+    *,
+    total: float = 60.0,
+    stall: float = 20.0,
+    logs: tuple[Path, ...] = (),
+) -> float:
+    """Waits until every process of ``procs`` has exited, and returns the time that took.
+
+    Fails with ``hung: <what>: ...`` as soon as ``progress()`` (e.g. a queue's counters,
+    which every attached process updates in shared memory) stayed the same for ``stall``
+    seconds, or after ``total`` seconds in all. A hung child is first sent SIGABRT (with
+    faulthandler enabled it prints every thread's stack: the tail of ``logs`` is quoted in
+    the failure), then killed; the caller's ``children()`` block reaps what is left."""
+    start = time.monotonic()
+    last = progress()
+    last_change = start
+    while any(_alive(p) for p in procs):
+        now = time.monotonic()
+        cur = progress()
+        if cur != last:
+            last, last_change = cur, now
+        if now - last_change > stall or now - start > total:
+            if now - last_change > stall:
+                reason = f"no progress for {stall:.0f} s (progress stuck at {last})"
+            else:
+                reason = f"still running after {total:.0f} s (progress {last})"
+            alive = [p for p in procs if _alive(p)]
+            for p in alive:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGABRT)  # faulthandler: dump the stacks, then die
+            deadline = time.monotonic() + 10
+            for p in alive:
+                _join(p, max(0.0, deadline - time.monotonic()))
+            for p in alive:
+                if _alive(p):
+                    p.kill()
+                    _join(p, 5)
+            stacks = "\n".join(f"--- {log.name} ---\n{_log_tail(log)}" for log in logs)
+            raise AssertionError(
+                f"hung: {what}: {reason}; {len(alive)} child process(es) killed"
+                + (f"\n{stacks}" if stacks else "")
+            )
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+# --------------------------------------------------------------------------------------
+# Threads on one handle: payloads whose unpickling runs Python code
+# --------------------------------------------------------------------------------------
+
+#: Pickles at least this large are decoded straight from shared memory (in place) by
+#: ``Queue.get``/``Subscriber.get``; smaller ones from a copy. "Large" payloads are padded
+#: comfortably past it, "small" ones stay far below it.
+IN_PLACE_MIN = 16 * 1024
+LARGE_PAD = IN_PLACE_MIN + 3616  # 20,000 bytes (+ up to 666 more)
+
+
+def slow_decode(producer: int, thread: int, seq: int, crc: int, pad: bytes, work: int) -> tuple[int, int, int, bool]:
+    """What a ``SlowDecode`` unpickles to: runs ``work`` iterations of Python code (so the
+    GIL changes hands while the message is being decoded), then checks the padding."""
+    s = 0
+    for k in range(work):
+        s += k
+    return (producer, thread, seq, zlib.crc32(pad) == crc)
+
+
+def thread_pad(producer: int, thread: int, seq: int, large: bool) -> bytes:
+    unit = b"%d.%d.%d;" % (producer, thread, seq)
+    n = LARGE_PAD + (seq % 7) * 111 if large else (seq % 50) * 7
+    return (unit * (n // len(unit) + 1))[:n]
+
+
+class SlowDecode:
+    """A message ``(producer, thread, seq)`` whose unpickling runs Python code
+    (``slow_decode``); ``large`` pads it past ``IN_PLACE_MIN``."""
+
+    def __init__(self, producer: int, thread: int, seq: int, large: bool, work: int) -> None:
+        self.key = (producer, thread, seq)
+        self.pad = thread_pad(producer, thread, seq, large)
+        self.work = work
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (slow_decode, (*self.key, zlib.crc32(self.pad), self.pad, self.work))
+
+
+def is_large(payload: str, seq: int) -> bool:
+    return payload == "large" or (payload == "mixed" and seq % 2 == 0)
+
+
+def produce_thread(
+    q: Any, producer: int, thread: int, count: int, payload: str, work: int, publish: bool = False
+) -> None:
+    """Puts ``count`` messages ``(producer, thread, 0..count-1)`` in order, rotating through
+    put(timeout)/put_many/put_nowait (publish/publish_many for a broadcast)."""
+    seq = 0
+    k = 0
+    while seq < count:
+        way = (thread + k) % 3
+        k += 1
+        if way == 1:
+            n = min(1 + k % 5, count - seq)
+            batch = [SlowDecode(producer, thread, s, is_large(payload, s), work) for s in range(seq, seq + n)]
+            (q.publish_many if publish else q.put_many)(batch, timeout=30)
+            seq += n
+            continue
+        msg = SlowDecode(producer, thread, seq, is_large(payload, seq), work)
+        if way == 0 or publish:
+            (q.publish if publish else q.put)(msg, timeout=30)
+        else:
+            try:
+                q.put_nowait(msg)
+            except shmq.Full:
+                time.sleep(0.001)
+                continue
+        seq += 1
+
+
+def consume_thread(src: Any, thread: int, done: Any, got: list[Any], errors: list[str]) -> None:
+    """Takes messages from ``src`` (a Queue or a Subscriber), rotating through
+    get(timeout)/get_nowait/get_many, appending each to ``got`` in the order taken, until it
+    finds nothing left once ``done`` (every producer finished) is set."""
+    k = 0
+    try:
+        while True:
+            way = (thread + k) % 3
+            k += 1
+            # Once every producer finished, waits are short: what is left is there already
+            # (and an implementation that serialises waits too is not slowed to a crawl).
+            finishing = done.is_set()
+            timeout = 0.02 if finishing else 0.2
+            try:
+                if way == 0:
+                    got.append(src.get(timeout=timeout))
+                elif way == 1:
+                    got.append(src.get_nowait())
+                else:
+                    got.extend(src.get_many(1 + k % 7, timeout=timeout))
+            except shmq.Empty:
+                if finishing:
+                    return
+    except BaseException as e:  # noqa: BLE001 - reported to the test
+        errors.append(f"consumer thread {thread}: {type(e).__name__}: {e}")
+
+
+def _start_all(threads: list[Any]) -> None:
+    for t in threads:
+        t.start()
+
+
+def threads_queue_child(name: str, out: str, spec: str) -> None:
+    """Runs in a watched interpreter: the main thread puts ``backlog`` messages, then
+    ``producers`` threads put ``count`` messages each while ``consumers`` threads get, all
+    on ONE handle of queue ``name``. Writes what each consumer thread took, in order, to
+    ``out`` (JSON)."""
+    import json
+    import threading
+
+    cfg = json.loads(spec)
+    sys.setswitchinterval(cfg.get("switch", 0.0005))  # threads interleave inside decoding
+    q = shmq.Queue(name, create=False)
+    done = threading.Event()
+    errors: list[str] = []
+    got: list[list[Any]] = [[] for _ in range(cfg["consumers"])]
+    producers = []
+
+    def produce(t: int) -> None:
+        try:
+            produce_thread(q, 0, t, cfg["count"], cfg["payload"], cfg["work"])
+        except BaseException as e:  # noqa: BLE001
+            errors.append(f"producer thread {t}: {type(e).__name__}: {e}")
+
+    if cfg["backlog"]:
+        # The main thread fills the queue first (as producer thread ``producers``): the
+        # consumers start with work waiting, as they would behind a burst of puts.
+        produce_thread(q, 0, cfg["producers"], cfg["backlog"], cfg["backlog_payload"], cfg["work"])
+    producers = [threading.Thread(target=produce, args=(t,)) for t in range(cfg["producers"])]
+    consumers = [
+        threading.Thread(target=consume_thread, args=(q, i, done, got[i], errors)) for i in range(cfg["consumers"])
+    ]
+    _start_all(consumers + producers)
+    for t in producers:
+        t.join()
+    done.set()
+    for t in consumers:
+        t.join()
+    q.close()
+    Path(out).write_text(json.dumps({"got": got, "errors": errors}))
+
+
+def threads_subscribers_child(name: str, out: str, spec: str) -> None:
+    """Runs in a watched interpreter: ``subscribers`` Subscribers of broadcast ``name``, each
+    read by ``threads`` threads, while the main thread publishes ``count`` messages. Writes
+    what each thread of each subscriber read, in order, to ``out`` (JSON)."""
+    import json
+    import threading
+
+    cfg = json.loads(spec)
+    sys.setswitchinterval(cfg.get("switch", 0.0005))
+    pub = shmq.Broadcast(name, create=False)
+    subs = [shmq.Subscriber(name) for _ in range(cfg["subscribers"])]  # before the first publish
+    done = threading.Event()
+    errors: list[str] = []
+    got: list[list[list[Any]]] = [[[] for _ in range(cfg["threads"])] for _ in subs]
+    readers = [
+        threading.Thread(target=consume_thread, args=(sub, i, done, got[s][i], errors))
+        for s, sub in enumerate(subs)
+        for i in range(cfg["threads"])
+    ]
+    _start_all(readers)
+    try:
+        produce_thread(pub, 0, 0, cfg["count"], cfg["payload"], cfg["work"], publish=True)
+    except BaseException as e:  # noqa: BLE001
+        errors.append(f"publisher: {type(e).__name__}: {e}")
+    done.set()
+    for t in readers:
+        t.join()
+    for sub in subs:
+        sub.close()
+    pub.close()
+    Path(out).write_text(json.dumps({"got": got, "errors": errors}))
+
+
+# Processes x threads on one queue ---------------------------------------------------------
+
+
+def stress_producer(name: str, producer: int, threads: int, count: int, work: int) -> None:
+    """A producer process: ``threads`` threads on one handle, each putting ``count``
+    messages ``(producer, thread, seq)`` (mixed sizes, decoding runs Python code)."""
+    import faulthandler
+    import threading
+
+    faulthandler.enable()
+    sys.setswitchinterval(0.0005)
+    q = shmq.Queue(name, create=False)
+    errors: list[str] = []
+
+    def run(t: int) -> None:
+        try:
+            produce_thread(q, producer, t, count, "mixed" if t % 2 else "small", work)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(f"producer {producer} thread {t}: {type(e).__name__}: {e}")
+
+    ts = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+    _start_all(ts)
+    for t in ts:
+        t.join()
+    q.close()
+    if errors:
+        raise SystemExit("; ".join(errors))
+
+
+def stress_consumer(name: str, consumer: int, threads: int, done: Any, out: str) -> None:
+    """A consumer process: ``threads`` threads on one handle taking messages until the queue
+    is empty once ``done`` is set; writes what each thread took, in order, to ``out``."""
+    import faulthandler
+    import json
+    import threading
+
+    faulthandler.enable()
+    sys.setswitchinterval(0.0005)
+    q = shmq.Queue(name, create=False)
+    errors: list[str] = []
+    got: list[list[Any]] = [[] for _ in range(threads)]
+    ts = [threading.Thread(target=consume_thread, args=(q, i, done, got[i], errors)) for i in range(threads)]
+    _start_all(ts)
+    for t in ts:
+        t.join()
+    q.close()
+    Path(out).write_text(json.dumps({"got": got, "errors": errors}))
