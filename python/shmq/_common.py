@@ -12,7 +12,9 @@ from collections.abc import Iterable
 import os
 import re
 import secrets
+import signal
 import sys
+import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, TypedDict, TypeGuard, Union
 
@@ -242,6 +244,33 @@ _live_handles: weakref.WeakSet[_Handle] = weakref.WeakSet()
 def register(handle: _Handle) -> None:
     """Closes ``handle`` at exit and re-attaches it in fork children (held weakly)."""
     _live_handles.add(handle)
+    _exit_cleanly_on_sigterm()
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """SIGTERM (what ``docker stop``, ``kill`` and ``Process.terminate()`` send) kills a
+    process without running ``atexit``: its handles would stay attached until someone reaps
+    them, and the last process of a queue would leave its segment in /dev/shm. So while the
+    handler is the default one, shmq installs one that exits cleanly instead (``SystemExit``
+    with status 128 + SIGTERM, the shell's convention for a process killed by it): handles
+    close, ``finally`` blocks and ``atexit`` run. A handler of the program's own (installed
+    before or after) is never replaced."""
+    global _sigterm_checked
+    if _sigterm_checked or threading.current_thread() is not threading.main_thread():
+        return
+    _sigterm_checked = True
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, exit_on_sigterm)
+
+
+_sigterm_checked = False
+
+
+def exit_on_sigterm(signum: int, frame: object) -> None:
+    """shmq's SIGTERM handler (see :func:`_exit_cleanly_on_sigterm`)."""
+    # Restored first: a second SIGTERM while cleaning up kills at once, as before.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise SystemExit(128 + signum)
 
 
 def _close_all() -> None:

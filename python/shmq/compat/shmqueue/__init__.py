@@ -102,6 +102,7 @@ from types import FrameType
 from typing import Any, Final, NamedTuple
 
 from ... import Queue
+from ..._common import exit_on_sigterm
 from ..._errors import (
     CodecError,
     DecodeError,
@@ -521,7 +522,10 @@ class ShmQueue:
         thread."""
         ref = weakref.ref(self)
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, _chained_handler(ref, signal.getsignal(signum)))
+            previous = signal.getsignal(signum)
+            if previous is exit_on_sigterm:  # shmq's stand-in for the default: as the default
+                previous = signal.SIG_DFL
+            signal.signal(signum, _chained_handler(ref, previous))
         weakref.finalize(self, self._q.close)
         if register_atexit:
             atexit.register(self.shutdown, use_gc=False)
