@@ -546,6 +546,9 @@ def test_set_console_handlers_sigint_still_raises_keyboardinterrupt(qname: str) 
     code = (
         "import os, signal, sys\n"
         "import shmq.compat.shmqueue as shmqueue\n"
+        # Ctrl-C raises KeyboardInterrupt before the call, even if this run inherited SIGINT
+        # ignored (a shell's background job does): the test is whether it still does after.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "q = shmqueue.ShmQueue(sys.argv[1])\n"
         "q.set_console_handlers()\n"
         "try:\n"
