@@ -6,12 +6,12 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.deps-installed
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: setup build demo test test-rust test-python lint fmt bench bench-rust clean
+.PHONY: setup build demo test test-rust test-python lint fmt bench bench-rust clean loom asan memcheck
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet "maturin>=1.5,<2" "pytest>=7" "pytest-timeout>=2" "mypy>=1.8" "msgpack>=1.0" "rich>=13" "pyzmq>=25"
+	$(PIP) install --quiet "maturin>=1.5,<2" "pytest>=7" "pytest-timeout>=2" "mypy>=1.8" "msgpack>=1.0" "rich>=13" "pyzmq>=25" "cloudpickle>=2"
 	touch $(STAMP)
 
 ## setup: virtualenv with the dependencies, and shmq built in release mode into it
@@ -25,7 +25,7 @@ demo: setup
 	$(PY) examples/python/demo.py
 
 ## test: set everything up, then run every check and test (Rust and Python)
-test: setup lint test-rust loom test-python
+test: setup lint test-rust loom asan test-python
 
 lint: $(STAMP)
 	cargo fmt --all -- --check
@@ -58,3 +58,24 @@ clean:
 loom:
 	RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 LOOM_MAX_BRANCHES=100000 CARGO_TARGET_DIR=target/loom \
 		cargo test -p shmq-core --test loom --release --quiet
+
+## asan: the heap-backed core tests (not loom: its models run under `--cfg loom`) under
+## AddressSanitizer and LeakSanitizer, with the nightly toolchain, in their own target dir;
+## `--target` keeps build scripts and proc-macros uninstrumented. Without a nightly toolchain
+## (-Zsanitizer needs one), the same tests under valgrind memcheck instead.
+MEMORY_TESTS := --lib --test ring --test broadcast --test repair --test hostile --test hostile_broadcast
+asan:
+	@if cargo +nightly --version >/dev/null 2>&1; then \
+		echo "asan: AddressSanitizer, $$(rustc +nightly --version)"; \
+		RUSTFLAGS="-Zsanitizer=address" ASAN_OPTIONS="detect_leaks=1" \
+			cargo +nightly test -p shmq-core --target x86_64-unknown-linux-gnu \
+			--target-dir target/asan $(MEMORY_TESTS) --quiet; \
+	else \
+		echo "asan: no nightly toolchain for -Zsanitizer=address: valgrind memcheck instead"; \
+		$(MAKE) --no-print-directory memcheck; \
+	fi
+
+## memcheck: the same tests under valgrind memcheck (fewer property cases: ~20x slower)
+memcheck:
+	PROPTEST_CASES=64 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite" \
+		cargo test -p shmq-core $(MEMORY_TESTS) --quiet

@@ -136,6 +136,34 @@ def read_all(fd: int, timeout: float = 30.0) -> bytes:
             data += chunk
 
 
+NOBODY = 65534
+
+
+def open_as(uid: int, name: str, **kwargs: Any) -> str:
+    """In a forked child that dropped root to ``uid`` (group too): ``"opened"``, or what
+    opening ``name`` read-write (with ``kwargs``) raised, as
+    ``"<type>|<is a PermissionError>|<message>"``."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            shmq.Queue(name, create=False, **kwargs)
+            msg = "opened"
+        except BaseException as e:  # noqa: BLE001
+            msg = f"{type(e).__name__}|{isinstance(e, PermissionError)}|{e}"
+        os.write(w, msg.encode())
+        os._exit(0)
+    os.close(w)
+    try:
+        return read_all(r, 30).decode()
+    finally:
+        os.close(r)
+        reap_forked(pid, 30)
+
+
 def kill_pool(executor: Any) -> None:
     """Kills the worker processes of a ``ProcessPoolExecutor`` that may be stuck."""
     for p in list((getattr(executor, "_processes", None) or {}).values()):

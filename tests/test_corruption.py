@@ -17,7 +17,8 @@ MakeQueue = Callable[..., shmq.Queue]
 
 pytestmark = pytest.mark.timeout(30)
 
-# Offsets in the segment header (docs/protocol.md, layout version 1).
+# Offsets in the segment header (docs/protocol.md, layout version 2; checked against a live
+# segment by test_header_offsets_are_those_of_the_layout, so the pokes below cannot land in padding).
 VERSION, KIND, TOTAL_SIZE, SLOTS_OFFSET, DATA_OFFSET, CAPACITY = 8, 12, 16, 24, 32, 40
 MAX_SLOTS, READY, LANES = 64, 72, 76
 TAIL, HEAD, RELEASE = 128, 256, 384
@@ -75,6 +76,24 @@ def test_garbage_segment_raises_corrupted(qname: str, seg: Path, kind: str) -> N
     with pytest.raises(shmq.QueueExistsError):
         shmq.Queue(qname, create=True)
     assert seg.read_bytes() == content  # never written to
+
+
+def test_header_offsets_are_those_of_the_layout(make_queue: MakeQueue, seg: Path) -> None:
+    q = make_queue(capacity="64KiB", codec="raw")
+    size = seg.stat().st_size
+    assert seg.read_bytes()[:8] == b"SHMQRNG1"
+    assert (peek(seg, VERSION, "<I"), peek(seg, KIND, "<I")) == (2, 1)  # a queue
+    assert (peek(seg, READY, "<I"), peek(seg, LANES, "<I")) == (1, 4)
+    assert peek(seg, TOTAL_SIZE, "<Q") == size
+    assert peek(seg, SLOTS_OFFSET, "<Q") == CONTROL_SIZE
+    data_offset, capacity = peek(seg, DATA_OFFSET, "<Q"), peek(seg, CAPACITY, "<Q")
+    assert capacity == 64 * 1024 and data_offset + capacity == size and data_offset % 4096 == 0
+    assert CONTROL_SIZE + peek(seg, MAX_SLOTS, "<I") * 384 <= data_offset  # 384: slot size
+    q.put(b"x")  # one record: a 16-byte header and 1 byte, padded to 16
+    assert (peek(seg, TAIL, "<Q"), peek(seg, HEAD, "<Q")) == (32, 0)
+    assert q.get(timeout=5) == b"x"
+    assert (peek(seg, TAIL, "<Q"), peek(seg, HEAD, "<Q")) == (32, 32)
+    assert peek(seg, RELEASE, "<Q") in (0, 32)
 
 
 def test_valid_queue_with_overwritten_magic(make_queue: MakeQueue, qname: str, seg: Path) -> None:
@@ -177,9 +196,15 @@ def test_record_with_a_bad_length_is_reported(make_queue: MakeQueue, seg: Path) 
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root opens any segment whatever its mode")
 def test_segment_without_permission(make_queue: MakeQueue, qname: str) -> None:
     make_queue(mode=0o400)  # read-only even for its owner: opening read-write is refused
-    with pytest.raises(shmq.QueuePermissionError) as ei:
-        shmq.Queue(qname, create=False)
-    assert isinstance(ei.value, PermissionError)
+    if os.geteuid() != 0:
+        with pytest.raises(shmq.QueuePermissionError) as ei:
+            shmq.Queue(qname, create=False)
+        assert isinstance(ei.value, PermissionError)
+        return
+    # Root opens any segment whatever its mode (CI runs as root): give the segment to nobody
+    # and open it as nobody, its owner now, in a child that dropped root.
+    os.chown(h.segment_path(qname), h.NOBODY, h.NOBODY)
+    outcome = h.open_as(h.NOBODY, qname)  # "QueuePermissionError|<is a PermissionError>|<message>"
+    assert outcome.startswith("QueuePermissionError|True|") and qname in outcome, outcome

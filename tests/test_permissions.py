@@ -11,7 +11,7 @@ import pytest
 import _helpers as h
 import shmq
 
-NOBODY = 65534
+NOBODY = h.NOBODY
 
 
 def test_default_mode_is_0600_and_mode_is_exact(qname: str) -> None:
@@ -28,25 +28,7 @@ def test_default_mode_is_0600_and_mode_is_exact(qname: str) -> None:
 
 def _open_as_nobody(name: str, **kwargs: object) -> str:
     """In a forked child that dropped root: what opening ``name`` raises."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            shmq.Queue(name, create=False, **kwargs)  # type: ignore[call-overload]
-            msg = "opened"
-        except BaseException as e:  # noqa: BLE001
-            msg = f"{type(e).__name__}|{isinstance(e, PermissionError)}|{e}"
-        os.write(w, msg.encode())
-        os._exit(0)
-    os.close(w)
-    try:
-        return h.read_all(r, 30).decode()
-    finally:
-        os.close(r)
-        h.reap_forked(pid, 30)
+    return h.open_as(NOBODY, name, **kwargs)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")

@@ -1,5 +1,5 @@
 """shmq.compat.smq against the shared-multiprocess-queue 0.1.5 README
-(../shared/seeds/shared-multiprocess-queue-README.md): every documented call, across
+(examples/python/compat/shared-multiprocess-queue-README.md): every documented call, across
 processes, the README's examples as written (only the import changed), and the original's
 bugs that the compat module fixes (marked "fixed:")."""
 
@@ -38,7 +38,7 @@ from shmq.compat.smq import Empty, Full, SharedMemoryQueue
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "python" / "compat"
-SEED_README = ROOT.parent / "shared" / "seeds" / "shared-multiprocess-queue-README.md"
+README = EXAMPLES / "shared-multiprocess-queue-README.md"  # the original's README, as published
 RUN = "smqtest"  # run_id of the tests' queues: segments are shmq-smqtest.t<pid>-...
 
 
@@ -434,9 +434,8 @@ def _shm_entries() -> set[str]:
     return {p.name for p in Path("/dev/shm").iterdir() if p.name.startswith(shmq.SEGMENT_PREFIX)}
 
 
-@pytest.mark.skipif(not SEED_README.exists(), reason="the seed README is not next to the repository")
 def test_examples_are_the_readme_blocks_as_written() -> None:
-    blocks = re.findall(r"```python\n(.*?)```", SEED_README.read_text(), flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     texts = [s.read_text() for s in SCRIPTS]
     assert len(blocks) == len(SCRIPTS) == 8
     for block in blocks:

@@ -2,6 +2,8 @@
 //! recv; the survivors must repair what it left in flight and carry on: nothing committed is
 //! lost, nothing partial is delivered, counts and space come back.
 
+mod common;
+
 use shmq_core::ring::crash::{arm, CrashPoint};
 use shmq_core::ring::{Message, RecvTimeoutError, Ring, TryRecvError, TrySendError};
 use shmq_core::{Geometry, HeapBacking, HeapRegion};
@@ -26,7 +28,7 @@ fn die_at(r: &HeapRegion, point: CrashPoint, op: impl FnOnce(&Ring<HeapBacking>)
             arm(point);
             op(&victim);
             victim.backing().die();
-            std::mem::forget(victim); // killed: no detach, lane left taken
+            common::bury(victim); // killed: no detach, lane left taken
         });
     });
 }
@@ -190,7 +192,7 @@ fn a_process_killed_asleep_leaves_no_phantom_waiter() {
                 |_| {},
             );
             victim.backing().die();
-            std::mem::forget(victim);
+            common::bury(victim);
         });
     });
     assert_eq!(ring.reap_dead(), 1);

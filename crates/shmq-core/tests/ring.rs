@@ -1,6 +1,8 @@
 //! Heap-backed tests of the ring protocol: threads stand in for processes (each has its own
 //! `HeapBacking`, i.e. its own slot and leases). Sizes shrink under Miri.
 
+mod common;
+
 use shmq_core::ring::{Detached, Message, RecvTimeoutError, Ring, TryRecvError, TrySendError};
 use shmq_core::{Geometry, HeapBacking, HeapRegion};
 use std::collections::HashMap;
@@ -215,7 +217,7 @@ fn a_dead_process_is_reaped_and_its_slot_reused() {
     let b = open(&r);
     b.try_send(Message::raw(b"from b")).unwrap();
     b.backing().die();
-    std::mem::forget(b); // killed: no detach
+    common::bury(b); // killed: no detach
     assert_eq!(a.stats().attached, 2);
     assert_eq!(a.reap_dead(), 1);
     let s = a.stats();
