@@ -44,6 +44,26 @@ impl Wait {
     }
 }
 
+/// What a truncated segment (another process shrank it under us) is reported as.
+const TRUNCATED: &str = "the segment was truncated by another process (its pages read as zeros \
+     now): what was sent to it since may be lost; recreate the queue";
+
+/// The caller's waiter, and the check that stops a wait on a segment truncated under us
+/// (a consumer asleep on it would otherwise sleep for ever).
+struct Guarded<'a> {
+    inner: &'a mut dyn Waiter,
+    seg: &'a ShmSegment,
+}
+
+impl Waiter for Guarded<'_> {
+    fn park(&mut self, sleep: &mut (dyn FnMut() -> bool + Send)) -> bool {
+        self.inner.park(sleep)
+    }
+    fn interrupted(&mut self) -> bool {
+        self.seg.truncated() || self.inner.interrupted()
+    }
+}
+
 /// One process's attachment to a ring (private: the public types wrap it).
 pub struct Handle {
     ring: Option<Ring<ShmSegment>>,
@@ -159,7 +179,15 @@ impl Handle {
             Staged::default()
         };
         let batch = staged.messages(msgs);
-        match self.ring().send_many_blocking(&batch, wait.deadline(), w) {
+        let seg = self.ring().backing();
+        let mut w = Guarded { inner: w, seg };
+        let r = self
+            .ring()
+            .send_many_blocking(&batch, wait.deadline(), &mut w);
+        if seg.truncated() {
+            return Err(SendError::Corrupted(TRUNCATED));
+        }
+        match r {
             Ok(()) => {
                 drop(batch);
                 staged.keep();
@@ -191,14 +219,23 @@ impl Handle {
         let seg = self.ring().backing();
         let mut bad = None;
         let before = out.len();
+        let mut w = Guarded { inner: w, seg };
         let r = self
             .ring()
-            .recv_many_blocking(max, max_bytes, wait.deadline(), w, |m| {
-                match Received::of(seg, m, true) {
+            .recv_many_blocking(
+                max,
+                max_bytes,
+                wait.deadline(),
+                &mut w,
+                |m| match Received::of(seg, m, true) {
                     Ok(m) => out.push(f(m)),
                     Err(what) => bad = Some(what),
-                }
-            });
+                },
+            );
+        if seg.truncated() {
+            out.truncate(before);
+            return Err(RecvError::Corrupted(TRUNCATED));
+        }
         match r {
             Ok(_) => match bad {
                 Some(what) => Err(RecvError::Corrupted(what)),
@@ -222,19 +259,24 @@ impl Handle {
         let seg = self.ring().backing();
         let mut bad = None;
         let before = out.len();
-        let r = self
-            .ring()
-            .read_many_blocking(max, max_bytes, wait.deadline(), w, |d| match d {
-                Delivery::Message(m) => match Received::of(seg, m, false) {
-                    Ok(m) => out.push(f(m)),
-                    Err(what) => bad = Some(what),
-                },
-                // Overwritten while we read (lag policy): what this call took is void.
-                Delivery::Discard => {
-                    out.truncate(before);
-                    bad = None;
-                }
-            });
+        let mut w = Guarded { inner: w, seg };
+        let r =
+            self.ring()
+                .read_many_blocking(max, max_bytes, wait.deadline(), &mut w, |d| match d {
+                    Delivery::Message(m) => match Received::of(seg, m, false) {
+                        Ok(m) => out.push(f(m)),
+                        Err(what) => bad = Some(what),
+                    },
+                    // Overwritten while we read (lag policy): what this call took is void.
+                    Delivery::Discard => {
+                        out.truncate(before);
+                        bad = None;
+                    }
+                });
+        if seg.truncated() {
+            out.truncate(before);
+            return Err(RecvError::Corrupted(TRUNCATED));
+        }
         match r {
             Ok(_) => match bad {
                 Some(what) => Err(RecvError::Corrupted(what)),

@@ -1,5 +1,6 @@
 //! Linux: POSIX shared memory (`/dev/shm`), OFD byte-range locks as liveness leases, futexes.
 
+use super::sigbus::{self, Tracked};
 use shmq_core::Backing;
 use std::ffi::CString;
 use std::io;
@@ -28,6 +29,8 @@ pub struct ShmSegment {
     name: String,
     /// Owner and permission bits of the file, from `fstat` on the open descriptor.
     owner: Owner,
+    /// The mapping in the table of the SIGBUS handler (see `sigbus`).
+    tracked: Tracked,
 }
 
 /// What [`ShmSegment::open`] found.
@@ -174,6 +177,13 @@ impl ShmSegment {
         Self::map(fd, len, name, owner_of(&st)).map(Opened::Ready)
     }
 
+    /// Whether another process truncated the segment under us: a page we touched was gone
+    /// (and reads as zeros since; see `sigbus`).
+    #[inline]
+    pub fn truncated(&self) -> bool {
+        self.tracked.poisoned()
+    }
+
     /// Owner and permission bits of the segment, as `fstat` said when it was opened.
     pub fn owner(&self) -> Owner {
         self.owner
@@ -196,6 +206,7 @@ impl ShmSegment {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
+        sigbus::warm_up();
         Ok(Self {
             fd,
             ptr: ptr.cast(),
@@ -203,6 +214,7 @@ impl ShmSegment {
             pid: std::process::id(),
             name: name.to_owned(),
             owner,
+            tracked: Tracked::new(ptr.cast(), size),
         })
     }
 
@@ -363,6 +375,7 @@ fn fstat(fd: &OwnedFd) -> io::Result<libc::stat> {
 
 impl Drop for ShmSegment {
     fn drop(&mut self) {
+        self.tracked.forget();
         // SAFETY: `ptr`/`len` are the mapping made in `map`, unmapped exactly once here; no
         // reference into it outlives `self` (the ring borrows from `self`).
         unsafe { libc::munmap(self.ptr.cast(), self.len as usize) };

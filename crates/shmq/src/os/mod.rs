@@ -4,6 +4,8 @@
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
+mod sigbus;
+#[cfg(target_os = "linux")]
 pub use linux::{
     effective_uid, list_segments, random_u64, segment_exists, shm_free_bytes, Opened, Owner,
     ShmSegment, SEGMENT_PREFIX, SIDE_PREFIX,
