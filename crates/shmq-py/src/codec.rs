@@ -1,7 +1,7 @@
 //! Codecs: Python objects to payloads and back (raw bytes, pickle, msgpack, user codecs),
 //! and the stash of messages taken but not yet returned.
 
-use crate::buffer::{bytes_like, Payload};
+use crate::buffer::{bytes_like, Payload, PyMessageView, Taken};
 use crate::errors::{decode_error, CodecError, PickleNotAllowedError};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -196,6 +196,51 @@ impl Codecs {
                 }
             },
         }
+    }
+
+    /// Whether a message of `codec` is decoded from a buffer object by this handle (pickle,
+    /// if allowed, and msgpack): then a large one may be copied to scratch rather than
+    /// `bytes` (see [`crate::buffer::Taken::of_one`]).
+    pub(crate) fn decodes_from_buffer(&self, codec: u16) -> bool {
+        (codec == CODEC_PICKLE && self.allow_pickle) || codec == CODEC_MSGPACK
+    }
+
+    /// Decodes a message taken off a ring: from the scratch buffer through a `MessageView`
+    /// (pickle, msgpack), otherwise from `bytes`.
+    pub(crate) fn decode_taken<'py>(
+        &self,
+        py: Python<'py>,
+        taken: Taken<'py>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let Taken::Scratch(codec, scratch) = taken else {
+            let (codec, raw) = taken.into_raw(py)?;
+            return self.decode(raw, codec);
+        };
+        let loads = match codec {
+            CODEC_PICKLE => pickle(py)?.1.bind(py).clone(),
+            _ => msgpack(py)?.1.bind(py).clone(),
+        };
+        let view = Bound::new(py, PyMessageView::new(scratch.clone(), scratch.bytes()))?;
+        let result = loads.call1((&view,));
+        drop(view);
+        let result = match result {
+            Ok(obj) => Ok(obj),
+            // A failure to decode keeps the message's bytes (`DecodeError.raw`), from the
+            // scratch before it is reused; KeyboardInterrupt and the like pass through.
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyException>(py) => {
+                let raw = PyBytes::new(py, scratch.bytes());
+                let what = if codec == CODEC_PICKLE {
+                    "pickle"
+                } else {
+                    "msgpack"
+                };
+                let msg = format!("could not decode a message with codec {codec} ({what}): {e}");
+                Err(decode_error(py, false, msg, &raw, codec, Some(e)))
+            }
+            Err(e) => Err(e),
+        };
+        scratch.give_back();
+        result
     }
 
     /// Decodes a batch in order. At the first message that cannot be decoded: if messages

@@ -39,6 +39,14 @@ impl Sender for shmq::Broadcast {
     }
 }
 
+fn message<'a>((codec, p): &'a (u16, Payload<'_>)) -> Message<'a> {
+    Message {
+        codec: *codec,
+        flags: 0,
+        payload: p.as_slice(),
+    }
+}
+
 /// Sends `payloads` in order (at once when they fit in the ring together). Large payloads
 /// are copied without the GIL.
 pub(crate) fn send_payloads<T: Sender>(
@@ -49,22 +57,23 @@ pub(crate) fn send_payloads<T: Sender>(
     wait: Wait,
 ) -> PyResult<()> {
     let to = att.get(py)?;
-    let msgs: Vec<Message<'_>> = payloads
-        .iter()
-        .map(|(codec, p)| Message {
-            codec: *codec,
-            flags: 0,
-            payload: p.as_slice(),
-        })
-        .collect();
+    // One message (a put) goes without an allocation.
+    let (one, many): ([Message<'_>; 1], Vec<Message<'_>>);
+    let msgs: &[Message<'_>] = if let [single] = payloads {
+        one = [message(single)];
+        &one
+    } else {
+        many = payloads.iter().map(message).collect();
+        &many
+    };
     let bytes: usize = msgs.iter().map(|m| m.payload.len()).sum();
     let (r, stopped) = if bytes >= COPY_WITHOUT_GIL {
         let mut w = att.detached_waiter();
-        let r = py.detach(|| to.send_many_with(&msgs, wait, &mut w));
+        let r = py.detach(|| to.send_many_with(msgs, wait, &mut w));
         (r, w.take_error())
     } else {
         let mut w = att.waiter(py);
-        let r = to.send_many_with(&msgs, wait, &mut w);
+        let r = to.send_many_with(msgs, wait, &mut w);
         (r, w.take_error())
     };
     r.map_err(|e| {

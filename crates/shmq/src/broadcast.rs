@@ -226,13 +226,11 @@ impl Subscriber {
     }
     /// Receives the next message into `buf` (cleared first); returns its codec id.
     pub fn recv_into(&self, buf: &mut Vec<u8>, wait: Wait) -> Result<u16, RecvError> {
-        let mut codec = Vec::with_capacity(1);
-        self.recv_many_with(1, u64::MAX, wait, &mut Plain, &mut codec, |m| {
+        self.recv_with(wait, &mut Plain, |m| {
             buf.clear();
             m.extend_into(buf);
             m.codec()
-        })?;
-        Ok(codec[0])
+        })
     }
     /// Reads up to `max` messages (see [`crate::Queue::recv_many_with`], whose rules for `f`
     /// apply: it runs while the subscription's read turn is held). With the lag policy, `f`
@@ -248,6 +246,17 @@ impl Subscriber {
         f: impl FnMut(Received<'_>) -> T,
     ) -> Result<usize, RecvError> {
         self.h.read_many(max, max_bytes, wait, waiter, out, f)
+    }
+    /// Reads one message, handing it to `f` (see [`Subscriber::recv_many_with`]).
+    pub fn recv_with<T>(
+        &self,
+        wait: Wait,
+        waiter: &mut dyn Waiter,
+        f: impl FnMut(Received<'_>) -> T,
+    ) -> Result<T, RecvError> {
+        let mut out = None;
+        self.h.read_many(1, u64::MAX, wait, waiter, &mut out, f)?;
+        out.ok_or(RecvError::Corrupted("a read of one message returned none"))
     }
     /// Lends the next message without copying it (block policy only): publishers cannot
     /// overwrite it until the returned [`Lent`] is dropped. `&mut self` keeps other reads of

@@ -64,6 +64,40 @@ impl Waiter for Guarded<'_> {
     }
 }
 
+/// Where a receive puts what its callback makes: a `Vec` for batches, an `Option` for one
+/// message (no allocation).
+pub(crate) trait Sink<T> {
+    fn len(&self) -> usize;
+    fn push(&mut self, v: T);
+    fn truncate(&mut self, len: usize);
+}
+
+impl<T> Sink<T> for Vec<T> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn push(&mut self, v: T) {
+        Vec::push(self, v);
+    }
+    fn truncate(&mut self, len: usize) {
+        Vec::truncate(self, len);
+    }
+}
+
+impl<T> Sink<T> for Option<T> {
+    fn len(&self) -> usize {
+        usize::from(self.is_some())
+    }
+    fn push(&mut self, v: T) {
+        *self = Some(v);
+    }
+    fn truncate(&mut self, len: usize) {
+        if len == 0 {
+            *self = None;
+        }
+    }
+}
+
 /// One process's attachment to a ring (private: the public types wrap it).
 pub struct Handle {
     ring: Option<Ring<ShmSegment>>,
@@ -125,6 +159,12 @@ impl Handle {
         w: &mut dyn Waiter,
     ) -> Result<(), SendManyError> {
         let max = self.max_message_size();
+        if let [one] = msgs {
+            // The usual case: no chunking to plan.
+            return self
+                .send_chunk(std::slice::from_ref(one), wait, w)
+                .map_err(|error| SendManyError { sent: 0, error });
+        }
         if !self.allow_large {
             if let Some(m) = msgs.iter().find(|m| m.payload.len() as u64 > max) {
                 let size = m.payload.len() as u64;
@@ -213,7 +253,7 @@ impl Handle {
         max_bytes: u64,
         wait: Wait,
         w: &mut dyn Waiter,
-        out: &mut Vec<T>,
+        out: &mut impl Sink<T>,
         mut f: impl FnMut(Received<'_>) -> T,
     ) -> Result<usize, RecvError> {
         let seg = self.ring().backing();
@@ -253,7 +293,7 @@ impl Handle {
         max_bytes: u64,
         wait: Wait,
         w: &mut dyn Waiter,
-        out: &mut Vec<T>,
+        out: &mut impl Sink<T>,
         mut f: impl FnMut(Received<'_>) -> T,
     ) -> Result<usize, RecvError> {
         let seg = self.ring().backing();

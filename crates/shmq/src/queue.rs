@@ -131,12 +131,10 @@ impl Queue {
     /// message's codec id.
     pub fn recv_into(&self, buf: &mut Vec<u8>, wait: Wait) -> Result<u16, RecvError> {
         buf.clear();
-        let mut codec = Vec::with_capacity(1);
-        self.recv_many_with(1, u64::MAX, wait, &mut Plain, &mut codec, |m| {
+        self.recv_with(wait, &mut Plain, |m| {
             m.extend_into(buf);
             m.codec()
-        })?;
-        Ok(codec[0])
+        })
     }
     /// Receives up to `max` messages (stopping before one that would take the batch's
     /// payload past `max_bytes`; the first is always taken), waiting for the first as
@@ -156,6 +154,21 @@ impl Queue {
         f: impl FnMut(Received<'_>) -> T,
     ) -> Result<usize, RecvError> {
         self.h.recv_many(max, max_bytes, wait, waiter, out, f)
+    }
+
+    /// Receives one message, handing it to `f` while it is claimed (the rules of
+    /// [`Queue::recv_many_with`] apply to `f`), waiting as `wait` says.
+    pub fn recv_with<T>(
+        &self,
+        wait: Wait,
+        waiter: &mut dyn Waiter,
+        f: impl FnMut(Received<'_>) -> T,
+    ) -> Result<T, RecvError> {
+        let mut out = None;
+        self.h.recv_many(1, u64::MAX, wait, waiter, &mut out, f)?;
+        out.ok_or(RecvError::Corrupted(
+            "a receive of one message returned none",
+        ))
     }
 
     /// Messages queued (approximate while others are busy, exact with a `maxsize`).
