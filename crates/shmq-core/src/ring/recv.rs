@@ -1,0 +1,230 @@
+//! Receiving from a queue: scanning ready records from `head`, claiming them (SYNC C1),
+//! handing them to the caller and marking them consumed (SYNC C3), and waiting for data.
+
+use super::record::MarkConsumed;
+use super::{RecordView, Ring, Side, TryRecvError};
+use crate::backing::Backing;
+use crate::layout::*;
+use crate::sync::Ordering;
+use std::time::Instant;
+
+impl<B: Backing> Ring<B> {
+    /// Receives one message if one is ready, handing it to `f` while it is claimed.
+    ///
+    /// `f` runs with one of this attachment's lanes held and the record claimed: it must copy
+    /// what it needs and return, never block, wait for a lock, or run foreign code (a
+    /// binding's user callbacks or deserialisers), or the attachment's other threads and
+    /// every producer waiting for the space may wait on it.
+    pub fn try_recv_with<R>(&self, f: impl FnOnce(RecordView<'_>) -> R) -> Result<R, TryRecvError> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.try_recv_many_with(1, |view| out = Some((f.take().unwrap())(view)))?;
+        Ok(out.unwrap())
+    }
+
+    /// Receives up to `max` consecutive ready messages, handing each to `f` in order while it
+    /// is claimed. Returns how many; `Err(Empty)` if none.
+    pub fn try_recv_many_with(
+        &self,
+        max: usize,
+        f: impl FnMut(RecordView<'_>),
+    ) -> Result<usize, TryRecvError> {
+        self.try_recv_many_limited(max, u64::MAX, f)
+    }
+
+    /// As [`Ring::try_recv_many_with`], stopping before a message that would take the payload
+    /// bytes of the batch past `max_bytes` (the first message is always taken): a batch of
+    /// large messages then holds only a bounded amount of memory at once.
+    pub fn try_recv_many_limited(
+        &self,
+        max: usize,
+        max_bytes: u64,
+        mut f: impl FnMut(RecordView<'_>),
+    ) -> Result<usize, TryRecvError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        if self.g.is_broadcast() {
+            return Err(TryRecvError::Corrupted(
+                "a broadcast ring is read through a subscription",
+            ));
+        }
+        // A run of only abandoned records is skipped and we look again; each pass moves
+        // `head` forward, and a ring holds at most `capacity / 16` records.
+        for _ in 0..=self.g.capacity / RECORD_ALIGN {
+            match self.try_claim_and_take(max, max_bytes, &mut f) {
+                Ok(0) => continue,
+                r => return r,
+            }
+        }
+        Err(TryRecvError::Corrupted(
+            "more abandoned records than the ring can hold",
+        ))
+    }
+
+    fn try_claim_and_take(
+        &self,
+        max: usize,
+        max_bytes: u64,
+        f: &mut impl FnMut(RecordView<'_>),
+    ) -> Result<usize, TryRecvError> {
+        let c = self.control();
+        let lane = self.try_lane().ok_or(TryRecvError::Busy)?;
+        // SYNC C1: Acquire pairs with the Release CAS of the consumer that moved head there; it
+        // had read a tail at least that large, so our tail load below cannot be older (found
+        // by the loom model `two_producers_two_consumers_each_message_once`).
+        let mut head = c.head.load(Ordering::Acquire);
+        let (end, count, permits) = loop {
+            // Acquire: with head <= tail read after head, `[head, tail)` is reserved.
+            let tail = c.tail.load(Ordering::Acquire);
+            if head > tail {
+                head = c.head.load(Ordering::Acquire);
+                if head > c.tail.load(Ordering::Acquire) {
+                    return Err(TryRecvError::Corrupted("head is ahead of tail"));
+                }
+                continue;
+            }
+            let Some((end, count, permits)) = self.scan(head, tail, max, max_bytes)? else {
+                head = c.head.load(Ordering::Acquire); // stale: the records were reused
+                continue;
+            };
+            if end == head {
+                drop(lane);
+                if head < tail {
+                    self.check_stuck(); // a producer is writing at head, or died doing so
+                }
+                return Err(TryRecvError::Empty);
+            }
+            lane.lane.get_start.store(head, Ordering::Relaxed);
+            lane.lane.get_end.store(end, Ordering::Relaxed);
+            lane.lane.get_state.store(INTENT_PENDING, Ordering::Relaxed);
+            // SYNC C1 (claim): Release publishes the lane intent to whoever sees the new head
+            // (a reclaimer or repairer). The records' contents were acquired by the stamp loads
+            // in `scan`; nothing else needs Acquire here.
+            match c
+                .head
+                .compare_exchange_weak(head, end, Ordering::Release, Ordering::Acquire)
+            {
+                Ok(_) => break (end, count, permits),
+                Err(x) => head = x,
+            }
+        };
+        crash_point!(AfterClaimCas, lane, Err(TryRecvError::Corrupted("crashed")));
+        if self.g.maxsize > 0 {
+            // Relaxed: see `take_permits`. Done before OWNED, so a repairer knows an OWNED
+            // claim has given its permits back.
+            c.count.fetch_sub(count + permits, Ordering::Relaxed);
+        }
+        lane.lane.get_state.store(INTENT_OWNED, Ordering::Relaxed);
+        crash_point!(AfterClaim, lane, Err(TryRecvError::Corrupted("crashed")));
+        let mut pos = head;
+        let mut result = Ok(count as usize);
+        while pos < end {
+            // Re-validated: another process could have scribbled on the header since `scan`.
+            let rec = match self.record(pos, end) {
+                Ok(Some(rec)) if rec.state == COMMITTED || rec.state == ABANDONED => rec,
+                Ok(_) => {
+                    result = Err(TryRecvError::Corrupted("claimed record changed state"));
+                    break;
+                }
+                Err(what) => {
+                    result = Err(TryRecvError::Corrupted(what));
+                    break;
+                }
+            };
+            if rec.state == COMMITTED {
+                // SAFETY: the CAS on head gave this lane `[head, end)`; `record` checked that
+                // `len <= max_payload() < capacity`.
+                let (first, second) = unsafe { self.payload(pos, rec.len) };
+                let done = MarkConsumed {
+                    cell: self.cell(pos),
+                    stamp: self.g.tag(pos) | CONSUMED,
+                };
+                f(RecordView {
+                    codec: rec.codec,
+                    flags: rec.flags,
+                    first,
+                    second,
+                });
+                drop(done);
+            }
+            pos += rec.size;
+        }
+        lane.lane.get_state.store(INTENT_NONE, Ordering::Release);
+        drop(lane);
+        self.slot_at(self.slot)
+            .counters
+            .gets
+            .fetch_add(count, Ordering::Relaxed);
+        self.notify(Side::Space);
+        result
+    }
+
+    /// Scans ready records from `head` (below `tail`). Returns the end of the ready run, the
+    /// messages in it and the permits carried by abandoned records in it; `None` if `head`
+    /// moved meanwhile, so what was read may be stale.
+    fn scan(
+        &self,
+        head: u64,
+        tail: u64,
+        max: usize,
+        max_bytes: u64,
+    ) -> Result<Option<(u64, u64, u64)>, TryRecvError> {
+        let mut pos = head;
+        let mut count = 0u64;
+        let mut permits = 0u64;
+        let mut bytes = 0u64;
+        while pos < tail && (count as usize) < max {
+            // SYNC P2 (publish): `record` loads the stamp with Acquire, pairing with the
+            // producer's Release store.
+            let rec = match self.record(pos, tail) {
+                Ok(Some(rec)) if rec.state == COMMITTED || rec.state == ABANDONED => rec,
+                Ok(_) => break, // not written yet (or being repaired)
+                Err(what) => {
+                    return if self.control().head.load(Ordering::Acquire) == head {
+                        Err(TryRecvError::Corrupted(what))
+                    } else {
+                        Ok(None)
+                    };
+                }
+            };
+            if rec.state == COMMITTED {
+                bytes = bytes.saturating_add(rec.len);
+                if count > 0 && bytes > max_bytes {
+                    break;
+                }
+                count += 1;
+            } else {
+                permits += rec.permits;
+            }
+            pos += rec.size;
+        }
+        Ok(Some((pos, count, permits)))
+    }
+
+    /// Whether a record is ready at `head` (a cheap check for waiters).
+    fn data_ready(&self) -> bool {
+        let c = self.control();
+        let head = c.head.load(Ordering::Relaxed);
+        if head >= c.tail.load(Ordering::Acquire) {
+            return false;
+        }
+        let state = self.cell(head).stamp.load(Ordering::Acquire) ^ self.g.tag(head);
+        state == COMMITTED || state == ABANDONED
+    }
+
+    /// Whether the record at `head` is reserved but not yet written (its producer is busy,
+    /// or dead).
+    fn head_in_flight(&self) -> bool {
+        let c = self.control();
+        c.head.load(Ordering::Relaxed) < c.tail.load(Ordering::Acquire) && !self.data_ready()
+    }
+
+    /// Waits until a message may be ready, at most until `until`. Another consumer may still
+    /// take it first.
+    pub(super) fn wait_for_data(&self, until: Option<Instant>) -> bool {
+        self.wait_for(Side::Data, until, &|| self.data_ready(), &|| {
+            self.head_in_flight()
+        })
+    }
+}
