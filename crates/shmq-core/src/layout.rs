@@ -132,6 +132,99 @@ pub const SLOT_ATTACHED: u64 = 1;
 /// Slot state: a process is reaping this slot after its holder died.
 pub const SLOT_REAPING: u64 = 2;
 
+/// Bits of a packed word ([`SlotWord`], [`PutIntent`]) that hold its state.
+const STATE_BITS: u32 = 8;
+/// Mask of those bits.
+const STATE_BITS_MASK: u64 = (1 << STATE_BITS) - 1;
+
+/// The word in [`Slot::state`]: `generation << 8 | SLOT_*`. The generation goes up by one
+/// (wrapping in its 56 bits) each time the slot is claimed, so a CAS on the word never
+/// mistakes a later holder for an earlier one. Unpacking and packing round-trip every
+/// `u64` exactly, so a word read from shared memory (even garbage) can be the expected
+/// value of a CAS after a round trip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotWord {
+    /// Claim count of the slot (56 bits).
+    pub gen: u64,
+    /// `SLOT_FREE`, `SLOT_ATTACHED` or `SLOT_REAPING` (any 8-bit value in a scribbled word).
+    pub state: u64,
+}
+
+impl SlotWord {
+    /// Decodes a slot state word.
+    #[inline]
+    pub const fn unpack(word: u64) -> Self {
+        Self {
+            gen: word >> STATE_BITS,
+            state: word & STATE_BITS_MASK,
+        }
+    }
+
+    /// Encodes it (the generation's bits above 56 are dropped).
+    #[inline]
+    pub const fn pack(self) -> u64 {
+        self.gen << STATE_BITS | (self.state & STATE_BITS_MASK)
+    }
+
+    /// The same generation in another state.
+    #[inline]
+    pub const fn with_state(self, state: u64) -> Self {
+        Self { state, ..self }
+    }
+
+    /// The word of the next claim: generation + 1, in `state`.
+    #[inline]
+    pub const fn next_claim(self, state: u64) -> Self {
+        Self {
+            gen: self.gen.wrapping_add(1) & (u64::MAX >> STATE_BITS),
+            state,
+        }
+    }
+}
+
+/// The word in [`Lane::put_state`]: `permits << 32 | INTENT_*`, the intent of the put in
+/// the low 8 bits and the maxsize permits the lane holds in the high 32 (bits 8..32 are 0).
+/// [`Lane::get_state`] holds a bare `INTENT_*` (a claim holds no permits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PutIntent {
+    /// `INTENT_NONE`, `INTENT_PENDING` or `INTENT_OWNED`.
+    pub state: u64,
+    /// Maxsize permits taken for the messages of this put (at most `u32::MAX`).
+    pub permits: u64,
+}
+
+/// Where [`PutIntent::permits`] starts.
+const PERMITS_SHIFT: u32 = 32;
+
+impl PutIntent {
+    /// No put in flight and no permits held.
+    pub const NONE: Self = Self {
+        state: INTENT_NONE,
+        permits: 0,
+    };
+
+    /// Decodes a put intent word.
+    #[inline]
+    pub const fn unpack(word: u64) -> Self {
+        Self {
+            state: word & STATE_BITS_MASK,
+            permits: word >> PERMITS_SHIFT,
+        }
+    }
+
+    /// Encodes it (permits above 32 bits are dropped; a batch holds far fewer).
+    #[inline]
+    pub const fn pack(self) -> u64 {
+        self.permits << PERMITS_SHIFT | (self.state & STATE_BITS_MASK)
+    }
+
+    /// The same permits in another intent state.
+    #[inline]
+    pub const fn with_state(self, state: u64) -> Self {
+        Self { state, ..self }
+    }
+}
+
 /// A 128-byte aligned cell: two cache lines, so the adjacent-line prefetcher does not make
 /// neighbours share.
 #[repr(C, align(128))]
@@ -247,7 +340,7 @@ pub struct Lane {
     /// 0 = free, 1 = taken (by a thread of the slot's process).
     pub busy: AtomicU32,
     _reserved: AtomicU32,
-    /// `INTENT_*` in the low 8 bits; maxsize permits held in the high 32 bits.
+    /// `INTENT_*` in the low 8 bits; maxsize permits held in the high 32 bits: a [`PutIntent`].
     pub put_state: AtomicU64,
     /// Reservation `[put_start, put_end)` this lane is taking or owns.
     pub put_start: AtomicU64,
@@ -277,7 +370,7 @@ pub struct SlotCounters {
 #[repr(C, align(128))]
 #[derive(Debug, Default)]
 pub struct Slot {
-    /// `generation << 8 | SLOT_*`.
+    /// `generation << 8 | SLOT_*`: a [`SlotWord`].
     pub state: AtomicU64,
     /// Process id of the holder (informational: liveness comes from the lease).
     pub pid: AtomicU32,
@@ -563,6 +656,44 @@ mod tests {
         assert_eq!(control_size(), 1280);
         assert_eq!(slot_size(), 384);
         assert_eq!(core::mem::size_of::<Lane>(), 64);
+    }
+
+    #[test]
+    fn packed_words_keep_their_encoding() {
+        // docs/protocol.md states these encodings; the shared layout must not change.
+        let w = SlotWord {
+            gen: 3,
+            state: SLOT_ATTACHED,
+        };
+        assert_eq!(w.pack(), 3 << 8 | SLOT_ATTACHED);
+        assert_eq!(w.with_state(SLOT_REAPING).pack(), 3 << 8 | SLOT_REAPING);
+        assert_eq!(w.next_claim(SLOT_ATTACHED).pack(), 4 << 8 | SLOT_ATTACHED);
+        // The generation wraps in its 56 bits.
+        let last = SlotWord::unpack(u64::MAX);
+        assert_eq!((last.gen, last.state), (u64::MAX >> 8, 0xFF));
+        assert_eq!(last.next_claim(SLOT_FREE).pack(), SLOT_FREE);
+        // Any word, garbage included, round-trips (it may be the expected value of a CAS).
+        for word in [0, 1, 0x1234_5678_9abc_def0, u64::MAX, u64::MAX - 0xFF] {
+            assert_eq!(SlotWord::unpack(word).pack(), word);
+        }
+        let p = PutIntent {
+            state: INTENT_OWNED,
+            permits: 5,
+        };
+        assert_eq!(p.pack(), 5 << 32 | INTENT_OWNED);
+        assert_eq!(PutIntent::unpack(p.pack()), p);
+        assert_eq!(
+            p.with_state(INTENT_PENDING).pack(),
+            5 << 32 | INTENT_PENDING
+        );
+        assert_eq!(PutIntent::NONE.pack(), INTENT_NONE);
+        assert_eq!(
+            PutIntent::unpack(u64::MAX),
+            PutIntent {
+                state: 0xFF,
+                permits: u64::from(u32::MAX)
+            }
+        );
     }
 
     #[test]

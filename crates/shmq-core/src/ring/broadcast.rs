@@ -610,7 +610,7 @@ impl<B: Backing> Ring<B> {
         let mut out = Vec::new();
         for i in 0..n {
             let s = self.slot_at(i);
-            if s.state.load(Ordering::Acquire) & 0xFF != SLOT_ATTACHED {
+            if SlotWord::unpack(s.state.load(Ordering::Acquire)).state != SLOT_ATTACHED {
                 continue;
             }
             let cur = s.cursor.load(Ordering::Acquire);

@@ -73,7 +73,7 @@ impl<B: Backing> Ring<B> {
         );
         for i in 0..self.g.max_slots {
             let s = self.slot_at(i);
-            if s.state.load(Ordering::Relaxed) & 0xFF == SLOT_FREE {
+            if SlotWord::unpack(s.state.load(Ordering::Relaxed)).state == SLOT_FREE {
                 continue;
             }
             // Wrapping: counters come from shared memory (garbage must not panic), and the
@@ -155,25 +155,26 @@ impl<B: Backing> Ring<B> {
         );
         for i in 0..self.g.max_slots {
             let s = self.slot_at(i);
-            let state = s.state.load(Ordering::Relaxed);
+            let state = SlotWord::unpack(s.state.load(Ordering::Relaxed));
             let _ = write!(
                 out,
                 "slot {i}: gen={} state={} alive={} cursor={} missed={}",
-                state >> 8,
-                state & 0xFF,
+                state.gen,
+                state.state,
                 self.b.lease_held_elsewhere(i),
                 s.cursor.load(Ordering::Relaxed) as i64,
                 s.missed.load(Ordering::Relaxed),
             );
             for (k, l) in s.lanes.iter().enumerate() {
-                let put = l.put_state.load(Ordering::Relaxed);
+                let put = PutIntent::unpack(l.put_state.load(Ordering::Relaxed));
                 let get = l.get_state.load(Ordering::Relaxed);
-                if put & 0xFF != 0 || get != 0 || l.busy.load(Ordering::Relaxed) != 0 {
+                if put.state != INTENT_NONE || get != 0 || l.busy.load(Ordering::Relaxed) != 0 {
                     let _ = write!(
                         out,
-                        " lane{k}[busy={} put={}:{}..{} get={}:{}..{}]",
+                        " lane{k}[busy={} put={}+{}p:{}..{} get={}:{}..{}]",
                         l.busy.load(Ordering::Relaxed),
-                        put,
+                        put.state,
+                        put.permits,
                         l.put_start.load(Ordering::Relaxed),
                         l.put_end.load(Ordering::Relaxed),
                         get,

@@ -112,7 +112,7 @@ impl<B: Backing> Ring<B> {
     ) -> bool {
         (0..self.g.max_slots).any(|i| {
             let s = self.slot_at(i);
-            if s.state.load(Ordering::Acquire) & 0xFF == SLOT_FREE {
+            if SlotWord::unpack(s.state.load(Ordering::Acquire)).state == SLOT_FREE {
                 return false;
             }
             let alive = || i == self.slot || self.b.lease_held_elsewhere(i);
@@ -123,7 +123,7 @@ impl<B: Backing> Ring<B> {
                 // Acquire: pairs with the Release CAS (P1/C1) that follows the intent stores.
                 let (state, start, end) = match kind {
                     Kind::Put => (
-                        l.put_state.load(Ordering::Acquire) & 0xFF,
+                        PutIntent::unpack(l.put_state.load(Ordering::Acquire)).state,
                         &l.put_start,
                         &l.put_end,
                     ),
@@ -150,8 +150,8 @@ impl<B: Backing> Ring<B> {
 
     fn repair_put(&self, lane: &Lane) -> bool {
         let c = self.control();
-        let word = lane.put_state.load(Ordering::Acquire);
-        let (state, permits) = (word & 0xFF, word >> 32);
+        let PutIntent { state, permits } =
+            PutIntent::unpack(lane.put_state.load(Ordering::Acquire));
         let give_back = |n: u64| {
             if n > 0 && self.g.maxsize > 0 {
                 // Relaxed: see `take_permits`.
@@ -167,7 +167,8 @@ impl<B: Backing> Ring<B> {
         let bogus = end <= start || end - start > self.g.capacity || start % RECORD_ALIGN != 0;
         if state == INTENT_NONE || bogus {
             give_back(permits);
-            lane.put_state.store(INTENT_NONE, Ordering::Relaxed);
+            lane.put_state
+                .store(PutIntent::NONE.pack(), Ordering::Relaxed);
             return true;
         }
         if state == INTENT_PENDING
@@ -175,7 +176,8 @@ impl<B: Backing> Ring<B> {
                 || self.other_intent_starts_at(Kind::Put, start, lane))
         {
             give_back(permits); // its CAS did not happen or did not win
-            lane.put_state.store(INTENT_NONE, Ordering::Relaxed);
+            lane.put_state
+                .store(PutIntent::NONE.pack(), Ordering::Relaxed);
             return true;
         }
         // The reservation is the dead producer's: walk its records.
@@ -205,7 +207,8 @@ impl<B: Backing> Ring<B> {
                 Err(_) => break, // damaged: leave it to the consumers to report
             }
         }
-        lane.put_state.store(INTENT_NONE, Ordering::Release);
+        lane.put_state
+            .store(PutIntent::NONE.pack(), Ordering::Release);
         true
     }
 

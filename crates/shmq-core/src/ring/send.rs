@@ -37,10 +37,10 @@ impl<B: Backing> Ring<B> {
         #[cfg(feature = "crash-points")]
         if super::crash::hit(super::crash::CrashPoint::AfterReserveCas) {
             // Died between the CAS and marking the intent OWNED.
-            let word = lane.lane.put_state.load(Ordering::Relaxed);
+            let word = PutIntent::unpack(lane.lane.put_state.load(Ordering::Relaxed));
             lane.lane
                 .put_state
-                .store(word & !0xFF | INTENT_PENDING, Ordering::Relaxed);
+                .store(word.with_state(INTENT_PENDING).pack(), Ordering::Relaxed);
             core::mem::forget(lane);
             return Err(TrySendError::Corrupted("crashed"));
         }
@@ -52,7 +52,9 @@ impl<B: Backing> Ring<B> {
             crash_point!(AfterCommit, lane, Err(TrySendError::Corrupted("crashed")));
         }
         // The records now carry the permits; the lane no longer owns anything.
-        lane.lane.put_state.store(INTENT_NONE, Ordering::Release);
+        lane.lane
+            .put_state
+            .store(PutIntent::NONE.pack(), Ordering::Release);
         drop(lane);
         self.slot_at(self.slot)
             .counters
@@ -101,14 +103,21 @@ impl<B: Backing> Ring<B> {
                 Err(x) => cur = x,
             }
         }
-        lane.put_state
-            .store(n << 32 | INTENT_NONE, Ordering::Relaxed);
+        lane.put_state.store(
+            PutIntent {
+                state: INTENT_NONE,
+                permits: n,
+            }
+            .pack(),
+            Ordering::Relaxed,
+        );
         true
     }
 
     fn give_back_permits(&self, lane: &Lane, n: u64) {
         self.control().count.fetch_sub(n, Ordering::Relaxed);
-        lane.put_state.store(INTENT_NONE, Ordering::Relaxed);
+        lane.put_state
+            .store(PutIntent::NONE.pack(), Ordering::Relaxed);
         self.notify(Side::Space);
     }
 
@@ -117,7 +126,7 @@ impl<B: Backing> Ring<B> {
     fn reserve(&self, lane: &Lane, total: u64) -> Result<u64, TrySendError> {
         let c = self.control();
         let cap = self.g.capacity;
-        let permits = lane.put_state.load(Ordering::Relaxed) & !0xFF;
+        let intent = PutIntent::unpack(lane.put_state.load(Ordering::Relaxed));
         // Relaxed: the value is only a guess checked by the CAS.
         let mut tail = c.tail.load(Ordering::Relaxed);
         loop {
@@ -154,7 +163,7 @@ impl<B: Backing> Ring<B> {
             lane.put_start.store(tail, Ordering::Relaxed);
             lane.put_end.store(tail + total, Ordering::Relaxed);
             lane.put_state
-                .store(permits | INTENT_PENDING, Ordering::Relaxed);
+                .store(intent.with_state(INTENT_PENDING).pack(), Ordering::Relaxed);
             // SYNC P1 (reserve): Release publishes the lane intent to anyone who sees the new
             // tail (Acquire), e.g. a repairer. Failure: Relaxed, we just retry.
             match c.tail.compare_exchange_weak(
@@ -165,7 +174,7 @@ impl<B: Backing> Ring<B> {
             ) {
                 Ok(_) => {
                     lane.put_state
-                        .store(permits | INTENT_OWNED, Ordering::Relaxed);
+                        .store(intent.with_state(INTENT_OWNED).pack(), Ordering::Relaxed);
                     return Ok(tail);
                 }
                 Err(x) => tail = x,

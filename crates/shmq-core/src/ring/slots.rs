@@ -115,31 +115,31 @@ impl<B: Backing> Ring<B> {
         for i in 0..self.g.max_slots {
             let s = self.slot_at(i);
             // Relaxed: only a hint; the CAS below decides.
-            let state = s.state.load(Ordering::Relaxed);
-            if state & 0xFF == SLOT_REAPING {
+            let state = SlotWord::unpack(s.state.load(Ordering::Relaxed));
+            if state.state == SLOT_REAPING {
                 continue;
             }
             if !self.b.try_lease(i) {
                 continue; // a live process holds it
             }
             // We hold the lease: any holder of this slot is gone.
-            let state = s.state.load(Ordering::Acquire);
-            if state & 0xFF == SLOT_ATTACHED && !self.reap(i, state) {
+            let state = SlotWord::unpack(s.state.load(Ordering::Acquire));
+            if state.state == SLOT_ATTACHED && !self.reap(i, state) {
                 self.b.drop_lease(i);
                 continue;
             }
-            let free = s.state.load(Ordering::Acquire);
-            if free & 0xFF != SLOT_FREE {
+            let free = SlotWord::unpack(s.state.load(Ordering::Acquire));
+            if free.state != SLOT_FREE {
                 self.b.drop_lease(i);
                 continue;
             }
-            let next = ((free >> 8).wrapping_add(1) << 8) | SLOT_ATTACHED;
+            let next = free.next_claim(SLOT_ATTACHED);
             s.pid.store(self.b.pid(), Ordering::Relaxed);
             for c in [&s.counters.puts, &s.counters.gets, &s.counters.waits] {
                 c.store(0, Ordering::Relaxed);
             }
             for l in &s.lanes {
-                l.put_state.store(INTENT_NONE, Ordering::Relaxed);
+                l.put_state.store(PutIntent::NONE.pack(), Ordering::Relaxed);
                 l.get_state.store(INTENT_NONE, Ordering::Relaxed);
                 l.busy.store(0, Ordering::Relaxed);
             }
@@ -147,7 +147,12 @@ impl<B: Backing> Ring<B> {
             s.missed.store(0, Ordering::Relaxed);
             // SYNC S (slot claim): AcqRel; Release publishes the cleared slot above.
             if s.state
-                .compare_exchange(free, next, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(
+                    free.pack(),
+                    next.pack(),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
             {
                 // AcqRel: broadcast publishers scan the slots below this bound; it is raised
@@ -164,18 +169,18 @@ impl<B: Backing> Ring<B> {
 
     /// Detaches a slot whose holder is dead. The caller holds the slot's lease, which proves
     /// the holder is gone. Returns false if another process is reaping it.
-    fn reap(&self, i: u32, state: u64) -> bool {
+    fn reap(&self, i: u32, state: SlotWord) -> bool {
         let s = self.slot_at(i);
-        let reaping = (state & !0xFF) | SLOT_REAPING;
+        let reaping = state.with_state(SLOT_REAPING).pack();
         if s.state
-            .compare_exchange(state, reaping, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(state.pack(), reaping, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
             return false;
         }
         if !self.repair_slot(i) {
             // Not finished: leave it attached (and dead) for a later reap to complete.
-            s.state.store(state, Ordering::Release);
+            s.state.store(state.pack(), Ordering::Release);
             return false;
         }
         let c = self.control();
@@ -184,7 +189,7 @@ impl<B: Backing> Ring<B> {
         // SYNC A: the dead process's count goes; AcqRel as every change of `attached`.
         c.attached.fetch_sub(1, Ordering::AcqRel);
         s.state
-            .store((state & !0xFF) | SLOT_FREE, Ordering::Release);
+            .store(state.with_state(SLOT_FREE).pack(), Ordering::Release);
         true
     }
 
@@ -215,10 +220,10 @@ impl<B: Backing> Ring<B> {
             self.unsubscribe();
         }
         self.fold_counters(s);
-        let state = s.state.load(Ordering::Relaxed);
+        let state = SlotWord::unpack(s.state.load(Ordering::Relaxed));
         // SYNC S: Release publishes the folded counters before the slot is reused.
         s.state
-            .store((state & !0xFF) | SLOT_FREE, Ordering::Release);
+            .store(state.with_state(SLOT_FREE).pack(), Ordering::Release);
         self.b.drop_lease(self.slot);
         let persistent = self.g.flags & FLAG_PERSISTENT != 0;
         let mut n = c.attached.load(Ordering::Acquire);
@@ -257,13 +262,13 @@ impl<B: Backing> Ring<B> {
                 continue;
             }
             let s = self.slot_at(i);
-            let state = s.state.load(Ordering::Acquire);
-            if state & 0xFF != SLOT_ATTACHED || self.b.lease_held_elsewhere(i) {
+            let state = SlotWord::unpack(s.state.load(Ordering::Acquire));
+            if state.state != SLOT_ATTACHED || self.b.lease_held_elsewhere(i) {
                 continue;
             }
             if self.b.try_lease(i) {
-                let state = s.state.load(Ordering::Acquire);
-                if state & 0xFF == SLOT_ATTACHED && self.reap(i, state) {
+                let state = SlotWord::unpack(s.state.load(Ordering::Acquire));
+                if state.state == SLOT_ATTACHED && self.reap(i, state) {
                     n += 1;
                 }
                 self.b.drop_lease(i);
