@@ -236,8 +236,9 @@ impl<B: Backing> Ring<B> {
     }
 
     /// The lowest cursor in `[r, t0]` of the subscribers (`t0` if none): bytes below it are
-    /// read by everyone.
-    fn slowest_cursor(&self, r: u64, t0: u64) -> u64 {
+    /// read by everyone. Loads only (`is_full` uses it as a snapshot, with a plain load of
+    /// `tail` for `t0`).
+    pub(super) fn slowest_cursor(&self, r: u64, t0: u64) -> u64 {
         let c = self.control();
         // Acquire: after the RMW of `t0` (SYNC J), so it covers every subscriber whose join
         // RMW came before ours.

@@ -59,9 +59,35 @@ impl<B: Backing> Ring<B> {
         c.head.load(Ordering::Relaxed) >= c.tail.load(Ordering::Relaxed)
     }
 
-    /// Whether a put of one small message would not fit now.
+    /// Whether a put of one small message would not fit now (a snapshot).
+    ///
+    /// A query: it loads positions and changes nothing. Bytes a send could reclaim first
+    /// count as free: in a queue everything below `head` (claimed; a record still being
+    /// copied out may make that send wait a moment), in a broadcast ring everything below
+    /// the slowest subscriber. A lag-policy broadcast ring is never full: a send overwrites.
     pub fn is_full(&self) -> bool {
-        !self.space_ready(1, RECORD_HEADER)
+        let c = self.control();
+        if self.g.maxsize > 0 {
+            // Relaxed: a snapshot of the count (see `take_permits`).
+            let count = c.count.load(Ordering::Relaxed);
+            if count.checked_add(1).is_none_or(|n| n > self.g.maxsize) {
+                return true;
+            }
+        }
+        // Relaxed: a snapshot of positions; nothing is read through them.
+        let release = c.release.load(Ordering::Relaxed);
+        let tail = c.tail.load(Ordering::Relaxed);
+        if tail.saturating_sub(release) > self.g.capacity {
+            return true; // corrupted positions: every send fails
+        }
+        let oldest_kept = if !self.g.is_broadcast() {
+            c.head.load(Ordering::Relaxed)
+        } else if self.lag_policy() {
+            return false;
+        } else {
+            self.slowest_cursor(release, tail)
+        };
+        tail.saturating_sub(oldest_kept.max(release)) + RECORD_HEADER > self.g.capacity
     }
 
     fn stats_counters(&self) -> (u64, u64, u64) {
