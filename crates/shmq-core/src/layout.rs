@@ -318,7 +318,8 @@ pub struct Control {
     pub head: Padded<AtomicU64>,
     /// Reclaim position: bytes below it may be overwritten (monotonic, `<= head`).
     pub release: Padded<AtomicU64>,
-    /// Messages reserved and not yet claimed (only maintained when `maxsize > 0`).
+    /// Messages reserved and not yet claimed (only maintained when `maxsize > 0`). Never
+    /// above `max(maxsize, capacity / 16)` (a larger value is reported as corruption).
     pub count: Padded<AtomicU64>,
     /// Consumers sleep here waiting for data.
     pub data_event: Padded<Event>,

@@ -68,9 +68,10 @@ impl<B: Backing> Ring<B> {
     pub fn is_full(&self) -> bool {
         let c = self.control();
         if self.g.maxsize > 0 {
-            // Relaxed: a snapshot of the count (see `take_permits`).
+            // Relaxed: a snapshot of the count (see `take_permits`). A corrupted count is
+            // full: every send fails.
             let count = c.count.load(Ordering::Relaxed);
-            if count.checked_add(1).is_none_or(|n| n > self.g.maxsize) {
+            if !matches!(self.permits_fit(count, 1), Ok(true)) {
                 return true;
             }
         }

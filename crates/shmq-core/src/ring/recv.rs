@@ -113,7 +113,7 @@ impl<B: Backing> Ring<B> {
         if self.g.maxsize > 0 {
             // Relaxed: see `take_permits`. Done before OWNED, so a repairer knows an OWNED
             // claim has given its permits back.
-            c.count.fetch_sub(count + permits, Ordering::Relaxed);
+            self.return_permits(count.saturating_add(permits));
         }
         lane.lane.get_state.store(INTENT_OWNED, Ordering::Relaxed);
         crash_point!(AfterClaim, lane, Err(TryRecvError::Corrupted("crashed")));
@@ -195,7 +195,7 @@ impl<B: Backing> Ring<B> {
                 }
                 count += 1;
             } else {
-                permits += rec.permits;
+                permits = permits.saturating_add(rec.permits); // from shared memory
             }
             pos += rec.size;
         }

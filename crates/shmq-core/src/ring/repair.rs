@@ -153,13 +153,8 @@ impl<B: Backing> Ring<B> {
         let PutIntent { state, permits } =
             PutIntent::unpack(lane.put_state.load(Ordering::Acquire));
         let give_back = |n: u64| {
-            if n > 0 && self.g.maxsize > 0 {
-                // Relaxed: see `take_permits`.
-                let _ = c
-                    .count
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                        Some(v.saturating_sub(n))
-                    });
+            if self.g.maxsize > 0 {
+                self.return_permits(n);
             }
         };
         let start = lane.put_start.load(Ordering::Relaxed);
@@ -256,14 +251,13 @@ impl<B: Backing> Ring<B> {
                 if lost {
                     c.totals.lost.fetch_add(1, Ordering::Relaxed);
                     if permits_owed {
-                        c.count.fetch_sub(1, Ordering::Relaxed);
+                        self.return_permits(1);
                     }
                 }
             } else if rec.state == ABANDONED && permits_owed {
-                c.count.fetch_sub(
-                    rec.permits.min(c.count.load(Ordering::Relaxed)),
-                    Ordering::Relaxed,
-                );
+                // One atomic clamp at 0 (a load, then a `fetch_sub` of the minimum, could
+                // underflow when a consumer returns permits in between).
+                self.return_permits(rec.permits);
             }
             pos += rec.size;
         }

@@ -21,8 +21,8 @@ impl<B: Backing> Ring<B> {
         let total = self.batch_size(msgs)?;
         let lane = self.try_lane().ok_or(TrySendError::Busy)?;
         let n = msgs.len() as u64;
-        if self.g.maxsize > 0 && !self.take_permits(lane.lane, n) {
-            return Err(TrySendError::Full);
+        if self.g.maxsize > 0 {
+            self.take_permits(lane.lane, n)?;
         }
         crash_point!(AfterPermits, lane, Err(TrySendError::Corrupted("crashed")));
         let start = match self.reserve(lane.lane, total) {
@@ -86,15 +86,33 @@ impl<B: Backing> Ring<B> {
         Ok(total)
     }
 
-    /// Takes `n` maxsize permits, recording them in the lane so a repairer can give them back.
-    fn take_permits(&self, lane: &Lane, n: u64) -> bool {
+    /// Whether `n` more messages fit beside `count` (a value of the shared `count` word, so
+    /// untrusted): `Err` for a count no process can have produced.
+    ///
+    /// Every increment of `count` is the CAS in `take_permits`, made only when the sum stays
+    /// within `max(maxsize, n)`, and a batch has at most `capacity / 16` messages; decrements
+    /// saturate at 0 (`return_permits`). So `count <= max(maxsize, capacity / 16)` unless
+    /// another process scribbled on it.
+    pub(super) fn permits_fit(&self, count: u64, n: u64) -> Result<bool, TrySendError> {
+        if count > self.g.maxsize.max(self.g.capacity / RECORD_ALIGN) {
+            return Err(TrySendError::Corrupted("message count above its bound"));
+        }
+        Ok(count
+            .checked_add(n)
+            .is_some_and(|s| s <= self.g.maxsize.max(n)))
+    }
+
+    /// Takes `n` maxsize permits, recording them in the lane so a repairer can give them
+    /// back. `Err(Full)` if they do not fit now.
+    fn take_permits(&self, lane: &Lane, n: u64) -> Result<(), TrySendError> {
         let c = self.control();
         let mut cur = c.count.load(Ordering::Relaxed);
         loop {
-            if cur + n > self.g.maxsize.max(n) {
-                return false;
+            if !self.permits_fit(cur, n)? {
+                return Err(TrySendError::Full);
             }
             // Relaxed: the count only bounds how many messages exist; it publishes no data.
+            // (`cur + n` cannot overflow: `permits_fit` checked the sum.)
             match c
                 .count
                 .compare_exchange_weak(cur, cur + n, Ordering::Relaxed, Ordering::Relaxed)
@@ -111,11 +129,25 @@ impl<B: Backing> Ring<B> {
             .pack(),
             Ordering::Relaxed,
         );
-        true
+        Ok(())
+    }
+
+    /// Takes `n` permits out of `count`, stopping at 0: a count another process scribbled
+    /// on, or permits read from a scribbled record, must not wrap it around to "full
+    /// forever". Relaxed: see `take_permits`.
+    pub(super) fn return_permits(&self, n: u64) {
+        if n > 0 {
+            let _ = self
+                .control()
+                .count
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_sub(n))
+                });
+        }
     }
 
     fn give_back_permits(&self, lane: &Lane, n: u64) {
-        self.control().count.fetch_sub(n, Ordering::Relaxed);
+        self.return_permits(n);
         lane.put_state
             .store(PutIntent::NONE.pack(), Ordering::Relaxed);
         self.notify(Side::Space);
@@ -252,7 +284,13 @@ impl<B: Backing> Ring<B> {
     /// Whether `n` messages of `total` bytes could be reserved now.
     pub(super) fn space_ready(&self, n: u64, total: u64) -> bool {
         let c = self.control();
-        if self.g.maxsize > 0 && c.count.load(Ordering::Relaxed) + n > self.g.maxsize.max(n) {
+        // A corrupted count counts as ready: the attempt that follows reports it.
+        if self.g.maxsize > 0
+            && matches!(
+                self.permits_fit(c.count.load(Ordering::Relaxed), n),
+                Ok(false)
+            )
+        {
             return false;
         }
         let free = |c: &Control| {
