@@ -71,8 +71,10 @@ impl<B: Backing> Ring<B> {
         let c = self.control();
         let lane = self.try_lane().ok_or(TryRecvError::Busy)?;
         // SYNC C1: Acquire pairs with the Release CAS of the consumer that moved head there; it
-        // had read a tail at least that large, so our tail load below cannot be older (found
-        // by the loom model `two_producers_two_consumers_each_message_once`).
+        // had read a tail at least that large, so our tail load below cannot be older. The same
+        // holds for every load of `head` here (the reloads, the CAS failure): with them Relaxed
+        // the loom model `one_producer_two_consumers_each_message_once` reports a spurious
+        // "head is ahead of tail".
         let mut head = c.head.load(Ordering::Acquire);
         let (end, count, permits) = loop {
             // Acquire: with head <= tail read after head, `[head, tail)` is reserved.

@@ -120,7 +120,13 @@ impl<B: Backing> Ring<B> {
                 if std::ptr::eq(l, me) {
                     return false;
                 }
-                // Acquire: pairs with the Release CAS (P1/C1) that follows the intent stores.
+                // Acquire: pairs with the Release store of `INTENT_NONE` that ends the other
+                // lane's operation (`try_send_many`, `try_claim_and_take`): a lane seen idle
+                // has its stamps (P2) and CONSUMED stores (C3) visible to our record loads
+                // that follow. The intent fields themselves are Relaxed; what publishes them
+                // is the other lane's Release CAS on `tail`/`head` (SYNC P1/C1), paired with
+                // our Acquire load of that position in `repair_put`/`repair_get`, and for the
+                // dead slot's own lanes the lease hand-over (`Backing::try_lease`).
                 let (state, start, end) = match kind {
                     Kind::Put => (
                         PutIntent::unpack(l.put_state.load(Ordering::Acquire)).state,
@@ -224,7 +230,7 @@ impl<B: Backing> Ring<B> {
             return true;
         }
         // A PENDING claim that won had not yet given its permits back (see
-        // `try_recv_many_with`: permits go back before the lane says OWNED).
+        // `try_claim_and_take`: permits go back before the lane says OWNED).
         let permits_owed = state == INTENT_PENDING && self.g.maxsize > 0;
         let mut pos = start;
         let end = end.min(head);
