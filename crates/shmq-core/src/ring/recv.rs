@@ -18,28 +18,44 @@ impl<B: Backing> Ring<B> {
     pub fn try_recv_with<R>(&self, f: impl FnOnce(RecordView<'_>) -> R) -> Result<R, TryRecvError> {
         let mut f = Some(f);
         let mut out = None;
-        self.try_recv_many_with(1, |view| out = Some((f.take().unwrap())(view)))?;
-        Ok(out.unwrap())
+        self.recv_run(1, u64::MAX, &mut |view| out = f.take().map(|f| f(view)))?;
+        // `Ok` from `recv_run` means at least one message, and `max = 1` means at most one.
+        Ok(out.expect("one message was handed over"))
     }
 
     /// Receives up to `max` consecutive ready messages, handing each to `f` in order while it
-    /// is claimed. Returns how many; `Err(Empty)` if none.
+    /// is claimed (as [`Ring::try_recv_with`]). Returns how many; `Err(Empty)` if none.
     pub fn try_recv_many_with(
         &self,
         max: usize,
-        f: impl FnMut(RecordView<'_>),
+        mut f: impl FnMut(RecordView<'_>),
     ) -> Result<usize, TryRecvError> {
-        self.try_recv_many_limited(max, u64::MAX, f)
+        self.recv_run(max, u64::MAX, &mut f)
     }
 
     /// As [`Ring::try_recv_many_with`], stopping before a message that would take the payload
     /// bytes of the batch past `max_bytes` (the first message is always taken): a batch of
     /// large messages then holds only a bounded amount of memory at once.
+    ///
+    /// On a broadcast ring this is a usage error, reported as `Corrupted` (the enum has no
+    /// better variant): a broadcast ring is read through a subscription
+    /// ([`Ring::try_read_many_with`]).
     pub fn try_recv_many_limited(
         &self,
         max: usize,
         max_bytes: u64,
         mut f: impl FnMut(RecordView<'_>),
+    ) -> Result<usize, TryRecvError> {
+        self.recv_run(max, max_bytes, &mut f)
+    }
+
+    /// The one non-blocking receive behind the public ones (and `recv_many_blocking`): up to
+    /// `max` messages and, past the first, `max_bytes` of payload.
+    pub(super) fn recv_run(
+        &self,
+        max: usize,
+        max_bytes: u64,
+        f: &mut impl FnMut(RecordView<'_>),
     ) -> Result<usize, TryRecvError> {
         if max == 0 {
             return Ok(0);
@@ -52,7 +68,7 @@ impl<B: Backing> Ring<B> {
         // A run of only abandoned records is skipped and we look again; each pass moves
         // `head` forward, and a ring holds at most `capacity / 16` records.
         for _ in 0..=self.g.capacity / RECORD_ALIGN {
-            match self.try_claim_and_take(max, max_bytes, &mut f) {
+            match self.try_claim_and_take(max, max_bytes, f) {
                 Ok(0) => continue,
                 r => return r,
             }
