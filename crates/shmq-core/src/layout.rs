@@ -50,7 +50,12 @@ pub const MAX_CAPACITY: u64 = 1 << 40;
 /// Largest slot table accepted.
 pub const MAX_SLOTS: u32 = 4096;
 /// Largest payload of one record; larger ones are refused (the record length is a `u32`).
-pub const MAX_PAYLOAD: u64 = u32::MAX as u64 - 64;
+pub const MAX_PAYLOAD: u64 = u32::MAX as u64 - PAYLOAD_HEADROOM;
+/// Room left below `u32::MAX` for a record's header and padding: a whole record must have a
+/// size that fits the `u32` length field, because an `ABANDONED` record stores the bytes to
+/// skip there and batches are bounded by it (header + padding take at most 31 bytes).
+const PAYLOAD_HEADROOM: u64 = 64;
+const _: () = assert!(MAX_PAYLOAD + RECORD_HEADER + RECORD_ALIGN - 1 <= u32::MAX as u64);
 
 /// Flag bit in `Control::flags`: the segment outlives its last attached process.
 pub const FLAG_PERSISTENT: u32 = 1;

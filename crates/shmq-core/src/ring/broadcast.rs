@@ -95,6 +95,19 @@ pub struct Held {
 /// sixteenth of the ring at once amortises the scan of the subscriber table.
 const LAG_CHUNK_DIVISOR: u64 = 16;
 
+/// Rounds a publisher makes to reclaim before it settles for what it got. A round ends
+/// without reclaiming only when `release` moved under it (another publisher reclaimed: the
+/// progress it wanted may already be there) or the segment holds garbage that keeps
+/// changing; live publishers never need more than a few. The bound keeps a send on a
+/// scribbled segment from looping forever.
+const RECLAIM_ROUNDS: usize = 1000;
+
+/// How many times a subscriber whose cursor a lag-mode publisher moved looks for the
+/// `missed` count that publisher adds right after its CAS on the cursor (a few instructions
+/// later, see `evict`): tens of microseconds of `pause`, far longer than that gap unless the
+/// publisher is descheduled in it. A count that arrives later is reported with the next read.
+const LATE_MISSED_SPINS: usize = 10_000;
+
 impl<B: Backing> Ring<B> {
     /// Whether this is a broadcast ring.
     pub fn is_broadcast(&self) -> bool {
@@ -160,7 +173,7 @@ impl<B: Backing> Ring<B> {
         let mut moved = false;
         // SYNC F: Acquire, as in the queue.
         let mut r = c.release.load(Ordering::Acquire);
-        for _ in 0..1000 {
+        for _ in 0..RECLAIM_ROUNDS {
             // SYNC J: an AcqRel RMW before the scan of the cursors (see `subscribe`).
             let t0 = c.tail.fetch_add(0, Ordering::AcqRel);
             if r > t0 {
@@ -562,7 +575,7 @@ impl<B: Backing> Ring<B> {
         }
         self.expected_cursor.store(cur, Ordering::Relaxed);
         let mut missed = s.missed.swap(0, Ordering::Acquire);
-        for _ in 0..10_000 {
+        for _ in 0..LATE_MISSED_SPINS {
             if missed > 0 {
                 break;
             }

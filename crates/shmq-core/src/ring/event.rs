@@ -19,6 +19,12 @@ pub const MAX_SLEEP: Duration = Duration::from_millis(100);
 /// check that its owner is still alive.
 pub const STUCK_POLL: Duration = Duration::from_millis(2);
 
+/// Condition checks a spinning waiter makes between two reads of the clock: a check is a
+/// few loads, a clock read a call into the vDSO, so the clock costs little and the spin
+/// still ends close to its budget (when crowded, each check yields the CPU and the spin may
+/// run longer: it gives the CPU away meanwhile).
+const CHECKS_PER_CLOCK_READ: usize = 64;
+
 /// How one sleep ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Wake {
@@ -113,7 +119,7 @@ impl<B: Backing> Ring<B> {
         };
         let spin_end = Instant::now() + spin;
         loop {
-            for _ in 0..64 {
+            for _ in 0..CHECKS_PER_CLOCK_READ {
                 if ready() {
                     return Wake::Ready;
                 }
