@@ -137,7 +137,7 @@ pub const SLOT_ATTACHED: u64 = 1;
 /// Slot state: a process is reaping this slot after its holder died.
 pub const SLOT_REAPING: u64 = 2;
 
-/// Bits of a packed word ([`SlotWord`], [`PutIntent`]) that hold its state.
+/// Bits of a packed word (`SlotWord`, `PutIntent`) that hold its state.
 const STATE_BITS: u32 = 8;
 /// Mask of those bits.
 const STATE_BITS_MASK: u64 = (1 << STATE_BITS) - 1;
@@ -148,17 +148,17 @@ const STATE_BITS_MASK: u64 = (1 << STATE_BITS) - 1;
 /// `u64` exactly, so a word read from shared memory (even garbage) can be the expected
 /// value of a CAS after a round trip.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SlotWord {
+pub(crate) struct SlotWord {
     /// Claim count of the slot (56 bits).
-    pub gen: u64,
+    pub(crate) gen: u64,
     /// `SLOT_FREE`, `SLOT_ATTACHED` or `SLOT_REAPING` (any 8-bit value in a scribbled word).
-    pub state: u64,
+    pub(crate) state: u64,
 }
 
 impl SlotWord {
     /// Decodes a slot state word.
     #[inline]
-    pub const fn unpack(word: u64) -> Self {
+    pub(crate) const fn unpack(word: u64) -> Self {
         Self {
             gen: word >> STATE_BITS,
             state: word & STATE_BITS_MASK,
@@ -167,19 +167,19 @@ impl SlotWord {
 
     /// Encodes it (the generation's bits above 56 are dropped).
     #[inline]
-    pub const fn pack(self) -> u64 {
+    pub(crate) const fn pack(self) -> u64 {
         self.gen << STATE_BITS | (self.state & STATE_BITS_MASK)
     }
 
     /// The same generation in another state.
     #[inline]
-    pub const fn with_state(self, state: u64) -> Self {
+    pub(crate) const fn with_state(self, state: u64) -> Self {
         Self { state, ..self }
     }
 
     /// The word of the next claim: generation + 1, in `state`.
     #[inline]
-    pub const fn next_claim(self, state: u64) -> Self {
+    pub(crate) const fn next_claim(self, state: u64) -> Self {
         Self {
             gen: self.gen.wrapping_add(1) & (u64::MAX >> STATE_BITS),
             state,
@@ -191,11 +191,11 @@ impl SlotWord {
 /// the low 8 bits and the maxsize permits the lane holds in the high 32 (bits 8..32 are 0).
 /// [`Lane::get_state`] holds a bare `INTENT_*` (a claim holds no permits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PutIntent {
+pub(crate) struct PutIntent {
     /// `INTENT_NONE`, `INTENT_PENDING` or `INTENT_OWNED`.
-    pub state: u64,
+    pub(crate) state: u64,
     /// Maxsize permits taken for the messages of this put (at most `u32::MAX`).
-    pub permits: u64,
+    pub(crate) permits: u64,
 }
 
 /// Where [`PutIntent::permits`] starts.
@@ -203,14 +203,14 @@ const PERMITS_SHIFT: u32 = 32;
 
 impl PutIntent {
     /// No put in flight and no permits held.
-    pub const NONE: Self = Self {
+    pub(crate) const NONE: Self = Self {
         state: INTENT_NONE,
         permits: 0,
     };
 
     /// Decodes a put intent word.
     #[inline]
-    pub const fn unpack(word: u64) -> Self {
+    pub(crate) const fn unpack(word: u64) -> Self {
         Self {
             state: word & STATE_BITS_MASK,
             permits: word >> PERMITS_SHIFT,
@@ -219,13 +219,13 @@ impl PutIntent {
 
     /// Encodes it (permits above 32 bits are dropped; a batch holds far fewer).
     #[inline]
-    pub const fn pack(self) -> u64 {
+    pub(crate) const fn pack(self) -> u64 {
         self.permits << PERMITS_SHIFT | (self.state & STATE_BITS_MASK)
     }
 
     /// The same permits in another intent state.
     #[inline]
-    pub const fn with_state(self, state: u64) -> Self {
+    pub(crate) const fn with_state(self, state: u64) -> Self {
         Self { state, ..self }
     }
 }
@@ -346,7 +346,8 @@ pub struct Lane {
     /// 0 = free, 1 = taken (by a thread of the slot's process).
     pub busy: AtomicU32,
     _reserved: AtomicU32,
-    /// `INTENT_*` in the low 8 bits; maxsize permits held in the high 32 bits: a [`PutIntent`].
+    /// `INTENT_*` in the low 8 bits; maxsize permits held in the high 32 bits (decoded by the
+    /// crate's `PutIntent`).
     pub put_state: AtomicU64,
     /// Reservation `[put_start, put_end)` this lane is taking or owns.
     pub put_start: AtomicU64,
@@ -376,7 +377,7 @@ pub struct SlotCounters {
 #[repr(C, align(128))]
 #[derive(Debug, Default)]
 pub struct Slot {
-    /// `generation << 8 | SLOT_*`: a [`SlotWord`].
+    /// `generation << 8 | SLOT_*` (decoded by the crate's `SlotWord`).
     pub state: AtomicU64,
     /// Process id of the holder (informational: liveness comes from the lease).
     pub pid: AtomicU32,
