@@ -1,7 +1,8 @@
 //! loom models of the ring protocol over typed storage: loom explores the interleavings of
 //! the atomics (threads stand in for processes) and reports unsynchronised payload access as
 //! a data race. Every "process" attaches before the threads start, so the models explore the
-//! data path and the repair, not the attach scan. Run with `make loom`:
+//! data path, the repair and the wake-up protocol (SYNC W: a lost wake-up is a deadlock),
+//! not the attach scan. Run with `make loom`:
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 LOOM_MAX_BRANCHES=100000 \
@@ -12,7 +13,7 @@
 use loom::thread;
 use shmq_core::ring::crash::{arm, CrashPoint};
 use shmq_core::ring::{Message, Ring, TryRecvError, TrySendError};
-use shmq_core::{Geometry, HeapBacking, HeapRegion};
+use shmq_core::{Geometry, HeapBacking, HeapRegion, Plain};
 
 type R = Ring<HeapBacking>;
 
@@ -264,6 +265,75 @@ fn a_dead_consumers_claim_is_counted_lost_and_its_space_comes_back() {
     });
 }
 
+// ---------------------------------------------------------------------------------------
+// SYNC W (wake-up). Under loom `HeapBacking::wait` blocks on a loom condition variable
+// until a `wake_all` (no timeout) and `wait_once` has no spin phase and no clock, so a lost
+// wake-up leaves a thread blocked for good and loom reports a deadlock. The waiters block
+// with no deadline, through the same loop as every blocking call.
+// ---------------------------------------------------------------------------------------
+
+/// Blocks until one message arrives and returns its first byte.
+fn recv_blocking(ring: &R) -> u8 {
+    let mut got = None;
+    let n = ring
+        .recv_many_blocking(1, u64::MAX, None, &mut Plain, |m| {
+            got = Some(m.parts().0[0])
+        })
+        .unwrap();
+    assert_eq!(n, 1);
+    got.unwrap()
+}
+
+#[test]
+fn a_blocked_consumer_is_woken_by_a_send() {
+    loom::model(|| {
+        let mut rs = rings(2, 0);
+        let consumer = rs.pop().unwrap();
+        let c = thread::spawn(move || recv_blocking(&consumer));
+        rs[0].try_send(Message::raw(&[7; 8])).unwrap();
+        assert_eq!(c.join().unwrap(), 7);
+    });
+}
+
+#[test]
+fn a_producer_blocked_on_a_full_ring_is_woken_when_space_frees() {
+    loom::model(|| {
+        let mut rs = rings(2, 0);
+        let producer = rs.pop().unwrap();
+        let consumer = &rs[0];
+        // Two 32-byte records fill the 64-byte ring.
+        producer.try_send(Message::raw(&[1; 8])).unwrap();
+        producer.try_send(Message::raw(&[2; 8])).unwrap();
+        let p = thread::spawn(move || {
+            producer
+                .send_many_blocking(&[Message::raw(&[3; 8])], None, &mut Plain)
+                .unwrap()
+        });
+        assert_eq!(consumer.try_recv_with(|m| m.to_vec()).unwrap(), [1; 8]);
+        p.join().unwrap();
+        assert_eq!(recv_spin(consumer), [2; 8]);
+        assert_eq!(recv_spin(consumer), [3; 8]);
+    });
+}
+
+#[test]
+fn a_producer_blocked_by_maxsize_is_woken_by_a_recv() {
+    loom::model(|| {
+        let mut rs = rings(2, 1);
+        let producer = rs.pop().unwrap();
+        let consumer = &rs[0];
+        producer.try_send(Message::raw(b"1")).unwrap();
+        let p = thread::spawn(move || {
+            producer
+                .send_many_blocking(&[Message::raw(b"2")], None, &mut Plain)
+                .unwrap()
+        });
+        assert_eq!(consumer.try_recv_with(|m| m.to_vec()).unwrap(), b"1");
+        p.join().unwrap();
+        assert_eq!(recv_spin(consumer), b"2");
+    });
+}
+
 /// A broadcast ring of 64 bytes with `n` attached "processes".
 fn broadcast_rings(n: usize) -> Vec<R> {
     let g = Geometry::new(64, 0, n as u32, 0, 0xB00)
@@ -290,6 +360,49 @@ fn read_spin(ring: &R) -> Vec<u8> {
             Err(e) => panic!("{e:?}"),
         }
     }
+}
+
+#[test]
+fn a_blocked_subscriber_is_woken_by_a_publish() {
+    use shmq_core::ring::Delivery;
+    loom::model(|| {
+        let mut rs = broadcast_rings(2);
+        let sub = rs.pop().unwrap();
+        sub.subscribe();
+        let s = thread::spawn(move || {
+            let mut got = None;
+            sub.read_many_blocking(1, u64::MAX, None, &mut Plain, |d| {
+                if let Delivery::Message(m) = d {
+                    got = Some(m.to_vec());
+                }
+            })
+            .unwrap();
+            got.unwrap()
+        });
+        rs[0].try_send(Message::raw(&[5; 8])).unwrap();
+        assert_eq!(s.join().unwrap(), [5; 8]);
+    });
+}
+
+#[test]
+fn a_publisher_blocked_by_a_slow_subscriber_is_woken_by_its_read() {
+    loom::model(|| {
+        let mut rs = broadcast_rings(2);
+        let publisher = rs.pop().unwrap();
+        let sub = &rs[0];
+        sub.subscribe();
+        publisher.try_send(Message::raw(&[1; 8])).unwrap();
+        publisher.try_send(Message::raw(&[2; 8])).unwrap();
+        let p = thread::spawn(move || {
+            publisher
+                .send_many_blocking(&[Message::raw(&[3; 8])], None, &mut Plain)
+                .unwrap()
+        });
+        assert_eq!(read_spin(sub), [1; 8]);
+        p.join().unwrap();
+        assert_eq!(read_spin(sub), [2; 8]);
+        assert_eq!(read_spin(sub), [3; 8]);
+    });
 }
 
 #[test]

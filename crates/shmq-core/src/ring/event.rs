@@ -62,10 +62,12 @@ impl<B: Backing> Ring<B> {
 
     /// Wakes the sleepers of `side`, if there are any.
     pub(super) fn notify(&self, side: Side) {
-        // SYNC W (no lost wake-up): this SeqCst fence and the waiter's second SeqCst fence
-        // order "publish, then read waiters and pending" against "count in waiters and clear
-        // pending, then re-check": either we see the waiter (and no wake-up pending since it
-        // cleared), or the waiter sees what we published.
+        // SYNC W (no lost wake-up): this SeqCst fence against the waiter's two, in the single
+        // total order of SeqCst fences. If ours comes before its second, its re-check sees
+        // what we published. Otherwise our loads below see its `waiters += 1` (before its
+        // first fence) and its `pending = 0` (before its second): we wake it, or skip because
+        // `pending` is 1 again, set by a notifier after its clear, whose `seq` increment then
+        // follows the waiter's load of `seq`. The whole argument: docs/protocol.md, SYNC W.
         fence(Ordering::SeqCst);
         self.wake_sleepers(side);
     }
@@ -81,18 +83,26 @@ impl<B: Backing> Ring<B> {
         // it cleared `pending`, so the pending notifier's increment (which follows its swap,
         // itself after their clear) changes the word they sleep on. Skipping the system call
         // then matters when sleepers are slow to run (more processes than CPUs): without it
-        // every publish would wake them again. Relaxed loads: ordered by the fence above.
+        // every publish would wake them again. Relaxed loads: ordered by the fence above. The
+        // swap makes one notifier of a burst the one that bumps `seq` (its atomicity matters,
+        // its AcqRel is more than the argument needs).
         if ev.waiters.load(Ordering::Relaxed) > 0
             && ev.pending.load(Ordering::Relaxed) == 0
             && ev.pending.swap(1, Ordering::AcqRel) == 0
         {
-            // Release: a woken waiter re-reads the state anyway; this only changes the word.
+            // Release: pairs with the waiter's Acquire load of `seq` (a waiter that loads the
+            // bumped value sees the `pending = 1` before it, see the argument).
             ev.seq.fetch_add(1, Ordering::Release);
             self.b.wake_all(&ev.seq);
         }
     }
 
     /// Spins, then sleeps once until `ready()`, a notification, the deadline or a signal.
+    ///
+    /// Under loom there is no spin phase, no clock and no timeout: models must be
+    /// deterministic, and a lost wake-up must leave the waiter blocked for good (which loom
+    /// reports as a deadlock) instead of being hidden by `MAX_SLEEP`. Nor is there a stuck
+    /// poll: it is a timeout, and the models of SYNC W have no dead processes.
     fn wait_once(
         &self,
         side: Side,
@@ -100,6 +110,67 @@ impl<B: Backing> Ring<B> {
         ready: &dyn Fn() -> bool,
         stuck: &dyn Fn() -> bool,
     ) -> Wake {
+        if !cfg!(loom) {
+            if let Some(wake) = self.spin(until, ready) {
+                return wake;
+            }
+        }
+        let ev = self.event(side);
+        let sleeping = self.sleeping(side);
+        // SYNC W: announce, fence, then read the word and re-check (see `notify`). The slot's
+        // own count goes up after, and down before, the shared one: a process killed in between
+        // leaves `waiters` too high (an extra wake-up call), never too low (a lost wake-up).
+        // Relaxed: ordered by the fence that follows (the argument needs nothing more).
+        ev.waiters.fetch_add(1, Ordering::Relaxed);
+        sleeping.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        // Acquire: pairs with a notifier's Release increment (the pending case of SYNC W).
+        let seq = ev.seq.load(Ordering::Acquire);
+        // After loading `seq` (see `wake_sleepers`), before re-checking: from here on a
+        // notifier either wakes us or finds a wake-up pending that changes `seq`. Relaxed:
+        // ordered by the fence that follows.
+        ev.pending.store(0, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let mut wake = Wake::Again;
+        if ready() {
+            wake = Wake::Ready;
+        } else {
+            let timeout = if cfg!(loom) {
+                None
+            } else {
+                let mut timeout = until.map(|d| d.saturating_duration_since(Instant::now()));
+                // A notifier killed between setting `pending` and bumping `seq` would leave
+                // the others skipping their wake-ups: no sleep is longer than MAX_SLEEP.
+                timeout = Some(timeout.map_or(MAX_SLEEP, |t| t.min(MAX_SLEEP)));
+                if stuck() {
+                    timeout = Some(timeout.map_or(STUCK_POLL, |t| t.min(STUCK_POLL)));
+                }
+                timeout
+            };
+            if timeout == Some(Duration::ZERO) {
+                wake = Wake::TimedOut;
+            } else {
+                self.slot_at(self.slot)
+                    .counters
+                    .waits
+                    .fetch_add(1, Ordering::Relaxed);
+                if self.b.wait(&ev.seq, seq, timeout) {
+                    wake = Wake::Interrupted;
+                }
+            }
+        }
+        sleeping.fetch_sub(1, Ordering::Relaxed);
+        // Release: orders our reads before the departure (a count, not a publication).
+        ev.waiters.fetch_sub(1, Ordering::Release);
+        if !cfg!(loom) && wake == Wake::Again && stuck() {
+            self.check_stuck();
+        }
+        wake
+    }
+
+    /// The spin phase of [`Ring::wait_once`]: checks `ready()` for about [`SPIN`]. `None`
+    /// when the caller should go on to sleep.
+    fn spin(&self, until: Option<Instant>, ready: &dyn Fn() -> bool) -> Option<Wake> {
         // More processes attached than CPUs: a pure spin would keep the CPU from the process
         // we wait for (measured: 1 publisher, 3 subscribers on 2 CPUs), so yield it between
         // checks, and for a shorter while (each check is then a system call).
@@ -121,7 +192,7 @@ impl<B: Backing> Ring<B> {
         loop {
             for _ in 0..CHECKS_PER_CLOCK_READ {
                 if ready() {
-                    return Wake::Ready;
+                    return Some(Wake::Ready);
                 }
                 if crowded {
                     yield_now();
@@ -131,54 +202,12 @@ impl<B: Backing> Ring<B> {
             }
             let now = Instant::now();
             if now >= spin_end {
-                break;
+                return None;
             }
             if until.is_some_and(|d| now >= d) {
-                return Wake::TimedOut;
+                return Some(Wake::TimedOut);
             }
         }
-        let ev = self.event(side);
-        let sleeping = self.sleeping(side);
-        // SYNC W: announce, fence, then read the word and re-check (see `notify`). The slot's
-        // own count goes up after, and down before, the shared one: a process killed in between
-        // leaves `waiters` too high (an extra wake-up call), never too low (a lost wake-up).
-        ev.waiters.fetch_add(1, Ordering::SeqCst);
-        sleeping.fetch_add(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        let seq = ev.seq.load(Ordering::Acquire);
-        // After loading `seq` (see `wake_sleepers`), before re-checking: from here on a
-        // notifier either wakes us or finds a wake-up pending that changes `seq`.
-        ev.pending.store(0, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        let mut wake = Wake::Again;
-        if ready() {
-            wake = Wake::Ready;
-        } else {
-            let mut timeout = until.map(|d| d.saturating_duration_since(Instant::now()));
-            // A notifier killed between setting `pending` and bumping `seq` would leave the
-            // others skipping their wake-ups: no sleep is longer than MAX_SLEEP.
-            timeout = Some(timeout.map_or(MAX_SLEEP, |t| t.min(MAX_SLEEP)));
-            if stuck() {
-                timeout = Some(timeout.map_or(STUCK_POLL, |t| t.min(STUCK_POLL)));
-            }
-            if timeout == Some(Duration::ZERO) {
-                wake = Wake::TimedOut;
-            } else {
-                self.slot_at(self.slot)
-                    .counters
-                    .waits
-                    .fetch_add(1, Ordering::Relaxed);
-                if self.b.wait(&ev.seq, seq, timeout) {
-                    wake = Wake::Interrupted;
-                }
-            }
-        }
-        sleeping.fetch_sub(1, Ordering::Relaxed);
-        ev.waiters.fetch_sub(1, Ordering::Release);
-        if wake == Wake::Again && stuck() {
-            self.check_stuck();
-        }
-        wake
     }
 
     fn sleeping(&self, side: Side) -> &AtomicU32 {
@@ -202,7 +231,10 @@ impl<B: Backing> Ring<B> {
             match self.wait_once(side, until, ready, stuck) {
                 Wake::Ready => return true,
                 Wake::TimedOut | Wake::Interrupted => return false,
-                Wake::Again if until.is_some_and(|u| Instant::now() >= u) => return ready(),
+                // (No clock under loom, see `wait_once`.)
+                Wake::Again if !cfg!(loom) && until.is_some_and(|u| Instant::now() >= u) => {
+                    return ready()
+                }
                 Wake::Again => {}
             }
         }
