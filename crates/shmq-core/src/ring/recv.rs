@@ -220,15 +220,32 @@ impl<B: Backing> Ring<B> {
         Ok(Some((pos, count, permits)))
     }
 
-    /// Whether a record is ready at `head` (a cheap check for waiters).
+    /// Whether a record is ready at `head` (a cheap check for waiters: `true` may be
+    /// spurious, `false` must not be, see SYNC W).
+    ///
+    /// # Ordering
+    ///
+    /// The `head` we read may be stale: another consumer may have claimed and consumed the
+    /// record there meanwhile, and consumers notify only producers, so a waiter that judged
+    /// the stale record would sleep with the next one ready (found by the loom model
+    /// `two_blocked_consumers_are_both_woken`). A record not ready at `head` is therefore
+    /// judged only if `head` is unchanged on a second load: if the stamp was CONSUMED (or of
+    /// a later lap), our Acquire load of it synchronised with the consumer's Release store
+    /// (SYNC C3, or a later producer's P2), which follows its CAS of `head`, so the second
+    /// load sees the new `head`.
     fn data_ready(&self) -> bool {
         let c = self.control();
+        // Relaxed: a hint; the second load below decides (see `# Ordering`).
         let head = c.head.load(Ordering::Relaxed);
         if head >= c.tail.load(Ordering::Acquire) {
             return false;
         }
         let state = self.cell(head).stamp.load(Ordering::Acquire) ^ self.g.tag(head);
-        state == COMMITTED || state == ABANDONED
+        if state == COMMITTED || state == ABANDONED {
+            return true;
+        }
+        // Relaxed: ordered after the stamp's Acquire load (see `# Ordering`).
+        c.head.load(Ordering::Relaxed) != head
     }
 
     /// Whether the record at `head` is reserved but not yet written (its producer is busy,
