@@ -222,7 +222,14 @@ impl<B: Backing> Ring<B> {
                 sides.truncate(sides_before);
             }
             if end == r {
-                return Ok(moved);
+                match self.release_past(r) {
+                    Some(now) => {
+                        moved = true;
+                        r = now;
+                        continue;
+                    }
+                    None => return Ok(moved),
+                }
             }
             if lag {
                 self.evict(r, end)?;

@@ -159,14 +159,20 @@ impl<B: Backing> Ring<B> {
         let c = self.control();
         let cap = self.g.capacity;
         let intent = PutIntent::unpack(lane.put_state.load(Ordering::Relaxed));
-        // Relaxed: the value is only a guess checked by the CAS.
-        let mut tail = c.tail.load(Ordering::Relaxed);
+        // SYNC P1: Acquire pairs with the Release CAS of the producer that moved `tail` there
+        // (and, through the release sequence of `tail`'s RMWs, of every earlier one): each had
+        // read a `release` at most a ring behind its `tail`, so our `release` load below is no
+        // older. With the loads of `tail` here Relaxed (this one, the reloads, the CAS failure),
+        // the loom model `two_producers_blocked_on_a_full_ring_are_both_woken` reports a
+        // spurious "tail is more than a ring ahead of release" (a stale `release` beside a
+        // fresh `tail`; weakly ordered CPUs can do that).
+        let mut tail = c.tail.load(Ordering::Acquire);
         loop {
             // SYNC F (free space): Acquire pairs with the Release CAS in `advance_release`, which
             // happens after the consumers' reads of the bytes we are about to overwrite.
             let release = c.release.load(Ordering::Acquire);
             if release > tail {
-                tail = c.tail.load(Ordering::Relaxed); // our tail may be stale
+                tail = c.tail.load(Ordering::Acquire); // our tail may be stale
                 if c.release.load(Ordering::Acquire) > tail {
                     return Err(TrySendError::Corrupted("release is ahead of tail"));
                 }
@@ -186,8 +192,10 @@ impl<B: Backing> Ring<B> {
                 ));
             }
             if tail - release + total > cap {
-                if self.reclaim(total)? {
-                    tail = c.tail.load(Ordering::Relaxed);
+                // Reclaim, or find that another producer did: our `release` may be stale (see
+                // `space_ready`), and then `Full` would be wrong.
+                if self.reclaim(total)? || c.release.load(Ordering::Acquire) != release {
+                    tail = c.tail.load(Ordering::Acquire);
                     continue;
                 }
                 return Err(TrySendError::Full);
@@ -197,12 +205,13 @@ impl<B: Backing> Ring<B> {
             lane.put_state
                 .store(intent.with_state(INTENT_PENDING).pack(), Ordering::Relaxed);
             // SYNC P1 (reserve): Release publishes the lane intent to anyone who sees the new
-            // tail (Acquire), e.g. a repairer. Failure: Relaxed, we just retry.
+            // tail (Acquire), e.g. a repairer, and the `release` we checked it against to the
+            // next producer. Failure: Acquire, as the load above.
             match c.tail.compare_exchange_weak(
                 tail,
                 tail + total,
                 Ordering::Release,
-                Ordering::Relaxed,
+                Ordering::Acquire,
             ) {
                 Ok(_) => {
                     lane.put_state
@@ -256,7 +265,14 @@ impl<B: Backing> Ring<B> {
                 }
             }
             if end == r {
-                return Ok(moved);
+                match self.release_past(r) {
+                    Some(now) => {
+                        moved = true;
+                        r = now;
+                        continue;
+                    }
+                    None => return Ok(moved),
+                }
             }
             // SYNC F: Release (see `reserve`); Acquire on both outcomes to continue the walk
             // from the newest value.
@@ -281,7 +297,33 @@ impl<B: Backing> Ring<B> {
         }
     }
 
-    /// Whether `n` messages of `total` bytes could be reserved now.
+    /// After a reclaim walk from `r` that freed nothing: the new `release` if it is past `r`
+    /// by now. Our `r` may be stale: another producer may have reclaimed from it and
+    /// written a new record there, which stops the walk at once; the caller then walks again
+    /// from the new value (the bytes after it may be free).
+    ///
+    /// # Ordering
+    ///
+    /// Acquire, SYNC F. If the walk stopped at a newer record, our Acquire load of its stamp
+    /// synchronised with its producer's commit (SYNC P2), which follows that producer's
+    /// reclaim: this load sees it.
+    pub(super) fn release_past(&self, r: u64) -> Option<u64> {
+        let now = self.control().release.load(Ordering::Acquire);
+        (now > r).then_some(now)
+    }
+
+    /// Whether `n` messages of `total` bytes could be reserved now (a check for waiters:
+    /// `true` may be spurious, `false` must not be, see SYNC W).
+    ///
+    /// # Ordering
+    ///
+    /// The `release` we load first may be stale: another producer may have reclaimed the
+    /// space meanwhile, and producers notify no one of a reclaim, so judging by it would put
+    /// a waiter to sleep with space free (found by the loom model
+    /// `two_producers_blocked_on_a_full_ring_are_both_woken`). So the bytes are judged again
+    /// after `reclaim`, whatever it did: its own Acquire load of `release` (or of a stamp its
+    /// walk stopped at, written by a producer after its reclaim, SYNC P2 after SYNC F) makes
+    /// the second look at least as new.
     pub(super) fn space_ready(&self, n: u64, total: u64) -> bool {
         let c = self.control();
         // A corrupted count counts as ready: the attempt that follows reports it.
@@ -298,7 +340,8 @@ impl<B: Backing> Ring<B> {
             let release = c.release.load(Ordering::Acquire);
             tail.saturating_sub(release).saturating_add(total) <= self.g.capacity
         };
-        free(c) || (matches!(self.reclaim(total), Ok(true)) && free(c))
+        // A corrupted segment counts as ready: the attempt that follows reports it.
+        free(c) || self.reclaim(total).is_err() || free(c)
     }
 
     /// Waits until `n` messages of `total_bytes` may fit, at most until `until`. Another
