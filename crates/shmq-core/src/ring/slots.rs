@@ -37,10 +37,10 @@ impl Drop for LaneGuard<'_> {
     }
 }
 
-/// Rounds over the lanes a thread makes before it reports [`TrySendError::Busy`]: lanes are
-/// held only for one bounded, non-blocking attempt, so a free one normally turns up within a
-/// few rounds; if not, the caller waits with its hooks (a binding releases its interpreter
-/// lock) and tries again, instead of spinning here.
+/// Rounds over the lanes a thread makes before it reports [`super::TrySendError::Busy`]:
+/// lanes are held only for one bounded, non-blocking attempt, so a free one normally turns
+/// up within a few rounds; if not, the caller waits with its hooks (a binding releases its
+/// interpreter lock) and tries again, instead of spinning here.
 const LANE_ROUNDS: usize = 8;
 
 /// A process-local try-lock for one attempt (see `Ring::reader`); released on drop.
