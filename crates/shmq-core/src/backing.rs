@@ -1,7 +1,7 @@
 //! What the protocol needs from the memory and the OS, and a heap implementation for tests.
 
 use crate::layout::{Cell, Control, Geometry, Slot, RECORD_ALIGN};
-use crate::sync::{AtomicU32, AtomicU64, Ordering, UnsafeCell};
+use crate::sync::{AtomicU32, AtomicU64, Condvar, Mutex, Ordering, UnsafeCell};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,12 +104,24 @@ impl Leases {
 /// Lease slots of a raw heap region (tests use far fewer process slots).
 const HEAP_LEASES: usize = 256;
 
+/// The futex of a [`HeapRegion`]: one lock and condition variable for all its words. As the
+/// kernel does under its hash-bucket lock, a waiter compares the word and goes to sleep
+/// atomically with respect to a waker, who changes the word before it takes the lock: a
+/// wake-up cannot fall between the comparison and the sleep. Under loom these are loom's, so
+/// a waiter nobody wakes stays blocked and loom reports the lost wake-up as a deadlock.
+#[derive(Debug, Default)]
+struct Futex {
+    lock: Mutex<()>,
+    woken: Condvar,
+}
+
 /// A segment on the heap, shared between threads that stand in for processes. Each
 /// [`HeapBacking`] made from it is one "process"; [`HeapBacking::die`] simulates `kill -9`.
 #[derive(Debug, Clone)]
 pub struct HeapRegion {
     mem: Arc<Mem>,
     leases: Arc<Leases>,
+    futex: Arc<Futex>,
 }
 
 #[derive(Debug)]
@@ -147,6 +159,7 @@ impl HeapRegion {
         Self {
             mem: Arc::new(Mem::Raw(HeapMem { ptr, layout })),
             leases: Arc::new(Leases::new(HEAP_LEASES)),
+            futex: Arc::default(),
         }
     }
 
@@ -155,6 +168,7 @@ impl HeapRegion {
         Self {
             mem: Arc::new(Mem::Typed(Box::new(Typed::new(g)), g.total_size)),
             leases: Arc::new(Leases::new(g.max_slots as usize)),
+            futex: Arc::default(),
         }
     }
 
@@ -235,20 +249,46 @@ unsafe impl Backing for HeapBacking {
         })
     }
     fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
-        // Heap handles are threads of one process: a short sleep-poll is enough for tests.
+        let f = &self.region.futex;
+        // A panic elsewhere cannot leave `()` inconsistent: ignore poisoning.
+        let mut guard = f.lock.lock().unwrap_or_else(|e| e.into_inner());
+        // Under loom the timeout is ignored: a waiter sleeps until it is woken (see `Futex`).
+        #[cfg(not(loom))]
         let until = timeout.map(|t| std::time::Instant::now() + t);
+        #[cfg(loom)]
+        let _ = timeout;
+        // Acquire, as the kernel's comparison (a full barrier) is at least; the lock orders
+        // it against `wake_all`, which follows the waker's change of the word.
         while word.load(Ordering::Acquire) == expected {
-            if until.is_some_and(|u| std::time::Instant::now() >= u) {
-                break;
-            }
-            #[cfg(loom)]
-            loom::thread::yield_now();
             #[cfg(not(loom))]
-            std::thread::sleep(Duration::from_micros(50));
+            if let Some(until) = until {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                guard = f
+                    .woken
+                    .wait_timeout(guard, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                continue;
+            }
+            guard = f.woken.wait(guard).unwrap_or_else(|e| e.into_inner());
         }
+        drop(guard);
         false
     }
-    fn wake_all(&self, _word: &AtomicU32) {}
+    fn wake_all(&self, _word: &AtomicU32) {
+        // One condition variable for every word of the region: sleepers on another word
+        // wake, see their word unchanged and sleep again.
+        let _guard = self
+            .region
+            .futex
+            .lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.region.futex.woken.notify_all();
+    }
     fn pid(&self) -> u32 {
         std::process::id()
     }

@@ -50,7 +50,12 @@ pub const MAX_CAPACITY: u64 = 1 << 40;
 /// Largest slot table accepted.
 pub const MAX_SLOTS: u32 = 4096;
 /// Largest payload of one record; larger ones are refused (the record length is a `u32`).
-pub const MAX_PAYLOAD: u64 = u32::MAX as u64 - 64;
+pub const MAX_PAYLOAD: u64 = u32::MAX as u64 - PAYLOAD_HEADROOM;
+/// Room left below `u32::MAX` for a record's header and padding: a whole record must have a
+/// size that fits the `u32` length field, because an `ABANDONED` record stores the bytes to
+/// skip there and batches are bounded by it (header + padding take at most 31 bytes).
+const PAYLOAD_HEADROOM: u64 = 64;
+const _: () = assert!(MAX_PAYLOAD + RECORD_HEADER + RECORD_ALIGN - 1 <= u32::MAX as u64);
 
 /// Flag bit in `Control::flags`: the segment outlives its last attached process.
 pub const FLAG_PERSISTENT: u32 = 1;
@@ -131,6 +136,99 @@ pub const SLOT_FREE: u64 = 0;
 pub const SLOT_ATTACHED: u64 = 1;
 /// Slot state: a process is reaping this slot after its holder died.
 pub const SLOT_REAPING: u64 = 2;
+
+/// Bits of a packed word (`SlotWord`, `PutIntent`) that hold its state.
+const STATE_BITS: u32 = 8;
+/// Mask of those bits.
+const STATE_BITS_MASK: u64 = (1 << STATE_BITS) - 1;
+
+/// The word in [`Slot::state`]: `generation << 8 | SLOT_*`. The generation goes up by one
+/// (wrapping in its 56 bits) each time the slot is claimed, so a CAS on the word never
+/// mistakes a later holder for an earlier one. Unpacking and packing round-trip every
+/// `u64` exactly, so a word read from shared memory (even garbage) can be the expected
+/// value of a CAS after a round trip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SlotWord {
+    /// Claim count of the slot (56 bits).
+    pub(crate) gen: u64,
+    /// `SLOT_FREE`, `SLOT_ATTACHED` or `SLOT_REAPING` (any 8-bit value in a scribbled word).
+    pub(crate) state: u64,
+}
+
+impl SlotWord {
+    /// Decodes a slot state word.
+    #[inline]
+    pub(crate) const fn unpack(word: u64) -> Self {
+        Self {
+            gen: word >> STATE_BITS,
+            state: word & STATE_BITS_MASK,
+        }
+    }
+
+    /// Encodes it (the generation's bits above 56 are dropped).
+    #[inline]
+    pub(crate) const fn pack(self) -> u64 {
+        self.gen << STATE_BITS | (self.state & STATE_BITS_MASK)
+    }
+
+    /// The same generation in another state.
+    #[inline]
+    pub(crate) const fn with_state(self, state: u64) -> Self {
+        Self { state, ..self }
+    }
+
+    /// The word of the next claim: generation + 1, in `state`.
+    #[inline]
+    pub(crate) const fn next_claim(self, state: u64) -> Self {
+        Self {
+            gen: self.gen.wrapping_add(1) & (u64::MAX >> STATE_BITS),
+            state,
+        }
+    }
+}
+
+/// The word in [`Lane::put_state`]: `permits << 32 | INTENT_*`, the intent of the put in
+/// the low 8 bits and the maxsize permits the lane holds in the high 32 (bits 8..32 are 0).
+/// [`Lane::get_state`] holds a bare `INTENT_*` (a claim holds no permits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PutIntent {
+    /// `INTENT_NONE`, `INTENT_PENDING` or `INTENT_OWNED`.
+    pub(crate) state: u64,
+    /// Maxsize permits taken for the messages of this put (at most `u32::MAX`).
+    pub(crate) permits: u64,
+}
+
+/// Where [`PutIntent::permits`] starts.
+const PERMITS_SHIFT: u32 = 32;
+
+impl PutIntent {
+    /// No put in flight and no permits held.
+    pub(crate) const NONE: Self = Self {
+        state: INTENT_NONE,
+        permits: 0,
+    };
+
+    /// Decodes a put intent word.
+    #[inline]
+    pub(crate) const fn unpack(word: u64) -> Self {
+        Self {
+            state: word & STATE_BITS_MASK,
+            permits: word >> PERMITS_SHIFT,
+        }
+    }
+
+    /// Encodes it (permits above 32 bits are dropped; a batch holds far fewer).
+    #[inline]
+    pub(crate) const fn pack(self) -> u64 {
+        self.permits << PERMITS_SHIFT | (self.state & STATE_BITS_MASK)
+    }
+
+    /// The same permits in another intent state.
+    #[inline]
+    pub(crate) const fn with_state(self, state: u64) -> Self {
+        Self { state, ..self }
+    }
+}
 
 /// A 128-byte aligned cell: two cache lines, so the adjacent-line prefetcher does not make
 /// neighbours share.
@@ -225,7 +323,8 @@ pub struct Control {
     pub head: Padded<AtomicU64>,
     /// Reclaim position: bytes below it may be overwritten (monotonic, `<= head`).
     pub release: Padded<AtomicU64>,
-    /// Messages reserved and not yet claimed (only maintained when `maxsize > 0`).
+    /// Messages reserved and not yet claimed (only maintained when `maxsize > 0`). Never
+    /// above `max(maxsize, capacity / 16)` (a larger value is reported as corruption).
     pub count: Padded<AtomicU64>,
     /// Consumers sleep here waiting for data.
     pub data_event: Padded<Event>,
@@ -247,7 +346,8 @@ pub struct Lane {
     /// 0 = free, 1 = taken (by a thread of the slot's process).
     pub busy: AtomicU32,
     _reserved: AtomicU32,
-    /// `INTENT_*` in the low 8 bits; maxsize permits held in the high 32 bits.
+    /// `INTENT_*` in the low 8 bits; maxsize permits held in the high 32 bits (decoded by the
+    /// crate's `PutIntent`).
     pub put_state: AtomicU64,
     /// Reservation `[put_start, put_end)` this lane is taking or owns.
     pub put_start: AtomicU64,
@@ -277,7 +377,7 @@ pub struct SlotCounters {
 #[repr(C, align(128))]
 #[derive(Debug, Default)]
 pub struct Slot {
-    /// `generation << 8 | SLOT_*`.
+    /// `generation << 8 | SLOT_*` (decoded by the crate's `SlotWord`).
     pub state: AtomicU64,
     /// Process id of the holder (informational: liveness comes from the lease).
     pub pid: AtomicU32,
@@ -563,6 +663,44 @@ mod tests {
         assert_eq!(control_size(), 1280);
         assert_eq!(slot_size(), 384);
         assert_eq!(core::mem::size_of::<Lane>(), 64);
+    }
+
+    #[test]
+    fn packed_words_keep_their_encoding() {
+        // docs/protocol.md states these encodings; the shared layout must not change.
+        let w = SlotWord {
+            gen: 3,
+            state: SLOT_ATTACHED,
+        };
+        assert_eq!(w.pack(), 3 << 8 | SLOT_ATTACHED);
+        assert_eq!(w.with_state(SLOT_REAPING).pack(), 3 << 8 | SLOT_REAPING);
+        assert_eq!(w.next_claim(SLOT_ATTACHED).pack(), 4 << 8 | SLOT_ATTACHED);
+        // The generation wraps in its 56 bits.
+        let last = SlotWord::unpack(u64::MAX);
+        assert_eq!((last.gen, last.state), (u64::MAX >> 8, 0xFF));
+        assert_eq!(last.next_claim(SLOT_FREE).pack(), SLOT_FREE);
+        // Any word, garbage included, round-trips (it may be the expected value of a CAS).
+        for word in [0, 1, 0x1234_5678_9abc_def0, u64::MAX, u64::MAX - 0xFF] {
+            assert_eq!(SlotWord::unpack(word).pack(), word);
+        }
+        let p = PutIntent {
+            state: INTENT_OWNED,
+            permits: 5,
+        };
+        assert_eq!(p.pack(), 5 << 32 | INTENT_OWNED);
+        assert_eq!(PutIntent::unpack(p.pack()), p);
+        assert_eq!(
+            p.with_state(INTENT_PENDING).pack(),
+            5 << 32 | INTENT_PENDING
+        );
+        assert_eq!(PutIntent::NONE.pack(), INTENT_NONE);
+        assert_eq!(
+            PutIntent::unpack(u64::MAX),
+            PutIntent {
+                state: 0xFF,
+                permits: u64::from(u32::MAX)
+            }
+        );
     }
 
     #[test]

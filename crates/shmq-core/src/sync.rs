@@ -7,6 +7,14 @@ pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 #[cfg(not(loom))]
 pub(crate) use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
+/// The lock and condition variable behind the heap backing's futex stand-in
+/// (`HeapBacking::wait`/`wake_all`); loom's under loom, so a lost wake-up blocks a model.
+#[cfg(loom)]
+pub(crate) use loom::sync::{Condvar, Mutex};
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Condvar, Mutex};
+
 /// A cell of payload bytes, for typed (model-checked) storage: under loom, loom's
 /// `UnsafeCell`, which reports unsynchronised access as a data race.
 #[cfg(loom)]

@@ -259,3 +259,35 @@ fn threads_publish_and_subscribe_concurrently_in_both_policies() {
         }
     }
 }
+
+#[test]
+fn is_full_is_a_query() {
+    // Block policy: the bytes every subscriber read are free, but only a send reclaims them.
+    let (r, publisher) = region(4096, 0);
+    let sub = subscriber(&r);
+    let mut sent = 0;
+    while send(&publisher, sent).is_ok() {
+        sent += 1;
+    }
+    assert!(publisher.is_full());
+    assert_eq!(read(&sub, 1).unwrap().len(), 1);
+    let before = publisher.stats();
+    assert!(!publisher.is_full());
+    assert_eq!(publisher.stats(), before, "is_full changed the ring");
+
+    // Lag policy: a send would overwrite, so the ring is never full; asking must not evict
+    // the subscriber that has read nothing yet.
+    let (r, publisher) = region(4096, FLAG_LAG);
+    let sub = subscriber(&r);
+    let fit = 4096 / 32; // 8-byte payloads take 32 bytes
+    for i in 0..fit {
+        send(&publisher, i).unwrap();
+    }
+    assert!(!publisher.is_full());
+    let got: Vec<u64> = read(&sub, 1000).unwrap().iter().map(|v| num(v)).collect();
+    assert_eq!(
+        got,
+        (0..fit).collect::<Vec<_>>(),
+        "is_full evicted the subscriber"
+    );
+}

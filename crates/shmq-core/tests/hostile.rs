@@ -521,3 +521,49 @@ fn huge_counters_in_slots_do_not_overflow() {
     let _ = ring.len();
     let _ = other.stats();
 }
+
+/// Regression: `count` read from shared memory was summed unchecked (`cur + n` in
+/// `take_permits` and `space_ready`): a count near `u64::MAX` panicked in debug builds. A
+/// count no process can produce is now reported as corruption, by blocking sends too.
+#[test]
+fn a_scribbled_message_count_is_corruption_not_a_panic() {
+    use shmq_core::layout::Control;
+    use shmq_core::ring::{SendTimeoutError, TrySendError};
+    for bad in [u64::MAX, u64::MAX - 1, 1 << 40] {
+        let (_r, ring, _g) = fresh(4);
+        poke(
+            ring.backing(),
+            core::mem::offset_of!(Control, count) as u64,
+            &bad.to_le_bytes(),
+        );
+        let e = ring.try_send(Message::raw(b"x"));
+        assert!(matches!(e, Err(TrySendError::Corrupted(_))), "{e:?}");
+        assert!(ring.is_full(), "no send can succeed");
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let e = ring.send_many_blocking(&[Message::raw(b"x")], Some(until), &mut shmq_core::Plain);
+        assert!(matches!(e, Err(SendTimeoutError::Corrupted(_))), "{e:?}");
+    }
+}
+
+/// Regression: the permits an `ABANDONED` record carries come from shared memory; a
+/// consumer that skips a scribbled one returned them with a wrapping `fetch_sub`, turning
+/// `count` into "full forever". Returns now stop at 0.
+#[test]
+fn permits_of_a_scribbled_abandoned_record_do_not_wrap_the_count() {
+    use shmq_core::layout::{pack_meta, ABANDONED};
+    let (_r, ring, g) = fresh(4);
+    ring.try_send(Message::raw(b"a")).unwrap(); // a 32-byte record at position 0
+    let stamp = g.tag(0) | ABANDONED;
+    poke(ring.backing(), g.data_offset, &stamp.to_le_bytes());
+    let meta = pack_meta(32, u16::MAX, u16::MAX); // u32::MAX permits
+    poke(ring.backing(), g.data_offset + 8, &meta.to_le_bytes());
+    assert!(ring.try_recv_with(|_| ()).is_err(), "nothing to deliver");
+    assert_eq!(ring.len(), 0);
+    for _ in 0..4 {
+        ring.try_send(Message::raw(b"b")).unwrap();
+    }
+    assert_eq!(
+        ring.try_send(Message::raw(b"b")),
+        Err(shmq_core::ring::TrySendError::Full)
+    );
+}

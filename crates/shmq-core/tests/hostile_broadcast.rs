@@ -678,7 +678,7 @@ fn set_positions(w: &World, tail: u64, release: u64) {
     );
 }
 
-/// Regression (found by the fuzz property): `Ring::reserve` (ring/mod.rs, queues too) computed `tail + total` after checking only
+/// Regression (found by the fuzz property): `Ring::reserve` (ring/send.rs, queues too) computed `tail + total` after checking only
 /// `tail - release <= capacity`: with both near `u64::MAX` it overflows (debug: panic;
 /// release: `tail` wraps to a small value and every later send reports "release is ahead of
 /// tail"). Fix: refuse a `tail` with `tail.checked_add(total) == None` as `Corrupted`.
@@ -694,10 +694,11 @@ fn reserve_refuses_a_tail_near_u64_max() {
     }
 }
 
-/// Regression: `Ring::space_ready` (ring/mod.rs, behind `is_full` and blocking sends, queues
-/// too) computed `tail.saturating_sub(release) + total`: with `tail - release` near `u64::MAX` it
-/// overflows (debug: panic; release: wraps, so `is_full()` says there is room although every
-/// send fails as `Corrupted`). Fix: `saturating_add(total)`.
+/// Regression: `Ring::space_ready` (then behind `is_full` and blocking sends, queues too; now
+/// ring/send.rs, and `is_full` in ring/observe.rs is a pure query) computed
+/// `tail.saturating_sub(release) + total`: with `tail - release` near `u64::MAX` it overflows
+/// (debug: panic; release: wraps, so `is_full()` says there is room although every send fails
+/// as `Corrupted`). Fix: `saturating_add(total)`; `is_full` reports such positions as full.
 #[test]
 fn is_full_does_not_overflow_on_a_tail_near_u64_max() {
     let w = world(0, 1);

@@ -293,3 +293,20 @@ fn mpmc_every_message_exactly_once_fifo_per_producer() {
     }
     drop(ring);
 }
+
+#[test]
+fn is_full_is_a_query() {
+    // `is_full` must not reclaim (move `release`), which only sends do.
+    let (_r, ring) = region(4096, 0);
+    while ring.try_send(Message::raw(&[1; 100])).is_ok() {}
+    assert!(ring.is_full());
+    recv(&ring).unwrap();
+    let before = ring.stats();
+    assert!(
+        !ring.is_full(),
+        "the consumed record's bytes are free for a send"
+    );
+    assert_eq!(ring.stats(), before, "is_full changed the ring");
+    ring.try_send(Message::raw(&[2; 100])).unwrap();
+    assert!(ring.is_full());
+}

@@ -130,7 +130,7 @@ impl<B: Backing + Sync> Ring<B> {
         w: &mut dyn Waiter,
         mut f: impl FnMut(RecordView<'_>),
     ) -> Result<usize, RecvTimeoutError> {
-        let attempt = || match self.try_recv_many_limited(max, max_bytes, &mut f) {
+        let attempt = || match self.recv_run(max, max_bytes, &mut f) {
             Ok(n) => Ok(n),
             Err(TryRecvError::Empty) => Err(Next::Sleep),
             Err(TryRecvError::Busy) => Err(Next::Yield),

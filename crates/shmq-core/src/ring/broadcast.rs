@@ -95,6 +95,19 @@ pub struct Held {
 /// sixteenth of the ring at once amortises the scan of the subscriber table.
 const LAG_CHUNK_DIVISOR: u64 = 16;
 
+/// Rounds a publisher makes to reclaim before it settles for what it got. A round ends
+/// without reclaiming only when `release` moved under it (another publisher reclaimed: the
+/// progress it wanted may already be there) or the segment holds garbage that keeps
+/// changing; live publishers never need more than a few. The bound keeps a send on a
+/// scribbled segment from looping forever.
+const RECLAIM_ROUNDS: usize = 1000;
+
+/// How many times a subscriber whose cursor a lag-mode publisher moved looks for the
+/// `missed` count that publisher adds right after its CAS on the cursor (a few instructions
+/// later, see `evict`): tens of microseconds of `pause`, far longer than that gap unless the
+/// publisher is descheduled in it. A count that arrives later is reported with the next read.
+const LATE_MISSED_SPINS: usize = 10_000;
+
 impl<B: Backing> Ring<B> {
     /// Whether this is a broadcast ring.
     pub fn is_broadcast(&self) -> bool {
@@ -162,7 +175,7 @@ impl<B: Backing> Ring<B> {
         let mut moved = false;
         // SYNC F: Acquire, as in the queue.
         let mut r = c.release.load(Ordering::Acquire);
-        for _ in 0..1000 {
+        for _ in 0..RECLAIM_ROUNDS {
             // SYNC J: an AcqRel RMW before the scan of the cursors (see `subscribe`).
             let t0 = c.tail.fetch_add(0, Ordering::AcqRel);
             if r > t0 {
@@ -211,7 +224,14 @@ impl<B: Backing> Ring<B> {
                 sides.truncate(sides_before);
             }
             if end == r {
-                return Ok(moved);
+                match self.release_past(r) {
+                    Some(now) => {
+                        moved = true;
+                        r = now;
+                        continue;
+                    }
+                    None => return Ok(moved),
+                }
             }
             if lag {
                 self.evict(r, end)?;
@@ -238,8 +258,9 @@ impl<B: Backing> Ring<B> {
     }
 
     /// The lowest cursor in `[r, t0]` of the subscribers (`t0` if none): bytes below it are
-    /// read by everyone.
-    fn slowest_cursor(&self, r: u64, t0: u64) -> u64 {
+    /// read by everyone. Loads only (`is_full` uses it as a snapshot, with a plain load of
+    /// `tail` for `t0`).
+    pub(super) fn slowest_cursor(&self, r: u64, t0: u64) -> u64 {
         let c = self.control();
         // Acquire: after the RMW of `t0` (SYNC J), so it covers every subscriber whose join
         // RMW came before ours.
@@ -601,7 +622,7 @@ impl<B: Backing> Ring<B> {
         }
         self.expected_cursor.store(cur, Ordering::Relaxed);
         let mut missed = s.missed.swap(0, Ordering::Acquire);
-        for _ in 0..10_000 {
+        for _ in 0..LATE_MISSED_SPINS {
             if missed > 0 {
                 break;
             }
@@ -650,7 +671,7 @@ impl<B: Backing> Ring<B> {
         let mut out = Vec::new();
         for i in 0..n {
             let s = self.slot_at(i);
-            if s.state.load(Ordering::Acquire) & 0xFF != SLOT_ATTACHED {
+            if SlotWord::unpack(s.state.load(Ordering::Acquire)).state != SLOT_ATTACHED {
                 continue;
             }
             let cur = s.cursor.load(Ordering::Acquire);

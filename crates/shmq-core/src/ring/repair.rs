@@ -112,7 +112,7 @@ impl<B: Backing> Ring<B> {
     ) -> bool {
         (0..self.g.max_slots).any(|i| {
             let s = self.slot_at(i);
-            if s.state.load(Ordering::Acquire) & 0xFF == SLOT_FREE {
+            if SlotWord::unpack(s.state.load(Ordering::Acquire)).state == SLOT_FREE {
                 return false;
             }
             let alive = || i == self.slot || self.b.lease_held_elsewhere(i);
@@ -120,10 +120,16 @@ impl<B: Backing> Ring<B> {
                 if std::ptr::eq(l, me) {
                     return false;
                 }
-                // Acquire: pairs with the Release CAS (P1/C1) that follows the intent stores.
+                // Acquire: pairs with the Release store of `INTENT_NONE` that ends the other
+                // lane's operation (`try_send_many`, `try_claim_and_take`): a lane seen idle
+                // has its stamps (P2) and CONSUMED stores (C3) visible to our record loads
+                // that follow. The intent fields themselves are Relaxed; what publishes them
+                // is the other lane's Release CAS on `tail`/`head` (SYNC P1/C1), paired with
+                // our Acquire load of that position in `repair_put`/`repair_get`, and for the
+                // dead slot's own lanes the lease hand-over (`Backing::try_lease`).
                 let (state, start, end) = match kind {
                     Kind::Put => (
-                        l.put_state.load(Ordering::Acquire) & 0xFF,
+                        PutIntent::unpack(l.put_state.load(Ordering::Acquire)).state,
                         &l.put_start,
                         &l.put_end,
                     ),
@@ -150,16 +156,11 @@ impl<B: Backing> Ring<B> {
 
     fn repair_put(&self, lane: &Lane) -> bool {
         let c = self.control();
-        let word = lane.put_state.load(Ordering::Acquire);
-        let (state, permits) = (word & 0xFF, word >> 32);
+        let PutIntent { state, permits } =
+            PutIntent::unpack(lane.put_state.load(Ordering::Acquire));
         let give_back = |n: u64| {
-            if n > 0 && self.g.maxsize > 0 {
-                // Relaxed: see `take_permits`.
-                let _ = c
-                    .count
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                        Some(v.saturating_sub(n))
-                    });
+            if self.g.maxsize > 0 {
+                self.return_permits(n);
             }
         };
         let start = lane.put_start.load(Ordering::Relaxed);
@@ -167,7 +168,8 @@ impl<B: Backing> Ring<B> {
         let bogus = end <= start || end - start > self.g.capacity || start % RECORD_ALIGN != 0;
         if state == INTENT_NONE || bogus {
             give_back(permits);
-            lane.put_state.store(INTENT_NONE, Ordering::Relaxed);
+            lane.put_state
+                .store(PutIntent::NONE.pack(), Ordering::Relaxed);
             return true;
         }
         if state == INTENT_PENDING
@@ -175,7 +177,8 @@ impl<B: Backing> Ring<B> {
                 || self.other_intent_starts_at(Kind::Put, start, lane))
         {
             give_back(permits); // its CAS did not happen or did not win
-            lane.put_state.store(INTENT_NONE, Ordering::Relaxed);
+            lane.put_state
+                .store(PutIntent::NONE.pack(), Ordering::Relaxed);
             return true;
         }
         // The reservation is the dead producer's: walk its records.
@@ -205,7 +208,8 @@ impl<B: Backing> Ring<B> {
                 Err(_) => break, // damaged: leave it to the consumers to report
             }
         }
-        lane.put_state.store(INTENT_NONE, Ordering::Release);
+        lane.put_state
+            .store(PutIntent::NONE.pack(), Ordering::Release);
         true
     }
 
@@ -226,7 +230,7 @@ impl<B: Backing> Ring<B> {
             return true;
         }
         // A PENDING claim that won had not yet given its permits back (see
-        // `try_recv_many_with`: permits go back before the lane says OWNED).
+        // `try_claim_and_take`: permits go back before the lane says OWNED).
         let permits_owed = state == INTENT_PENDING && self.g.maxsize > 0;
         let mut pos = start;
         let end = end.min(head);
@@ -253,14 +257,13 @@ impl<B: Backing> Ring<B> {
                 if lost {
                     c.totals.lost.fetch_add(1, Ordering::Relaxed);
                     if permits_owed {
-                        c.count.fetch_sub(1, Ordering::Relaxed);
+                        self.return_permits(1);
                     }
                 }
             } else if rec.state == ABANDONED && permits_owed {
-                c.count.fetch_sub(
-                    rec.permits.min(c.count.load(Ordering::Relaxed)),
-                    Ordering::Relaxed,
-                );
+                // One atomic clamp at 0 (a load, then a `fetch_sub` of the minimum, could
+                // underflow when a consumer returns permits in between).
+                self.return_permits(rec.permits);
             }
             pos += rec.size;
         }

@@ -1,0 +1,242 @@
+//! Waiting and waking (SYNC W only): the two event counts (`Side`), notifying sleepers, and
+//! one spin-then-sleep step (`wait_once`) with the loop around it (`wait_for`). The
+//! conditions waited for live with their direction (`send.rs`, `recv.rs`, `broadcast.rs`).
+
+use super::Ring;
+use crate::backing::Backing;
+use crate::layout::*;
+use crate::sync::{fence, spin_hint, yield_now, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a waiter spins before it sleeps.
+pub const SPIN: Duration = Duration::from_micros(50);
+
+/// Longest single futex sleep: bounds the delay a notifier killed in the middle of a
+/// wake-up can cause (see `Ring::wake_sleepers`).
+pub const MAX_SLEEP: Duration = Duration::from_millis(100);
+
+/// While the record at `head` (or at `release`) is in flight, sleepers wake this often to
+/// check that its owner is still alive.
+pub const STUCK_POLL: Duration = Duration::from_millis(2);
+
+/// Condition checks a spinning waiter makes between two reads of the clock: a check is a
+/// few loads, a clock read a call into the vDSO, so the clock costs little and the spin
+/// still ends close to its budget (when crowded, each check yields the CPU and the spin may
+/// run longer: it gives the CPU away meanwhile).
+const CHECKS_PER_CLOCK_READ: usize = 64;
+
+/// How one sleep ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Wake {
+    Ready,
+    TimedOut,
+    Interrupted,
+    Again,
+}
+
+/// Which event a waiter sleeps on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Side {
+    Data,
+    Space,
+}
+
+impl<B: Backing> Ring<B> {
+    fn event(&self, side: Side) -> &Event {
+        match side {
+            Side::Data => &self.control().data_event,
+            Side::Space => &self.control().space_event,
+        }
+    }
+
+    /// Wakes every sleeper of both events, in every process (they re-check and sleep again if
+    /// nothing changed): used when a handle closes, so its own blocked calls notice.
+    pub fn wake_all_waiters(&self) {
+        for side in [Side::Data, Side::Space] {
+            let ev = self.event(side);
+            // Release: only changes the futex word; sleepers re-read the state.
+            ev.seq.fetch_add(1, Ordering::Release);
+            self.b.wake_all(&ev.seq);
+        }
+    }
+
+    /// Wakes the sleepers of `side`, if there are any.
+    pub(super) fn notify(&self, side: Side) {
+        // SYNC W (no lost wake-up): this SeqCst fence against the waiter's two, in the single
+        // total order of SeqCst fences. If ours comes before its second, its re-check sees
+        // what we published. Otherwise our loads below see its `waiters += 1` (before its
+        // first fence) and its `pending = 0` (before its second): we wake it, or skip because
+        // `pending` is 1 again, set by a notifier after its clear, whose `seq` increment then
+        // follows the waiter's load of `seq`. The whole argument: docs/protocol.md, SYNC W.
+        fence(Ordering::SeqCst);
+        self.wake_sleepers(side);
+    }
+
+    /// As [`Ring::notify`], right after a `notify` of the other side (whose fence serves).
+    pub(super) fn notify_again(&self, side: Side) {
+        self.wake_sleepers(side);
+    }
+
+    fn wake_sleepers(&self, side: Side) {
+        let ev = self.event(side);
+        // A wake-up already pending reaches every current sleeper: each loaded `seq` before
+        // it cleared `pending`, so the pending notifier's increment (which follows its swap,
+        // itself after their clear) changes the word they sleep on. Skipping the system call
+        // then matters when sleepers are slow to run (more processes than CPUs): without it
+        // every publish would wake them again. Relaxed loads: ordered by the fence above. The
+        // swap makes one notifier of a burst the one that bumps `seq` (its atomicity matters,
+        // its AcqRel is more than the argument needs).
+        if ev.waiters.load(Ordering::Relaxed) > 0
+            && ev.pending.load(Ordering::Relaxed) == 0
+            && ev.pending.swap(1, Ordering::AcqRel) == 0
+        {
+            // Release: pairs with the waiter's Acquire load of `seq` (a waiter that loads the
+            // bumped value sees the `pending = 1` before it, see the argument).
+            ev.seq.fetch_add(1, Ordering::Release);
+            self.b.wake_all(&ev.seq);
+        }
+    }
+
+    /// Spins, then sleeps once until `ready()`, a notification, the deadline or a signal.
+    ///
+    /// Under loom there is no spin phase, no clock and no timeout: models must be
+    /// deterministic, and a lost wake-up must leave the waiter blocked for good (which loom
+    /// reports as a deadlock) instead of being hidden by `MAX_SLEEP`. Nor is there a stuck
+    /// poll: it is a timeout, and the models of SYNC W have no dead processes.
+    fn wait_once(
+        &self,
+        side: Side,
+        until: Option<Instant>,
+        ready: &dyn Fn() -> bool,
+        stuck: &dyn Fn() -> bool,
+    ) -> Wake {
+        if !cfg!(loom) {
+            if let Some(wake) = self.spin(until, ready) {
+                return wake;
+            }
+        }
+        let ev = self.event(side);
+        let sleeping = self.sleeping(side);
+        // SYNC W: announce, fence, then read the word and re-check (see `notify`). The slot's
+        // own count goes up after, and down before, the shared one: a process killed in between
+        // leaves `waiters` too high (an extra wake-up call), never too low (a lost wake-up).
+        // Relaxed: ordered by the fence that follows (the argument needs nothing more).
+        ev.waiters.fetch_add(1, Ordering::Relaxed);
+        sleeping.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        // Acquire: pairs with a notifier's Release increment (the pending case of SYNC W).
+        let seq = ev.seq.load(Ordering::Acquire);
+        // After loading `seq` (see `wake_sleepers`), before re-checking: from here on a
+        // notifier either wakes us or finds a wake-up pending that changes `seq`. Relaxed:
+        // ordered by the fence that follows.
+        ev.pending.store(0, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let mut wake = Wake::Again;
+        if ready() {
+            wake = Wake::Ready;
+        } else {
+            let timeout = if cfg!(loom) {
+                None
+            } else {
+                let mut timeout = until.map(|d| d.saturating_duration_since(Instant::now()));
+                // A notifier killed between setting `pending` and bumping `seq` would leave
+                // the others skipping their wake-ups: no sleep is longer than MAX_SLEEP.
+                timeout = Some(timeout.map_or(MAX_SLEEP, |t| t.min(MAX_SLEEP)));
+                if stuck() {
+                    timeout = Some(timeout.map_or(STUCK_POLL, |t| t.min(STUCK_POLL)));
+                }
+                timeout
+            };
+            if timeout == Some(Duration::ZERO) {
+                wake = Wake::TimedOut;
+            } else {
+                self.slot_at(self.slot)
+                    .counters
+                    .waits
+                    .fetch_add(1, Ordering::Relaxed);
+                if self.b.wait(&ev.seq, seq, timeout) {
+                    wake = Wake::Interrupted;
+                }
+            }
+        }
+        sleeping.fetch_sub(1, Ordering::Relaxed);
+        // Release: orders our reads before the departure (a count, not a publication).
+        ev.waiters.fetch_sub(1, Ordering::Release);
+        if !cfg!(loom) && wake == Wake::Again && stuck() {
+            self.check_stuck();
+        }
+        wake
+    }
+
+    /// The spin phase of [`Ring::wait_once`]: checks `ready()` for about [`SPIN`]. `None`
+    /// when the caller should go on to sleep.
+    fn spin(&self, until: Option<Instant>, ready: &dyn Fn() -> bool) -> Option<Wake> {
+        // More processes attached than CPUs: a pure spin would keep the CPU from the process
+        // we wait for (measured: 1 publisher, 3 subscribers on 2 CPUs), so yield it between
+        // checks, and for a shorter while (each check is then a system call).
+        let cpus = self.b.cpus();
+        let crowded = {
+            let attached = self.control().attached.load(Ordering::Relaxed);
+            attached != ATTACHED_CLOSED && attached > cpus
+        };
+        // Spinning only pays when the other side runs meanwhile on another CPU: a process
+        // that may run on one CPU only (its affinity) goes straight to sleep.
+        let spin = if cpus <= 1 {
+            Duration::ZERO
+        } else if crowded {
+            SPIN / 5
+        } else {
+            SPIN
+        };
+        let spin_end = Instant::now() + spin;
+        loop {
+            for _ in 0..CHECKS_PER_CLOCK_READ {
+                if ready() {
+                    return Some(Wake::Ready);
+                }
+                if crowded {
+                    yield_now();
+                } else {
+                    spin_hint();
+                }
+            }
+            let now = Instant::now();
+            if now >= spin_end {
+                return None;
+            }
+            if until.is_some_and(|d| now >= d) {
+                return Some(Wake::TimedOut);
+            }
+        }
+    }
+
+    fn sleeping(&self, side: Side) -> &AtomicU32 {
+        let s = self.slot_at(self.slot);
+        match side {
+            Side::Data => &s.sleeping_data,
+            Side::Space => &s.sleeping_space,
+        }
+    }
+
+    /// Waits until `ready()`: spins about [`SPIN`], then sleeps. Returns `true` when ready;
+    /// `false` at `until` or when a signal interrupted the sleep.
+    pub(super) fn wait_for(
+        &self,
+        side: Side,
+        until: Option<Instant>,
+        ready: &dyn Fn() -> bool,
+        stuck: &dyn Fn() -> bool,
+    ) -> bool {
+        loop {
+            match self.wait_once(side, until, ready, stuck) {
+                Wake::Ready => return true,
+                Wake::TimedOut | Wake::Interrupted => return false,
+                // (No clock under loom, see `wait_once`.)
+                Wake::Again if !cfg!(loom) && until.is_some_and(|u| Instant::now() >= u) => {
+                    return ready()
+                }
+                Wake::Again => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! The slot table and the lanes: attaching (taking a slot), detaching, reaping the slots of
+//! dead processes, and the process-local allocation of lanes and of the read turn.
+
+use super::{AttachError, Ring};
+use crate::backing::Backing;
+use crate::layout::*;
+use crate::sync::{spin_hint, AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
+
+/// What [`Ring::detach`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detached {
+    /// Other processes are still attached (or the segment is persistent).
+    Others,
+    /// This was the last process of a non-persistent segment: the caller must unlink it.
+    Last,
+}
+
+std::thread_local! {
+    static LANE_HINT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// A lane taken for one attempt; given back on drop.
+pub(super) struct LaneGuard<'a> {
+    pub(super) lane: &'a Lane,
+    bit: u32,
+    taken: &'a AtomicU32,
+}
+
+impl Drop for LaneGuard<'_> {
+    fn drop(&mut self) {
+        // Relaxed: the shared `busy` word only informs debugging dumps; nobody decides on it.
+        self.lane.busy.store(0, Ordering::Relaxed);
+        // SYNC L (lane hand-over): Release pairs with the Acquire `fetch_or` in
+        // `Ring::try_lane`, so the next thread to take the lane sees its cleared intents.
+        self.taken.fetch_and(!self.bit, Ordering::Release);
+    }
+}
+
+/// Rounds over the lanes a thread makes before it reports [`super::TrySendError::Busy`]:
+/// lanes are held only for one bounded, non-blocking attempt, so a free one normally turns
+/// up within a few rounds; if not, the caller waits with its hooks (a binding releases its
+/// interpreter lock) and tries again, instead of spinning here.
+const LANE_ROUNDS: usize = 8;
+
+/// A process-local try-lock for one attempt (see `Ring::reader`); released on drop.
+pub(super) struct ReaderGuard<'a>(&'a AtomicU32);
+
+impl Drop for ReaderGuard<'_> {
+    fn drop(&mut self) {
+        // Release: the next reader sees our cursor bookkeeping (`expected_cursor`).
+        self.0.store(0, Ordering::Release);
+    }
+}
+
+impl<B: Backing> Ring<B> {
+    pub(super) fn attach(b: B) -> Result<Self, (B, AttachError)> {
+        if b.size() < control_size() {
+            let len = b.size();
+            return Err((b, AttachError::Layout(LayoutError::TooSmall { len })));
+        }
+        let c = Self::control_of(&b);
+        // SYNC R (ready): Acquire pairs with the creator's Release store.
+        if c.id.ready.load(Ordering::Acquire) != 1 {
+            return Err((b, AttachError::NotReady));
+        }
+        let g = match Geometry::read(&c.id, b.size()) {
+            Ok(g) => g,
+            Err(e) => return Err((b, AttachError::Layout(e))),
+        };
+        // Count ourselves in first, so a concurrent last detach cannot unlink under us.
+        let mut n = c.attached.load(Ordering::Acquire);
+        loop {
+            if n == ATTACHED_CLOSED {
+                return Err((b, AttachError::Closing));
+            }
+            // SYNC A (attach count): AcqRel orders us against the last detacher's CAS to CLOSED.
+            match c
+                .attached
+                .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(x) => n = x,
+            }
+        }
+        let mut ring = Self {
+            b,
+            g,
+            slot: u32::MAX,
+            last_stuck_check: AtomicU64::new(0),
+            epoch: Instant::now(),
+            expected_cursor: AtomicU64::new(NO_CURSOR),
+            lanes_taken: AtomicU32::new(0),
+            reader: AtomicU32::new(0),
+            lent_pos: AtomicU64::new(NO_CURSOR),
+            lent_next: AtomicU64::new(0),
+            lent_flags: AtomicU32::new(0),
+        };
+        match ring.claim_slot() {
+            Some(slot) => {
+                ring.slot = slot;
+                // Detach whoever died since the last look, so `attached` and the last-close
+                // decision only count the living.
+                ring.reap_dead();
+                Ok(ring)
+            }
+            None => {
+                // Uncount ourselves; nobody can have closed the segment while we were counted.
+                ring.control().attached.fetch_sub(1, Ordering::AcqRel);
+                let max_slots = ring.g.max_slots;
+                Err((ring.b, AttachError::NoFreeSlot { max_slots }))
+            }
+        }
+    }
+
+    /// Finds a free slot (reaping a dead holder's slot on the way) and takes it.
+    fn claim_slot(&self) -> Option<u32> {
+        for i in 0..self.g.max_slots {
+            let s = self.slot_at(i);
+            // Relaxed: only a hint; the CAS below decides.
+            let state = SlotWord::unpack(s.state.load(Ordering::Relaxed));
+            if state.state == SLOT_REAPING {
+                continue;
+            }
+            if !self.b.try_lease(i) {
+                continue; // a live process holds it
+            }
+            // We hold the lease: any holder of this slot is gone.
+            let state = SlotWord::unpack(s.state.load(Ordering::Acquire));
+            if state.state == SLOT_ATTACHED && !self.reap(i, state) {
+                self.b.drop_lease(i);
+                continue;
+            }
+            let free = SlotWord::unpack(s.state.load(Ordering::Acquire));
+            if free.state != SLOT_FREE {
+                self.b.drop_lease(i);
+                continue;
+            }
+            let next = free.next_claim(SLOT_ATTACHED);
+            s.pid.store(self.b.pid(), Ordering::Relaxed);
+            for c in [&s.counters.puts, &s.counters.gets, &s.counters.waits] {
+                c.store(0, Ordering::Relaxed);
+            }
+            for l in &s.lanes {
+                l.put_state.store(PutIntent::NONE.pack(), Ordering::Relaxed);
+                l.get_state.store(INTENT_NONE, Ordering::Relaxed);
+                l.busy.store(0, Ordering::Relaxed);
+            }
+            s.cursor.store(NO_CURSOR, Ordering::Relaxed);
+            s.missed.store(0, Ordering::Relaxed);
+            // SYNC S (slot claim): AcqRel; Release publishes the cleared slot above.
+            if s.state
+                .compare_exchange(
+                    free.pack(),
+                    next.pack(),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                // AcqRel: broadcast publishers scan the slots below this bound; it is raised
+                // before this slot subscribes (SYNC J).
+                self.control()
+                    .slots_in_use
+                    .fetch_max(i + 1, Ordering::AcqRel);
+                return Some(i);
+            }
+            self.b.drop_lease(i);
+        }
+        None
+    }
+
+    /// Detaches a slot whose holder is dead. The caller holds the slot's lease, which proves
+    /// the holder is gone. Returns false if another process is reaping it.
+    fn reap(&self, i: u32, state: SlotWord) -> bool {
+        let s = self.slot_at(i);
+        let reaping = state.with_state(SLOT_REAPING).pack();
+        if s.state
+            .compare_exchange(state.pack(), reaping, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        if !self.repair_slot(i) {
+            // Not finished: leave it attached (and dead) for a later reap to complete.
+            s.state.store(state.pack(), Ordering::Release);
+            return false;
+        }
+        let c = self.control();
+        c.totals.reaped.fetch_add(1, Ordering::Relaxed);
+        self.fold_counters(s);
+        // SYNC A: the dead process's count goes; AcqRel as every change of `attached`.
+        c.attached.fetch_sub(1, Ordering::AcqRel);
+        s.state
+            .store(state.with_state(SLOT_FREE).pack(), Ordering::Release);
+        true
+    }
+
+    fn fold_counters(&self, s: &Slot) {
+        let t = &self.control().totals;
+        // Relaxed: statistics only.
+        t.puts.fetch_add(
+            s.counters.puts.swap(0, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        t.gets.fetch_add(
+            s.counters.gets.swap(0, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        t.waits.fetch_add(
+            s.counters.waits.swap(0, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Detaches dead processes it finds, then this one. Returns [`Detached::Last`] when the
+    /// caller was the last process of a non-persistent segment and must unlink it.
+    pub fn detach(self) -> (B, Detached) {
+        self.reap_dead();
+        let c = self.control();
+        let s = self.slot_at(self.slot);
+        if s.cursor.load(Ordering::Relaxed) != NO_CURSOR {
+            self.unsubscribe();
+        }
+        self.fold_counters(s);
+        let state = SlotWord::unpack(s.state.load(Ordering::Relaxed));
+        // SYNC S: Release publishes the folded counters before the slot is reused.
+        s.state
+            .store(state.with_state(SLOT_FREE).pack(), Ordering::Release);
+        self.b.drop_lease(self.slot);
+        let persistent = self.g.flags & FLAG_PERSISTENT != 0;
+        let mut n = c.attached.load(Ordering::Acquire);
+        let outcome = loop {
+            let (next, outcome) = if n <= 1 && !persistent {
+                (ATTACHED_CLOSED, Detached::Last)
+            } else {
+                (n.saturating_sub(1), Detached::Others)
+            };
+            // SYNC A: AcqRel, see `attach`.
+            match c
+                .attached
+                .compare_exchange_weak(n, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break outcome,
+                Err(x) => n = x,
+            }
+        };
+        if outcome == Detached::Last {
+            self.release_all_sides();
+        }
+        (self.b, outcome)
+    }
+
+    /// Gives back the backing without detaching: for a child after `fork()`, whose inherited
+    /// handle is the parent's attachment, not its own.
+    pub fn into_backing_without_detach(self) -> B {
+        self.b
+    }
+
+    /// Detaches every attached slot whose holder is dead. Returns how many.
+    pub fn reap_dead(&self) -> u32 {
+        let mut n = 0;
+        for i in 0..self.g.max_slots {
+            if i == self.slot {
+                continue;
+            }
+            let s = self.slot_at(i);
+            let state = SlotWord::unpack(s.state.load(Ordering::Acquire));
+            if state.state != SLOT_ATTACHED || self.b.lease_held_elsewhere(i) {
+                continue;
+            }
+            if self.b.try_lease(i) {
+                let state = SlotWord::unpack(s.state.load(Ordering::Acquire));
+                if state.state == SLOT_ATTACHED && self.reap(i, state) {
+                    n += 1;
+                }
+                self.b.drop_lease(i);
+            }
+        }
+        n
+    }
+
+    /// Takes a free lane of this process's slot for one attempt, or `None` if this
+    /// attachment's other threads hold all of them for a while (the caller reports `Busy`).
+    pub(super) fn try_lane(&self) -> Option<LaneGuard<'_>> {
+        let lanes = &self.slot_at(self.slot).lanes;
+        // Models must be deterministic: loom runs its threads on one OS thread.
+        let start = if cfg!(loom) {
+            0
+        } else {
+            LANE_HINT.with(|h| {
+                if h.get() == usize::MAX {
+                    // Spread threads over lanes by the address of their thread-local.
+                    h.set((h as *const _ as usize >> 6) % LANES);
+                }
+                h.get()
+            })
+        };
+        for _ in 0..LANE_ROUNDS {
+            // Relaxed: a hint; the `fetch_or` decides.
+            let taken = self.lanes_taken.load(Ordering::Relaxed);
+            for k in 0..LANES {
+                let i = (start + k) % LANES;
+                let bit = 1u32 << i;
+                // SYNC L: Acquire pairs with the Release in `LaneGuard::drop`.
+                if taken & bit == 0 && self.lanes_taken.fetch_or(bit, Ordering::Acquire) & bit == 0
+                {
+                    // Relaxed: informational (see `LaneGuard::drop`).
+                    lanes[i].busy.store(1, Ordering::Relaxed);
+                    return Some(LaneGuard {
+                        lane: &lanes[i],
+                        bit,
+                        taken: &self.lanes_taken,
+                    });
+                }
+            }
+            spin_hint();
+        }
+        None
+    }
+
+    /// Takes this attachment's read turn for one attempt (broadcast subscriptions), or
+    /// `None` if another of its threads is reading (the caller reports `Busy`).
+    pub(super) fn try_reader(&self) -> Option<ReaderGuard<'_>> {
+        for _ in 0..LANE_ROUNDS {
+            // Acquire pairs with the Release in `ReaderGuard::drop`.
+            if self
+                .reader
+                .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Some(ReaderGuard(&self.reader));
+            }
+            spin_hint();
+        }
+        None
+    }
+
+    /// Releases the side segments of every record still in the ring: for the last process
+    /// to detach, after which nobody can read them.
+    fn release_all_sides(&self) {
+        let c = self.control();
+        let tail = c.tail.load(Ordering::Acquire);
+        let mut pos = c.release.load(Ordering::Acquire);
+        let mut sides = Vec::new();
+        while pos < tail {
+            match self.record(pos, tail) {
+                Ok(Some(rec)) => {
+                    if rec.state != ABANDONED {
+                        self.note_side(pos, &rec, &mut sides);
+                    }
+                    pos += rec.size;
+                }
+                _ => break, // in flight (a dead producer) or garbage: stop
+            }
+        }
+        for d in &sides {
+            self.b.release_side(d);
+        }
+    }
+}
