@@ -217,6 +217,20 @@ class LineReader:
 # --------------------------------------------------------------------------------------
 
 
+def kept_by_design(entry: str) -> bool:
+    """Whether a leftover entry of /dev/shm is a ring the lifecycle keeps on purpose: its
+    last process left it with messages in it, or with a handle in flight (pickled for a child
+    that never attached). Nobody is attached; ``shmq gc`` or a reader deals with it. Anything
+    else left behind is a leak."""
+    if not entry.startswith(shmq.SEGMENT_PREFIX):
+        return False
+    try:
+        i = shmq.inspect(entry[len(shmq.SEGMENT_PREFIX) :])
+    except (shmq.ShmqError, OSError):
+        return False
+    return i["live"] == 0 and i["kept_for"] is not None
+
+
 def segment_path(name: str) -> Path:
     return SHM / f"{shmq.SEGMENT_PREFIX}{name}"
 

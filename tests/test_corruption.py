@@ -17,12 +17,12 @@ MakeQueue = Callable[..., shmq.Queue]
 
 pytestmark = pytest.mark.timeout(30)
 
-# Offsets in the segment header (docs/protocol.md, layout version 2; checked against a live
+# Offsets in the segment header (docs/protocol.md, layout version 3; checked against a live
 # segment by test_header_offsets_are_those_of_the_layout, so the pokes below cannot land in padding).
 VERSION, KIND, TOTAL_SIZE, SLOTS_OFFSET, DATA_OFFSET, CAPACITY = 8, 12, 16, 24, 32, 40
 MAX_SLOTS, READY, LANES = 64, 72, 76
 TAIL, HEAD, RELEASE = 128, 256, 384
-CONTROL_SIZE = 1280
+CONTROL_SIZE = 1408
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_header_offsets_are_those_of_the_layout(make_queue: MakeQueue, seg: Path
     q = make_queue(capacity="64KiB", codec="raw")
     size = seg.stat().st_size
     assert seg.read_bytes()[:8] == b"SHMQRNG1"
-    assert (peek(seg, VERSION, "<I"), peek(seg, KIND, "<I")) == (2, 1)  # a queue
+    assert (peek(seg, VERSION, "<I"), peek(seg, KIND, "<I")) == (3, 1)  # a queue
     assert (peek(seg, READY, "<I"), peek(seg, LANES, "<I")) == (1, 4)
     assert peek(seg, TOTAL_SIZE, "<Q") == size
     assert peek(seg, SLOTS_OFFSET, "<Q") == CONTROL_SIZE
@@ -113,11 +113,11 @@ def test_valid_queue_with_overwritten_magic(make_queue: MakeQueue, qname: str, s
     assert q.get(timeout=5) == "after"
 
 
-@pytest.mark.parametrize("version", [0, 1, 3, 0xFFFFFFFF])
+@pytest.mark.parametrize("version", [0, 1, 2, 0xFFFFFFFF])
 def test_valid_queue_with_another_layout_version(make_queue: MakeQueue, qname: str, seg: Path,
                                                  version: int) -> None:
     make_queue(capacity="64KiB")
-    assert peek(seg, VERSION, "<I") == 2
+    assert peek(seg, VERSION, "<I") == 3
     poke(seg, VERSION, "<I", version)
     with pytest.raises(shmq.CorruptedQueueError, match="version"):
         shmq.Queue(qname, create=False)

@@ -11,6 +11,8 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+import os
+
 import pytest
 
 import _helpers as h
@@ -74,12 +76,26 @@ def test_a_put_that_times_out_leaves_no_segment(make_queue: MakeQueue, qname: st
 
 
 def test_closing_the_queue_removes_unconsumed_side_segments(qname: str) -> None:
-    q = shmq.Queue(qname, create=True, capacity="1MiB", codec="raw", allow_large=True)
+    q = shmq.Queue(qname, create=True, capacity="1MiB", codec="raw", allow_large=True, keep_messages=False)
     q.put(blob(1))
     q.put(blob(2))
     assert len(h.side_segments(qname)) == 2
     q.close()
     assert h.side_segments(qname) == [] and not h.segment_path(qname).exists()
+
+
+def test_side_segments_go_with_their_ring_never_while_it_is_in_use(qname: str) -> None:
+    q = shmq.Queue(qname, create=True, capacity="1MiB", codec="raw", allow_large=True)
+    q.put(blob(1))
+    shmq.remove(qname)  # shmq rm: the name goes, this process still uses the ring
+    assert shmq.gc() == [] or all(qname not in n for n in shmq.gc())
+    assert len(h.side_segments(qname)) == 1  # gc left the in-use ring's side segment
+    assert q.get(timeout=5) == blob(1)  # nothing lost
+    assert q.stats().lost == 0
+    q.put(blob(2))
+    q.close()  # the last process of a removed ring frees it, messages and side segments
+    assert h.side_segments(qname) == []
+    assert not any(qname in e for e in os.listdir("/dev/shm"))
 
 
 def test_gc_removes_side_segments_of_a_vanished_queue(qname: str) -> None:

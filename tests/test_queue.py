@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import shmq
+import _helpers as h
 from _helpers import remove_segment, segment_path
 
 MakeQueue = Callable[..., shmq.Queue]
@@ -536,7 +537,6 @@ USE_AFTER_CLOSE: list[tuple[str, Callable[[shmq.Queue], Any]]] = [
     ("empty", lambda q: q.empty()),
     ("full", lambda q: q.full()),
     ("stats", lambda q: q.stats()),
-    ("unlink", lambda q: q.unlink()),
     ("capacity", lambda q: q.capacity),
     ("maxsize", lambda q: q.maxsize),
     ("max_message_size", lambda q: q.max_message_size),
@@ -902,8 +902,43 @@ def test_queue_of_a_type_is_a_plain_queue_and_pickles_by_name(qname: str) -> Non
 def test_unpickling_a_queue_that_is_gone_raises_not_found(qname: str) -> None:
     with shmq.Queue(qname, create=True) as q:
         data = pickle.dumps(q)
+        q.unlink()  # a pickled handle keeps the queue through a close, not through a removal
     with pytest.raises(shmq.QueueNotFoundError):
         pickle.loads(data)
+
+
+def test_a_pickled_handle_keeps_the_queue_until_it_arrives(qname: str) -> None:
+    with shmq.Queue(qname, create=True) as q:
+        data = pickle.dumps(q)
+    # Closed by its only process, empty: kept for the handle in flight...
+    assert h.segment_path(qname).exists()
+    q2 = pickle.loads(data)
+    q2.put("arrived")
+    assert q2.get(timeout=5) == "arrived"
+    q2.close()
+    # ...which arrived: its close is the last, and the queue goes.
+    assert not h.segment_path(qname).exists()
+
+
+@pytest.mark.parametrize("order", ["close-unlink", "unlink-close"])
+def test_close_and_unlink_work_in_either_order_and_twice(qname: str, order: str) -> None:
+    q = shmq.Queue(qname, create=True)
+    q.put("x")
+    steps = [q.close, q.unlink] if order == "close-unlink" else [q.unlink, q.close]
+    for step in steps + steps:
+        step()
+    assert not h.segment_path(qname).exists()
+    assert qname not in shmq.list_queues()
+
+
+def test_unlink_after_close_does_not_remove_a_new_queue_of_the_same_name(qname: str) -> None:
+    old = shmq.Queue(qname, create=True, keep_messages=False)
+    old.close()
+    with shmq.Queue(qname, create=True) as new:
+        old.unlink()  # the old one is gone; the name is the new queue's
+        assert h.segment_path(qname).exists()
+        new.put(1)
+        assert new.get(timeout=5) == 1
 
 
 def test_queue_travels_through_a_queue(make_queue: MakeQueue) -> None:

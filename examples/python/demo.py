@@ -131,8 +131,9 @@ def run_job(backend: str, n_tasks: int, n_workers: int, span: int, ctx: Any, pre
         # Named queues: any process could open them with shmq.Queue(name, create=False).
         # Handed to the children by fork (or by pickling, which reopens them by name).
         tag = f"demo-{os.getpid()}"
-        tasks: Any = shmq.Queue(f"{tag}-tasks", capacity="4MiB", create=True)
-        results: Any = shmq.Queue(f"{tag}-results", capacity="4MiB", create=True)
+        # keep_messages=False: a run stopped half-way leaves nothing in /dev/shm.
+        tasks: Any = shmq.Queue(f"{tag}-tasks", capacity="4MiB", create=True, keep_messages=False)
+        results: Any = shmq.Queue(f"{tag}-results", capacity="4MiB", create=True, keep_messages=False)
     else:
         tasks, results = ctx.Queue(), ctx.Queue()
     start = ctx.Barrier(n_workers + 2)  # producer, workers and this process start together

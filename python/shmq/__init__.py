@@ -18,7 +18,7 @@ shared argument checks, the handle registry), ``_queue``, ``_broadcast``, ``_adm
 
 from importlib import metadata as _metadata
 
-from ._admin import gc, list_queues
+from ._admin import Inspection, gc, inspect, list_queues, remove
 from ._broadcast import Broadcast, BroadcastStats, Subscriber, SubscriberStats
 from ._common import DEFAULT_CAPACITY, BytesLike, Capacity, Codec, codec_id, full_name, parse_size, register_codec
 from ._errors import (
@@ -63,6 +63,9 @@ __all__ = [
     "codec_id",
     "full_name",
     "gc",
+    "inspect",
+    "remove",
+    "Inspection",
     "list_queues",
     "parse_size",
     "register_codec",

@@ -1,8 +1,9 @@
 """``shmq`` command line: list, inspect, remove and garbage-collect queues and broadcasts.
 
     shmq ls                 every queue and broadcast in /dev/shm, with its kind and size
-    shmq stats NAME         counters of one (attaches briefly to read them)
-    shmq gc [--grace S]     remove those whose attached processes are all dead
+    shmq stats NAME         counters of one (read-only: looking never attaches)
+    shmq gc [--grace S] [--drop-kept-after S]
+                            remove what no live process uses any more
     shmq rm NAME...         remove names now (attached processes keep using them)
 
 Also ``python -m shmq ...``.
@@ -11,30 +12,19 @@ Also ``python -m shmq ...``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
 import shmq
 
 
-def _open(name: str) -> shmq.Queue | shmq.Broadcast:
-    try:
-        return shmq.Queue(name, create=False)
-    except shmq.WrongKindError:
-        return shmq.Broadcast(name, create=False)
-
-
 def _describe(name: str) -> dict[str, Any]:
-    size = os.stat(f"/dev/shm/{shmq.SEGMENT_PREFIX}{name}").st_size
     try:
-        with _open(name) as h:
-            kind = "broadcast" if isinstance(h, shmq.Broadcast) else "queue"
-            s = h.stats()
-            # Minus ourselves: we attached to look.
-            return {"name": name, "kind": kind, "bytes": size, "attached": max(s.attached - 1, 0)}
-    except shmq.ShmqError as e:
-        return {"name": name, "kind": f"? ({type(e).__name__})", "bytes": size, "attached": "?"}
+        i = shmq.inspect(name)
+        kept = "" if i["kept_for"] is None else f" (kept {i['kept_for']:.0f} s)"
+        return {"name": name, "kind": i["kind"], "bytes": i["segment_bytes"], "attached": f"{i['live']}{kept}"}
+    except (shmq.ShmqError, OSError) as e:
+        return {"name": name, "kind": f"? ({type(e).__name__})", "bytes": 0, "attached": "?"}
 
 
 def cmd_ls(_: argparse.Namespace) -> int:
@@ -50,24 +40,27 @@ def cmd_ls(_: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    with _open(args.name) as h:
-        s = h.stats()
-        fields: dict[str, Any] = s._asdict()
-        subscribers = fields.pop("subscribers", None)
-        fields["attached"] = max(fields["attached"] - 1, 0)  # not counting this command
-        print(f"{type(h).__name__.lower()} {h.name!r}")
-        for k, v in fields.items():
-            print(f"  {k:<12} {v:,}" if isinstance(v, int) else f"  {k:<12} {v}")
-        for sub in subscribers or []:
-            print(
-                f"  subscriber pid {sub.pid}: position {sub.position:,}, behind by "
-                f"{sub.lag_messages:,} messages ({sub.lag_bytes:,} bytes), missed {sub.missed_pending:,}"
-            )
+    i = shmq.inspect(args.name)
+    print(f"{i['kind']} {args.name!r}")
+    fields: dict[str, Any] = dict(i["stats"])
+    fields["live"] = i["live"]
+    fields["persistent"] = i["persistent"]
+    fields["owner"] = i["owner"]
+    fields["mode"] = oct(i["mode"])
+    if i["kept_for"] is not None:
+        fields["kept_for"] = f"{i['kept_for']:.1f} s (its last process left it with messages)"
+    for k, v in fields.items():
+        print(f"  {k:<12} {v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"  {k:<12} {v}")
+    for sub in i["subscribers"]:
+        print(
+            f"  subscriber pid {sub['pid']}: position {sub['position']:,}, behind by "
+            f"{sub['lag_messages']:,} messages ({sub['lag_bytes']:,} bytes), missed {sub['missed_pending']:,}"
+        )
     return 0
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    for name in shmq.gc(args.grace):
+    for name in shmq.gc(args.grace, args.drop_kept_after):
         print(f"removed {name}")
     return 0
 
@@ -77,9 +70,12 @@ def cmd_rm(args: argparse.Namespace) -> int:
     for name in args.names:
         try:
             shmq.full_name(name)
-            os.unlink(f"/dev/shm/{shmq.SEGMENT_PREFIX}{name}")
-            print(f"removed {name}")
-        except (FileNotFoundError, shmq.InvalidNameError) as e:
+            if shmq.remove(name):
+                print(f"removed {name}")
+            else:
+                print(f"shmq rm: {name}: no such queue", file=sys.stderr)
+                status = 1
+        except (shmq.ShmqError, OSError) as e:
             print(f"shmq rm: {name}: {e}", file=sys.stderr)
             status = 1
     return status
@@ -94,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     st.set_defaults(func=cmd_stats)
     g = sub.add_parser("gc", help="remove those whose attached processes are all dead")
     g.add_argument("--grace", type=float, default=60.0, help="seconds before a never-initialised segment counts as dead")
+    g.add_argument(
+        "--drop-kept-after",
+        type=float,
+        default=None,
+        metavar="S",
+        help="also remove queues left with messages by their last process more than S seconds ago",
+    )
     g.set_defaults(func=cmd_gc)
     rm = sub.add_parser("rm", help="remove names now")
     rm.add_argument("names", nargs="+")

@@ -10,6 +10,7 @@ from ._common import (
     DEFAULT_MAX_PROCESSES,
     DEFAULT_MODE,
     Capacity,
+    IN_FLIGHT_GRACE,
     Codec,
     T,
     TrustedOwners,
@@ -161,6 +162,7 @@ class Broadcast(_Publisher, Generic[T]):
         self.close()
 
     def __reduce__(self) -> tuple[Callable[..., Broadcast[Any]], tuple[Any, ...]]:
+        self._keep_alive(IN_FLIGHT_GRACE)
         mode, trusted = access_of(self)
         return (_reopen_publisher, (self.name, self.codec_id, self.allow_pickle, self.allow_large, mode, trusted))
 
@@ -231,6 +233,7 @@ class Subscriber(_Subscriber, Generic[T]):
         self.close()
 
     def __reduce__(self) -> tuple[Callable[..., Subscriber[Any]], tuple[Any, ...]]:
+        self._keep_alive(IN_FLIGHT_GRACE)
         mode, trusted = access_of(self)
         return (_resubscribe, (self.name, self.allow_pickle, mode, trusted))
 
@@ -248,7 +251,7 @@ def _reopen_publisher(
     mode: int = DEFAULT_MODE,
     trusted_owners: TrustedOwners = None,
 ) -> Broadcast[Any]:
-    return Broadcast(
+    b: Broadcast[Any] = Broadcast(
         name,
         create=False,
         codec=codec,
@@ -257,9 +260,13 @@ def _reopen_publisher(
         mode=mode,
         trusted_owners=trusted_owners,
     )
+    b._arrived()
+    return b
 
 
 def _resubscribe(
     name: str, allow_pickle: bool, mode: int = DEFAULT_MODE, trusted_owners: TrustedOwners = None
 ) -> Subscriber[Any]:
-    return Subscriber(name, allow_pickle=allow_pickle, mode=mode, trusted_owners=trusted_owners)
+    s: Subscriber[Any] = Subscriber(name, allow_pickle=allow_pickle, mode=mode, trusted_owners=trusted_owners)
+    s._arrived()
+    return s

@@ -40,6 +40,9 @@ DEFAULT_CAPACITY = 4 * 1024 * 1024
 DEFAULT_MODE = 0o600
 #: Default bound on the processes attached at once.
 DEFAULT_MAX_PROCESSES = 128
+#: Seconds a handle on its way to another process (pickled, or inherited by a forked child
+#: that has not used it yet) keeps its ring alive, whatever the sender does meanwhile.
+IN_FLIGHT_GRACE = 60.0
 
 Capacity = Union[int, str]
 """Ring size: bytes as an int, or a string such as ``"64MiB"`` (see :func:`parse_size`)."""
@@ -236,6 +239,7 @@ def open_arguments(
 class _Handle(Protocol):
     def close(self) -> None: ...
     def _reattach_after_fork(self) -> None: ...
+
 
 
 _live_handles: weakref.WeakSet[_Handle] = weakref.WeakSet()

@@ -10,6 +10,7 @@ from ._common import (
     DEFAULT_MAX_PROCESSES,
     DEFAULT_MODE,
     Capacity,
+    IN_FLIGHT_GRACE,
     Codec,
     T,
     TrustedOwners,
@@ -84,6 +85,10 @@ class Queue(_Queue, Generic[T]):
       put and forge what you get, pickles that run code included.
     - ``persistent``: keep the queue when the last process detaches (default: the last
       process to close it, or to die with it attached, removes it).
+    - ``keep_messages``: whether this handle, if it is the last to leave a non-persistent
+      queue that still holds messages, keeps the queue for a later reader (default ``True``
+      for named queues: a producer that exits before any consumer came loses nothing;
+      ``False`` for private ones). See the lifecycle table in the README.
     - ``allow_large=True``: messages larger than the ring are not an error: each travels in
       a shared-memory segment of its own (``/dev/shm/shmqside-<name>-<id>``) referenced from
       the ring, which the consumer maps and then removes. Any consumer reads them; the
@@ -112,6 +117,7 @@ class Queue(_Queue, Generic[T]):
         max_processes: int = DEFAULT_MAX_PROCESSES,
         allow_large: bool = False,
         trusted_owners: TrustedOwners = None,
+        keep_messages: bool | None = None,
     ) -> Queue[T]: ...
     @overload
     def __new__(
@@ -129,6 +135,7 @@ class Queue(_Queue, Generic[T]):
         max_processes: int = DEFAULT_MAX_PROCESSES,
         allow_large: bool = False,
         trusted_owners: TrustedOwners = None,
+        keep_messages: bool | None = None,
     ) -> Queue[T]: ...
     def __new__(cls, *args: Any, **kwargs: Any) -> Queue[T]:
         # The first positional is told by its type, so that multiprocessing.Queue(100), which
@@ -166,6 +173,7 @@ class Queue(_Queue, Generic[T]):
         max_processes: int = DEFAULT_MAX_PROCESSES,
         allow_large: bool = False,
         trusted_owners: TrustedOwners = None,
+        keep_messages: bool | None = None,
     ) -> Queue[T]:
         if not is_int(maxsize):
             raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
@@ -182,8 +190,14 @@ class Queue(_Queue, Generic[T]):
             allow_large=allow_large,
             trusted_owners=trusted_owners,
         )
+        if keep_messages is None:
+            # A private queue nobody can open by name is not kept for its messages when its
+            # last process leaves (a handle in flight keeps it, see __reduce__).
+            keep_messages = not (name is None or name.startswith("anon-"))
+        elif not isinstance(keep_messages, bool):
+            raise TypeError(f"keep_messages must be a bool, not {type(keep_messages).__name__}")
         # multiprocessing.Queue treats maxsize <= 0 as "unbounded"
-        self = super().__new__(cls, full, maxsize=max(maxsize, 0), **arguments)
+        self = super().__new__(cls, full, maxsize=max(maxsize, 0), keep_messages=keep_messages, **arguments)
         register(self)
         return self
 
@@ -223,6 +237,9 @@ class Queue(_Queue, Generic[T]):
 
     def __reduce__(self) -> tuple[Callable[..., Queue[Any]], tuple[Any, ...]]:
         # The handle travels by name: the receiving process attaches to the same queue.
+        # On its way to another process: the queue must still be there when it attaches,
+        # even if this process closes its handle first (the multiprocessing idiom).
+        self._keep_alive(IN_FLIGHT_GRACE)
         mode, trusted = access_of(self)
         return (_reopen, (self.name, self.codec_id, self.allow_pickle, self.allow_large, mode, trusted))
 
@@ -243,7 +260,7 @@ def _reopen(
     mode: int = DEFAULT_MODE,
     trusted_owners: TrustedOwners = None,
 ) -> Queue[Any]:
-    return Queue(
+    q: Queue[Any] = Queue(
         name,
         create=False,
         codec=codec,
@@ -252,3 +269,5 @@ def _reopen(
         mode=mode,
         trusted_owners=trusted_owners,
     )
+    q._arrived()
+    return q

@@ -14,6 +14,8 @@ __all__ = [
     "list_queues",
     "validate_name",
     "gc",
+    "inspect",
+    "remove",
     "CODEC_RAW",
     "CODEC_PICKLE",
     "CODEC_MSGPACK",
@@ -61,10 +63,16 @@ class _Queue:
         allow_large: bool = False,
         trusted_owners: list[int] | None = None,
         trust_any_owner: bool = False,
+        keep_messages: bool = True,
     ) -> Self: ...
     @property
     def _access(self) -> tuple[int, list[int] | None]:
         """``(mode, trusted owners or None for any)``: how a pickled handle reopens."""
+    def _keep_alive(self, grace: float) -> None:
+        """Keeps the queue for ``grace`` seconds whatever its last process does meanwhile (for a
+        handle on its way to another process: pickled, or inherited by a child)."""
+    def _arrived(self) -> None:
+        """A handle sent with ``_keep_alive`` arrived here (it was unpickled and attached)."""
     def put(self, obj: Any, block: bool = True, timeout: float | None = None, *, codec: int | None = None) -> None:
         """Puts ``obj``, waiting for space if ``block`` (at most ``timeout`` seconds if given)."""
     def put_nowait(self, obj: Any) -> None:
@@ -163,6 +171,10 @@ class _Publisher:
     @property
     def _access(self) -> tuple[int, list[int] | None]:
         """``(mode, trusted owners or None for any)``: how a pickled handle reopens."""
+    def _keep_alive(self, grace: float) -> None:
+        """Keeps the broadcast for ``grace`` seconds (see ``_Queue._keep_alive``)."""
+    def _arrived(self) -> None:
+        """A handle sent with ``_keep_alive`` arrived here (it was unpickled and attached)."""
     def publish(self, obj: Any, block: bool = True, timeout: float | None = None, *, codec: int | None = None) -> None:
         """Publishes ``obj`` to every subscriber."""
     def publish_many(
@@ -219,6 +231,10 @@ class _Subscriber:
     @property
     def _access(self) -> tuple[int, list[int] | None]:
         """``(mode, trusted owners or None for any)``: how a pickled handle reopens."""
+    def _keep_alive(self, grace: float) -> None:
+        """Keeps the broadcast for ``grace`` seconds (see ``_Queue._keep_alive``)."""
+    def _arrived(self) -> None:
+        """A handle sent with ``_keep_alive`` arrived here (it was unpickled and attached)."""
     def get(self, block: bool = True, timeout: float | None = None, *, copy: bool = True) -> Any:
         """Returns the next message, waiting if ``block`` (at most ``timeout`` seconds if given).
         With ``copy=False`` (block policy), a raw message comes as a read-only ``MessageView``
@@ -265,8 +281,14 @@ def register_codec(codec_id: int, encode: Callable[[Any], Any], decode: Callable
 def list_queues() -> list[str]:
     """Names of the queues present in /dev/shm."""
 
-def gc(init_grace: float = 60.0) -> list[str]:
-    """Removes the queues whose attached processes are all dead; returns their names."""
+def gc(init_grace: float = 60.0, drop_kept_after: float | None = None) -> list[str]:
+    """Removes what no live process uses any more; returns the names removed."""
+
+def inspect(name: str) -> dict[str, Any]:
+    """A ring's state read without attaching to it, as a dict."""
+
+def remove(name: str) -> bool:
+    """Removes a ring by name (attached processes keep using it); whether there was one."""
 
 def validate_name(name: str) -> None:
     """Checks a queue name; raises ``InvalidNameError``."""

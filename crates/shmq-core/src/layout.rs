@@ -29,7 +29,7 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// `b"SHMQRNG1"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQRNG1");
 /// Bumped on any change of the shared layout or of the protocol.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Segment kind: a queue (each message goes to one consumer).
 pub const KIND_QUEUE: u32 = 1;
 /// Segment kind: a broadcast ring (each subscriber reads every message).
@@ -336,6 +336,24 @@ pub struct Control {
     pub totals: Padded<Totals>,
     /// One more than the highest slot index ever claimed (a bound for scans of the table).
     pub slots_in_use: Padded<AtomicU32>,
+    /// When the segment may go (layout version 3).
+    pub life: Padded<Lifecycle>,
+}
+
+/// What decides whether the last process to detach removes the segment (besides
+/// `FLAG_PERSISTENT`). Times are nanoseconds since the Unix epoch (`CLOCK_REALTIME`, shared by
+/// every process of the machine).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Lifecycle {
+    /// Handles may be in flight until then (pickled, or inherited by a child that has not
+    /// attached yet): a last detach before it keeps the segment if `in_flight > 0`. Only
+    /// ever raised.
+    pub keep_until_ns: AtomicU64,
+    /// Handles sent and not yet arrived (see `Ring::keep_alive_until` and `Ring::arrived`).
+    pub in_flight: AtomicU64,
+    /// When a last detach kept the segment (0: it was never kept, or has been reopened).
+    pub kept_since_ns: AtomicU64,
 }
 
 /// One in-flight operation of an attached process. A lane is taken for the duration of one

@@ -24,6 +24,14 @@ pub(crate) trait Endpoint: Send + Sync + Sized + 'static {
     fn forget_in_child(self);
     /// Wake every blocked call (so that a `close()` from another thread is noticed).
     fn wake_all_waiters(&self);
+    /// The ring's instance id.
+    fn instance_id(&self) -> u64;
+    /// Removes the ring's name (attached processes keep using it).
+    fn unlink(&self) -> std::io::Result<()>;
+    /// Keeps the ring for `grace` whatever its last process does meanwhile.
+    fn keep_alive(&self, grace: Duration);
+    /// A handle sent with `keep_alive` arrived.
+    fn arrived(&self);
 }
 
 macro_rules! endpoint {
@@ -37,6 +45,18 @@ macro_rules! endpoint {
             }
             fn wake_all_waiters(&self) {
                 <$t>::wake_all_waiters(self)
+            }
+            fn instance_id(&self) -> u64 {
+                <$t>::instance_id(self)
+            }
+            fn unlink(&self) -> std::io::Result<()> {
+                <$t>::unlink(self)
+            }
+            fn keep_alive(&self, grace: Duration) {
+                <$t>::keep_alive(self, grace)
+            }
+            fn arrived(&self) {
+                <$t>::arrived(self)
             }
         }
     };
@@ -61,6 +81,9 @@ pub(crate) struct Attachment<T: Endpoint> {
     pub(crate) name: String,
     /// What the handle is called in errors: "queue", "broadcast".
     what: &'static str,
+    /// The ring's instance id: `unlink()` after `close()` removes this ring, not another
+    /// made under the name since.
+    instance: u64,
 }
 
 fn forget<T: Endpoint>(t: Arc<T>) {
@@ -74,10 +97,45 @@ fn forget<T: Endpoint>(t: Arc<T>) {
 impl<T: Endpoint> Attachment<T> {
     pub(crate) fn new(t: T, name: String, what: &'static str) -> Self {
         Self {
+            instance: t.instance_id(),
             state: Mutex::new(State::Attached(Arc::new(t))),
             closed: AtomicBool::new(false),
             name,
             what,
+        }
+    }
+
+    /// Removes the ring's name: through this process's attachment if it has one, otherwise
+    /// (closed, or inherited and never attached) by name, if the name is still this ring's.
+    /// Either way twice is a no-op, so `close()` and `unlink()` work in either order.
+    pub(crate) fn unlink(&self, py: Python<'_>) -> PyResult<()> {
+        let attached = match &*self.state.lock().unwrap_or_else(|p| p.into_inner()) {
+            State::Attached(t) => Some(t.clone()),
+            _ => None,
+        };
+        match attached {
+            Some(t) => py.detach(|| t.unlink()).map_err(crate::errors::os_error),
+            None => py
+                .detach(|| shmq::remove_if_nonce(&self.name, self.instance))
+                .map(drop)
+                .map_err(crate::errors::open_error),
+        }
+    }
+
+    /// A handle sent with `keep_alive` arrived in this process.
+    pub(crate) fn arrived(&self) {
+        if let State::Attached(t) = &*self.state.lock().unwrap_or_else(|p| p.into_inner()) {
+            t.arrived();
+        }
+    }
+
+    /// Keeps the ring for `grace` seconds for a handle on its way to another process.
+    pub(crate) fn keep_alive(&self, grace: f64) {
+        let grace = Duration::from_secs_f64(grace.clamp(0.0, 1e9));
+        if let State::Attached(t) | State::Inherited(t) =
+            &*self.state.lock().unwrap_or_else(|p| p.into_inner())
+        {
+            t.keep_alive(grace);
         }
     }
 

@@ -5,9 +5,7 @@ use crate::access::Access;
 use crate::attachment::{wait_of, Attachment, Stopped};
 use crate::buffer::{Lender, PyMessageView, Taken};
 use crate::codec::{Codecs, RawMessage, Stash, CODEC_PICKLE, CODEC_RAW};
-use crate::errors::{
-    open_error, os_error, recv_error, CorruptedQueueError, BROADCAST, SUBSCRIPTION,
-};
+use crate::errors::{open_error, recv_error, CorruptedQueueError, BROADCAST, SUBSCRIPTION};
 use crate::queue::{batch_len, raw_messages, BATCH_PREALLOC, GET_MANY_MAX_BYTES};
 use crate::send::{send_objects, send_payloads};
 use pyo3::exceptions::PyValueError;
@@ -119,7 +117,17 @@ impl PyPublisher {
 
     /// Removes the name now; attached processes keep using the ring.
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
-        self.att.get(py)?.unlink().map_err(os_error)
+        self.att.unlink(py)
+    }
+
+    /// Keeps the broadcast for `grace` seconds (see `_Queue._keep_alive`).
+    fn _keep_alive(&self, grace: f64) {
+        self.att.keep_alive(grace);
+    }
+
+    /// A handle sent with `_keep_alive` arrived here (it was unpickled and attached).
+    fn _arrived(&self) {
+        self.att.arrived();
     }
 
     /// Whether `close()` was called.
@@ -210,7 +218,10 @@ impl PyPublisher {
     }
 }
 
-fn subscriber_dict<'py>(py: Python<'py>, s: &shmq::SubscriberInfo) -> PyResult<Bound<'py, PyDict>> {
+pub(crate) fn subscriber_dict<'py>(
+    py: Python<'py>,
+    s: &shmq::SubscriberInfo,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("pid", s.pid)?;
     d.set_item("position", s.position)?;
@@ -434,6 +445,16 @@ impl PySubscriber {
     #[getter]
     fn _access(&self) -> (u32, Option<Vec<u32>>) {
         self.access.as_tuple()
+    }
+
+    /// Keeps the broadcast for `grace` seconds (see `_Queue._keep_alive`).
+    fn _keep_alive(&self, grace: f64) {
+        self.att.keep_alive(grace);
+    }
+
+    /// A handle sent with `_keep_alive` arrived here (it was unpickled and attached).
+    fn _arrived(&self) {
+        self.att.arrived();
     }
 
     /// This subscription's position and lag, as a dict.

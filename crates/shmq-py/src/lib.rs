@@ -27,6 +27,8 @@ fn _shmq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(admin::list_queues, m)?)?;
     m.add_function(wrap_pyfunction!(admin::validate_name, m)?)?;
     m.add_function(wrap_pyfunction!(admin::gc, m)?)?;
+    m.add_function(wrap_pyfunction!(admin::inspect, m)?)?;
+    m.add_function(wrap_pyfunction!(admin::remove, m)?)?;
     m.add("CODEC_RAW", codec::CODEC_RAW)?;
     m.add("CODEC_PICKLE", codec::CODEC_PICKLE)?;
     m.add("CODEC_MSGPACK", codec::CODEC_MSGPACK)?;

@@ -4,7 +4,7 @@ use crate::access::Access;
 use crate::attachment::{wait_of, Attachment, Stopped};
 use crate::buffer::Taken;
 use crate::codec::{Codecs, RawMessage, Stash};
-use crate::errors::{open_error, os_error, recv_error, QUEUE};
+use crate::errors::{open_error, recv_error, QUEUE};
 use crate::send::{send_objects, send_payloads};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -91,7 +91,7 @@ impl PyQueue {
     #[new]
     #[pyo3(signature = (name, *, capacity, maxsize=0, create=None, mode=0o600, codec=1,
                         allow_pickle=true, persistent=false, max_processes=128, allow_large=false,
-                        trusted_owners=None, trust_any_owner=false))]
+                        trusted_owners=None, trust_any_owner=false, keep_messages=true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -107,6 +107,7 @@ impl PyQueue {
         allow_large: bool,
         trusted_owners: Option<Vec<u32>>,
         trust_any_owner: bool,
+        keep_messages: bool,
     ) -> PyResult<Self> {
         let codec = u16::try_from(codec)
             .map_err(|_| PyValueError::new_err(format!("codec id {codec} is out of range")))?;
@@ -117,7 +118,8 @@ impl PyQueue {
             .maxsize(maxsize)
             .persistent(persistent)
             .max_processes(max_processes)
-            .allow_large(allow_large);
+            .allow_large(allow_large)
+            .keep_messages(keep_messages);
         let q = py
             .detach(|| match create {
                 Some(true) => b.create(),
@@ -238,7 +240,18 @@ impl PyQueue {
 
     /// Removes the queue's name now; attached processes keep using it.
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
-        self.queue(py)?.unlink().map_err(os_error)
+        self.att.unlink(py)
+    }
+
+    /// Keeps the queue for `grace` seconds whatever its last process does meanwhile (for a
+    /// handle on its way to another process: pickled, or inherited by a child).
+    fn _keep_alive(&self, grace: f64) {
+        self.att.keep_alive(grace);
+    }
+
+    /// A handle sent with `_keep_alive` arrived here (it was unpickled and attached).
+    fn _arrived(&self) {
+        self.att.arrived();
     }
 
     /// Whether `close()` was called.

@@ -144,6 +144,22 @@ impl Broadcast {
     pub fn unlink(&self) -> io::Result<()> {
         self.h.unlink()
     }
+    /// Keeps the ring for `grace` even if its last process detaches meanwhile: for a handle
+    /// about to reach another process (pickled, or inherited by a child that has not
+    /// attached yet), so that the ring is still there when it attaches.
+    pub fn keep_alive(&self, grace: Duration) {
+        self.h.keep_alive(grace);
+    }
+    /// A handle sent with `keep_alive` (by another process) arrived: it no longer keeps the
+    /// ring.
+    pub fn arrived(&self) {
+        self.h.arrived();
+    }
+    /// Tells this ring apart from others made under the same name later (see
+    /// [`crate::remove_if_nonce`]).
+    pub fn instance_id(&self) -> u64 {
+        self.h.instance_id()
+    }
     /// Wakes every blocked thread of this broadcast, in every process.
     pub fn wake_all_waiters(&self) {
         self.h.wake_all();
@@ -278,6 +294,24 @@ impl Subscriber {
     /// Counters of the broadcast.
     pub fn stats(&self) -> Stats {
         self.h.stats()
+    }
+    /// Removes the broadcast's name now (see [`crate::Queue::unlink`]).
+    pub fn unlink(&self) -> io::Result<()> {
+        self.h.unlink()
+    }
+    /// See [`Broadcast::keep_alive`].
+    pub fn keep_alive(&self, grace: Duration) {
+        self.h.keep_alive(grace);
+    }
+    /// A handle sent with `keep_alive` (by another process) arrived: it no longer keeps the
+    /// ring.
+    pub fn arrived(&self) {
+        self.h.arrived();
+    }
+    /// Tells this ring apart from others made under the same name later (see
+    /// [`crate::remove_if_nonce`]).
+    pub fn instance_id(&self) -> u64 {
+        self.h.instance_id()
     }
     /// Wakes every blocked thread of this broadcast, in every process.
     pub fn wake_all_waiters(&self) {

@@ -121,6 +121,8 @@ pub(crate) struct Options {
     pub(crate) allow_large: bool,
     /// Users besides ourselves whose segments we accept (`None`: anyone).
     trusted: Option<Vec<u32>>,
+    /// The last detach keeps a queue that still holds messages.
+    keep_messages: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,6 +145,7 @@ impl<T: Open> Builder<T> {
                 policy: Policy::Block,
                 allow_large: false,
                 trusted: Some(Vec::new()),
+                keep_messages: true,
             },
             _kind: PhantomData,
         }
@@ -187,6 +190,15 @@ impl<T: Open> Builder<T> {
     /// Accepts an existing segment whoever owns it.
     pub fn trust_any_owner(mut self) -> Self {
         self.opts.trusted = None;
+        self
+    }
+
+    /// Whether this handle, if it is the last to detach from a non-persistent queue that
+    /// still holds messages, keeps the queue (and the messages) for a later process (default
+    /// `true`: a producer that exits before any consumer came loses nothing). `false` suits
+    /// private queues nobody else can open by name.
+    pub fn keep_messages(mut self, yes: bool) -> Self {
+        self.opts.keep_messages = yes;
         self
     }
 
@@ -268,11 +280,17 @@ impl Options {
             if let Some(g) = geometry {
                 match ShmSegment::create(&seg, g.total_size, self.mode) {
                     Ok(b) => {
-                        let ring = Ring::create(b, g, now_ns()).map_err(|(_, e)| {
-                            let _ = ShmSegment::unlink(&seg);
-                            self.attach_error(e)
-                        })?;
-                        return Ok(Handle::new(ring, self.name, self.allow_large));
+                        let ring =
+                            Ring::create(b, g, crate::handle::now_ns()).map_err(|(_, e)| {
+                                let _ = ShmSegment::unlink(&seg);
+                                self.attach_error(e)
+                            })?;
+                        return Ok(Handle::new(
+                            ring,
+                            self.name,
+                            self.allow_large,
+                            self.keep_messages,
+                        ));
                     }
                     Err(e)
                         if e.kind() == io::ErrorKind::AlreadyExists
@@ -290,7 +308,12 @@ impl Options {
                         Ok(ring) => {
                             let found = Kind::of_layout(ring.geometry().kind);
                             // Dropped (detached) at once if it is the other kind.
-                            let h = Handle::new(ring, self.name.clone(), self.allow_large);
+                            let h = Handle::new(
+                                ring,
+                                self.name.clone(),
+                                self.allow_large,
+                                self.keep_messages,
+                            );
                             if found != kind {
                                 return Err(OpenError::WrongKind {
                                     name: self.name,
@@ -308,7 +331,7 @@ impl Options {
                         Err((_, e)) => return Err(self.attach_error(e)),
                     }
                 }
-                Ok(Opened::Empty(owner)) => {
+                Ok(Opened::Empty(owner, _)) => {
                     // Someone else's empty file is not a segment being created for us.
                     self.check_owner(owner)?;
                     if Instant::now() >= give_up {
@@ -387,10 +410,4 @@ pub(crate) fn attach_error(name: &str, e: AttachError) -> OpenError {
         },
         AttachError::Layout(reason) => OpenError::Corrupted { name, reason },
     }
-}
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }

@@ -4,11 +4,11 @@
 
 use crate::builder::attach_error;
 use crate::large::{Received, Staged};
-use crate::name::segment_name;
+use crate::name::{removed_name, segment_name};
 use crate::os::ShmSegment;
 use crate::{OpenError, RecvError, SendError, SendManyError};
 use shmq_core::layout::{record_size, SideDescriptor, FLAG_PERSISTENT};
-use shmq_core::{Delivery, Detached, Message, Ring, Stats, Waiter};
+use shmq_core::{Delivery, Detached, Linger, Message, Ring, Stats, Waiter};
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -103,6 +103,7 @@ pub struct Handle {
     ring: Option<Ring<ShmSegment>>,
     name: String,
     allow_large: bool,
+    keep_messages: bool,
 }
 
 impl std::fmt::Debug for Handle {
@@ -114,11 +115,17 @@ impl std::fmt::Debug for Handle {
 }
 
 impl Handle {
-    pub(crate) fn new(ring: Ring<ShmSegment>, name: String, allow_large: bool) -> Self {
+    pub(crate) fn new(
+        ring: Ring<ShmSegment>,
+        name: String,
+        allow_large: bool,
+        keep_messages: bool,
+    ) -> Self {
         Self {
             ring: Some(ring),
             name,
             allow_large,
+            keep_messages,
         }
     }
 
@@ -140,6 +147,10 @@ impl Handle {
     }
     pub(crate) fn is_persistent(&self) -> bool {
         self.ring().geometry().flags & FLAG_PERSISTENT != 0
+    }
+    /// Tells this ring apart from others made under the same name (its random nonce).
+    pub(crate) fn instance_id(&self) -> u64 {
+        self.ring().geometry().nonce
     }
     pub(crate) fn stats(&self) -> Stats {
         self.ring().stats()
@@ -338,14 +349,35 @@ impl Handle {
     }
 
     /// Removes the ring's name now: attached processes keep using it, nobody new can open
-    /// it, and its memory is freed when the last one detaches.
+    /// it, and its last process frees it (and its side segments), persistent or not. Until
+    /// then it is kept under a hidden name (`.shmq-removed-...`) where `gc` finds it if its
+    /// processes die. Removing twice, or after the name was given to another ring, is a
+    /// no-op.
     pub(crate) fn unlink(&self) -> io::Result<()> {
         let seg = segment_name(&self.name);
-        if self.ring().backing().is_linked_as(&seg) {
-            ShmSegment::unlink(&seg)
-        } else {
-            Ok(())
+        let ring = self.ring();
+        if !ring.backing().is_linked_as(&seg) {
+            return Ok(());
         }
+        let hidden = removed_name(&self.name, ring.geometry().nonce);
+        match ShmSegment::rename(&seg, &hidden) {
+            Ok(()) => Ok(()),
+            // Removed meanwhile by someone else.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Marks handles of this ring in flight for `grace` (a pickled handle, a forked child
+    /// that has not attached yet): a last detach meanwhile keeps the ring for them.
+    pub(crate) fn keep_alive(&self, grace: Duration) {
+        let until = now_ns().saturating_add(grace.as_nanos() as u64);
+        self.ring().keep_alive_until(until);
+    }
+
+    /// The handle sent with [`Handle::keep_alive`] arrived here.
+    pub(crate) fn arrived(&self) {
+        self.ring().arrived();
     }
 
     /// After `fork()`, in the child: an attachment of the child's own (its own process slot
@@ -358,7 +390,12 @@ impl Handle {
             .reopen_after_fork()
             .map_err(OpenError::Io)?;
         let ring = Ring::open(fresh).map_err(|(_, e)| attach_error(&self.name, e))?;
-        Ok(Self::new(ring, self.name.clone(), self.allow_large))
+        Ok(Self::new(
+            ring,
+            self.name.clone(),
+            self.allow_large,
+            self.keep_messages,
+        ))
     }
 
     /// After `fork()`, in the child: drops the inherited attachment without detaching: it
@@ -371,16 +408,32 @@ impl Handle {
     }
 
     fn detach(&mut self) {
-        if let Some(ring) = self.ring.take() {
-            let (seg, outcome) = ring.detach();
-            if outcome == Detached::Last {
-                let name = segment_name(&self.name);
-                if seg.is_linked_as(&name) {
-                    let _ = ShmSegment::unlink(&name);
-                }
+        let Some(ring) = self.ring.take() else { return };
+        let seg = segment_name(&self.name);
+        let named = ring.backing().is_linked_as(&seg);
+        let hidden = removed_name(&self.name, ring.geometry().nonce);
+        let linger = Linger {
+            while_messages: self.keep_messages,
+            now_ns: now_ns(),
+            // Not under its name any more: removed (or replaced) by name.
+            removed: !named,
+        };
+        let (b, outcome) = ring.detach_with(linger);
+        if outcome == Detached::Last {
+            if named {
+                let _ = ShmSegment::unlink(&seg);
+            } else if b.is_linked_as(&hidden) {
+                let _ = ShmSegment::unlink(&hidden);
             }
         }
     }
+}
+
+/// Nanoseconds since the Unix epoch (the clock every process of the machine shares).
+pub(crate) fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 impl Drop for Handle {

@@ -59,7 +59,7 @@ mod name;
 mod os;
 mod queue;
 
-pub use admin::{gc, list_queues};
+pub use admin::{gc, inspect, list_queues, remove, remove_if_nonce, GcPolicy, Inspection};
 #[doc(hidden)]
 pub use broadcast::ext;
 pub use broadcast::{Broadcast, Lent, Subscriber};

@@ -31,3 +31,21 @@ pub fn validate_name(name: &str) -> Result<(), OpenError> {
 pub fn segment_name(name: &str) -> String {
     format!("{SEGMENT_PREFIX}{name}")
 }
+
+/// Prefix of a removed ring that processes still use: `unlink` renames `shmq-<name>` to
+/// `.shmq-removed-<nonce>-<name>` (hidden from listings, found by `gc`), and its last process
+/// frees it.
+pub(crate) const REMOVED_PREFIX: &str = ".shmq-removed-";
+
+/// The name a removed ring with this nonce is kept under while processes still use it.
+pub(crate) fn removed_name(name: &str, nonce: u64) -> String {
+    format!("{REMOVED_PREFIX}{nonce:016x}-{name}")
+}
+
+/// The ring name inside a removed ring's segment name.
+pub(crate) fn ring_of_removed(segment: &str) -> Option<&str> {
+    let rest = segment.strip_prefix(REMOVED_PREFIX)?;
+    let (nonce, name) = rest.split_at_checked(16)?;
+    (nonce.bytes().all(|b| b.is_ascii_hexdigit())).then_some(())?;
+    name.strip_prefix('-')
+}

@@ -197,6 +197,22 @@ impl Queue {
     pub fn unlink(&self) -> io::Result<()> {
         self.h.unlink()
     }
+    /// Keeps the ring for `grace` even if its last process detaches meanwhile: for a handle
+    /// about to reach another process (pickled, or inherited by a child that has not
+    /// attached yet), so that the ring is still there when it attaches.
+    pub fn keep_alive(&self, grace: Duration) {
+        self.h.keep_alive(grace);
+    }
+    /// A handle sent with `keep_alive` (by another process) arrived: it no longer keeps the
+    /// ring.
+    pub fn arrived(&self) {
+        self.h.arrived();
+    }
+    /// Tells this ring apart from others made under the same name later (see
+    /// [`crate::remove_if_nonce`]).
+    pub fn instance_id(&self) -> u64 {
+        self.h.instance_id()
+    }
     /// Wakes every thread blocked on this queue, in every process; they re-check their
     /// condition and sleep again if nothing changed (a binding's `close()` from another
     /// thread uses it so that its own blocked calls notice).

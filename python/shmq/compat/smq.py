@@ -172,11 +172,12 @@ class SharedMemoryQueue:
                 create=True,
                 namespace=namespace,
                 codec=CODEC_RAW,
+                keep_messages=False,  # the original's segment goes with its processes
             )
             self.capacity = capacity
             self.item_size = item_size
         else:
-            self._q = Queue(name, create=False, namespace=namespace, codec=CODEC_RAW)
+            self._q = Queue(name, create=False, namespace=namespace, codec=CODEC_RAW, keep_messages=False)
             self.capacity = self._q.maxsize
             if self.capacity > 0:
                 self.item_size = min(_item_size_of(self._q.capacity, self.capacity), self._q.max_message_size)

@@ -1,6 +1,6 @@
 //! Observing a ring: lengths, counters, a debug dump.
 
-use super::Ring;
+use super::{AttachError, Ring};
 use crate::backing::Backing;
 use crate::layout::*;
 use crate::sync::Ordering;
@@ -36,8 +36,70 @@ pub struct Stats {
     pub head: u64,
 }
 
+/// Slot index of an observer: it has no slot (see [`Ring::observe`]).
+const NO_SLOT: u32 = u32::MAX;
+
+/// What [`Ring::lifecycle`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LifeInfo {
+    /// Processes attached and alive (their lease is held).
+    pub live: u32,
+    /// Handles may be in flight until then (ns since the Unix epoch).
+    pub keep_until_ns: u64,
+    /// When the last detach kept the segment (0: not kept).
+    pub kept_since_ns: u64,
+}
+
 impl<B: Backing> Ring<B> {
-    /// Messages in the queue (exact when `maxsize > 0`, otherwise approximate under load).
+    /// Validates the segment in `b` without attaching to it: for reading its counters,
+    /// subscribers and lifecycle (`shmq ls`, `stats`, `gc`). Nothing is written to the
+    /// segment, so `b` may be a read-only mapping; an observer holds no slot and counts as
+    /// no process. Give the backing back with [`Ring::into_backing_without_detach`]: an
+    /// observer must not be detached (it panics in any slot-bound operation).
+    pub fn observe(b: B) -> Result<Self, (B, AttachError)> {
+        if b.size() < control_size() {
+            let len = b.size();
+            return Err((b, AttachError::Layout(LayoutError::TooSmall { len })));
+        }
+        let c = Self::control_of(&b);
+        // SYNC R (ready): Acquire pairs with the creator's Release store.
+        if c.id.ready.load(Ordering::Acquire) != 1 {
+            return Err((b, AttachError::NotReady));
+        }
+        let g = match Geometry::read(&c.id, b.size()) {
+            Ok(g) => g,
+            Err(e) => return Err((b, AttachError::Layout(e))),
+        };
+        Ok(Self::unattached(b, g, NO_SLOT))
+    }
+
+    /// Who is attached and alive, and what keeps the segment (a snapshot).
+    pub fn lifecycle(&self) -> LifeInfo {
+        let c = self.control();
+        let n = c.slots_in_use.load(Ordering::Acquire).min(self.g.max_slots);
+        let live = (0..n)
+            .filter(|&i| {
+                let state = SlotWord::unpack(self.slot_at(i).state.load(Ordering::Acquire));
+                state.state == SLOT_ATTACHED && (i == self.slot || self.b.lease_held_elsewhere(i))
+            })
+            .count() as u32;
+        // Relaxed: informational (see `Lifecycle`).
+        LifeInfo {
+            live,
+            keep_until_ns: c.life.keep_until_ns.load(Ordering::Relaxed),
+            kept_since_ns: c.life.kept_since_ns.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Removes the side segments (messages larger than the ring) of the records still in
+    /// the ring. Only for a segment nobody can read any more: no live process attached, and
+    /// its name removed.
+    pub fn release_sides(&self) {
+        self.release_all_sides();
+    }
+
+    /// Messages in the queue (exact when `maxsize > 0`, otherwise approximate under load:
+    /// a message being written at the head hides those after it).
     pub fn len(&self) -> u64 {
         let c = self.control();
         if self.g.maxsize > 0 {
@@ -49,8 +111,11 @@ impl<B: Backing> Ring<B> {
             let tail = c.tail.load(Ordering::Acquire);
             return self.count_messages(release, tail);
         }
-        let s = self.stats_counters();
-        s.0.saturating_sub(s.1)
+        // Counted in the ring itself, not as `puts - gets`: a process killed between its
+        // record and its counter would leave that difference wrong for good, while the ring
+        // converges to the truth once its operations are done or repaired. O(messages
+        // queued), at most a ring's worth of record headers.
+        self.queued_payload().0
     }
 
     /// Whether no message is queued.

@@ -14,6 +14,31 @@ pub enum Detached {
     Others,
     /// This was the last process of a non-persistent segment: the caller must unlink it.
     Last,
+    /// This was the last process, and the segment stays for a later one (see [`Linger`]).
+    Kept,
+}
+
+/// What the last process to detach from a segment keeps it for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Linger {
+    /// Keep a queue while messages are queued in it (nothing is lost when a producer exits
+    /// before any consumer came).
+    pub while_messages: bool,
+    /// The time now (ns since the Unix epoch): a `keep_until_ns` later than it (a handle in
+    /// flight, see [`Ring::keep_alive_until`]) keeps the segment.
+    pub now_ns: u64,
+    /// The segment's name was removed: persistence no longer applies, the last detach frees
+    /// it whatever it holds.
+    pub removed: bool,
+}
+
+impl Linger {
+    /// Never keep a non-persistent segment (the behaviour of [`Ring::detach`]).
+    pub const NEVER: Self = Self {
+        while_messages: false,
+        now_ns: 0,
+        removed: false,
+    };
 }
 
 std::thread_local! {
@@ -54,6 +79,23 @@ impl Drop for ReaderGuard<'_> {
 }
 
 impl<B: Backing> Ring<B> {
+    /// A `Ring` over a validated segment, holding slot `slot` (not claimed here).
+    pub(super) fn unattached(b: B, g: Geometry, slot: u32) -> Self {
+        Self {
+            b,
+            g,
+            slot,
+            last_stuck_check: AtomicU64::new(0),
+            epoch: Instant::now(),
+            expected_cursor: AtomicU64::new(NO_CURSOR),
+            lanes_taken: AtomicU32::new(0),
+            reader: AtomicU32::new(0),
+            lent_pos: AtomicU64::new(NO_CURSOR),
+            lent_next: AtomicU64::new(0),
+            lent_flags: AtomicU32::new(0),
+        }
+    }
+
     pub(super) fn attach(b: B) -> Result<Self, (B, AttachError)> {
         if b.size() < control_size() {
             let len = b.size();
@@ -83,21 +125,14 @@ impl<B: Backing> Ring<B> {
                 Err(x) => n = x,
             }
         }
-        let mut ring = Self {
-            b,
-            g,
-            slot: u32::MAX,
-            last_stuck_check: AtomicU64::new(0),
-            epoch: Instant::now(),
-            expected_cursor: AtomicU64::new(NO_CURSOR),
-            lanes_taken: AtomicU32::new(0),
-            reader: AtomicU32::new(0),
-            lent_pos: AtomicU64::new(NO_CURSOR),
-            lent_next: AtomicU64::new(0),
-            lent_flags: AtomicU32::new(0),
-        };
+        let mut ring = Self::unattached(b, g, u32::MAX);
         match ring.claim_slot() {
             Some(slot) => {
+                // Relaxed: informational (a kept segment is in use again).
+                ring.control()
+                    .life
+                    .kept_since_ns
+                    .store(0, Ordering::Relaxed);
                 ring.slot = slot;
                 // Detach whoever died since the last look, so `attached` and the last-close
                 // decision only count the living.
@@ -216,6 +251,35 @@ impl<B: Backing> Ring<B> {
     /// Detaches dead processes it finds, then this one. Returns [`Detached::Last`] when the
     /// caller was the last process of a non-persistent segment and must unlink it.
     pub fn detach(self) -> (B, Detached) {
+        self.detach_with(Linger::NEVER)
+    }
+
+    /// Marks handles of this segment in flight until `ns` (since the Unix epoch): until then
+    /// a last detach keeps it, so that the process they reach can still attach.
+    pub fn keep_alive_until(&self, ns: u64) {
+        let life = &self.control().life;
+        // Relaxed: hints read by the last detacher; the attach count (SYNC A) orders the
+        // rest, and a late update only keeps the segment longer (or shorter, never past
+        // `keep_until_ns`).
+        life.in_flight.fetch_add(1, Ordering::Relaxed);
+        life.keep_until_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+
+    /// A handle sent with [`Ring::keep_alive_until`] arrived (its process attached): one
+    /// fewer reason to keep the segment.
+    pub fn arrived(&self) {
+        // Relaxed: see `keep_alive_until`. Saturating: one sent handle may be received twice.
+        let _ =
+            self.control()
+                .life
+                .in_flight
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// As [`Ring::detach`], keeping the segment as `linger` says when this is the last
+    /// process. A kept segment has no attached process; the next to open it attaches as
+    /// usual, and `gc` decides about those kept too long.
+    pub fn detach_with(self, linger: Linger) -> (B, Detached) {
         self.reap_dead();
         let c = self.control();
         let s = self.slot_at(self.slot);
@@ -228,13 +292,20 @@ impl<B: Backing> Ring<B> {
         s.state
             .store(state.with_state(SLOT_FREE).pack(), Ordering::Release);
         self.b.drop_lease(self.slot);
-        let persistent = self.g.flags & FLAG_PERSISTENT != 0;
+        let persistent = self.g.flags & FLAG_PERSISTENT != 0 && !linger.removed;
+        // Decided before we leave: while we are attached nobody can close the segment.
+        let keep = !linger.removed
+            && ((linger.while_messages && !self.g.is_broadcast() && !self.is_empty())
+                || (c.life.in_flight.load(Ordering::Relaxed) > 0
+                    && c.life.keep_until_ns.load(Ordering::Relaxed) > linger.now_ns));
         let mut n = c.attached.load(Ordering::Acquire);
         let outcome = loop {
-            let (next, outcome) = if n <= 1 && !persistent {
-                (ATTACHED_CLOSED, Detached::Last)
-            } else {
+            let (next, outcome) = if n > 1 || persistent {
                 (n.saturating_sub(1), Detached::Others)
+            } else if keep {
+                (0, Detached::Kept)
+            } else {
+                (ATTACHED_CLOSED, Detached::Last)
             };
             // SYNC A: AcqRel, see `attach`.
             match c
@@ -245,8 +316,14 @@ impl<B: Backing> Ring<B> {
                 Err(x) => n = x,
             }
         };
-        if outcome == Detached::Last {
-            self.release_all_sides();
+        match outcome {
+            Detached::Last => self.release_all_sides(),
+            // Relaxed: informational (for gc), as `keep_until_ns`.
+            Detached::Kept => c
+                .life
+                .kept_since_ns
+                .store(linger.now_ns.max(1), Ordering::Relaxed),
+            Detached::Others => {}
         }
         (self.b, outcome)
     }
@@ -338,7 +415,7 @@ impl<B: Backing> Ring<B> {
 
     /// Releases the side segments of every record still in the ring: for the last process
     /// to detach, after which nobody can read them.
-    fn release_all_sides(&self) {
+    pub(super) fn release_all_sides(&self) {
         let c = self.control();
         let tail = c.tail.load(Ordering::Acquire);
         let mut pos = c.release.load(Ordering::Acquire);

@@ -38,8 +38,9 @@ pub struct ShmSegment {
 pub enum Opened {
     /// A sized segment, mapped.
     Ready(ShmSegment),
-    /// An empty file: a segment being created (or whose creator died before sizing it).
-    Empty(Owner),
+    /// An empty file: a segment being created (or whose creator died before sizing it),
+    /// its owner and its age.
+    Empty(Owner, Duration),
 }
 
 /// Who owns a segment file and who may write to it.
@@ -132,14 +133,29 @@ impl ShmSegment {
     /// [`Opened::Empty`]. Anything but a regular file (a symbolic link, a FIFO, a directory)
     /// is refused with `InvalidData` naming what it is.
     pub fn open(name: &str) -> io::Result<Opened> {
+        Self::open_as(name, false)
+    }
+
+    /// As [`ShmSegment::open`], mapped read-only: for looking without touching (`shmq ls`,
+    /// `stats`). A store through it faults.
+    pub fn open_read_only(name: &str) -> io::Result<Opened> {
+        Self::open_as(name, true)
+    }
+
+    fn open_as(name: &str, read_only: bool) -> io::Result<Opened> {
         let path = cpath(name)?;
+        let access = if read_only {
+            libc::O_RDONLY
+        } else {
+            libc::O_RDWR
+        };
         // SAFETY: `path` is a valid NUL-terminated string. glibc adds O_NOFOLLOW (a symbolic
         // link fails with ELOOP); O_NONBLOCK keeps a FIFO planted under the name from
         // blocking the open.
         let fd = unsafe {
             libc::shm_open(
                 path.as_ptr(),
-                libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
+                access | libc::O_CLOEXEC | libc::O_NONBLOCK,
                 0,
             )
         };
@@ -172,9 +188,21 @@ impl ShmSegment {
         }
         let len = st.st_size as u64;
         if len == 0 {
-            return Ok(Opened::Empty(owner_of(&st)));
+            return Ok(Opened::Empty(owner_of(&st), age_of(&st)));
         }
-        Self::map(fd, len, name, owner_of(&st)).map(Opened::Ready)
+        let prot = if read_only {
+            libc::PROT_READ
+        } else {
+            libc::PROT_READ | libc::PROT_WRITE
+        };
+        Self::map_with(fd, len, name, owner_of(&st), prot).map(Opened::Ready)
+    }
+
+    /// Renames segment `from` to `to` (which must not exist): attached processes keep using
+    /// it, and it stays discoverable by `gc` under its new name.
+    pub fn rename(from: &str, to: &str) -> io::Result<()> {
+        let dir = std::path::Path::new(SHM_DIR);
+        std::fs::rename(dir.join(from), dir.join(to))
     }
 
     /// Whether another process truncated the segment under us: a page we touched was gone
@@ -190,6 +218,16 @@ impl ShmSegment {
     }
 
     fn map(fd: OwnedFd, len: u64, name: &str, owner: Owner) -> io::Result<Self> {
+        Self::map_with(fd, len, name, owner, libc::PROT_READ | libc::PROT_WRITE)
+    }
+
+    fn map_with(
+        fd: OwnedFd,
+        len: u64,
+        name: &str,
+        owner: Owner,
+        prot: libc::c_int,
+    ) -> io::Result<Self> {
         let size = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
         // SAFETY: mapping a shared file of `len` bytes at an address the kernel chooses; the
         // result is checked below.
@@ -197,7 +235,7 @@ impl ShmSegment {
             libc::mmap(
                 std::ptr::null_mut(),
                 size,
-                libc::PROT_READ | libc::PROT_WRITE,
+                prot,
                 libc::MAP_SHARED,
                 fd.as_raw_fd(),
                 0,
@@ -244,15 +282,7 @@ impl ShmSegment {
     /// Time since the segment was last modified (its size set, for a segment never
     /// initialised).
     pub fn age(&self) -> io::Result<Duration> {
-        let st = fstat(&self.fd)?;
-        let mtime = std::time::UNIX_EPOCH
-            + Duration::new(
-                st.st_mtime.max(0) as u64,
-                st.st_mtime_nsec.clamp(0, 999_999_999) as u32,
-            );
-        Ok(std::time::SystemTime::now()
-            .duration_since(mtime)
-            .unwrap_or_default())
+        Ok(age_of(&fstat(&self.fd)?))
     }
 
     /// A new handle on the same mapping with its own open file description, for a child after
@@ -329,6 +359,18 @@ impl ShmSegment {
         cvt(unsafe { libc::fcntl(self.fd.as_raw_fd(), cmd, &mut fl as *mut libc::flock) })?;
         Ok(fl)
     }
+}
+
+/// Time since the file was last modified.
+fn age_of(st: &libc::stat) -> Duration {
+    let mtime = std::time::UNIX_EPOCH
+        + Duration::new(
+            st.st_mtime.max(0) as u64,
+            st.st_mtime_nsec.clamp(0, 999_999_999) as u32,
+        );
+    std::time::SystemTime::now()
+        .duration_since(mtime)
+        .unwrap_or_default()
 }
 
 fn owner_of(st: &libc::stat) -> Owner {

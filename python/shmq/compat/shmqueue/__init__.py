@@ -263,6 +263,7 @@ class ShmQueue:
                 capacity=buffer_size + SYSTEM_PAGESIZE,
                 codec=CODEC_MSGPACK,
                 allow_pickle=bool(allow_pickle),
+                keep_messages=False,  # the original removes the queue at the last shutdown
             )
         except InvalidNameError as e:
             raise ShmQueueValueError(str(e)) from e
