@@ -185,10 +185,12 @@ def test_per_put_codec_override_takes_an_int_id(queue: shmq.Queue) -> None:
     assert queue.get() == {"j": [1]}
 
 
-def test_per_put_codec_name_is_not_accepted(queue: shmq.Queue) -> None:
-    with pytest.raises(TypeError):
-        queue.put("x", codec="msgpack")  # type: ignore[arg-type]
-    assert queue.empty()
+def test_per_put_codec_by_name(queue: shmq.Queue) -> None:
+    # As the constructor takes it (more in test_bad_inputs.py).
+    queue.put({"m": 1}, codec="msgpack")
+    queue.put_many([b"r"], codec="raw")
+    queue.put([1], codec="mine")
+    assert queue.get_many() == [{"m": 1}, b"r", [1]]
 
 
 def test_mixed_codecs_in_one_queue_each_decoded_with_its_own(make_queue: MakeQueue, qname: str) -> None:

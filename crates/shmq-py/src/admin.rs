@@ -1,7 +1,6 @@
 //! Module-level functions: listing, garbage collection, name checks.
 
-use crate::errors::{open_error, os_error};
-use pyo3::exceptions::PyValueError;
+use crate::errors::{open_error, os_error, InvalidArgumentError};
 use pyo3::prelude::*;
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ pub(crate) fn list_queues() -> PyResult<Vec<String>> {
 #[pyo3(signature = (init_grace=60.0))]
 pub(crate) fn gc(py: Python<'_>, init_grace: f64) -> PyResult<Vec<String>> {
     if init_grace.is_nan() || init_grace < 0.0 {
-        return Err(PyValueError::new_err(
+        return Err(InvalidArgumentError::new_err(
             "init_grace must be a non-negative number of seconds",
         ));
     }
@@ -27,5 +26,5 @@ pub(crate) fn gc(py: Python<'_>, init_grace: f64) -> PyResult<Vec<String>> {
 /// Checks a queue name; raises `InvalidNameError`.
 #[pyfunction]
 pub(crate) fn validate_name(name: &str) -> PyResult<()> {
-    shmq::validate_name(name).map_err(open_error)
+    shmq::validate_name(name).map_err(|e| open_error(name, e))
 }

@@ -1,7 +1,8 @@
 //! Bytes between Python and the rings: payloads borrowed from Python objects for a put,
 //! received messages copied into `bytes`, and `MessageView` over a lent record.
 
-use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
+use crate::errors::{CodecError, ViewReleasedError};
+use pyo3::exceptions::{PyBufferError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use shmq::{LargeMessage, Received};
@@ -90,7 +91,7 @@ pub(crate) fn bytes_like<'py>(obj: Bound<'py, PyAny>) -> PyResult<Payload<'py>> 
                     .get_type()
                     .name()
                     .map_or_else(|_| "?".into(), |n| n.to_string());
-                PyTypeError::new_err(format!(
+                CodecError::new_err(format!(
                     "the raw codec needs a bytes-like object, not {name}"
                 ))
             })
@@ -182,7 +183,7 @@ impl PyMessageView {
         if self.lender.still_lent() {
             Ok(())
         } else {
-            Err(PyValueError::new_err(
+            Err(ViewReleasedError::new_err(
                 "this MessageView was released by a later read (or close()) of its \
                  subscription: copy what you need before reading again",
             ))
