@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._errors import InvalidArgumentError
 from ._shmq import gc as _gc
 from ._shmq import list_queues as _list_queues
 
@@ -19,4 +20,8 @@ def gc(init_grace: float = 60.0) -> list[str]:
     Returns the names removed (queue names, and side segments' full names). Never needed for
     correctness: the last process to leave a queue removes it, and dead processes are detached
     by whoever opens or closes the queue next."""
-    return list(_gc(init_grace))
+    if isinstance(init_grace, bool) or not isinstance(init_grace, (int, float)):
+        raise TypeError(f"init_grace must be a number of seconds, not {type(init_grace).__name__}")
+    if not init_grace >= 0:  # NaN included
+        raise InvalidArgumentError(f"init_grace must be a non-negative number of seconds, got {init_grace!r}")
+    return list(_gc(min(init_grace, 1e9)))  # beyond ~30 years is forever (and stays a float)
