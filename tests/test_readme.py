@@ -26,3 +26,13 @@ def test_readme_block_runs(code: str, start_method: str, tmp_path: Path) -> None
     script.write_text(code.replace('if __name__ == "__main__":', f'if __name__ == "__main__":\n    {prelude.strip().replace(chr(10), chr(10) + "    ")}', 1))
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_the_bad_input_table_has_a_row_per_test_in_order() -> None:
+    # docs/errors.md ("Bad input and what it raises") names the test of each row.
+    root = README.parent
+    table = re.findall(r"`(test_\w+)`", (root / "docs" / "errors.md").read_text())
+    rows = list(dict.fromkeys(table))
+    tests = re.findall(r"^def (test_\w+)", (root / "tests" / "test_bad_inputs.py").read_text(), flags=re.M)
+    assert rows == tests
+    assert "docs/errors.md" in README.read_text()
