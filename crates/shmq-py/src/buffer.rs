@@ -84,19 +84,23 @@ impl Payload<'_> {
 pub(crate) fn bytes_like<'py>(obj: Bound<'py, PyAny>) -> PyResult<Payload<'py>> {
     match obj.cast_into::<PyBytes>() {
         Ok(b) => Ok(Payload::Bytes(b)),
-        Err(e) => {
-            let obj = e.into_inner();
-            BufferView::get(&obj).map(Payload::Buffer).map_err(|_| {
-                let name = obj
-                    .get_type()
-                    .name()
-                    .map_or_else(|_| "?".into(), |n| n.to_string());
-                CodecError::new_err(format!(
-                    "the raw codec needs a bytes-like object, not {name}"
-                ))
-            })
-        }
+        Err(e) => buffer_of(e.into_inner()),
     }
+}
+
+/// [`bytes_like`] of anything but `bytes`.
+#[cold]
+#[inline(never)]
+fn buffer_of(obj: Bound<'_, PyAny>) -> PyResult<Payload<'_>> {
+    BufferView::get(&obj).map(Payload::Buffer).map_err(|_| {
+        let name = obj
+            .get_type()
+            .name()
+            .map_or_else(|_| "?".into(), |n| n.to_string());
+        CodecError::new_err(format!(
+            "the raw codec needs a bytes-like object, not {name}"
+        ))
+    })
 }
 
 /// A payload in (up to) two parts as a new `bytes` object: one copy (`new_with` would

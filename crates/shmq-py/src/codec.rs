@@ -6,7 +6,7 @@ use crate::errors::{decode_error, CodecError, InvalidArgumentError, PickleNotAll
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyInt};
+use pyo3::types::{PyBytes, PyDict, PyInt, PyString};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -102,20 +102,42 @@ impl Codecs {
 
     /// The codec of a put: the handle's default, or the one given, by id or by name (as
     /// the constructors take it: `shmq.codec_id`).
+    #[inline]
     pub(crate) fn resolve(&self, codec: Option<&Bound<'_, PyAny>>) -> PyResult<u16> {
-        let Some(c) = codec.filter(|c| !c.is_none()) else {
+        let Some(c) = codec else {
             return Ok(self.codec);
         };
         if c.is_exact_instance_of::<PyInt>() {
-            return match c.extract::<u16>() {
-                Ok(id) if id <= CODEC_MSGPACK || id >= FIRST_USER_CODEC => Ok(id),
-                _ => Err(InvalidArgumentError::new_err(format!(
-                    "codec id {c} is neither built in (0, 1, 2) nor a user id \
-                     ({FIRST_USER_CODEC}..65535)"
-                ))),
-            };
+            if let Ok(id @ (..=CODEC_MSGPACK | FIRST_USER_CODEC..)) = c.extract::<u16>() {
+                return Ok(id);
+            }
         }
-        // A name, or something codec_id refuses with the constructor's message.
+        self.resolve_other(c)
+    }
+
+    /// [`Codecs::resolve`] of `None`, a name, or an id out of range.
+    #[cold]
+    #[inline(never)]
+    fn resolve_other(&self, c: &Bound<'_, PyAny>) -> PyResult<u16> {
+        if c.is_none() {
+            return Ok(self.codec);
+        }
+        if c.is_exact_instance_of::<PyInt>() {
+            return Err(InvalidArgumentError::new_err(format!(
+                "codec id {c} is neither built in (0, 1, 2) nor a user id \
+                 ({FIRST_USER_CODEC}..65535)"
+            )));
+        }
+        // The built-in names (which register_codec refuses to take over) without a call.
+        if let Ok(name) = c.cast::<PyString>() {
+            match name.to_str()? {
+                "raw" => return Ok(CODEC_RAW),
+                "pickle" => return Ok(CODEC_PICKLE),
+                "msgpack" => return Ok(CODEC_MSGPACK),
+                _ => {}
+            }
+        }
+        // A registered name, or something codec_id refuses with the constructor's message.
         let py = c.py();
         let codec_id = CODEC_ID.get_or_try_init(py, || {
             Ok::<_, PyErr>(py.import("shmq._common")?.getattr("codec_id")?.unbind())
