@@ -302,9 +302,11 @@ def test_capacity_of_wrong_type_is_a_type_error(qname: str, bad: Any) -> None:
 
 def test_capacity_and_maxsize_of_an_existing_queue_win(make_queue: MakeQueue, qname: str) -> None:
     a = make_queue(capacity="64KiB", maxsize=7)
-    b = make_queue(qname, capacity="1MiB", maxsize=100)  # opens: the arguments are ignored
+    b = make_queue(qname)  # opens: left out, the sizes are the existing queue's
     assert b.capacity == a.capacity == 65536
     assert b.maxsize == 7
+    with pytest.raises(shmq.MismatchError):  # given, they must match (test_bad_inputs.py)
+        make_queue(qname, capacity="1MiB", maxsize=100)
 
 
 # --------------------------------------------------------------------------------------
@@ -651,7 +653,7 @@ def test_name_of_wrong_type_is_a_type_error(bad: Any) -> None:
         ({"maxsize": 1.5}, TypeError),
         ({"mode": 0o1000}, ValueError),
         ({"mode": -1}, ValueError),
-        ({"mode": "600"}, ValueError),
+        ({"mode": "600"}, TypeError),
         ({"max_processes": 0}, ValueError),
         ({"max_processes": 5000}, ValueError),
         ({"create": "yes"}, TypeError),

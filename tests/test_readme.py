@@ -54,3 +54,13 @@ def test_the_quickstart_runs_again_after_a_killed_run(tmp_path: Path) -> None:
         for q in leftovers:
             q.unlink()
             q.close()
+
+
+def test_the_bad_input_table_has_a_row_per_test_in_order() -> None:
+    # docs/errors.md ("Bad input and what it raises") names the test of each row.
+    root = README.parent
+    table = re.findall(r"`(test_\w+)`", (root / "docs" / "errors.md").read_text())
+    rows = list(dict.fromkeys(table))
+    tests = re.findall(r"^def (test_\w+)", (root / "tests" / "test_bad_inputs.py").read_text(), flags=re.M)
+    assert rows == tests
+    assert "docs/errors.md" in README.read_text()

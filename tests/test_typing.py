@@ -92,7 +92,7 @@ def test_typed_usage(qname: str) -> None:
     producer, consumer = open_pair(qname)
     with producer, consumer:
         assert send_all(producer, ["a", ("b", 2)]) == 4
-        producer.put("shout", codec=cid)
+        producer.put("shout", codec="upper")  # by name, as the constructor's
         info = describe(consumer)
         assert info["qsize"] == 5 and info["attached"] == 2 and info["name"] == qname
         assert drain(consumer) == ["a", ("b", 2), b"raw", {"msgpack": 1}, "SHOUT"]
@@ -110,7 +110,7 @@ def test_typed_usage(qname: str) -> None:
 def open_broadcast(name: str) -> tuple[shmq.Broadcast, shmq.Subscriber]:
     publisher = shmq.Broadcast(
         name,
-        "64KiB",
+        capacity="64KiB",
         policy="lag",
         create=True,
         namespace=None,
@@ -215,7 +215,7 @@ def test_broadcast_and_subscriber_constructors_are_type_checked(mypy_run: MypyRu
         from typing_extensions import assert_type
         import shmq
 
-        b = shmq.Broadcast("x", "64KiB", policy="lag", create=True, namespace="ns", codec="msgpack",
+        b = shmq.Broadcast("x", capacity="64KiB", policy="lag", create=True, namespace="ns", codec="msgpack",
                            allow_pickle=False, mode=0o600, persistent=False, max_processes=8, allow_large=True)
         assert_type(b.policy, Literal["block", "lag"])
         shmq.Broadcast(capacity=4096, codec=1001)

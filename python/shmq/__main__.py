@@ -6,12 +6,16 @@
                             remove what no live process uses any more
     shmq rm NAME...         remove names now (attached processes keep using them)
 
-Also ``python -m shmq ...``.
+Also ``python -m shmq ...``. Exit status: 0 on success, 1 when a command fails (one line on
+stderr saying why), 2 for a usage error.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import stat
 import sys
 from typing import Any
 
@@ -65,20 +69,50 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rm(name: str) -> None:
+    """Removes the segment of ``name``; raises ``ShmqError``/``OSError`` saying why not."""
+    shmq.full_name(name)
+    path = f"/dev/shm/{shmq.SEGMENT_PREFIX}{name}"
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise shmq.QueueNotFoundError(f"no queue or broadcast named {name!r}") from None
+    if not stat.S_ISREG(st.st_mode):
+        what = "a directory" if stat.S_ISDIR(st.st_mode) else "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a file"
+        raise shmq.NotASegmentError(f"{path} is {what}, not a shared-memory segment: left alone")
+    # As Queue.unlink(): processes still attached keep using it; the last frees it.
+    if not shmq.remove(name):
+        raise shmq.QueueNotFoundError(f"no queue or broadcast named {name!r}")
+
+
 def cmd_rm(args: argparse.Namespace) -> int:
     status = 0
     for name in args.names:
         try:
-            shmq.full_name(name)
-            if shmq.remove(name):
-                print(f"removed {name}")
-            else:
-                print(f"shmq rm: {name}: no such queue", file=sys.stderr)
-                status = 1
+            _rm(name)
+            print(f"removed {name}")
         except (shmq.ShmqError, OSError) as e:
-            print(f"shmq rm: {name}: {e}", file=sys.stderr)
+            print(f"shmq rm: {name}: {_message(e)}", file=sys.stderr)
             status = 1
     return status
+
+
+def _message(e: BaseException) -> str:
+    """One line saying what went wrong (an ``OSError``'s text without its errno prefix)."""
+    if isinstance(e, OSError) and not isinstance(e, shmq.ShmqError) and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def _grace(text: str) -> float:
+    """``--grace``: a non-negative number of seconds."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if math.isnan(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative number of seconds, not {text!r}")
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,10 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("name")
     st.set_defaults(func=cmd_stats)
     g = sub.add_parser("gc", help="remove those whose attached processes are all dead")
-    g.add_argument("--grace", type=float, default=60.0, help="seconds before a never-initialised segment counts as dead")
+    g.add_argument(
+        "--grace", type=_grace, default=60.0, help="seconds before a never-initialised segment counts as dead"
+    )
     g.add_argument(
         "--drop-kept-after",
-        type=float,
+        type=_grace,
         default=None,
         metavar="S",
         help="also remove queues left with messages by their last process more than S seconds ago",
@@ -104,9 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         return int(args.func(args))
-    except shmq.ShmqError as e:
-        print(f"shmq {args.cmd}: {e}", file=sys.stderr)
+    except (shmq.ShmqError, OSError) as e:
+        print(f"shmq {args.cmd}: {_message(e)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from ._errors import InvalidArgumentError
 from ._shmq import gc as _gc
 from ._shmq import inspect as _inspect
 from ._shmq import list_queues as _list_queues
@@ -67,4 +68,12 @@ def gc(init_grace: float = 60.0, drop_kept_after: float | None = None) -> list[s
     segments (``shmqside-...``) of rings that no longer exist. Queues kept for their messages
     stay until read, unless ``drop_kept_after`` seconds have passed since their last process
     left (then they go, messages and all). Returns the names removed."""
-    return list(_gc(init_grace, drop_kept_after))
+    for what, value in (("init_grace", init_grace), ("drop_kept_after", drop_kept_after)):
+        if value is None and what == "drop_kept_after":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{what} must be a number of seconds, not {type(value).__name__}")
+        if not value >= 0:  # NaN included
+            raise InvalidArgumentError(f"{what} must be a non-negative number of seconds, got {value!r}")
+    # Beyond ~30 years is forever (and stays a float).
+    return list(_gc(min(init_grace, 1e9), None if drop_kept_after is None else min(drop_kept_after, 1e9)))

@@ -14,12 +14,18 @@ from ._common import (
     Codec,
     T,
     TrustedOwners,
+    WhenCreating,
     access_arguments,
     access_of,
+    check_bool,
+    check_setting,
     full_name,
     open_arguments,
     register,
+    ring_size,
+    short,
 )
+from ._errors import InvalidArgumentError
 from ._shmq import MessageView, _Publisher, _Subscriber
 
 Policy = Literal["block", "lag"]
@@ -71,9 +77,14 @@ class Broadcast(_Publisher, Generic[T]):
     """The publishing side of a named broadcast ring: every subscriber receives every message
     published after it subscribed, in publication order.
 
-    ``Broadcast(name=None, capacity=DEFAULT_CAPACITY, *, policy="block", create=None,
+    ``Broadcast(name=None, *, capacity=DEFAULT_CAPACITY, policy="block", create=None,
     namespace=None, codec="pickle", allow_pickle=True, mode=0o600, persistent=False,
     max_processes=128, allow_large=False)``
+
+    ``capacity`` is keyword-only: ``Queue("x", 100)`` means ``maxsize=100``, and a broadcast
+    has no ``maxsize``, so ``Broadcast("x", 100)`` is a ``TypeError`` rather than a 100-byte
+    ring. ``capacity`` and ``policy`` are the broadcast's own, set when it is created: left
+    out, any existing broadcast opens; given, they must match it (:class:`shmq.MismatchError`).
 
     - ``policy="block"`` (default): a publisher waits (``block``/``timeout`` as ``Queue.put``)
       until the slowest live subscriber has read enough to make room. A subscriber that dies
@@ -89,12 +100,43 @@ class Broadcast(_Publisher, Generic[T]):
     and its subscriptions are ``Subscriber[T]``.
     """
 
-    def __new__(
+    if TYPE_CHECKING:
+
+        def __new__(
+            cls,
+            name: str | None = None,
+            *,
+            capacity: Capacity = DEFAULT_CAPACITY,
+            policy: Policy = "block",
+            create: bool | None = None,
+            namespace: str | None = None,
+            codec: Codec = "pickle",
+            allow_pickle: bool = True,
+            mode: int = DEFAULT_MODE,
+            persistent: bool = False,
+            max_processes: int = DEFAULT_MAX_PROCESSES,
+            allow_large: bool = False,
+            trusted_owners: TrustedOwners = None,
+        ) -> Broadcast[T]: ...
+
+    else:
+
+        def __new__(cls, name=None, *positional, **kwargs):
+            # A second positional gets a message that says why (see the class docstring).
+            if positional:
+                raise TypeError(
+                    f"Broadcast() takes capacity by keyword only: Broadcast(name, capacity={positional[0]!r})"
+                    " (in Queue(name, 100), 100 is maxsize; a broadcast has none)"
+                )
+            return cls._open(name, **kwargs)
+
+    @classmethod
+    def _open(
         cls,
         name: str | None = None,
-        capacity: Capacity = DEFAULT_CAPACITY,
         *,
-        policy: Policy = "block",
+        capacity: Capacity | WhenCreating[Capacity] = WhenCreating(DEFAULT_CAPACITY),
+        policy: Policy | WhenCreating[Policy] = WhenCreating("block"),
         create: bool | None = None,
         namespace: str | None = None,
         codec: Codec = "pickle",
@@ -105,8 +147,17 @@ class Broadcast(_Publisher, Generic[T]):
         allow_large: bool = False,
         trusted_owners: TrustedOwners = None,
     ) -> Broadcast[T]:
+        # Given explicitly (not the defaults): checked against an existing broadcast's.
+        check_capacity = not isinstance(capacity, WhenCreating)
+        if isinstance(capacity, WhenCreating):
+            capacity = capacity.value
+        check_policy = not isinstance(policy, WhenCreating)
+        if isinstance(policy, WhenCreating):
+            policy = policy.value
+        if not isinstance(policy, str):
+            raise TypeError(f"policy must be 'block' or 'lag', not {type(policy).__name__} {short(policy)}")
         if policy not in ("block", "lag"):
-            raise ValueError(f"policy must be 'block' or 'lag', not {policy!r}")
+            raise InvalidArgumentError(f"policy must be 'block' or 'lag', not {policy!r}")
         full, arguments = open_arguments(
             name,
             capacity=capacity,
@@ -122,27 +173,33 @@ class Broadcast(_Publisher, Generic[T]):
         )
         self = super().__new__(cls, full, lag=policy == "lag", **arguments)
         register(self)
+        if check_capacity:
+            ring = ring_size(arguments["capacity"])
+            shown = repr(capacity) if capacity == ring else f"{capacity!r} (a ring of {ring} bytes)"
+            check_setting(self, "broadcast", "capacity", ring, self.capacity, shown)
+        if check_policy:
+            check_setting(self, "broadcast", "policy", policy, self.policy)
         return self
 
     if TYPE_CHECKING:
         # The native methods, typed with the broadcast's T (see Queue).
         def publish(
-            self, obj: T, block: bool = True, timeout: float | None = None, *, codec: int | None = None
+            self, obj: T, block: bool = True, timeout: float | None = None, *, codec: Codec | None = None
         ) -> None: ...
         def publish_many(
-            self, objs: Iterable[T], block: bool = True, timeout: float | None = None, *, codec: int | None = None
+            self, objs: Iterable[T], block: bool = True, timeout: float | None = None, *, codec: Codec | None = None
         ) -> None: ...
 
-    def put(self, obj: T, block: bool = True, timeout: float | None = None) -> None:
+    def put(self, obj: T, block: bool = True, timeout: float | None = None, *, codec: Codec | None = None) -> None:
         """Same as :meth:`publish` (so a broadcast can stand in for a queue's producer side)."""
-        self.publish(obj, block, timeout)
+        self.publish(obj, block, timeout, codec=codec)
 
     def subscribe(self, *, allow_pickle: bool | None = None) -> Subscriber[T]:
         """A new subscription of this process, receiving what is published from now on."""
         mode, trusted = access_of(self)
         return Subscriber(
             self.name,
-            allow_pickle=self.allow_pickle if allow_pickle is None else allow_pickle,
+            allow_pickle=self.allow_pickle if allow_pickle is None else check_bool("allow_pickle", allow_pickle),
             mode=mode,
             trusted_owners=trusted,
         )
@@ -201,7 +258,8 @@ class Subscriber(_Subscriber, Generic[T]):
         trusted_owners: TrustedOwners = None,
     ) -> Subscriber[T]:
         access = access_arguments(mode, trusted_owners)
-        self = super().__new__(cls, full_name(name, namespace), allow_pickle=bool(allow_pickle), **access)
+        allow_pickle = check_bool("allow_pickle", allow_pickle)
+        self = super().__new__(cls, full_name(name, namespace), allow_pickle=allow_pickle, **access)
         register(self)
         return self
 

@@ -11,13 +11,15 @@ import atexit
 from collections.abc import Iterable
 import os
 import re
+import reprlib
 import secrets
 import signal
 import sys
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, TypedDict, TypeGuard, Union
+from typing import TYPE_CHECKING, Any, Callable, Generic, Literal, Protocol, TypedDict, TypeGuard, Union
 
+from ._errors import InvalidArgumentError, MismatchError
 from ._shmq import CODEC_MSGPACK, CODEC_PICKLE, CODEC_RAW, FIRST_USER_CODEC
 from ._shmq import register_codec as _register_codec
 from ._shmq import validate_name as _validate_name
@@ -33,6 +35,7 @@ else:
     from typing import TypeVar
 
     T = TypeVar("T")
+V = TypeVar("V")
 
 #: Default ring size: 4 MiB (the largest message is 16 bytes less).
 DEFAULT_CAPACITY = 4 * 1024 * 1024
@@ -43,6 +46,14 @@ DEFAULT_MAX_PROCESSES = 128
 #: Seconds a handle on its way to another process (pickled, or inherited by a forked child
 #: that has not used it yet) keeps its ring alive, whatever the sender does meanwhile.
 IN_FLIGHT_GRACE = 60.0
+#: Largest ring (1 TiB), as the Rust crate's ``shmq_core::layout::MAX_CAPACITY``.
+MAX_CAPACITY = 1 << 40
+#: Rings are at least this large and a multiple of it (the crate's page size).
+RING_QUANTUM = 4096
+#: Largest process table, as the crate's ``shmq_core::layout::MAX_SLOTS``.
+MAX_PROCESSES = 4096
+#: Largest ``maxsize`` (the bound is a ``u64`` in shared memory).
+MAX_MAXSIZE = 2**64 - 1
 
 Capacity = Union[int, str]
 """Ring size: bytes as an int, or a string such as ``"64MiB"`` (see :func:`parse_size`)."""
@@ -50,20 +61,14 @@ Codec = Union[Literal["raw", "pickle", "msgpack"], str, int]
 """A built-in codec's name, a name given to :func:`register_codec`, or a codec id."""
 BytesLike = Union[bytes, bytearray, memoryview]
 
-_CODECS: dict[str, int] = {"raw": CODEC_RAW, "pickle": CODEC_PICKLE, "msgpack": CODEC_MSGPACK}
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "kib": 1024,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "mib": 1024**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "gib": 1024**3,
-}
+_BUILTIN_CODECS: dict[str, int] = {"raw": CODEC_RAW, "pickle": CODEC_PICKLE, "msgpack": CODEC_MSGPACK}
+_CODECS: dict[str, int] = dict(_BUILTIN_CODECS)
+# The functions registered under each user codec id (to refuse a conflicting registration).
+_USER_CODECS: dict[int, tuple[Callable[[Any], BytesLike], Callable[[bytes], Any]]] = {}
+# Size suffixes, lower-cased: decimal (k, kB, ...) and binary (KiB, and Ki as in Kubernetes).
+_UNITS = {"": 1, "b": 1}
+for _i, _prefix in enumerate("kmgt", start=1):
+    _UNITS.update({_prefix: 1000**_i, f"{_prefix}b": 1000**_i, f"{_prefix}i": 1024**_i, f"{_prefix}ib": 1024**_i})
 
 
 def is_int(value: object) -> TypeGuard[int]:
@@ -71,35 +76,108 @@ def is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def short(value: object) -> str:
+    """``repr(value)``, cut short (for messages)."""
+    return reprlib.repr(value)
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` if it is a bool; a ``TypeError`` naming the argument otherwise (``"no"`` is
+    truthy: taking it as ``True`` would silently do the opposite of what was meant)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, not {type(value).__name__} {short(value)}")
+    return value
+
+
+class WhenCreating(Generic[V]):
+    """A setting used if the call creates the segment, and not checked against an existing
+    one: the default of ``maxsize``, ``capacity`` and ``policy`` (an explicit value that
+    differs from the existing segment's is a :class:`MismatchError`)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: V) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+def check_setting(handle: Any, kind: str, setting: str, requested: Any, existing: Any, shown: str = "") -> None:
+    """Closes ``handle`` and raises :class:`MismatchError` if the existing segment's
+    ``setting`` is not the one asked for explicitly."""
+    if requested == existing:
+        return
+    name = handle.name
+    handle.close()
+    raise MismatchError(
+        f"{kind} {name!r} exists with {setting}={existing!r}, not {setting}={shown or repr(requested)}:"
+        f" opening does not change it; leave {setting} out to open the {kind} as it is, or use another name",
+        setting,
+        requested,
+        existing,
+    )
+
+
 def parse_size(size: Capacity) -> int:
-    """Turns ``4096``, ``"64MiB"``, ``"1.5 GB"`` or ``"512k"`` into a number of bytes."""
+    """Turns ``4096``, ``"64MiB"``, ``"1.5 GB"``, ``"512k"`` or ``"1TiB"`` into a number of
+    bytes. Units: ``k``/``kB``, ``M``/``MB``, ``G``/``GB``, ``T``/``TB`` (powers of 1000) and
+    ``KiB``, ``MiB``, ``GiB``, ``TiB`` (or ``Ki``, ..., powers of 1024), in any case."""
     if is_int(size):
         if size <= 0:
-            raise ValueError(f"capacity must be positive, got {size}")
+            raise InvalidArgumentError(f"capacity must be positive, got {size}")
         return size
     if not isinstance(size, str):
         raise TypeError(f"capacity must be an int or a string such as '64MiB', not {type(size).__name__}")
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", size)
     if not m or m.group(2).lower() not in _UNITS:
-        raise ValueError(f"cannot parse capacity {size!r}; use e.g. 65536, '64KiB', '64MiB', '1GiB'")
-    value = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+        raise InvalidArgumentError(
+            f"cannot parse capacity {size!r}; use bytes or a size such as '64KiB', '64MiB', '1GiB', '1TiB', '500MB'"
+        )
+    number, unit = m.group(1), _UNITS[m.group(2).lower()]
+    # Exact for integers (float would round "1099511627777" or "3.3TB").
+    whole, _, frac = number.partition(".")
+    scale: int = 10 ** len(frac)
+    value = int(whole) * unit + int(frac or "0") * unit // scale
     if value <= 0:
-        raise ValueError(f"capacity must be positive, got {size!r}")
+        raise InvalidArgumentError(f"capacity must be positive, got {size!r}")
     return value
+
+
+def ring_size(capacity: int) -> int:
+    """The ring a queue created with ``capacity`` bytes gets: at least 4096 bytes, rounded up
+    to a multiple of 4096."""
+    return -(-max(capacity, RING_QUANTUM) // RING_QUANTUM) * RING_QUANTUM
 
 
 def codec_id(codec: Codec) -> int:
     """The numeric id of a codec given by name (``"pickle"``, ``"msgpack"``, ``"raw"``) or id."""
     if is_int(codec):
-        if codec in _CODECS.values() or FIRST_USER_CODEC <= codec <= 65535:
+        if codec in _BUILTIN_CODECS.values() or FIRST_USER_CODEC <= codec <= 65535:
             return codec
-        raise ValueError(f"codec id {codec} is neither built in (0, 1, 2) nor a user id (1001..65535)")
+        raise InvalidArgumentError(f"codec id {codec} is neither built in (0, 1, 2) nor a user id (1001..65535)")
     if isinstance(codec, str):
         try:
             return _CODECS[codec]
         except KeyError:
-            raise ValueError(f"unknown codec {codec!r}; choose one of {sorted(_CODECS)} or register one") from None
+            raise InvalidArgumentError(
+                f"unknown codec {codec!r}; choose one of {sorted(_CODECS)} or register one"
+            ) from None
     raise TypeError(f"codec must be a name or an int id, not {type(codec).__name__}")
+
+
+def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    """Whether ``b`` is ``a``, or its new definition after a reload of the module defining
+    it (a function with an importable name: not a lambda, nor one defined in a function)."""
+    if a is b:
+        return True
+    name = getattr(a, "__qualname__", None)
+    return (
+        isinstance(name, str)
+        and "<" not in name
+        and name == getattr(b, "__qualname__", None)
+        and getattr(a, "__module__", None) == getattr(b, "__module__", None)
+    )
 
 
 def register_codec(
@@ -109,11 +187,42 @@ def register_codec(
 
     ``encode(obj)`` returns a bytes-like object; ``decode(data: bytes)`` returns the object.
     Every process that receives such messages must register the same codec. With ``name``,
-    queues may also be created with ``codec=name``.
+    queues may also be created with ``codec=name`` (and ``put(..., codec=name)``).
+
+    Registering the same functions again is allowed (a module reloaded, or imported again in
+    a ``spawn`` child, registers its codec again); an id or a name already registered with
+    other functions, and a built-in name (``"raw"``, ``"pickle"``, ``"msgpack"``), raise
+    :class:`InvalidArgumentError`.
     """
+    if not is_int(codec):
+        raise TypeError(f"codec must be an int id (1001..65535), not {type(codec).__name__}")
+    if not FIRST_USER_CODEC <= codec <= 65535:
+        raise InvalidArgumentError(f"user codec ids are {FIRST_USER_CODEC}..65535, got {codec}")
+    if not callable(encode) or not callable(decode):
+        raise TypeError("encode and decode must be callable")
+    if name is not None:
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, not {type(name).__name__}")
+        if name in _BUILTIN_CODECS:
+            raise InvalidArgumentError(f"name {name!r} is a built-in codec's; register yours under another name")
+        if _CODECS.get(name, codec) != codec:
+            raise InvalidArgumentError(
+                f"name {name!r} is already registered for codec {_CODECS[name]}; choose another name"
+            )
+    old = _USER_CODECS.get(codec)
+    if old is not None and not (_same_function(old[0], encode) and _same_function(old[1], decode)):
+        raise InvalidArgumentError(
+            f"codec {codec} is already registered with other functions ({_describe(old[0])}, {_describe(old[1])});"
+            " choose another id (messages already sent with it decode with the registered codec)"
+        )
     _register_codec(codec, encode, decode)
+    _USER_CODECS[codec] = (encode, decode)
     if name is not None:
         _CODECS[name] = codec
+
+
+def _describe(f: Callable[..., Any]) -> str:
+    return f"{getattr(f, '__module__', None) or '?'}.{getattr(f, '__qualname__', None) or type(f).__name__}"
 
 
 def full_name(name: str, namespace: str | None = None) -> str:
@@ -156,8 +265,10 @@ class OpenArguments(AccessArguments):
 
 def access_arguments(mode: int, trusted_owners: TrustedOwners) -> AccessArguments:
     """Checks ``mode`` and ``trusted_owners`` (user names become uids)."""
-    if not is_int(mode) or not 0 <= mode <= 0o777:
-        raise ValueError(f"mode must be an int in 0..0o777, got {mode!r}")
+    if not is_int(mode):
+        raise TypeError(f"mode must be an int such as 0o600, not {type(mode).__name__} {short(mode)}")
+    if not 0 <= mode <= 0o777:
+        raise InvalidArgumentError(f"mode must be 0..0o777 (permission bits such as 0o600), got {mode:#o}")
     if trusted_owners is None:
         return AccessArguments(mode=mode, trusted_owners=None, trust_any_owner=False)
     if trusted_owners == "*":
@@ -175,7 +286,7 @@ def access_arguments(mode: int, trusted_owners: TrustedOwners) -> AccessArgument
             try:
                 uids.append(pwd.getpwnam(owner).pw_uid)
             except KeyError:
-                raise ValueError(f"trusted_owners: no user named {owner!r}") from None
+                raise InvalidArgumentError(f"trusted_owners: no user named {owner!r}") from None
         elif is_int(owner) and 0 <= owner < 2**32:
             uids.append(owner)
         else:
@@ -207,26 +318,31 @@ def open_arguments(
     constructor: returns the full name and the keyword arguments. ``name=None`` becomes a
     unique private name (and the segment is then created)."""
     if create is not None and not isinstance(create, bool):
-        raise TypeError("create must be None, True or False")
+        raise TypeError(f"create must be None, True or False, not {type(create).__name__} {short(create)}")
     if name is None:
         if create is False:
-            raise ValueError("create=False needs a name to open")
+            raise InvalidArgumentError("create=False needs a name to open")
         name = f"anon-{os.getpid()}-{secrets.token_hex(6)}"
         create = True
     access = access_arguments(mode, trusted_owners)
-    if not is_int(max_processes) or not 1 <= max_processes <= 4096:
-        raise ValueError(f"max_processes must be 1..4096, got {max_processes!r}")
+    if not is_int(max_processes):
+        raise TypeError(f"max_processes must be an int, not {type(max_processes).__name__} {short(max_processes)}")
+    if not 1 <= max_processes <= MAX_PROCESSES:
+        raise InvalidArgumentError(f"max_processes must be 1..{MAX_PROCESSES}, got {max_processes}")
+    size = parse_size(capacity)
+    if size > MAX_CAPACITY:
+        raise InvalidArgumentError(f"capacity must be at most 1 TiB ({MAX_CAPACITY} bytes), got {short(capacity)}")
     arguments = OpenArguments(
-        capacity=parse_size(capacity),
+        capacity=size,
         create=create,
         mode=access["mode"],
         trusted_owners=access["trusted_owners"],
         trust_any_owner=access["trust_any_owner"],
         codec=codec_id(codec),
-        allow_pickle=bool(allow_pickle),
-        persistent=bool(persistent),
+        allow_pickle=check_bool("allow_pickle", allow_pickle),
+        persistent=check_bool("persistent", persistent),
         max_processes=max_processes,
-        allow_large=bool(allow_large),
+        allow_large=check_bool("allow_large", allow_large),
     )
     return full_name(name, namespace), arguments
 

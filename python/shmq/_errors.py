@@ -1,6 +1,11 @@
 """Exceptions raised by shmq. Every one derives from :class:`ShmqError`; those with a
 standard meaning also derive from the matching built-in (``FileNotFoundError``, ...), and
-``Full``/``Empty`` derive from :mod:`queue`'s, as ``multiprocessing.Queue`` raises them."""
+``Full``/``Empty`` derive from :mod:`queue`'s, as ``multiprocessing.Queue`` raises them.
+
+The one exception to "every error is a ``ShmqError``": an argument of the wrong type is a
+plain ``TypeError`` (naming the argument), as the standard library raises it. A value of the
+right type that shmq cannot accept is an :class:`InvalidArgumentError` (a ``ValueError``).
+docs/errors.md lists every bad input and what it raises."""
 
 from __future__ import annotations
 
@@ -39,7 +44,12 @@ class UntrustedSegmentError(QueuePermissionError):
     included. Nothing was read from it."""
 
 
-class SharedMemoryFullError(ShmqError, OSError):
+class SharedMemoryError(ShmqError, OSError):
+    """An operating-system error on a queue's segment or on ``/dev/shm`` (``errno`` and
+    ``strerror`` as in any ``OSError``)."""
+
+
+class SharedMemoryFullError(SharedMemoryError):
     """``/dev/shm`` has no room for the queue (or for a message larger than the ring): the
     message says how much was needed and how much is free. Docker's default ``/dev/shm`` is
     64 MiB (``docker run --shm-size=...``). Nothing is left behind."""
@@ -54,7 +64,46 @@ class SharedMemoryFullError(ShmqError, OSError):
         return (SharedMemoryFullError, (str(self.strerror),))
 
 
-class InvalidNameError(ShmqError, ValueError):
+class TooManyOpenFilesError(SharedMemoryError):
+    """The process (``EMFILE``) or the system (``ENFILE``) ran out of file descriptors while
+    opening a queue: every open handle keeps one. Close handles you no longer use, or raise
+    the limit (``ulimit -n``, ``resource.setrlimit(resource.RLIMIT_NOFILE, ...)``)."""
+
+    def __init__(self, message: str, code: int = errno.EMFILE) -> None:
+        super().__init__(code, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+    def __reduce__(self) -> tuple[type[TooManyOpenFilesError], tuple[str, int]]:
+        return (TooManyOpenFilesError, (str(self.strerror), self.errno or errno.EMFILE))
+
+
+class InvalidArgumentError(ShmqError, ValueError):
+    """An argument of the right type with a value shmq cannot accept (out of its range, a
+    size that cannot be parsed, an unknown codec, a codec registration that conflicts), or a
+    call the object's state does not allow (``join_thread()`` before ``close()``). The
+    message names the argument and what it accepts."""
+
+
+class MismatchError(InvalidArgumentError):
+    """A setting given explicitly (``maxsize``, ``capacity``, ``policy``) differs from the
+    existing queue's or broadcast's: opening never changes them, so the call would silently
+    get another queue than asked for. Leave the argument out to open whatever exists.
+    ``setting`` names it; ``requested`` and ``existing`` are the two values. Nothing stays
+    attached."""
+
+    def __init__(self, message: str, setting: str = "", requested: object = None, existing: object = None) -> None:
+        super().__init__(message)
+        self.setting = setting
+        self.requested = requested
+        self.existing = existing
+
+    def __reduce__(self) -> tuple[type[MismatchError], tuple[str, str, object, object]]:
+        return (type(self), (str(self), self.setting, self.requested, self.existing))
+
+
+class InvalidNameError(InvalidArgumentError):
     """A queue name or namespace with characters other than ``[A-Za-z0-9._-]``, empty, or
     longer than 200 characters."""
 
@@ -99,6 +148,11 @@ class QueueClosedError(ShmqError, ValueError):
     """The queue object was closed (``close()``) and cannot be used any more."""
 
 
+class ViewReleasedError(ShmqError, ValueError):
+    """A :class:`shmq.MessageView` used after it was released by a later read (or
+    ``close()``) of its subscription: the ring may already hold other bytes there."""
+
+
 class CodecError(ShmqError, TypeError):
     """An object could not be encoded, or a codec is unknown or unavailable."""
 
@@ -130,18 +184,23 @@ __all__ = [
     "DecodeError",
     "Empty",
     "Full",
+    "InvalidArgumentError",
     "InvalidNameError",
     "Lagged",
     "MessageTooLargeError",
+    "MismatchError",
     "NotASegmentError",
     "PickleNotAllowedError",
     "QueueClosedError",
     "QueueExistsError",
     "QueueNotFoundError",
     "QueuePermissionError",
+    "SharedMemoryError",
     "SharedMemoryFullError",
     "ShmqError",
+    "TooManyOpenFilesError",
     "TooManyProcessesError",
     "UntrustedSegmentError",
+    "ViewReleasedError",
     "WrongKindError",
 ]

@@ -9,16 +9,22 @@ from ._common import (
     DEFAULT_CAPACITY,
     DEFAULT_MAX_PROCESSES,
     DEFAULT_MODE,
+    MAX_MAXSIZE,
     Capacity,
     IN_FLIGHT_GRACE,
     Codec,
     T,
     TrustedOwners,
+    WhenCreating,
     access_of,
+    check_setting,
     is_int,
     open_arguments,
     register,
+    ring_size,
+    short,
 )
+from ._errors import InvalidArgumentError
 from ._shmq import _Queue
 
 
@@ -68,7 +74,10 @@ class Queue(_Queue, Generic[T]):
       private name (the queue still travels to children by pickling).
     - ``maxsize``: bound on the number of messages (0: only ``capacity`` bounds the queue).
     - ``capacity``: ring size in bytes, an int or a string such as ``"64MiB"``; the largest
-      message is ``capacity - 16`` bytes. Ignored when opening an existing queue.
+      message is ``capacity - 16`` bytes.
+    - ``maxsize`` and ``capacity`` are the queue's own, set when it is created: opening an
+      existing queue keeps them. Left out, any existing queue opens; given, they must match
+      it (``capacity`` rounded up to a multiple of 4096), or :class:`MismatchError`.
     - ``create``: ``None`` opens the queue or creates it; ``True`` insists on creating
       (:class:`QueueExistsError`), ``False`` on opening (:class:`QueueNotFoundError`).
     - ``namespace``: isolates names (the queue is ``namespace.name`` in the system).
@@ -161,8 +170,8 @@ class Queue(_Queue, Generic[T]):
     def _open(
         cls,
         name: str | None = None,
-        maxsize: int = 0,
-        capacity: Capacity = DEFAULT_CAPACITY,
+        maxsize: int | WhenCreating[int] = WhenCreating(0),
+        capacity: Capacity | WhenCreating[Capacity] = WhenCreating(DEFAULT_CAPACITY),
         *,
         create: bool | None = None,
         namespace: str | None = None,
@@ -175,8 +184,18 @@ class Queue(_Queue, Generic[T]):
         trusted_owners: TrustedOwners = None,
         keep_messages: bool | None = None,
     ) -> Queue[T]:
+        # Given explicitly (not the defaults): checked against an existing queue's.
+        check_maxsize = not isinstance(maxsize, WhenCreating)
+        if isinstance(maxsize, WhenCreating):
+            maxsize = maxsize.value
+        check_capacity = not isinstance(capacity, WhenCreating)
+        if isinstance(capacity, WhenCreating):
+            capacity = capacity.value
         if not is_int(maxsize):
-            raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
+            raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__} {short(maxsize)}")
+        if maxsize > MAX_MAXSIZE:
+            raise InvalidArgumentError(f"maxsize must be at most 2**64 - 1 (0 or less: unbounded), got {maxsize}")
+        maxsize = max(maxsize, 0)  # multiprocessing.Queue treats maxsize <= 0 as "unbounded"
         full, arguments = open_arguments(
             name,
             capacity=capacity,
@@ -196,20 +215,25 @@ class Queue(_Queue, Generic[T]):
             keep_messages = not (name is None or name.startswith("anon-"))
         elif not isinstance(keep_messages, bool):
             raise TypeError(f"keep_messages must be a bool, not {type(keep_messages).__name__}")
-        # multiprocessing.Queue treats maxsize <= 0 as "unbounded"
-        self = super().__new__(cls, full, maxsize=max(maxsize, 0), keep_messages=keep_messages, **arguments)
+        self = super().__new__(cls, full, maxsize=maxsize, keep_messages=keep_messages, **arguments)
         register(self)
+        if check_maxsize:
+            check_setting(self, "queue", "maxsize", maxsize, self.maxsize)
+        if check_capacity:
+            ring = ring_size(arguments["capacity"])
+            shown = repr(capacity) if capacity == ring else f"{capacity!r} (a ring of {ring} bytes)"
+            check_setting(self, "queue", "capacity", ring, self.capacity, shown)
         return self
 
     if TYPE_CHECKING:
         # The native methods, typed with the queue's T (at run time they are _Queue's own:
         # a Python wrapper would cost a call per message).
         def put(
-            self, obj: T, block: bool = True, timeout: float | None = None, *, codec: int | None = None
+            self, obj: T, block: bool = True, timeout: float | None = None, *, codec: Codec | None = None
         ) -> None: ...
         def put_nowait(self, obj: T) -> None: ...
         def put_many(
-            self, objs: Iterable[T], block: bool = True, timeout: float | None = None, *, codec: int | None = None
+            self, objs: Iterable[T], block: bool = True, timeout: float | None = None, *, codec: Codec | None = None
         ) -> None: ...
         def get(self, block: bool = True, timeout: float | None = None) -> T: ...
         def get_nowait(self) -> T: ...
@@ -223,7 +247,7 @@ class Queue(_Queue, Generic[T]):
         """As :meth:`multiprocessing.Queue.join_thread`: there is no feeder thread, so this
         returns at once; like the original it may only be called after :meth:`close`."""
         if not self.closed:
-            raise ValueError("join_thread() may only be called after close()")
+            raise InvalidArgumentError("join_thread() may only be called after close()")
 
     def cancel_join_thread(self) -> None:
         """As :meth:`multiprocessing.Queue.cancel_join_thread`: nothing to cancel, a put

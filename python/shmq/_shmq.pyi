@@ -73,14 +73,16 @@ class _Queue:
         handle on its way to another process: pickled, or inherited by a child)."""
     def _arrived(self) -> None:
         """A handle sent with ``_keep_alive`` arrived here (it was unpickled and attached)."""
-    def put(self, obj: Any, block: bool = True, timeout: float | None = None, *, codec: int | None = None) -> None:
-        """Puts ``obj``, waiting for space if ``block`` (at most ``timeout`` seconds if given)."""
+    def put(self, obj: Any, block: bool = True, timeout: float | None = None, *, codec: int | str | None = None) -> None:
+        """Puts ``obj``, waiting for space if ``block`` (at most ``timeout`` seconds if given).
+        ``codec``: an id or a name, as the constructor's (default: the queue's)."""
     def put_nowait(self, obj: Any) -> None:
         """Puts ``obj`` without waiting; raises ``Full`` if there is no room."""
     def put_many(
-        self, objs: Iterable[Any], block: bool = True, timeout: float | None = None, *, codec: int | None = None
+        self, objs: Iterable[Any], block: bool = True, timeout: float | None = None, *, codec: int | str | None = None
     ) -> None:
-        """Puts every object of ``objs``, in order (atomically when the batch fits in the ring)."""
+        """Puts every object of ``objs``, in order (atomically when the batch fits in the ring).
+        An exception has ``.sent``: how many of the objects were put before it."""
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         """Removes and returns an object, waiting if ``block``; raises ``Empty`` when there is none."""
     def get_nowait(self) -> Any:
@@ -175,12 +177,13 @@ class _Publisher:
         """Keeps the broadcast for ``grace`` seconds (see ``_Queue._keep_alive``)."""
     def _arrived(self) -> None:
         """A handle sent with ``_keep_alive`` arrived here (it was unpickled and attached)."""
-    def publish(self, obj: Any, block: bool = True, timeout: float | None = None, *, codec: int | None = None) -> None:
+    def publish(self, obj: Any, block: bool = True, timeout: float | None = None, *, codec: int | str | None = None) -> None:
         """Publishes ``obj`` to every subscriber."""
     def publish_many(
-        self, objs: Iterable[Any], block: bool = True, timeout: float | None = None, *, codec: int | None = None
+        self, objs: Iterable[Any], block: bool = True, timeout: float | None = None, *, codec: int | str | None = None
     ) -> None:
-        """Publishes every object of ``objs``, in order (at once when the batch fits the ring)."""
+        """Publishes every object of ``objs``, in order (at once when the batch fits the ring).
+        An exception has ``.sent``: how many of the objects were published before it."""
     def close(self) -> None:
         """Detaches; the last process to detach removes a non-persistent broadcast."""
     def unlink(self) -> None:

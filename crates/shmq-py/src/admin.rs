@@ -1,15 +1,14 @@
 //! Module-level functions: listing, read-only inspection, removal by name, garbage
 //! collection, name checks.
 
-use crate::errors::{open_error, os_error};
-use pyo3::exceptions::PyValueError;
+use crate::errors::{open_error, os_error, InvalidArgumentError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use std::time::Duration;
 
 fn seconds(what: &str, s: f64) -> PyResult<Duration> {
     if s.is_nan() || s < 0.0 {
-        return Err(PyValueError::new_err(format!(
+        return Err(InvalidArgumentError::new_err(format!(
             "{what} must be a non-negative number of seconds, got {s}"
         )));
     }
@@ -42,7 +41,9 @@ pub(crate) fn gc(
 /// A ring's state read without attaching to it, as a dict.
 #[pyfunction]
 pub(crate) fn inspect<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
-    let i = py.detach(|| shmq::inspect(name)).map_err(open_error)?;
+    let i = py
+        .detach(|| shmq::inspect(name))
+        .map_err(|e| open_error(name, e))?;
     let d = PyDict::new(py);
     d.set_item("kind", i.kind.to_string())?;
     d.set_item("segment_bytes", i.segment_bytes)?;
@@ -82,11 +83,12 @@ pub(crate) fn inspect<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, P
 /// Removes a ring by name (attached processes keep using it); whether there was one.
 #[pyfunction]
 pub(crate) fn remove(py: Python<'_>, name: &str) -> PyResult<bool> {
-    py.detach(|| shmq::remove(name)).map_err(open_error)
+    py.detach(|| shmq::remove(name))
+        .map_err(|e| open_error(name, e))
 }
 
 /// Checks a queue name; raises `InvalidNameError`.
 #[pyfunction]
 pub(crate) fn validate_name(name: &str) -> PyResult<()> {
-    shmq::validate_name(name).map_err(open_error)
+    shmq::validate_name(name).map_err(|e| open_error(name, e))
 }

@@ -2,8 +2,7 @@
 //! and the waiters that let blocking calls release the GIL and notice Ctrl-C or a `close()`
 //! from another thread.
 
-use crate::errors::QueueClosedError;
-use pyo3::exceptions::PyValueError;
+use crate::errors::{InvalidArgumentError, QueueClosedError};
 use pyo3::prelude::*;
 use shmq::{OpenError, Wait, Waiter};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -118,7 +117,7 @@ impl<T: Endpoint> Attachment<T> {
             None => py
                 .detach(|| shmq::remove_if_nonce(&self.name, self.instance))
                 .map(drop)
-                .map_err(crate::errors::open_error),
+                .map_err(|e| crate::errors::open_error(&self.name, e)),
         }
     }
 
@@ -148,7 +147,7 @@ impl<T: Endpoint> Attachment<T> {
             State::Inherited(old) => {
                 let fresh = py
                     .detach(|| old.reopen_in_child())
-                    .map_err(crate::errors::open_error)?;
+                    .map_err(|e| crate::errors::open_error(&self.name, e))?;
                 let fresh = Arc::new(fresh);
                 if let State::Inherited(old) =
                     std::mem::replace(&mut *state, State::Attached(fresh.clone()))
@@ -294,9 +293,9 @@ pub(crate) fn wait_of(block: bool, timeout: Option<f64>) -> PyResult<Wait> {
     }
     match timeout {
         None => Ok(Wait::Forever),
-        Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err(
-            "'timeout' must be a non-negative number",
-        )),
+        Some(t) if t.is_nan() || t < 0.0 => Err(InvalidArgumentError::new_err(format!(
+            "'timeout' must be a non-negative number of seconds or None (forever), got {t}"
+        ))),
         // Beyond ~30 years is forever (and keeps `Duration` in range).
         Some(t) if t > 1e9 => Ok(Wait::Forever),
         Some(t) => Ok(Wait::timeout(Duration::from_secs_f64(t))),

@@ -2,13 +2,15 @@
 //! `shmq.Broadcast` and `shmq.Subscriber`).
 
 use crate::access::Access;
+use crate::args;
 use crate::attachment::{wait_of, Attachment, Stopped};
 use crate::buffer::{Lender, PyMessageView, Taken};
 use crate::codec::{Codecs, RawMessage, Stash, CODEC_PICKLE, CODEC_RAW};
-use crate::errors::{open_error, recv_error, CorruptedQueueError, BROADCAST, SUBSCRIPTION};
-use crate::queue::{batch_len, raw_messages, BATCH_PREALLOC, GET_MANY_MAX_BYTES};
+use crate::errors::{
+    open_error, recv_error, CorruptedQueueError, InvalidArgumentError, BROADCAST, SUBSCRIPTION,
+};
+use crate::queue::{raw_messages, BATCH_PREALLOC, GET_MANY_MAX_BYTES};
 use crate::send::{send_objects, send_payloads};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use shmq::ext::Lend;
@@ -52,8 +54,9 @@ impl PyPublisher {
         trusted_owners: Option<Vec<u32>>,
         trust_any_owner: bool,
     ) -> PyResult<Self> {
-        let codec = u16::try_from(codec)
-            .map_err(|_| PyValueError::new_err(format!("codec id {codec} is out of range")))?;
+        let codec = u16::try_from(codec).map_err(|_| {
+            InvalidArgumentError::new_err(format!("codec id {codec} is out of range"))
+        })?;
         let access = Access::new(mode, trusted_owners, trust_any_owner);
         let b = access
             .apply(shmq::Broadcast::builder(&name))
@@ -68,7 +71,7 @@ impl PyPublisher {
                 Some(false) => b.open(),
                 None => b.open_or_create(),
             })
-            .map_err(open_error)?;
+            .map_err(|e| open_error(&name, e))?;
         Ok(Self {
             att: Attachment::new(publisher, name, BROADCAST.what),
             access,
@@ -85,28 +88,29 @@ impl PyPublisher {
         &self,
         py: Python<'_>,
         obj: Bound<'_, PyAny>,
-        block: bool,
-        timeout: Option<f64>,
-        codec: Option<i64>,
+        #[pyo3(from_py_with = args::truthy)] block: bool,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
+        codec: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let wait = wait_of(block, timeout)?;
-        let codec = self.codecs.resolve(codec)?;
+        let codec = self.codecs.resolve(codec.as_ref())?;
         let payload = self.codecs.encode(obj, codec)?;
         send_payloads(&self.att, BROADCAST, py, &[(codec, payload)], wait)
     }
 
     /// Publishes every object of `objs`, in order (at once when the batch fits the ring).
+    /// An exception has `sent`: how many of the objects went in before it.
     #[pyo3(signature = (objs, block=true, timeout=None, *, codec=None))]
     fn publish_many(
         &self,
         py: Python<'_>,
         objs: Bound<'_, PyAny>,
-        block: bool,
-        timeout: Option<f64>,
-        codec: Option<i64>,
+        #[pyo3(from_py_with = args::truthy)] block: bool,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
+        codec: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let wait = wait_of(block, timeout)?;
-        let codec = self.codecs.resolve(codec)?;
+        let codec = self.codecs.resolve(codec.as_ref())?;
         send_objects(&self.att, BROADCAST, &self.codecs, py, objs, codec, wait)
     }
 
@@ -339,7 +343,7 @@ impl PySubscriber {
         let b = access.apply(shmq::Broadcast::builder(&name));
         let sub = py
             .detach(|| shmq::Subscriber::open_with(b))
-            .map_err(open_error)?;
+            .map_err(|e| open_error(&name, e))?;
         Ok(Self {
             att: Attachment::new(sub, name, SUBSCRIPTION.what),
             access,
@@ -358,8 +362,8 @@ impl PySubscriber {
     fn get<'py>(
         &self,
         py: Python<'py>,
-        block: bool,
-        timeout: Option<f64>,
+        #[pyo3(from_py_with = args::truthy)] block: bool,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
         copy: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let wait = wait_of(block, timeout)?;
@@ -369,7 +373,7 @@ impl PySubscriber {
         }
         if !copy {
             if self.att.get(py)?.policy() == Policy::Lag {
-                return Err(PyValueError::new_err(
+                return Err(InvalidArgumentError::new_err(
                     "copy=False needs a broadcast with policy='block' (with 'lag' publishers \
                      may overwrite a message while it is being read)",
                 ));
@@ -390,12 +394,12 @@ impl PySubscriber {
     fn get_many<'py>(
         &self,
         py: Python<'py>,
-        max_messages: i64,
-        block: bool,
-        timeout: Option<f64>,
+        #[pyo3(from_py_with = args::max_messages)] max_messages: usize,
+        #[pyo3(from_py_with = args::truthy)] block: bool,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let max = batch_len(max_messages)?;
         let wait = wait_of(block, timeout)?;
+        let max = max_messages;
         let raws = match self.stash.take(py, max) {
             Some(stashed) => stashed,
             None => self.take(py, max, wait)?,

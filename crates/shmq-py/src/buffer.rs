@@ -1,7 +1,8 @@
 //! Bytes between Python and the rings: payloads borrowed from Python objects for a put,
 //! received messages copied into `bytes`, and `MessageView` over a lent record.
 
-use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
+use crate::errors::{CodecError, ViewReleasedError};
+use pyo3::exceptions::{PyBufferError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use shmq::{LargeMessage, Received};
@@ -84,19 +85,23 @@ impl Payload<'_> {
 pub(crate) fn bytes_like<'py>(obj: Bound<'py, PyAny>) -> PyResult<Payload<'py>> {
     match obj.cast_into::<PyBytes>() {
         Ok(b) => Ok(Payload::Bytes(b)),
-        Err(e) => {
-            let obj = e.into_inner();
-            BufferView::get(&obj).map(Payload::Buffer).map_err(|_| {
-                let name = obj
-                    .get_type()
-                    .name()
-                    .map_or_else(|_| "?".into(), |n| n.to_string());
-                PyTypeError::new_err(format!(
-                    "the raw codec needs a bytes-like object, not {name}"
-                ))
-            })
-        }
+        Err(e) => buffer_of(e.into_inner()),
     }
+}
+
+/// [`bytes_like`] of anything but `bytes`.
+#[cold]
+#[inline(never)]
+fn buffer_of(obj: Bound<'_, PyAny>) -> PyResult<Payload<'_>> {
+    BufferView::get(&obj).map(Payload::Buffer).map_err(|_| {
+        let name = obj
+            .get_type()
+            .name()
+            .map_or_else(|_| "?".into(), |n| n.to_string());
+        CodecError::new_err(format!(
+            "the raw codec needs a bytes-like object, not {name}"
+        ))
+    })
 }
 
 /// A payload in (up to) two parts as a new `bytes` object: one copy (`new_with` would
@@ -266,7 +271,7 @@ impl PyMessageView {
         if self.lender.still_lent() {
             Ok(())
         } else {
-            Err(PyValueError::new_err(
+            Err(ViewReleasedError::new_err(
                 "this MessageView was released by a later read (or close()) of its \
                  subscription: copy what you need before reading again",
             ))

@@ -2,11 +2,11 @@
 //! and the stash of messages taken but not yet returned.
 
 use crate::buffer::{bytes_like, Payload, PyMessageView, Taken};
-use crate::errors::{decode_error, CodecError, PickleNotAllowedError};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use crate::errors::{decode_error, CodecError, InvalidArgumentError, PickleNotAllowedError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyInt, PyString};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -24,6 +24,8 @@ const PICKLE_PROTOCOL: u8 = 5;
 static PICKLE: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
 static MSGPACK: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
 static USER_CODECS: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+/// `shmq._common.codec_id`: codec names are the Python package's (`register_codec(name=)`).
+static CODEC_ID: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 fn pickle(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
     PICKLE.get_or_try_init(py, || {
@@ -66,8 +68,8 @@ pub(crate) fn register_codec(
     decode: Bound<'_, PyAny>,
 ) -> PyResult<()> {
     if !(i64::from(FIRST_USER_CODEC)..=i64::from(u16::MAX)).contains(&codec_id) {
-        return Err(PyValueError::new_err(format!(
-            "user codec ids are {FIRST_USER_CODEC}..=65535, got {codec_id}"
+        return Err(InvalidArgumentError::new_err(format!(
+            "user codec ids are {FIRST_USER_CODEC}..65535, got {codec_id}"
         )));
     }
     if !encode.is_callable() || !decode.is_callable() {
@@ -98,18 +100,49 @@ impl Codecs {
         err
     }
 
-    /// The codec of a put: the handle's default, or the id given (checked).
-    pub(crate) fn resolve(&self, codec: Option<i64>) -> PyResult<u16> {
+    /// The codec of a put: the handle's default, or the one given, by id or by name (as
+    /// the constructors take it: `shmq.codec_id`).
+    #[inline]
+    pub(crate) fn resolve(&self, codec: Option<&Bound<'_, PyAny>>) -> PyResult<u16> {
         let Some(c) = codec else {
             return Ok(self.codec);
         };
-        match u16::try_from(c) {
-            Ok(id) if id <= CODEC_MSGPACK || id >= FIRST_USER_CODEC => Ok(id),
-            _ => Err(PyValueError::new_err(format!(
-                "codec id {c} is neither built in (0, 1, 2) nor a user id \
-                 ({FIRST_USER_CODEC}..=65535)"
-            ))),
+        if c.is_exact_instance_of::<PyInt>() {
+            if let Ok(id @ (..=CODEC_MSGPACK | FIRST_USER_CODEC..)) = c.extract::<u16>() {
+                return Ok(id);
+            }
         }
+        self.resolve_other(c)
+    }
+
+    /// [`Codecs::resolve`] of `None`, a name, or an id out of range.
+    #[cold]
+    #[inline(never)]
+    fn resolve_other(&self, c: &Bound<'_, PyAny>) -> PyResult<u16> {
+        if c.is_none() {
+            return Ok(self.codec);
+        }
+        if c.is_exact_instance_of::<PyInt>() {
+            return Err(InvalidArgumentError::new_err(format!(
+                "codec id {c} is neither built in (0, 1, 2) nor a user id \
+                 ({FIRST_USER_CODEC}..65535)"
+            )));
+        }
+        // The built-in names (which register_codec refuses to take over) without a call.
+        if let Ok(name) = c.cast::<PyString>() {
+            match name.to_str()? {
+                "raw" => return Ok(CODEC_RAW),
+                "pickle" => return Ok(CODEC_PICKLE),
+                "msgpack" => return Ok(CODEC_MSGPACK),
+                _ => {}
+            }
+        }
+        // A registered name, or something codec_id refuses with the constructor's message.
+        let py = c.py();
+        let codec_id = CODEC_ID.get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("shmq._common")?.getattr("codec_id")?.unbind())
+        })?;
+        codec_id.bind(py).call1((c,))?.extract()
     }
 
     pub(crate) fn encode<'py>(&self, obj: Bound<'py, PyAny>, codec: u16) -> PyResult<Payload<'py>> {

@@ -1,7 +1,6 @@
 //! The Python exceptions (defined in `shmq._errors`, bound here once) and the mapping of the
 //! crate's errors onto them.
 
-use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use shmq::{OpenError, RecvError, SendError};
@@ -25,6 +24,14 @@ pyo3::import_exception!(shmq._errors, PickleNotAllowedError);
 pyo3::import_exception!(shmq._errors, UntrustedSegmentError);
 pyo3::import_exception!(shmq._errors, NotASegmentError);
 pyo3::import_exception!(shmq._errors, SharedMemoryFullError);
+pyo3::import_exception!(shmq._errors, SharedMemoryError);
+pyo3::import_exception!(shmq._errors, TooManyOpenFilesError);
+pyo3::import_exception!(shmq._errors, InvalidArgumentError);
+pyo3::import_exception!(shmq._errors, ViewReleasedError);
+
+/// Linux's errno values for "too many open files": in this process, and in the system.
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
 
 /// What a handle is called in messages, and what its `Full` says.
 #[derive(Clone, Copy, Debug)]
@@ -53,14 +60,15 @@ pub(crate) const SUBSCRIPTION: Noun = Noun {
     empty: "no message",
 };
 
-pub(crate) fn open_error(e: OpenError) -> PyErr {
+/// The exception for a failed open of queue or broadcast `name`.
+pub(crate) fn open_error(name: &str, e: OpenError) -> PyErr {
     let msg = e.to_string();
     match e {
         OpenError::AlreadyExists(_) => QueueExistsError::new_err(msg),
         OpenError::DoesNotExist(_) => QueueNotFoundError::new_err(msg),
         OpenError::PermissionDenied(_) => QueuePermissionError::new_err(msg),
         OpenError::InvalidName(_) => InvalidNameError::new_err(msg),
-        OpenError::InvalidArgument(_) => PyValueError::new_err(msg),
+        OpenError::InvalidArgument(_) => InvalidArgumentError::new_err(msg),
         OpenError::Corrupted { .. } | OpenError::NotInitialized(_) => {
             CorruptedQueueError::new_err(msg)
         }
@@ -71,12 +79,37 @@ pub(crate) fn open_error(e: OpenError) -> PyErr {
         }
         OpenError::NotASegment(_) => NotASegmentError::new_err(msg),
         OpenError::NoSpace { .. } => SharedMemoryFullError::new_err(msg),
-        _ => PyOSError::new_err(msg),
+        OpenError::Io(e) => os_error_of(&format!("cannot open {name:?}"), &e),
+        _ => SharedMemoryError::new_err(msg),
     }
 }
 
+/// An OS error as a `ShmqError` that is also an `OSError` (with its errno): running out of
+/// file descriptors is a `TooManyOpenFilesError` that says what to do.
 pub(crate) fn os_error(e: std::io::Error) -> PyErr {
-    PyOSError::new_err(e.to_string())
+    os_error_of("shmq", &e)
+}
+
+fn os_error_of(what: &str, e: &std::io::Error) -> PyErr {
+    match e.raw_os_error() {
+        Some(EMFILE) => TooManyOpenFilesError::new_err((
+            format!(
+                "{what}: too many open files in this process (each open queue, broadcast and \
+                 subscription keeps a file descriptor): close the handles you no longer use, or \
+                 raise the limit (ulimit -n, resource.setrlimit(resource.RLIMIT_NOFILE, ...))"
+            ),
+            EMFILE,
+        )),
+        Some(ENFILE) => TooManyOpenFilesError::new_err((
+            format!(
+                "{what}: the system's table of open files is full: close handles you no longer \
+                 use, or raise the system's limit (sysctl fs.file-max)"
+            ),
+            ENFILE,
+        )),
+        Some(code) => SharedMemoryError::new_err((code, format!("{what}: {e}"))),
+        None => SharedMemoryError::new_err(format!("{what}: {e}")),
+    }
 }
 
 /// The exception for a failed send to `name`. `Interrupted` never gets here: the waiter

@@ -5,6 +5,7 @@
 
 mod access;
 mod admin;
+mod args;
 mod attachment;
 mod broadcast;
 mod buffer;

@@ -1,12 +1,12 @@
 //! `_Queue`: the Python handle of a queue (subclassed by `shmq.Queue`).
 
 use crate::access::Access;
+use crate::args;
 use crate::attachment::{wait_of, Attachment, Stopped};
 use crate::buffer::Taken;
 use crate::codec::{Codecs, RawMessage, Stash};
-use crate::errors::{open_error, recv_error, QUEUE};
+use crate::errors::{open_error, recv_error, InvalidArgumentError, QUEUE};
 use crate::send::{send_objects, send_payloads};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use shmq::{RecvError, Wait};
@@ -18,16 +18,6 @@ use std::sync::Arc;
 pub(crate) const GET_MANY_MAX_BYTES: u64 = 1 << 20;
 /// Room made at once for the messages of a `get_many` (more grow the vector as usual).
 pub(crate) const BATCH_PREALLOC: usize = 1024;
-
-/// Checks `get_many`'s `max_messages`.
-pub(crate) fn batch_len(max_messages: i64) -> PyResult<usize> {
-    match usize::try_from(max_messages) {
-        Ok(n @ 1..) => Ok(n),
-        _ => Err(PyValueError::new_err(format!(
-            "max_messages must be at least 1, got {max_messages}"
-        ))),
-    }
-}
 
 /// Copies the messages taken (large ones now, outside the claim) into raw messages.
 pub(crate) fn raw_messages<'py>(
@@ -109,8 +99,9 @@ impl PyQueue {
         trust_any_owner: bool,
         keep_messages: bool,
     ) -> PyResult<Self> {
-        let codec = u16::try_from(codec)
-            .map_err(|_| PyValueError::new_err(format!("codec id {codec} is out of range")))?;
+        let codec = u16::try_from(codec).map_err(|_| {
+            InvalidArgumentError::new_err(format!("codec id {codec} is out of range"))
+        })?;
         let access = Access::new(mode, trusted_owners, trust_any_owner);
         let b = access
             .apply(shmq::Queue::builder(&name))
@@ -126,7 +117,7 @@ impl PyQueue {
                 Some(false) => b.open(),
                 None => b.open_or_create(),
             })
-            .map_err(open_error)?;
+            .map_err(|e| open_error(&name, e))?;
         Ok(Self {
             att: Attachment::new(q, name, QUEUE.what),
             access,
@@ -139,17 +130,18 @@ impl PyQueue {
     }
 
     /// Puts `obj`, waiting for space if `block` (at most `timeout` seconds if given).
+    /// `codec`: an id or a name, as the constructor's (default: the queue's).
     #[pyo3(signature = (obj, block=true, timeout=None, *, codec=None))]
     fn put(
         &self,
         py: Python<'_>,
         obj: Bound<'_, PyAny>,
-        block: bool,
-        timeout: Option<f64>,
-        codec: Option<i64>,
+        #[pyo3(from_py_with = args::truthy)] block: bool,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
+        codec: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let wait = wait_of(block, timeout)?;
-        let codec = self.codecs.resolve(codec)?;
+        let codec = self.codecs.resolve(codec.as_ref())?;
         let payload = self.codecs.encode(obj, codec)?;
         send_payloads(&self.att, QUEUE, py, &[(codec, payload)], wait)
     }
@@ -160,18 +152,19 @@ impl PyQueue {
     }
 
     /// Puts every object of `objs`, in order. A batch that fits in the ring goes in at once
-    /// (all or nothing); a larger one goes in consecutive chunks that do.
+    /// (all or nothing); a larger one goes in consecutive chunks that do. An exception has
+    /// `sent`: how many of the objects went in before it (retry with `objs[sent:]`).
     #[pyo3(signature = (objs, block=true, timeout=None, *, codec=None))]
     fn put_many(
         &self,
         py: Python<'_>,
         objs: Bound<'_, PyAny>,
-        block: bool,
-        timeout: Option<f64>,
-        codec: Option<i64>,
+        #[pyo3(from_py_with = args::truthy)] block: bool,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
+        codec: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let wait = wait_of(block, timeout)?;
-        let codec = self.codecs.resolve(codec)?;
+        let codec = self.codecs.resolve(codec.as_ref())?;
         send_objects(&self.att, QUEUE, &self.codecs, py, objs, codec, wait)
     }
 
@@ -181,8 +174,8 @@ impl PyQueue {
     fn get<'py>(
         &self,
         py: Python<'py>,
-        block: bool,
-        timeout: Option<f64>,
+        #[pyo3(from_py_with = args::truthy)] block: bool,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let wait = wait_of(block, timeout)?;
         if let Some(mut stashed) = self.stash.take(py, 1) {
@@ -204,12 +197,12 @@ impl PyQueue {
     fn get_many<'py>(
         &self,
         py: Python<'py>,
-        max_messages: i64,
-        block: bool,
-        timeout: Option<f64>,
+        #[pyo3(from_py_with = args::max_messages)] max_messages: usize,
+        #[pyo3(from_py_with = args::truthy)] block: bool,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let max = batch_len(max_messages)?;
         let wait = wait_of(block, timeout)?;
+        let max = max_messages;
         let raws = match self.stash.take(py, max) {
             Some(stashed) => stashed,
             None => self.take(py, max, wait)?,

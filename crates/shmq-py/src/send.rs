@@ -56,7 +56,18 @@ pub(crate) fn send_payloads<T: Sender>(
     payloads: &[(u16, Payload<'_>)],
     wait: Wait,
 ) -> PyResult<()> {
-    let to = att.get(py)?;
+    send_counted(att, noun, py, payloads, wait).map_err(|(err, _)| err)
+}
+
+/// [`send_payloads`], with the number of payloads sent before an error.
+fn send_counted<T: Sender>(
+    att: &Attachment<T>,
+    noun: Noun,
+    py: Python<'_>,
+    payloads: &[(u16, Payload<'_>)],
+    wait: Wait,
+) -> Result<(), (PyErr, usize)> {
+    let to = att.get(py).map_err(|err| (err, 0))?;
     // One message (a put) goes without an allocation.
     let (one, many): ([Message<'_>; 1], Vec<Message<'_>>);
     let msgs: &[Message<'_>] = if let [single] = payloads {
@@ -77,22 +88,22 @@ pub(crate) fn send_payloads<T: Sender>(
         (r, w.take_error())
     };
     r.map_err(|e| {
-        stopped.unwrap_or_else(|| {
-            let err = send_error(noun, &att.name, e.error);
-            if e.sent > 0 {
-                let note = format!(
-                    "{} of the {} messages were put before this error",
-                    e.sent,
-                    msgs.len()
-                );
-                let _ = err.value(py).call_method1("add_note", (note,));
-            }
-            err
-        })
+        let err = stopped.unwrap_or_else(|| send_error(noun, &att.name, e.error));
+        if e.sent > 0 {
+            let note = format!(
+                "{} of the {} messages were put before this error",
+                e.sent,
+                msgs.len()
+            );
+            let _ = err.value(py).call_method1("add_note", (note,));
+        }
+        (err, e.sent)
     })
 }
 
 /// Encodes every object of `objs` (all checked before anything is sent), then sends them.
+/// The exception of a failure has `sent`: how many of the objects went in (in order), so
+/// that a retry of `objs[sent:]` puts each exactly once.
 pub(crate) fn send_objects<T: Sender>(
     att: &Attachment<T>,
     noun: Noun,
@@ -102,9 +113,16 @@ pub(crate) fn send_objects<T: Sender>(
     codec: u16,
     wait: Wait,
 ) -> PyResult<()> {
-    let mut payloads = Vec::new();
-    for obj in objs.try_iter()? {
-        payloads.push((codec, codecs.encode(obj?, codec)?));
-    }
-    send_payloads(att, noun, py, &payloads, wait)
+    let send = || {
+        let mut payloads = Vec::new();
+        for obj in objs.try_iter().map_err(|err| (err, 0))? {
+            let obj = obj.map_err(|err| (err, 0))?;
+            payloads.push((codec, codecs.encode(obj, codec).map_err(|err| (err, 0))?));
+        }
+        send_counted(att, noun, py, &payloads, wait)
+    };
+    send().map_err(|(err, sent)| {
+        let _ = err.value(py).setattr("sent", sent);
+        err
+    })
 }

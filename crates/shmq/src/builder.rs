@@ -5,7 +5,7 @@ use crate::handle::Handle;
 use crate::name::{segment_name, validate_name};
 use crate::os::{self, Opened, Owner, ShmSegment};
 use crate::OpenError;
-use shmq_core::layout::{FLAG_LAG, FLAG_PERSISTENT, KIND_BROADCAST};
+use shmq_core::layout::{FLAG_LAG, FLAG_PERSISTENT, KIND_BROADCAST, MAX_CAPACITY, MAX_SLOTS};
 use shmq_core::{AttachError, Geometry, Ring};
 use std::fmt;
 use std::io;
@@ -242,6 +242,18 @@ impl Options {
         if self.policy == Policy::Lag {
             flags |= FLAG_LAG;
         }
+        if !(1..=MAX_CAPACITY).contains(&self.capacity) {
+            return Err(OpenError::InvalidArgument(format!(
+                "capacity {} is out of range: it must be 1..={MAX_CAPACITY} bytes (1 TiB)",
+                self.capacity
+            )));
+        }
+        if !(1..=MAX_SLOTS).contains(&self.max_processes) {
+            return Err(OpenError::InvalidArgument(format!(
+                "max_processes {} is out of range: it must be 1..={MAX_SLOTS}",
+                self.max_processes
+            )));
+        }
         let g = Geometry::new(
             self.capacity,
             self.maxsize,
@@ -251,7 +263,7 @@ impl Options {
         )
         .ok_or_else(|| {
             OpenError::InvalidArgument(format!(
-                "capacity {} (must be 1..=2^40) or max_processes {} (1..=4096)",
+                "capacity {} or max_processes {} is out of range",
                 self.capacity, self.max_processes
             ))
         })?;
@@ -266,7 +278,7 @@ impl Options {
         validate_name(&self.name)?;
         if self.mode > 0o777 {
             return Err(OpenError::InvalidArgument(format!(
-                "mode {:o} is not 0..=0o777",
+                "mode {:#o} is out of range: it must be 0..=0o777",
                 self.mode
             )));
         }

@@ -102,7 +102,7 @@ from types import FrameType
 from typing import Any, Final, NamedTuple
 
 from ... import Queue
-from ..._common import exit_on_sigterm
+from ..._common import WhenCreating, exit_on_sigterm
 from ..._errors import (
     CodecError,
     DecodeError,
@@ -258,9 +258,11 @@ class ShmQueue:
                 f"buffer_size must be a multiple of the system pagesize ({SYSTEM_PAGESIZE} bytes)"
             )
         try:
-            self._q = Queue(
+            # Attaching ignores buffer_size (as the original does): the size applies only
+            # if this call creates the queue (no MismatchError for another size).
+            self._q: Queue[Any] = Queue._open(
                 queue_name,
-                capacity=buffer_size + SYSTEM_PAGESIZE,
+                capacity=WhenCreating(buffer_size + SYSTEM_PAGESIZE),
                 codec=CODEC_MSGPACK,
                 allow_pickle=bool(allow_pickle),
                 keep_messages=False,  # the original removes the queue at the last shutdown
