@@ -5,16 +5,15 @@ use crate::access::Access;
 use crate::args;
 use crate::attachment::{wait_of, Attachment, Stopped};
 use crate::buffer::{Lender, PyMessageView, Taken};
-use crate::codec::{Codecs, RawMessage, Stash, CODEC_PICKLE, CODEC_RAW};
+use crate::codec::{Codecs, Stash, CODEC_PICKLE, CODEC_RAW};
 use crate::errors::{
     open_error, recv_error, CorruptedQueueError, InvalidArgumentError, BROADCAST, SUBSCRIPTION,
 };
-use crate::queue::{raw_messages, BATCH_PREALLOC, GET_MANY_MAX_BYTES};
 use crate::send::{send_objects, send_payloads};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use shmq::ext::Lend;
-use shmq::{Policy, RecvError, Wait};
+use shmq::{Policy, Wait};
 use std::sync::Arc;
 
 fn policy_name(p: Policy) -> &'static str {
@@ -257,39 +256,6 @@ pub(crate) struct PySubscriber {
 }
 
 impl PySubscriber {
-    /// Reads up to `max` messages as raw bytes; user code (decoding) runs only after.
-    fn take<'py>(&self, py: Python<'py>, max: usize, wait: Wait) -> PyResult<Vec<RawMessage<'py>>> {
-        let sub = self.att.get(py)?;
-        // Sized for a typical batch at once (growing it message by message showed in profiles).
-        let mut taken = Vec::with_capacity(max.min(BATCH_PREALLOC));
-        let mut w = self.att.waiter(py);
-        let r = sub.recv_many_with(max, GET_MANY_MAX_BYTES, wait, &mut w, &mut taken, |m| {
-            Taken::of(py, m)
-        });
-        let stopped = w.take_error();
-        let raws = raw_messages(py, taken)?;
-        match r {
-            Ok(_) => Ok(raws),
-            Err(RecvError::Corrupted(_)) if !raws.is_empty() => Ok(raws),
-            Err(e) => Err(stopped.unwrap_or_else(|| recv_error(SUBSCRIPTION, sub.name(), e))),
-        }
-    }
-
-    /// Reads one message (see `PyQueue::take_one`).
-    fn take_one<'py>(&self, py: Python<'py>, wait: Wait) -> PyResult<Taken<'py>> {
-        let sub = self.att.get(py)?;
-        let mut w = self.att.waiter(py);
-        let codecs = &self.codecs;
-        sub.recv_with(wait, &mut w, |m| {
-            let scratch = codecs.decodes_from_buffer(m.codec());
-            Taken::of_one(py, m, scratch)
-        })
-        .map_err(|e| {
-            w.take_error()
-                .unwrap_or_else(|| recv_error(SUBSCRIPTION, sub.name(), e))
-        })
-    }
-
     /// The next message lent in place (block policy): a `MessageView` for a raw message in
     /// one piece; anything else is copied (and decoded after the record is released).
     fn lend<'py>(&self, py: Python<'py>, wait: Wait) -> PyResult<Bound<'py, PyAny>> {
@@ -380,7 +346,7 @@ impl PySubscriber {
             }
             return self.lend(py, wait);
         }
-        let taken = self.take_one(py, wait)?;
+        let taken = crate::recv::take_one(&self.att, SUBSCRIPTION, &self.codecs, py, wait)?;
         self.codecs.decode_taken(py, taken)
     }
 
@@ -402,7 +368,7 @@ impl PySubscriber {
         let max = max_messages;
         let raws = match self.stash.take(py, max) {
             Some(stashed) => stashed,
-            None => self.take(py, max, wait)?,
+            None => crate::recv::take(&self.att, SUBSCRIPTION, py, max, wait)?,
         };
         PyList::new(py, self.codecs.decode_batch(raws, &self.stash)?)
     }

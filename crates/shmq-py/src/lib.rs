@@ -12,6 +12,7 @@ mod buffer;
 mod codec;
 mod errors;
 mod queue;
+mod recv;
 mod send;
 
 use pyo3::prelude::*;

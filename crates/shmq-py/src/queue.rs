@@ -2,30 +2,13 @@
 
 use crate::access::Access;
 use crate::args;
-use crate::attachment::{wait_of, Attachment, Stopped};
-use crate::buffer::Taken;
-use crate::codec::{Codecs, RawMessage, Stash};
-use crate::errors::{open_error, recv_error, InvalidArgumentError, QUEUE};
+use crate::attachment::{wait_of, Attachment};
+use crate::codec::{Codecs, Stash};
+use crate::errors::{open_error, InvalidArgumentError, QUEUE};
 use crate::send::{send_objects, send_payloads};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use shmq::{RecvError, Wait};
 use std::sync::Arc;
-
-/// `get_many` stops before a message that would take a batch past this many payload bytes
-/// (the first message always comes): holding many large `bytes` at once makes glibc's
-/// allocator unmap and remap memory for every batch (measured: 1 MiB messages 10× slower).
-pub(crate) const GET_MANY_MAX_BYTES: u64 = 1 << 20;
-/// Room made at once for the messages of a `get_many` (more grow the vector as usual).
-pub(crate) const BATCH_PREALLOC: usize = 1024;
-
-/// Copies the messages taken (large ones now, outside the claim) into raw messages.
-pub(crate) fn raw_messages<'py>(
-    py: Python<'py>,
-    taken: Vec<Taken<'py>>,
-) -> PyResult<Vec<RawMessage<'py>>> {
-    taken.into_iter().map(|t| t.into_raw(py)).collect()
-}
 
 /// The Python-visible queue.
 #[pyclass(module = "shmq._shmq", subclass, frozen, name = "_Queue")]
@@ -39,40 +22,6 @@ pub(crate) struct PyQueue {
 impl PyQueue {
     fn queue(&self, py: Python<'_>) -> PyResult<Arc<shmq::Queue>> {
         self.att.get(py)
-    }
-
-    /// Takes up to `max` messages as raw bytes; user code (decoding) runs only after.
-    fn take<'py>(&self, py: Python<'py>, max: usize, wait: Wait) -> PyResult<Vec<RawMessage<'py>>> {
-        let q = self.queue(py)?;
-        // Sized for a typical batch at once (growing it message by message showed in profiles).
-        let mut taken = Vec::with_capacity(max.min(BATCH_PREALLOC));
-        let mut w = self.att.waiter(py);
-        let r = q.recv_many_with(max, GET_MANY_MAX_BYTES, wait, &mut w, &mut taken, |m| {
-            Taken::of(py, m)
-        });
-        let stopped = w.take_error();
-        let raws = raw_messages(py, taken)?;
-        match r {
-            Ok(_) => Ok(raws),
-            // Messages before a corrupted record are delivered; the next call raises.
-            Err(RecvError::Corrupted(_)) if !raws.is_empty() => Ok(raws),
-            Err(e) => Err(stopped.unwrap_or_else(|| recv_error(QUEUE, q.name(), e))),
-        }
-    }
-
-    /// Takes one message (no allocation for a small one but its `bytes`).
-    fn take_one<'py>(&self, py: Python<'py>, wait: Wait) -> PyResult<Taken<'py>> {
-        let q = self.queue(py)?;
-        let mut w = self.att.waiter(py);
-        let codecs = &self.codecs;
-        q.recv_with(wait, &mut w, |m| {
-            let scratch = codecs.decodes_from_buffer(m.codec());
-            Taken::of_one(py, m, scratch)
-        })
-        .map_err(|e| {
-            w.take_error()
-                .unwrap_or_else(|| recv_error(QUEUE, q.name(), e))
-        })
     }
 }
 
@@ -182,7 +131,7 @@ impl PyQueue {
             let (codec, raw) = stashed.remove(0);
             return self.codecs.decode(raw, codec);
         }
-        let taken = self.take_one(py, wait)?;
+        let taken = crate::recv::take_one(&self.att, QUEUE, &self.codecs, py, wait)?;
         self.codecs.decode_taken(py, taken)
     }
 
@@ -205,7 +154,7 @@ impl PyQueue {
         let max = max_messages;
         let raws = match self.stash.take(py, max) {
             Some(stashed) => stashed,
-            None => self.take(py, max, wait)?,
+            None => crate::recv::take(&self.att, QUEUE, py, max, wait)?,
         };
         PyList::new(py, self.codecs.decode_batch(raws, &self.stash)?)
     }

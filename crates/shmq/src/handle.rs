@@ -265,36 +265,17 @@ impl Handle {
         wait: Wait,
         w: &mut dyn Waiter,
         out: &mut impl Sink<T>,
-        mut f: impl FnMut(Received<'_>) -> T,
+        f: impl FnMut(Received<'_>) -> T,
     ) -> Result<usize, RecvError> {
-        let seg = self.ring().backing();
-        let mut bad = None;
-        let before = out.len();
-        let mut w = Guarded { inner: w, seg };
-        let r = self
-            .ring()
-            .recv_many_blocking(
-                max,
-                max_bytes,
-                wait.deadline(),
-                &mut w,
-                |m| match Received::of(seg, m, true) {
-                    Ok(m) => out.push(f(m)),
-                    Err(what) => bad = Some(what),
-                },
-            );
-        if seg.truncated() {
-            out.truncate(before);
-            return Err(RecvError::Corrupted(TRUNCATED));
-        }
-        match r {
-            Ok(_) => match bad {
-                Some(what) => Err(RecvError::Corrupted(what)),
-                None => Ok(out.len() - before),
-            },
-            Err(shmq_core::RecvTimeoutError::Timeout) if wait == Wait::No => Err(RecvError::Empty),
-            Err(e) => Err(e.into()),
-        }
+        self.receive(wait, w, out, f, true, |ring, deadline, w, deliver| {
+            ring.recv_many_blocking(max, max_bytes, deadline, w, |m| {
+                deliver(Delivery::Message(m))
+            })
+            .map_err(|e| match e {
+                shmq_core::RecvTimeoutError::Timeout if wait == Wait::No => RecvError::Empty,
+                e => e.into(),
+            })
+        })
     }
 
     /// As [`Handle::recv_many`], for a subscription: reads from this attachment's cursor.
@@ -305,36 +286,57 @@ impl Handle {
         wait: Wait,
         w: &mut dyn Waiter,
         out: &mut impl Sink<T>,
+        f: impl FnMut(Received<'_>) -> T,
+    ) -> Result<usize, RecvError> {
+        self.receive(wait, w, out, f, false, |ring, deadline, w, deliver| {
+            ring.read_many_blocking(max, max_bytes, deadline, w, deliver)
+                .map_err(|e| match e {
+                    shmq_core::ReadTimeoutError::Timeout if wait == Wait::No => RecvError::Empty,
+                    e => e.into(),
+                })
+        })
+    }
+
+    /// What both receive directions share: large messages mapped while claimed (`take`:
+    /// the caller owns them, as a queue's consumer does), deliveries a lagging read withdraws
+    /// dropped, corrupted records and a truncated segment reported. `run` calls the core.
+    fn receive<T>(
+        &self,
+        wait: Wait,
+        w: &mut dyn Waiter,
+        out: &mut impl Sink<T>,
         mut f: impl FnMut(Received<'_>) -> T,
+        take: bool,
+        run: impl FnOnce(
+            &Ring<ShmSegment>,
+            Option<std::time::Instant>,
+            &mut dyn Waiter,
+            &mut dyn FnMut(Delivery<'_>),
+        ) -> Result<usize, RecvError>,
     ) -> Result<usize, RecvError> {
         let seg = self.ring().backing();
         let mut bad = None;
         let before = out.len();
         let mut w = Guarded { inner: w, seg };
-        let r =
-            self.ring()
-                .read_many_blocking(max, max_bytes, wait.deadline(), &mut w, |d| match d {
-                    Delivery::Message(m) => match Received::of(seg, m, false) {
-                        Ok(m) => out.push(f(m)),
-                        Err(what) => bad = Some(what),
-                    },
-                    // Overwritten while we read (lag policy): what this call took is void.
-                    Delivery::Discard => {
-                        out.truncate(before);
-                        bad = None;
-                    }
-                });
+        let r = run(self.ring(), wait.deadline(), &mut w, &mut |d| match d {
+            Delivery::Message(m) => match Received::of(seg, m, take) {
+                Ok(m) => out.push(f(m)),
+                Err(what) => bad = Some(what),
+            },
+            // Overwritten while we read (lag policy): what this call took is void.
+            Delivery::Discard => {
+                out.truncate(before);
+                bad = None;
+            }
+        });
         if seg.truncated() {
             out.truncate(before);
             return Err(RecvError::Corrupted(TRUNCATED));
         }
-        match r {
-            Ok(_) => match bad {
-                Some(what) => Err(RecvError::Corrupted(what)),
-                None => Ok(out.len() - before),
-            },
-            Err(shmq_core::ReadTimeoutError::Timeout) if wait == Wait::No => Err(RecvError::Empty),
-            Err(e) => Err(e.into()),
+        r?;
+        match bad {
+            Some(what) => Err(RecvError::Corrupted(what)),
+            None => Ok(out.len() - before),
         }
     }
 

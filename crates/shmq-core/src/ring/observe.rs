@@ -57,19 +57,7 @@ impl<B: Backing> Ring<B> {
     /// no process. Give the backing back with [`Ring::into_backing_without_detach`]: an
     /// observer must not be detached (it panics in any slot-bound operation).
     pub fn observe(b: B) -> Result<Self, (B, AttachError)> {
-        if b.size() < control_size() {
-            let len = b.size();
-            return Err((b, AttachError::Layout(LayoutError::TooSmall { len })));
-        }
-        let c = Self::control_of(&b);
-        // SYNC R (ready): Acquire pairs with the creator's Release store.
-        if c.id.ready.load(Ordering::Acquire) != 1 {
-            return Err((b, AttachError::NotReady));
-        }
-        let g = match Geometry::read(&c.id, b.size()) {
-            Ok(g) => g,
-            Err(e) => return Err((b, AttachError::Layout(e))),
-        };
+        let (b, g) = Self::validate(b)?;
         Ok(Self::unattached(b, g, NO_SLOT))
     }
 

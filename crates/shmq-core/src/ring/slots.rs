@@ -96,7 +96,8 @@ impl<B: Backing> Ring<B> {
         }
     }
 
-    pub(super) fn attach(b: B) -> Result<Self, (B, AttachError)> {
+    /// Checks that `b` holds an initialised segment of this layout; its geometry.
+    pub(super) fn validate(b: B) -> Result<(B, Geometry), (B, AttachError)> {
         if b.size() < control_size() {
             let len = b.size();
             return Err((b, AttachError::Layout(LayoutError::TooSmall { len })));
@@ -106,10 +107,15 @@ impl<B: Backing> Ring<B> {
         if c.id.ready.load(Ordering::Acquire) != 1 {
             return Err((b, AttachError::NotReady));
         }
-        let g = match Geometry::read(&c.id, b.size()) {
-            Ok(g) => g,
-            Err(e) => return Err((b, AttachError::Layout(e))),
-        };
+        match Geometry::read(&c.id, b.size()) {
+            Ok(g) => Ok((b, g)),
+            Err(e) => Err((b, AttachError::Layout(e))),
+        }
+    }
+
+    pub(super) fn attach(b: B) -> Result<Self, (B, AttachError)> {
+        let (b, g) = Self::validate(b)?;
+        let c = Self::control_of(&b);
         // Count ourselves in first, so a concurrent last detach cannot unlink under us.
         let mut n = c.attached.load(Ordering::Acquire);
         loop {
