@@ -365,6 +365,35 @@ def register(handle: _Handle) -> None:
     """Closes ``handle`` at exit and re-attaches it in fork children (held weakly)."""
     _live_handles.add(handle)
     _exit_cleanly_on_sigterm()
+    _close_at_multiprocessing_exit()
+
+
+class _MpHook:
+    """What ``multiprocessing.util.register_after_fork`` keys its hook on (held weakly)."""
+
+
+_MP_HOOK = _MpHook()
+_mp_exit_registered_in = 0  # the pid whose multiprocessing finalizers close our handles
+
+
+def _close_at_multiprocessing_exit() -> None:
+    # A multiprocessing child leaves through os._exit (fork and forkserver start methods):
+    # atexit does not run there, multiprocessing's own finalizers do. The fork start method
+    # clears them in the child after our at-fork hook ran, so the hook is also registered
+    # with multiprocessing's after-fork hooks, which run after that.
+    global _mp_exit_registered_in
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is None or _mp_exit_registered_in == os.getpid():
+        return
+    _mp_exit_registered_in = os.getpid()
+    mp_util.Finalize(None, _close_all, exitpriority=-100)
+    mp_util.register_after_fork(_MP_HOOK, _mp_after_fork)
+
+
+def _mp_after_fork(_: object) -> None:
+    global _mp_exit_registered_in
+    _mp_exit_registered_in = 0
+    _close_at_multiprocessing_exit()
 
 
 def _exit_cleanly_on_sigterm() -> None:
@@ -405,9 +434,9 @@ def _after_fork_in_child() -> None:
     # it never attaches), and detaches at exit.
     for handle in list(_live_handles):
         handle._reattach_after_fork()
-    mp_util = sys.modules.get("multiprocessing.util")
-    if mp_util is not None:
-        mp_util.Finalize(None, _close_all, exitpriority=-100)
+    global _mp_exit_registered_in
+    _mp_exit_registered_in = 0
+    _close_at_multiprocessing_exit()
 
 
 atexit.register(_close_all)

@@ -678,7 +678,7 @@ mod tests {
     #[test]
     fn documented_sizes() {
         // docs/protocol.md states these; keep them in step.
-        assert_eq!(control_size(), 1280);
+        assert_eq!(control_size(), 1408);
         assert_eq!(slot_size(), 384);
         assert_eq!(core::mem::size_of::<Lane>(), 64);
     }
