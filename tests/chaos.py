@@ -89,7 +89,10 @@ def run(seconds: float, producers: int, consumers: int, kill_every: float, seed:
     name = f"chaos-{os.getpid()}-{random.randrange(1 << 30)}"
     rng = random.Random(seed)
     q = shmq.Queue(name, create=True, capacity="256KiB", codec="raw")
+    # Producers and consumers stop separately: consumers must keep draining after the
+    # producers stopped (with one flag they left too, and the drain found nobody to drain).
     stop = ctx.Value("b", 0, lock=False)
+    stop_consumers = ctx.Value("b", 0, lock=False)
     bad = ctx.Value("q", 0, lock=False)
     acked = ctx.Array("q", [-1] * producers, lock=False)
     progress = ctx.Array("q", [0] * consumers, lock=False)
@@ -106,7 +109,7 @@ def run(seconds: float, producers: int, consumers: int, kill_every: float, seed:
             p = ctx.Process(target=producer, args=(name, i, gen, acked, stop), daemon=True)
         else:
             log = str(tmp / f"c{i}-g{gen}.log")
-            p = ctx.Process(target=consumer, args=(name, i, log, progress, stop, bad), daemon=True)
+            p = ctx.Process(target=consumer, args=(name, i, log, progress, stop_consumers, bad), daemon=True)
         p.start()
         procs[(role, i)] = p
 
@@ -150,20 +153,28 @@ def run(seconds: float, producers: int, consumers: int, kill_every: float, seed:
             if role == "p":
                 p.join(10)
                 acked_by_gen[(i, gens[("p", i)])] = acked[i]
-        stop.value = 0
         for (role, i), p in procs.items():
             if role == "p" and p.is_alive():
                 raise AssertionError(f"producer {i} did not stop")
+        # Drained when nothing is reserved and unconsumed (head == tail) and qsize() agrees: a
+        # dead producer's unrepaired reservation at the head hides the messages behind it from
+        # qsize() until a consumer notices it (within milliseconds) and repairs it.
         drain_end = time.monotonic() + 10
-        while q.qsize() > 0 and time.monotonic() < drain_end:
+
+        def drained() -> bool:
+            s = q.stats()
+            return s.head == s.tail and q.qsize() == 0
+
+        while not drained() and time.monotonic() < drain_end:
             time.sleep(0.01)
-        stop.value = 1
+        stop_consumers.value = 1
         for (role, i), p in procs.items():
             if role == "c":
                 p.join(10)
                 if p.is_alive():
                     raise AssertionError(f"consumer {i} did not stop")
         stats = q.stats()
+        final_qsize = q.qsize()
     finally:
         for p in procs.values():
             if p.is_alive():
@@ -211,6 +222,8 @@ def run(seconds: float, producers: int, consumers: int, kill_every: float, seed:
         "recovery_ms_median": round(statistics.median(recoveries) * 1e3, 2) if recoveries else None,
         "recovery_ms_max": round(max(recoveries) * 1e3, 2) if recoveries else None,
         "leaked_segments": leaked,
+        "final_qsize": final_qsize,
+        "final_head_minus_tail": stats.tail - stats.head,
     }
     return report
 
@@ -224,6 +237,12 @@ def check(report: dict[str, Any]) -> list[str]:
         problems.append(
             f"lost acknowledged puts: {report['missing_acknowledged']} missing, "
             f"at most {report['missing_allowed']} allowed"
+        )
+    # Depth converges to the truth once the dust settles (it used to drift for good after kills:
+    # `puts - gets` lost increments of processes killed between a record and its counter).
+    if report["final_qsize"] != 0 or report["final_head_minus_tail"] != 0:
+        problems.append(
+            f"not drained: qsize() {report['final_qsize']}, tail - head {report['final_head_minus_tail']}"
         )
     if report["leaked_segments"]:
         problems.append(f"leaked segments: {report['leaked_segments']}")
