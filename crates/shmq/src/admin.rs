@@ -43,7 +43,7 @@ pub fn inspect(name: &str) -> Result<Inspection, OpenError> {
     let b = match ShmSegment::open_read_only(&seg) {
         Ok(Opened::Ready(b)) => b,
         Ok(Opened::Empty(..)) => return Err(OpenError::NotInitialized(name.to_owned())),
-        Err(e) => return Err(io_error(name, e)),
+        Err(e) => return Err(OpenError::from_io(name, e)),
     };
     let owner = b.owner();
     let segment_bytes = shmq_core::Backing::size(&b);
@@ -91,10 +91,10 @@ fn remove_if(name: &str, wanted: impl Fn(u64) -> bool) -> Result<bool, OpenError
         Ok(Opened::Empty(..)) => {
             return ShmSegment::unlink(&seg)
                 .map(|()| true)
-                .map_err(|e| io_error(name, e))
+                .map_err(|e| OpenError::from_io(name, e))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(io_error(name, e)),
+        Err(e) => return Err(OpenError::from_io(name, e)),
     };
     let observer = Ring::observe(b).map_err(|(_, e)| attach_error(name, e))?;
     let nonce = observer.geometry().nonce;
@@ -103,7 +103,7 @@ fn remove_if(name: &str, wanted: impl Fn(u64) -> bool) -> Result<bool, OpenError
         return Ok(false);
     }
     let hidden = removed_name(name, nonce);
-    ShmSegment::rename(&seg, &hidden).map_err(|e| io_error(name, e))?;
+    ShmSegment::rename(&seg, &hidden).map_err(|e| OpenError::from_io(name, e))?;
     free_if_unused(b, &hidden);
     Ok(true)
 }
@@ -238,15 +238,6 @@ fn collect_ring(b: ShmSegment, seg: &str, policy: &GcPolicy) -> bool {
             outcome == Detached::Last && b.is_linked_as(seg) && ShmSegment::unlink(seg).is_ok()
         }
         Err(_) => false,
-    }
-}
-
-fn io_error(name: &str, e: io::Error) -> OpenError {
-    match e.kind() {
-        io::ErrorKind::NotFound => OpenError::DoesNotExist(name.to_owned()),
-        io::ErrorKind::PermissionDenied => OpenError::PermissionDenied(name.to_owned()),
-        io::ErrorKind::InvalidData => OpenError::NotASegment(e.to_string()),
-        _ => OpenError::Io(e),
     }
 }
 

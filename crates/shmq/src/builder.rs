@@ -387,16 +387,14 @@ impl Options {
     }
 
     fn io_error(&self, e: io::Error) -> OpenError {
-        match e.kind() {
-            io::ErrorKind::PermissionDenied => OpenError::PermissionDenied(self.name.clone()),
-            io::ErrorKind::InvalidData => OpenError::NotASegment(e.to_string()),
-            io::ErrorKind::StorageFull => OpenError::NoSpace {
+        if e.kind() == io::ErrorKind::StorageFull {
+            return OpenError::NoSpace {
                 name: self.name.clone(),
                 needed: self.geometry_size(),
                 free: os::shm_free_bytes(),
-            },
-            _ => OpenError::Io(e),
+            };
         }
+        OpenError::from_io(&self.name, e)
     }
 
     /// Bytes a segment with these settings takes (for messages; 0 if they are invalid).

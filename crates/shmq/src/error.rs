@@ -139,6 +139,18 @@ impl std::error::Error for OpenError {
     }
 }
 
+impl OpenError {
+    /// The open error for an OS error about queue `name`'s segment.
+    pub(crate) fn from_io(name: &str, e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::NotFound => Self::DoesNotExist(name.to_owned()),
+            io::ErrorKind::PermissionDenied => Self::PermissionDenied(name.to_owned()),
+            io::ErrorKind::InvalidData => Self::NotASegment(e.to_string()),
+            _ => Self::Io(e),
+        }
+    }
+}
+
 /// Why a send did not happen. Nothing of the message (or batch) was sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
