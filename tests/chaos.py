@@ -84,6 +84,9 @@ def consumer(name: str, cid: int, log_path: str, progress: Any, stop: Any, bad: 
     q.close()
 
 
+MIN_KILLS = 10
+
+
 def run(seconds: float, producers: int, consumers: int, kill_every: float, seed: int) -> dict[str, Any]:
     ctx = mp.get_context("fork")
     name = f"chaos-{os.getpid()}-{random.randrange(1 << 30)}"
@@ -119,8 +122,11 @@ def run(seconds: float, producers: int, consumers: int, kill_every: float, seed:
     kills = 0
     deadline = time.monotonic() + seconds
     last_progress, last_change = 0, time.monotonic()
+    hard_end = deadline + max(60.0, seconds)
     try:
-        while time.monotonic() < deadline:
+        # At least MIN_KILLS kills however slow the machine: past the deadline the run goes on
+        # (to a hard end) until it has them.
+        while time.monotonic() < deadline or (kills < MIN_KILLS and time.monotonic() < hard_end):
             time.sleep(rng.uniform(0.5, 1.5) * kill_every)
             role, i = rng.choice(list(procs))
             victim = procs[(role, i)]
