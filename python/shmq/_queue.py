@@ -57,6 +57,9 @@ class QueueStats(NamedTuple):
     """Byte position (since creation) up to which puts reserved space (monotonic)."""
     head: int
     """Byte position (since creation) up to which gets took messages (monotonic)."""
+    dropped: int = 0
+    """Messages dropped unread by ``shutdown(immediate=True)`` (last, so that positional
+    construction keeps its meaning)."""
 
 
 QueueStats.__module__ = "shmq"  # pickled and printed as before the package split

@@ -41,6 +41,7 @@ class _StatsDict(TypedDict):
     lost: int
     abandoned: int
     reaped: int
+    dropped: int
     tail: int
     head: int
 
@@ -95,6 +96,13 @@ class _Queue:
         """Whether the queue is empty (a snapshot)."""
     def full(self) -> bool:
         """Whether the queue is full (a snapshot)."""
+    def shutdown(self, immediate: bool = False) -> None:
+        """Shuts the queue down for every process (Python 3.13's ``queue.Queue.shutdown``): puts
+        raise ``ShutDown``; gets take what is left, then raise ``ShutDown`` instead of waiting;
+        ``immediate`` drops what is left and makes gets raise at once."""
+    @property
+    def is_shutdown(self) -> bool:
+        """Whether the queue was shut down (by any process)."""
     def close(self) -> None:
         """Detaches this process; the last process to detach removes a non-persistent queue."""
     def unlink(self) -> None:
@@ -184,6 +192,12 @@ class _Publisher:
     ) -> None:
         """Publishes every object of ``objs``, in order (at once when the batch fits the ring).
         An exception has ``.sent``: how many of the objects were published before it."""
+    def shutdown(self, immediate: bool = False) -> None:
+        """Shuts the broadcast down for every process: publishes raise ``ShutDown``; subscribers
+        read what they have not read yet, then raise ``ShutDown`` (at once if ``immediate``)."""
+    @property
+    def is_shutdown(self) -> bool:
+        """Whether the broadcast was shut down (by any process)."""
     def close(self) -> None:
         """Detaches; the last process to detach removes a non-persistent broadcast."""
     def unlink(self) -> None:
@@ -263,6 +277,9 @@ class _Subscriber:
     @property
     def policy(self) -> Literal["block", "lag"]:
         """``"lag"`` or ``"block"``."""
+    @property
+    def is_shutdown(self) -> bool:
+        """Whether the broadcast was shut down (by any process)."""
     def _info(self) -> _SubscriberDict: ...
     def _reattach_after_fork(self) -> None: ...
 

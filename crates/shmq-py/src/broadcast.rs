@@ -113,6 +113,25 @@ impl PyPublisher {
         send_objects(&self.att, BROADCAST, &self.codecs, py, objs, codec, wait)
     }
 
+    /// Shuts the broadcast down for every process: publishes raise `ShutDown`; subscribers
+    /// read what they have not read yet, then raise `ShutDown` (at once if `immediate`).
+    #[pyo3(signature = (immediate=false))]
+    fn shutdown(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::truthy)] immediate: bool,
+    ) -> PyResult<()> {
+        let b = self.att.get(py)?;
+        py.detach(|| b.shutdown(immediate));
+        Ok(())
+    }
+
+    /// Whether the broadcast was shut down (by any process).
+    #[getter]
+    fn is_shutdown(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.att.get(py)?.is_shutdown())
+    }
+
     /// Detaches; the last process to detach removes a non-persistent broadcast.
     fn close(&self, py: Python<'_>) {
         self.att.shut(py);
@@ -409,6 +428,12 @@ impl PySubscriber {
     #[getter]
     fn policy(&self, py: Python<'_>) -> PyResult<&'static str> {
         Ok(policy_name(self.att.get(py)?.policy()))
+    }
+
+    /// Whether the broadcast was shut down (by any process).
+    #[getter]
+    fn is_shutdown(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.att.get(py)?.is_shutdown())
     }
 
     /// `(mode, trusted owners or None for any)`: how a pickled handle reopens.

@@ -174,6 +174,26 @@ impl PyQueue {
         Ok(self.queue(py)?.is_full())
     }
 
+    /// Shuts the queue down for every process (Python 3.13's `queue.Queue.shutdown`): puts
+    /// raise `ShutDown`; gets take what is left, then raise `ShutDown` instead of waiting;
+    /// `immediate` drops what is left and makes gets raise at once.
+    #[pyo3(signature = (immediate=false))]
+    fn shutdown(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::truthy)] immediate: bool,
+    ) -> PyResult<()> {
+        let q = self.queue(py)?;
+        py.detach(|| q.shutdown(immediate));
+        Ok(())
+    }
+
+    /// Whether the queue was shut down (by any process).
+    #[getter]
+    fn is_shutdown(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.queue(py)?.is_shutdown())
+    }
+
     /// Detaches this process; the last process to detach removes a non-persistent queue.
     /// Idempotent.
     fn close(&self, py: Python<'_>) {
@@ -271,6 +291,7 @@ impl PyQueue {
         d.set_item("lost", s.lost)?;
         d.set_item("abandoned", s.abandoned)?;
         d.set_item("reaped", s.reaped)?;
+        d.set_item("dropped", s.dropped)?;
         d.set_item("tail", s.tail)?;
         d.set_item("head", s.head)?;
         Ok(d)

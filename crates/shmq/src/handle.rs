@@ -155,6 +155,13 @@ impl Handle {
     pub(crate) fn stats(&self) -> Stats {
         self.ring().stats()
     }
+    /// Shuts the ring down for every process (see [`crate::Queue::shutdown`]).
+    pub(crate) fn shutdown(&self, immediate: bool) {
+        self.ring().shutdown(immediate);
+    }
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.ring().is_shutdown()
+    }
 
     // ----------------------------------------------------------------------------------
     // Sending

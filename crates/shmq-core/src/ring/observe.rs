@@ -30,6 +30,10 @@ pub struct Stats {
     pub abandoned: u64,
     /// Dead processes detached by others.
     pub reaped: u64,
+    /// Messages dropped unread by an immediate shutdown.
+    pub dropped: u64,
+    /// Whether the ring was shut down.
+    pub shut_down: bool,
     /// Byte position (since creation) up to which producers reserved space.
     pub tail: u64,
     /// Byte position (since creation) up to which consumers claimed records.
@@ -189,6 +193,8 @@ impl<B: Backing> Ring<B> {
             lost: c.totals.lost.load(Ordering::Relaxed),
             abandoned: c.totals.abandoned.load(Ordering::Relaxed),
             reaped: c.totals.reaped.load(Ordering::Relaxed),
+            dropped: c.totals.dropped.load(Ordering::Relaxed),
+            shut_down: self.is_shutdown(),
             tail: c.tail.load(Ordering::Relaxed),
             head: c.head.load(Ordering::Relaxed),
         }
@@ -223,7 +229,8 @@ impl<B: Backing> Ring<B> {
         use std::fmt::Write;
         let c = self.control();
         let mut out = format!(
-            "tail={} head={} release={} count={} attached={} reaped={} abandoned={} lost={}\n",
+            "tail={} head={} release={} count={} attached={} reaped={} abandoned={} lost={} \
+             shutdown={}\n",
             c.tail.load(Ordering::Relaxed),
             c.head.load(Ordering::Relaxed),
             c.release.load(Ordering::Relaxed),
@@ -232,6 +239,7 @@ impl<B: Backing> Ring<B> {
             c.totals.reaped.load(Ordering::Relaxed),
             c.totals.abandoned.load(Ordering::Relaxed),
             c.totals.lost.load(Ordering::Relaxed),
+            c.shutdown.load(Ordering::Relaxed),
         );
         for i in 0..self.g.max_slots {
             let s = self.slot_at(i);

@@ -1,0 +1,189 @@
+"""The semantics of ``queue.Queue`` / ``multiprocessing.Queue`` that shmq keeps, down to the
+corner cases (issue 11): shutdown across processes, truth values and numbers as arguments,
+full()/empty()/qsize() against what put_nowait/get_nowait would do, per-thread order under
+re-entrant puts, closed handles."""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import sys
+import threading
+from collections.abc import Callable
+
+import pytest
+
+import shmq
+from _helpers import children, join_all, wait_for_sleeper, wait_until
+from _semantics_children import get_until_shutdown, put_after_shutdown, subscriber_until_shutdown
+
+SPAWN = multiprocessing.get_context("spawn")
+
+# --------------------------------------------------------------------------------------
+# shutdown()
+# --------------------------------------------------------------------------------------
+
+
+def test_shutdown_is_a_shmq_error_and_the_stdlib_one_where_it_exists() -> None:
+    assert issubclass(shmq.ShutDown, shmq.ShmqError)
+    if sys.version_info >= (3, 13):
+        assert issubclass(shmq.ShutDown, queue.ShutDown)
+
+
+def test_put_after_shutdown_raises(queue: shmq.Queue) -> None:
+    assert queue.is_shutdown is False
+    queue.shutdown()
+    assert queue.is_shutdown is True
+    for put in (lambda: queue.put(1), lambda: queue.put_nowait(1), lambda: queue.put_many([1, 2])):
+        with pytest.raises(shmq.ShutDown):
+            put()
+    assert queue.qsize() == 0
+
+
+def test_get_drains_what_is_left_then_raises_instead_of_blocking(queue: shmq.Queue) -> None:
+    queue.put_many(["a", "b", "c", "d"])
+    queue.shutdown()
+    assert queue.get() == "a"
+    assert queue.get_nowait() == "b"
+    assert queue.get_many(10) == ["c", "d"]
+    # Nothing left: each of these would block (or raise Empty) on a queue that is not shut down.
+    for get in (queue.get, queue.get_nowait, lambda: queue.get(timeout=30), lambda: queue.get_many(10)):
+        with pytest.raises(shmq.ShutDown):
+            get()
+
+
+def test_shutdown_wakes_a_get_asleep_in_another_process(make_queue: Callable[..., shmq.Queue]) -> None:
+    q = make_queue(capacity="64KiB")
+    results = make_queue(capacity="64KiB")
+    q.put_many([1, 2])
+    with children() as procs:
+        p = SPAWN.Process(target=get_until_shutdown, args=(q.name, results.name))
+        procs.append(p)
+        waits = q.stats().waits
+        p.start()
+        # The child took both messages and sleeps in get() with no timeout.
+        wait_until(lambda: q.stats().gets == 2, what="the child to take the messages")
+        wait_for_sleeper(q, waits)
+        q.shutdown()
+        assert results.get(timeout=30) == ([1, 2], "ShutDown")
+        join_all(procs)
+        assert p.exitcode == 0
+
+
+def test_put_raises_in_another_process_after_shutdown(make_queue: Callable[..., shmq.Queue]) -> None:
+    q = make_queue(capacity="64KiB")
+    go = make_queue(capacity="64KiB")
+    results = make_queue(capacity="64KiB")
+    with children() as procs:
+        p = SPAWN.Process(target=put_after_shutdown, args=(q.name, go.name, results.name))
+        procs.append(p)
+        p.start()
+        q.shutdown()
+        go.put("go")
+        assert results.get(timeout=30) == "ShutDown"
+        join_all(procs)
+    assert q.qsize() == 0
+
+
+def test_shutdown_wakes_a_put_blocked_on_a_full_queue(make_queue: Callable[..., shmq.Queue]) -> None:
+    q = make_queue(capacity="64KiB", maxsize=1)
+    q.put("first")
+    errors: list[BaseException] = []
+
+    def blocked_put() -> None:
+        try:
+            q.put("second")
+        except BaseException as e:
+            errors.append(e)
+
+    waits = q.stats().waits
+    t = threading.Thread(target=blocked_put)
+    t.start()
+    wait_for_sleeper(q, waits)
+    q.shutdown()
+    t.join(30)
+    assert not t.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], shmq.ShutDown)
+    assert q.get() == "first"
+
+
+def test_immediate_shutdown_drops_what_is_left_and_gets_raise_at_once(queue: shmq.Queue) -> None:
+    queue.put_many(range(5))
+    queue.shutdown(immediate=True)
+    assert queue.is_shutdown
+    with pytest.raises(shmq.ShutDown):
+        queue.get_nowait()
+    with pytest.raises(shmq.ShutDown):
+        queue.get()
+    with pytest.raises(shmq.ShutDown):
+        queue.put(1)
+    stats = queue.stats()
+    assert stats.dropped == 5
+    assert stats.depth == 0
+    assert queue.qsize() == 0
+
+
+def test_immediate_after_plain_shutdown_drops_the_rest(queue: shmq.Queue) -> None:
+    queue.put_many(range(3))
+    queue.shutdown()
+    assert queue.get() == 0
+    queue.shutdown(immediate=1)  # any truth value
+    with pytest.raises(shmq.ShutDown):
+        queue.get_nowait()
+    assert queue.stats().dropped == 2
+
+
+def test_shutdown_is_seen_by_every_handle(make_queue: Callable[..., shmq.Queue]) -> None:
+    a = make_queue(capacity="64KiB")
+    b = make_queue(name=a.name, create=False)
+    a.put("x")
+    a.shutdown()
+    assert b.is_shutdown
+    assert b.get() == "x"
+    with pytest.raises(shmq.ShutDown):
+        b.get()
+
+
+def test_broadcast_shutdown(qname: str, make_queue: Callable[..., shmq.Queue]) -> None:
+    results = make_queue(capacity="64KiB")
+    ready = make_queue(capacity="64KiB")
+    name = f"{qname}-bc"
+    with shmq.Broadcast(name, capacity="64KiB") as pub, shmq.Subscriber(name) as local:
+        with children() as procs:
+            p = SPAWN.Process(target=subscriber_until_shutdown, args=(name, results.name, ready.name))
+            procs.append(p)
+            p.start()
+            assert ready.get(timeout=30) == "subscribed"
+            pub.publish_many(["m1", "m2"])
+            waits = pub.stats().waits
+            wait_until(lambda: pub.stats().waits > waits, what="the remote subscriber to sleep")
+            assert not pub.is_shutdown
+            pub.shutdown()
+            assert pub.is_shutdown and local.is_shutdown
+            with pytest.raises(shmq.ShutDown):
+                pub.publish("m3")
+            with pytest.raises(shmq.ShutDown):
+                pub.publish_many(["m3"])
+            assert results.get(timeout=30) == (["m1", "m2"], "ShutDown")
+            join_all(procs)
+        # The local subscriber drains what it had not read, then raises.
+        assert local.get() == "m1"
+        assert local.get_many(10) == ["m2"]
+        with pytest.raises(shmq.ShutDown):
+            local.get()
+        with pytest.raises(shmq.ShutDown):
+            local.get_nowait()
+
+
+def test_broadcast_immediate_shutdown_stops_subscribers_at_once(qname: str) -> None:
+    with shmq.Broadcast(qname, capacity="64KiB") as pub, shmq.Subscriber(qname) as sub:
+        pub.publish("unread")
+        pub.shutdown(immediate=True)
+        with pytest.raises(shmq.ShutDown):
+            sub.get()
+
+
+def test_shutdown_of_a_closed_handle_is_an_error(queue: shmq.Queue) -> None:
+    queue.close()
+    with pytest.raises(shmq.QueueClosedError):
+        queue.shutdown()
