@@ -295,6 +295,50 @@ def test_item_of_exactly_buffer_size_fits_and_larger_ones_are_refused(make: Call
     assert q.empty()
 
 
+def _one_byte_over(method: int, size: int) -> Any:
+    """An item whose ``SIZE_HEADER + len(serialized)`` is ``size + 1`` under ``method``."""
+    if method == SerializationMethods.MSGPACK:
+        item: Any = b"x" * (size - shmqueue.SIZE_HEADER - 3 + 1)  # bin 16: 3 bytes of header
+        assert shmqueue.SIZE_HEADER + len(msgpack.packb(item)) == size + 1
+        return item
+    if method == SerializationMethods.PICKLE:
+        n = size - shmqueue.SIZE_HEADER + 1
+        item = b"x" * (n - len(pickle.dumps(b"x" * n, protocol=5)) + n)
+        assert shmqueue.SIZE_HEADER + len(pickle.dumps(item, protocol=5)) == size + 1
+        return item
+    return size - shmqueue.SIZE_HEADER + 1  # the length _blob_pack makes of it
+
+
+def _blob_pack(method: int, data: Any) -> bytes:
+    return b"b" * int(data)
+
+
+@pytest.mark.parametrize(
+    "method",
+    [SerializationMethods.MSGPACK, SerializationMethods.PICKLE, CUSTOM],
+    ids=["msgpack", "pickle", "custom"],
+)
+@pytest.mark.parametrize("pages", [1, 3])
+def test_item_one_byte_over_buffer_size_is_refused_at_once(
+    make: Callable[..., ShmQueue], qname: str, method: int, pages: int
+) -> None:
+    # The README: "A single item occupies SIZE_HEADER (8 B) + len(msgpack.packb(payload))
+    # bytes. An item larger than buffer_size raises ShmQueueValueError immediately."
+    q = make(qname, buffer_size=pages * PAGE)
+    q.custom_serialize(_blob_pack)
+    item = _one_byte_over(method, q.max_buffer_size())
+    started = time.monotonic()
+    with pytest.raises(ShmQueueValueError):
+        q.put(item, block=True, timeout=None, serialization_method=method)  # never waits
+    assert time.monotonic() - started < 2
+    assert q.empty() and q.buffer_occupancy() == 0
+    # A handle that attached (and so ignored its own buffer_size) has the queue's limit.
+    other = make(qname, buffer_size=8 * PAGE)
+    other.custom_serialize(_blob_pack)
+    with pytest.raises(ShmQueueValueError):
+        other.put(item, serialization_method=method)
+
+
 def test_snapshot(make: Callable[..., ShmQueue], qname: str) -> None:
     q = make(qname)
     other = make(qname)

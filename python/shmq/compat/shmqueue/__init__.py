@@ -63,11 +63,11 @@ Differences from the original
   ``snapshot()`` fields ``put_pos``/``get_pos``/``same_lap`` describe shmq's ring (positions
   modulo its size, ``buffer_size + SYSTEM_PAGESIZE``), ``ref_count`` counts attached handles,
   and the fields are read one after the other, not under a lock.
-- **Largest item.** The ring has one page more than ``buffer_size``, so every item the
-  original accepts (``SIZE_HEADER + len(serialized) <= buffer_size``) fits. An item is
-  refused with :class:`ShmQueueValueError` when it can never fit the ring
-  (``len(serialized) > buffer_size + SYSTEM_PAGESIZE - 16``): items slightly larger than the
-  original's limit are accepted.
+- **Largest item**, as documented: an item occupies ``SIZE_HEADER + len(serialized)`` bytes,
+  and one larger than the queue's ``buffer_size`` raises :class:`ShmQueueValueError` at once
+  (never waiting, whatever ``block``/``timeout``); exactly ``buffer_size`` fits. To know the
+  serialized length before the put, a msgpack or pickle item is encoded once more in Python.
+  (``test_item_one_byte_over_buffer_size_is_refused_at_once``)
 - **Names and methods.** Queue names are shmq names (``[A-Za-z0-9._-]``, at most 200
   characters; others raise :class:`ShmQueueValueError`). Custom serialization ids are
   1001..65535 (the original allowed up to 2**32 - 1). A custom method id is registered with
@@ -91,6 +91,7 @@ import json
 import logging
 import mmap
 import os
+import pickle
 import signal
 import tempfile
 import threading
@@ -132,6 +133,7 @@ SYSTEM_PAGESIZE: Final[int] = mmap.PAGESIZE
 SIZE_HEADER: Final[int] = 8
 
 _MAX_CUSTOM_METHOD: Final = 65535
+_PICKLE_PROTOCOL: Final = 5  # shmq's pickle codec's (the size check measures what it writes)
 _CLOSED_MSG: Final = "shared memory has not been initialized or already shut down."
 
 
@@ -193,6 +195,14 @@ def _ensure_custom_codec(method: int) -> None:
 
             _register_codec(method, _passthrough, decode)
             _registered.add(method)
+
+
+def _packb(data: Any) -> bytes:
+    """``data`` in msgpack as shmq's msgpack codec writes it (to measure it before the put)."""
+    import msgpack
+
+    packed: bytes = msgpack.packb(data, use_bin_type=True)
+    return packed
 
 
 def _timeout(timeout: float | None) -> float | None:
@@ -352,19 +362,23 @@ class ShmQueue:
         try:
             if serialization_method == SerializationMethods.MSGPACK:
                 try:
-                    q.put(data, block, timeout, codec=CODEC_MSGPACK)
-                except CodecError as e:
+                    packed = _packb(data)
+                except (TypeError, ValueError, OverflowError) as e:  # what msgpack cannot encode
                     if not self._allow_pickle:
                         raise ShmQueueSerializationError(
                             f"msgpack cannot serialize {type(data).__name__} and pickle is "
                             "disabled (allow_pickle=False)"
                         ) from e
                     self._log(logging.INFO, "msgpack failed (%s); falling back to pickle", e)
-                    q.put(data, block, timeout, codec=CODEC_PICKLE)
+                    self._put_pickled(q, data, block, timeout)
+                else:
+                    self._check_size(packed)
+                    q.put(data, block, timeout, codec=CODEC_MSGPACK)
             elif serialization_method == SerializationMethods.PICKLE:
-                q.put(data, block, timeout, codec=CODEC_PICKLE)
+                self._put_pickled(q, data, block, timeout)
             elif FIRST_USER_CODEC <= serialization_method <= _MAX_CUSTOM_METHOD:
                 payload = self._custom_serialize(serialization_method, data)
+                self._check_size(payload)  # not bytes-like: the put below refuses it
                 _ensure_custom_codec(serialization_method)
                 q.put(payload, block, timeout, codec=serialization_method)
             elif serialization_method > _MAX_CUSTOM_METHOD:
@@ -382,6 +396,29 @@ class ShmQueue:
             raise ShmQueueSerializationError(str(e)) from e
         except QueueClosedError:
             raise ShmQueueNotInitializedError(_CLOSED_MSG) from None
+
+    def _check_size(self, serialized: Any) -> None:
+        """The documented limit: an item occupies ``SIZE_HEADER + len(serialized)`` bytes and
+        one larger than ``buffer_size`` is refused at once (it would never fit the original)."""
+        try:
+            size = SIZE_HEADER + memoryview(serialized).nbytes
+        except TypeError:
+            return
+        if size > self._buffer_size:
+            raise ShmQueueValueError(
+                f"data size is larger than overall buffer size: the item occupies {size} bytes"
+                f" (SIZE_HEADER + {size - SIZE_HEADER} serialized), buffer_size is {self._buffer_size}"
+            )
+
+    def _put_pickled(self, q: Queue, data: Any, block: bool, timeout: float | None) -> None:
+        if not self._allow_pickle:
+            raise PickleNotAllowedError("pickle is disabled for this queue (allow_pickle=False)")
+        try:
+            pickled = pickle.dumps(data, protocol=_PICKLE_PROTOCOL)
+        except Exception as e:
+            raise ShmQueueSerializationError(f"could not pickle a {type(data).__name__}: {e}") from e
+        self._check_size(pickled)
+        q.put(data, block, timeout, codec=CODEC_PICKLE)
 
     def put_nowait(self, data: Any, serialization_method: int = SerializationMethods.DEFAULT) -> None:
         """``put(data, block=False)``: raises :class:`ShmQueueFull` if there is no room."""
