@@ -199,8 +199,7 @@ def _ensure_custom_codec(method: int) -> None:
 
 def _packb(data: Any) -> bytes:
     """``data`` in msgpack as shmq's msgpack codec writes it (to measure it before the put)."""
-    import msgpack
-
+    msgpack: Any = importlib.import_module("msgpack")  # untyped; imported on first use, as shmq's codec
     packed: bytes = msgpack.packb(data, use_bin_type=True)
     return packed
 
