@@ -8,10 +8,13 @@ export CARGO_TERM_COLOR ?= never
 
 .PHONY: setup build demo test test-rust test-python lint fmt bench bench-rust clean loom asan memcheck
 
+# numpy: the vLLM compat test's payloads; faster-fifo: the side-by-side run of
+# tests/compat/test_faster_fifo.py (its binary wheel only: nothing to compile).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet "maturin>=1.5,<2" "pytest>=7" "pytest-timeout>=2" "mypy>=1.8" "msgpack>=1.0" "rich>=13" "pyzmq>=25" "cloudpickle>=2"
+	$(PIP) install --quiet "maturin>=1.5,<2" "pytest>=7" "pytest-timeout>=2" "mypy>=1.8" "msgpack>=1.0" "rich>=13" "pyzmq>=25" "cloudpickle>=2" "numpy>=1.21"
+	$(PIP) install --quiet --only-binary faster-fifo "faster-fifo>=1.4"
 	touch $(STAMP)
 
 ## setup: virtualenv with the dependencies, and shmq built in release mode into it

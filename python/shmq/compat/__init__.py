@@ -6,6 +6,8 @@ Each module lets users of another shared-memory queue move to shmq by changing o
 - :mod:`shmq.compat.shmqueue`: ``shmqueue`` 0.0.2 (``import shmq.compat.shmqueue as shmqueue``)
 - :mod:`shmq.compat.smq`: ``shared-multiprocess-queue`` 0.1.5
   (``from shmq.compat.smq import SharedMemoryQueue, Empty, Full``)
+- :mod:`shmq.compat.faster_fifo`: ``faster-fifo`` 1.5
+  (``from shmq.compat.faster_fifo import Queue``, was ``from faster_fifo import Queue``)
 - :mod:`shmq.compat.vllm`: vLLM's shared-memory broadcast ``MessageQueue``
   (``from shmq.compat.vllm import MessageQueue``, was
   ``from vllm.distributed.device_communicators.shm_broadcast import MessageQueue``)
