@@ -4,6 +4,7 @@ the deterministic message plan the writer sends and the readers check."""
 from __future__ import annotations
 
 import random
+import time
 import traceback
 import zlib
 from collections.abc import Callable
@@ -135,3 +136,89 @@ def reader_until_none(conn: Any, handle: Handle, rank: int) -> None:
         _reporting(conn, body)
     finally:
         mq.shutdown()
+
+
+# -- create_from_process_group over a duck-typed group ------------------------------------------
+
+
+class PipeGroup:
+    """A process group with vLLM's ``StatelessProcessGroup`` surface (``rank``,
+    ``world_size``, ``broadcast_obj``), over one ``multiprocessing`` queue per rank.
+    Collectives are numbered: every rank calls them in the same order, and a message that
+    arrives ahead of its turn (another source was quicker) waits in ``early``. With
+    ``remote`` (ranks the writer's node does not have), it also has the same-node check."""
+
+    def __init__(self, rank: int, inboxes: list[Any], remote: frozenset[int] | None = None) -> None:
+        self.rank = rank
+        self.world_size = len(inboxes)
+        self.inboxes = inboxes
+        self.seq = 0
+        self.early: dict[int, Any] = {}
+        if remote is not None:
+            self.remote = remote
+            self.in_the_same_node_as = self._same_node
+
+    def broadcast_obj(self, obj: Any, src: int) -> Any:
+        self.seq += 1
+        if self.rank == src:
+            for r, box in enumerate(self.inboxes):
+                if r != src:
+                    box.put((self.seq, obj))
+            return obj
+        while self.seq not in self.early:
+            seq, value = self.inboxes[self.rank].get(timeout=60)
+            self.early[seq] = value
+        return self.early.pop(self.seq)
+
+    def _same_node(self, source_rank: int) -> list[bool]:
+        return [r not in self.remote for r in range(self.world_size)]
+
+
+def array_plan(i: int, seed: int) -> Any:
+    """Array ``i`` of the plan: random dtype and size (0 to 2,000 elements), now and then 2 MiB
+    (out of band) or 6 MiB (larger than the test's ring: in fragments)."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, i])
+    if i % 250 == 249:
+        return rng.integers(0, 255, size=(6 if i % 500 == 499 else 2) * MiB, dtype=np.uint8)
+    dtype = (np.int64, np.float32, np.uint8, np.int16)[int(rng.integers(4))]
+    size = int(rng.integers(0, 2000))
+    return (rng.random(size) * 1000).astype(dtype)
+
+
+def group_rank(
+    conn: Any, inboxes: list[Any], rank: int, n: int, seed: int, remote: frozenset[int] | None, writer_rank: int
+) -> None:
+    """One rank: ``create_from_process_group`` over a ``PipeGroup``, then ``n`` arrays through
+    ``broadcast_object`` with random sleeps; readers compare each with the plan."""
+    import numpy as np
+
+    sleeps = random.Random(seed * 100 + rank)
+
+    def body() -> tuple[bool, bool, int, int]:
+        group = PipeGroup(rank, inboxes, remote)
+        mq = MessageQueue.create_from_process_group(group, 1 * MiB, 4, writer_rank=writer_rank)
+        try:
+            checked = 0
+            for i in range(n):
+                if sleeps.random() < 0.01:
+                    time.sleep(sleeps.random() * 0.005)
+                want = array_plan(i, seed)
+                got = mq.broadcast_object(want if mq._is_writer else None)
+                if not (got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)):
+                    raise AssertionError(
+                        f"rank {rank}: array {i} differs ({got.dtype}{got.shape} != {want.dtype}{want.shape})"
+                    )
+                checked += 1
+            last = mq.broadcast_object("done" if mq._is_writer else None)
+            if last != "done":
+                raise AssertionError(f"rank {rank}: got {last!r} after the arrays")
+            # A barrier: the writer's socket must outlive the remote readers' last message.
+            for r in range(group.world_size):
+                group.broadcast_obj(rank, r)
+            return mq._is_local_reader, mq._is_remote_reader, checked, len(group.early)
+        finally:
+            mq.shutdown()
+
+    _reporting(conn, body)

@@ -23,7 +23,19 @@ import pytest
 
 import shmq
 from _helpers import children, join_all, segment_path, wait_until
-from _vllm_children import MiB, describe, expected, message, pattern, reader, reader_until_none, stuck_reader, writer
+from _vllm_children import (
+    MiB,
+    PipeGroup,
+    describe,
+    expected,
+    group_rank,
+    message,
+    pattern,
+    reader,
+    reader_until_none,
+    stuck_reader,
+    writer,
+)
 from shmq.compat.vllm import Handle, MessageQueue
 
 SPAWN = mp.get_context("spawn")
@@ -386,3 +398,56 @@ def test_ring_removed_after_everyone_shuts_down() -> None:
     r.shutdown()
     assert not segment_path(name).exists()
     assert name not in shmq.list_queues()
+
+
+# -- create_from_process_group --------------------------------------------------------------
+
+
+def _run_group(n: int, remote: frozenset[int] | None, writer_rank: int = 0, world: int = 4) -> list[Any]:
+    """``world`` ranks as spawn processes over a ``PipeGroup``; returns each rank's report."""
+    seed = int.from_bytes(os.urandom(4), "little")
+    inboxes = [SPAWN.Queue() for _ in range(world)]
+    with children() as procs:
+        conns = []
+        for rank in range(world):
+            conn, child = SPAWN.Pipe()
+            procs.append(
+                SPAWN.Process(target=group_rank, args=(child, inboxes, rank, n, seed, remote, writer_rank))
+            )
+            procs[-1].start()
+            conns.append(conn)
+        reports = [recv(c, timeout=180) for c in conns]
+        join_all(procs)
+        assert [p.exitcode for p in procs] == [0] * world, f"seed {seed}"
+    return reports
+
+
+@pytest.mark.timeout(240)
+def test_create_from_process_group_broadcasts_numpy_arrays_to_every_rank() -> None:
+    """vLLM's own test of the broadcast (there: 10,000 arrays): 4 ranks, one writer, random
+    array sizes and dtypes, random sleeps on every rank, every rank checks every array. Here
+    3,000 arrays, some out of band (2 MiB) and some larger than the 4 MiB ring (6 MiB). The
+    same-node check is the shared-memory probe (the group has none)."""
+    n = 3000
+    reports = _run_group(n, remote=None)
+    assert [(local, remote) for local, remote, _, _ in reports] == [(False, False)] + [(True, False)] * 3
+    assert all(checked == n for _, _, checked, _ in reports)
+
+
+@pytest.mark.timeout(240)
+def test_create_from_process_group_with_the_groups_same_node_check() -> None:
+    """The group says rank 1 is on another node: it becomes a remote reader (ZeroMQ), the
+    others local ones; the writer is rank 2 (not 0)."""
+    n = 600
+    reports = _run_group(n, remote=frozenset({1}), writer_rank=2)
+    roles = [(local, remote) for local, remote, _, _ in reports]
+    assert roles == [(True, False), (False, True), (False, False), (True, False)]
+    assert all(checked == n for _, _, checked, _ in reports)
+
+
+def test_create_from_process_group_refuses_what_is_not_a_group() -> None:
+    with pytest.raises(TypeError, match="broadcast_obj"):
+        MessageQueue.create_from_process_group(object(), MiB, 4)
+    single = PipeGroup(0, [SPAWN.Queue()])
+    with pytest.raises(ValueError, match="writer_rank"):
+        MessageQueue.create_from_process_group(single, MiB, 4, writer_rank=1)

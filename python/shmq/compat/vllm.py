@@ -22,7 +22,8 @@ others ("remote" readers). This module has the same public surface and semantics
 Kept from the original: ``MessageQueue(n_reader, n_local_reader, local_reader_ranks=None,
 max_chunk_bytes=24 MiB, max_chunks=10, connect_ip=None)`` (``local_reader_ranks=None`` means
 ranks ``0..n_local_reader-1``), the :class:`Handle` dataclass and its fields,
-``export_handle()``, ``create_from_handle(handle, rank)`` (a rank in
+``export_handle()``, ``create_from_process_group(pg, max_chunk_bytes, max_chunks,
+writer_rank=0, external_writer_handle=None, blocking=True)``, ``create_from_handle(handle, rank)`` (a rank in
 ``handle.local_reader_ranks`` is a local reader, any other rank a remote one), the roles
 (``_is_writer``, ``_is_local_reader``, ``_is_remote_reader``, ``local_reader_rank``),
 ``wait_until_ready()`` as a collective handshake (the writer waits until all ``n_reader``
@@ -103,15 +104,22 @@ Differences from the original
   death), never while a reader still uses it; the original's creator unlinked it when
   garbage-collected. The writer pickles into one reused scratch buffer, which keeps the
   size of the largest message sent.
+- **create_from_process_group** works without torch: besides a ``torch.distributed``
+  ``ProcessGroup`` (when torch is installed) it takes any group with vLLM's
+  ``StatelessProcessGroup`` surface (``rank``, ``world_size``, ``broadcast_obj``). The ranks
+  on the writer's node come from vLLM's ``in_the_same_node_as`` when vLLM is installed, else
+  from the group's own ``in_the_same_node_as(source_rank)``, else from a shared-memory probe
+  (the writer creates a queue under a random name; a rank that can open it shares the node),
+  whose results are gathered with the group's ``all_gather_obj`` or, lacking it, one
+  ``broadcast_obj`` per rank. (``test_create_from_process_group_*``)
 - **Not implemented:** ``acquire_write``/``acquire_read`` (they hand out a fixed-size chunk
   of the original's ring to write into; shmq's records are variable-size, so emulating them
-  would copy a whole ``max_chunk_bytes`` chunk per message), ``create_from_process_group``
-  and ``create_from_process_group_single_reader`` (they need ``torch.distributed`` and
-  vLLM's ``in_the_same_node_as``: create the writer, send ``export_handle()`` to the other
-  ranks with your process group's broadcast, and call ``create_from_handle`` there), and the
-  shared-memory tensor arena (``enable_shm_tensor_arena`` is accepted and ignored; CPU
-  tensors are pickled by torch's own reducer, in band). Waits longer than 60 s are logged
-  at INFO level like the original's (not with ``indefinite=True``).
+  would copy a whole ``max_chunk_bytes`` chunk per message; vLLM itself uses them only inside
+  ``enqueue``/``dequeue``), ``create_from_process_group_single_reader`` (it needs
+  ``torch.distributed`` and a GPU count), and the shared-memory tensor arena
+  (``enable_shm_tensor_arena`` is accepted and ignored; CPU tensors are pickled by torch's
+  own reducer, in band). Waits longer than 60 s are logged at INFO level like the
+  original's (not with ``indefinite=True``).
 """
 
 from __future__ import annotations
@@ -123,6 +131,7 @@ import logging
 import pickle
 import secrets
 import struct
+import sys
 import threading
 import time
 import weakref
@@ -451,6 +460,52 @@ class MessageQueue:
             sock.connect(handle.remote_subscribe_addr)
         return self
 
+    @staticmethod
+    def create_from_process_group(
+        pg: Any,
+        max_chunk_bytes: int,
+        max_chunks: int,
+        writer_rank: int = 0,
+        external_writer_handle: Handle | None = None,
+        blocking: bool = True,
+    ) -> MessageQueue:
+        """Collective, as vLLM's: every rank of ``pg`` calls it. Rank ``writer_rank`` (a rank
+        in the group) creates the writer, with the ranks on its node as local readers and the
+        others remote, and broadcasts its handle; every other rank becomes a reader of it.
+        With ``external_writer_handle``, the writer rank joins that queue instead of creating
+        one (vLLM's data-parallel case). ``blocking``: ends with :meth:`wait_until_ready`.
+
+        ``pg`` is a ``torch.distributed.ProcessGroup`` (when torch is installed) or any
+        object with vLLM's ``StatelessProcessGroup`` surface: ``rank``, ``world_size`` and
+        ``broadcast_obj(obj, src)``. Which ranks share the writer's node: vLLM's
+        ``in_the_same_node_as`` when vLLM is installed, else the group's own
+        ``in_the_same_node_as(source_rank)`` if it has one, else a shared-memory probe."""
+        group = _Group(pg)
+        if not 0 <= writer_rank < group.world_size:
+            raise ValueError(f"writer_rank must be a rank of the group (0..{group.world_size - 1}), got {writer_rank}")
+        same_node = _same_node_as(pg, group, writer_rank)
+        if group.rank == writer_rank:
+            if external_writer_handle is not None:
+                mq = MessageQueue.create_from_handle(external_writer_handle, group.rank)
+            else:
+                local = [r for r, here in enumerate(same_node) if here and r != writer_rank]
+                mq = MessageQueue(
+                    n_reader=group.world_size - 1,
+                    n_local_reader=len(local),
+                    local_reader_ranks=local,
+                    max_chunk_bytes=max_chunk_bytes,
+                    max_chunks=max_chunks,
+                )
+            group.broadcast(mq.export_handle(), writer_rank)
+        else:
+            handle = group.broadcast(None, writer_rank)
+            if not isinstance(handle, Handle):
+                raise TypeError(f"rank {writer_rank} broadcast a {type(handle).__name__}, not a Handle")
+            mq = MessageQueue.create_from_handle(handle, group.rank)
+        if blocking:
+            mq.wait_until_ready()
+        return mq
+
     # -- handshake -----------------------------------------------------------------------
 
     def wait_until_ready(self, timeout: float | None = None) -> None:
@@ -648,3 +703,101 @@ class MessageQueue:
 
 
 _NOTHING: Final = object()
+
+
+# -- process groups (create_from_process_group) ------------------------------------------------
+
+
+def _torch_process_group_class() -> Any:
+    """``torch.distributed.ProcessGroup``, or ``None`` when torch is not installed (it is
+    never imported for a group that is not one: a duck-typed group needs no torch)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None:
+        return None
+    return getattr(dist, "ProcessGroup", None)
+
+
+class _Group:
+    """The collectives ``create_from_process_group`` needs, over a torch ``ProcessGroup`` or a
+    duck-typed group with vLLM's ``StatelessProcessGroup`` surface."""
+
+    def __init__(self, pg: Any) -> None:
+        self.pg = pg
+        pg_class = _torch_process_group_class()
+        self.torch = pg_class is not None and isinstance(pg, pg_class)
+        if self.torch:
+            dist = sys.modules["torch.distributed"]  # imported: pg is one of its groups
+            self.dist: Any = dist
+            self.rank = int(dist.get_rank(pg))
+            self.world_size = int(dist.get_world_size(pg))
+            self.global_ranks = list(dist.get_process_group_ranks(pg))
+        else:
+            missing = [a for a in ("rank", "world_size", "broadcast_obj") if not hasattr(pg, a)]
+            if missing:
+                raise TypeError(
+                    "pg must be a torch.distributed.ProcessGroup or have rank, world_size and"
+                    f" broadcast_obj(obj, src) as vLLM's StatelessProcessGroup; {type(pg).__name__} has no"
+                    f" {', '.join(missing)}"
+                )
+            self.rank = int(pg.rank)
+            self.world_size = int(pg.world_size)
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"the group's rank {self.rank} is not in 0..{self.world_size - 1}")
+
+    def broadcast(self, obj: Any, src: int) -> Any:
+        """``obj`` from group rank ``src`` to every rank (each returns it)."""
+        if self.torch:
+            box = [obj]
+            self.dist.broadcast_object_list(box, src=self.global_ranks[src], group=self.pg)
+            return box[0]
+        return self.pg.broadcast_obj(obj if self.rank == src else None, src)
+
+    def all_gather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, by rank."""
+        if self.torch:
+            out: list[Any] = [None] * self.world_size
+            self.dist.all_gather_object(out, obj, group=self.pg)
+            return out
+        gather = getattr(self.pg, "all_gather_obj", None)
+        if callable(gather):
+            return list(gather(obj))
+        return [self.broadcast(obj, r) for r in range(self.world_size)]  # broadcast_obj alone
+
+
+def _same_node_as(pg: Any, group: _Group, source_rank: int) -> list[bool]:
+    """For each rank of the group, whether it runs on ``source_rank``'s node."""
+    try:
+        from vllm.distributed.parallel_state import in_the_same_node_as  # type: ignore[import-not-found]
+    except ImportError:
+        check = getattr(pg, "in_the_same_node_as", None)
+        if not group.torch and callable(check):
+            status = list(check(source_rank=source_rank))
+        else:
+            status = _probe_same_node(group, source_rank)
+    else:
+        status = list(in_the_same_node_as(pg, source_rank=source_rank))
+    if len(status) != group.world_size:
+        raise ValueError(f"the same-node check returned {len(status)} results for {group.world_size} ranks")
+    return [bool(s) for s in status]
+
+
+def _probe_same_node(group: _Group, source_rank: int) -> list[bool]:
+    """A rank is on the source's node if it can open the queue the source created under a
+    random name (the name is never reused, so a same-named segment elsewhere cannot exist)."""
+    from .. import Queue
+
+    probe = Queue(None, capacity=4096) if group.rank == source_rank else None
+    try:
+        name = group.broadcast(probe.name if probe is not None else None, source_rank)
+        if probe is not None:
+            here = True
+        else:
+            try:
+                Queue(name, create=False).close()
+                here = True
+            except (FileNotFoundError, PermissionError):
+                here = False
+        return [bool(h) for h in group.all_gather(here)]  # everyone tried before the probe goes
+    finally:
+        if probe is not None:
+            probe.close()
