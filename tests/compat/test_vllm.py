@@ -36,7 +36,7 @@ from _vllm_children import (
     stuck_reader,
     writer,
 )
-from shmq.compat.vllm import Handle, MessageQueue
+from shmq.compat.vllm import CHUNK_OVERHEAD, Handle, MessageQueue
 
 SPAWN = mp.get_context("spawn")
 
@@ -91,7 +91,8 @@ def test_handle_fields_defaults_and_pickling(made: list[MessageQueue]) -> None:
     assert h.remote_addr_ipv6 is False
     assert (h.local_subscribe_addr, h.local_notify_addr, h.tensor_arena_handle) == (None, None, None)
     assert pickle.loads(pickle.dumps(h)) == h
-    assert w._ring is not None and w._ring.capacity == 65536 * 4  # ring = max_chunk_bytes * max_chunks
+    # ring = max_chunks + 1 chunks (and each chunk's record overhead), rounded up to 4 KiB
+    assert w._ring is not None and w._ring.capacity == -(-(65536 + CHUNK_OVERHEAD) * 5 // 4096) * 4096
     assert (w._is_writer, w._is_local_reader, w._is_remote_reader) == (True, False, False)
     assert (w.n_local_reader, w.n_remote_reader) == (2, 1)
 
@@ -451,3 +452,82 @@ def test_create_from_process_group_refuses_what_is_not_a_group() -> None:
     single = PipeGroup(0, [SPAWN.Queue()])
     with pytest.raises(ValueError, match="writer_rank"):
         MessageQueue.create_from_process_group(single, MiB, 4, writer_rank=1)
+
+
+# -- acquire_write / acquire_read -----------------------------------------------------------
+
+
+def test_acquire_write_lends_a_chunk_that_acquire_read_lends_back(made: list[MessageQueue]) -> None:
+    w, (r,) = setup(made, 1, 1, max_chunk_bytes=10_000, max_chunks=3, ranks=[0])
+    for i in range(7):  # more than max_chunks: the ring goes round
+        with w.acquire_write(timeout=5) as buf:
+            assert len(buf) == 10_000 and not buf.readonly
+            buf[:6] = b"chunk%d" % i
+            buf[-1] = i
+        with r.acquire_read(timeout=5) as got:
+            assert len(got) == 10_000 and got.readonly
+            assert bytes(got[:6]) == b"chunk%d" % i and got[-1] == i
+    with pytest.raises(ValueError):
+        buf[0] = 1  # released when the block ended
+
+
+def test_acquire_write_holds_max_chunks_chunks_then_times_out(made: list[MessageQueue]) -> None:
+    w, (r,) = setup(made, 1, 1, max_chunk_bytes=5000, max_chunks=3, ranks=[0])
+    with w.acquire_write(timeout=5) as buf:
+        buf[0] = 100
+    with r.acquire_read(timeout=5) as got:  # the reader now holds this record
+        assert got[0] == 100
+    for i in range(3):  # the original's ring holds max_chunks chunks: so does this one
+        with w.acquire_write(timeout=5) as buf:
+            buf[0] = i
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        with w.acquire_write(timeout=0.2) as buf:
+            buf[0] = 99
+    assert time.monotonic() - started >= 0.19
+    with pytest.raises(KeyError):
+        with w.acquire_write(timeout=5) as buf:  # wait: the reader is behind
+            raise KeyError("an exception in the block sends nothing")
+    for i in range(3):
+        with r.acquire_read(timeout=5) as got:
+            assert got[0] == i
+    with pytest.raises(TimeoutError):
+        with r.acquire_read(timeout=0.1):
+            pass
+
+
+def test_acquire_and_enqueue_dequeue_share_the_original_layout(made: list[MessageQueue]) -> None:
+    w, (r,) = setup(made, 1, 1, max_chunk_bytes=4096, max_chunks=4, ranks=[0])
+    obj = {"step": 3, "ids": list(range(50))}
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    with w.acquire_write() as buf:  # what the original's enqueue writes: 0, then the pickle
+        buf[0] = 0
+        buf[1 : 1 + len(data)] = data
+    assert r.dequeue(timeout=5) == obj
+    w.enqueue(obj)
+    with r.acquire_read(timeout=5) as got:
+        assert got[0] == 0 and pickle.loads(got[1:]) == obj
+    w.enqueue(b"x" * 5000)  # larger than a chunk: left for dequeue, not lost
+    with pytest.raises(RuntimeError, match="dequeue"):
+        with r.acquire_read(timeout=5):
+            pass
+    assert r.dequeue(timeout=5) == b"x" * 5000
+    with w.acquire_write() as buf:
+        buf[0] = 1  # the original's "sent over ZeroMQ" flag
+    with pytest.raises(RuntimeError, match="acquire_read"):
+        r.dequeue(timeout=5)
+
+
+def test_acquire_roles_and_chunks_larger_than_the_ring(made: list[MessageQueue]) -> None:
+    w, (r,) = setup(made, 1, 1, max_chunk_bytes=100_000, max_chunks=1, ranks=[0])
+    with pytest.raises(AssertionError, match="Only writers"):
+        with r.acquire_write():
+            pass
+    with pytest.raises(AssertionError, match="Only readers"):
+        with w.acquire_read():
+            pass
+    for i in range(3):  # one chunk per ring (in fragments if it must be), in order
+        with w.acquire_write(timeout=5) as buf:
+            buf[:] = pattern(i, 100_000)
+        with r.acquire_read(timeout=5) as got:
+            assert bytes(got) == pattern(i, 100_000)

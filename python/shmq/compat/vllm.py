@@ -35,7 +35,8 @@ readers are connected, then sends READY), ``enqueue(obj, timeout=None)`` on the 
 XPUB socket bound on ``connect_ip`` (IPv6 addresses included, ``Handle.remote_addr_ipv6``).
 
 How it maps: the writer creates one :class:`shmq.Broadcast` (``policy="block"``, ``raw``
-codec) of ``max_chunk_bytes * max_chunks`` bytes (at least 4 KiB); each local reader is one
+codec) of ``(max_chunk_bytes + 48) * (max_chunks + 1)`` bytes (room for ``max_chunks`` chunks
+of ``acquire_write`` besides the record each reader holds; at least 4 KiB); each local reader is one
 :class:`shmq.Subscriber` of it. A message is one ring record: its pickle as written, or, with
 out-of-band buffers, a 16-byte header, the main pickle, the buffers and their lengths. Local
 readers read records in place (``Subscriber.get(copy=False)``) and unpickle them straight
@@ -52,7 +53,7 @@ Differences from the original
   ``kill -9``) is evicted from the ring within milliseconds and the writer goes on; the
   original's writer waits forever for the dead reader's flag.
   (``test_fixed_killed_local_reader_does_not_stall_the_writer``)
-- **Slow readers.** The ring holds ``max_chunk_bytes * max_chunks`` bytes of messages, not
+- **Slow readers.** The ring holds about ``max_chunk_bytes * (max_chunks + 1)`` bytes of messages, not
   ``max_chunks`` messages: a slow reader stalls the writer only once that many bytes wait
   for it (thousands of small messages instead of 10). It still stalls it then (the ring is
   lossless, as the original's); ``enqueue(timeout=...)`` raises :class:`TimeoutError`.
@@ -112,10 +113,17 @@ Differences from the original
   (the writer creates a queue under a random name; a rank that can open it shares the node),
   whose results are gathered with the group's ``all_gather_obj`` or, lacking it, one
   ``broadcast_obj`` per rank. (``test_create_from_process_group_*``)
-- **Not implemented:** ``acquire_write``/``acquire_read`` (they hand out a fixed-size chunk
-  of the original's ring to write into; shmq's records are variable-size, so emulating them
-  would copy a whole ``max_chunk_bytes`` chunk per message; vLLM itself uses them only inside
-  ``enqueue``/``dequeue``), ``create_from_process_group_single_reader`` (it needs
+- **acquire_write/acquire_read** lend a chunk of ``max_chunk_bytes`` bytes as the
+  original's, but ``acquire_write``'s chunk is the writer's own buffer and the whole chunk is
+  copied into the ring when its block ends (the original's writer wrote into the ring
+  itself), so it costs a copy of ``max_chunk_bytes`` per message; prefer ``enqueue``. The
+  chunk keeps what earlier blocks wrote, as the original's ring did; an exception in the
+  block sends nothing. ``acquire_read`` lends a chunk of ``acquire_write`` read-only, in the
+  ring itself; a message of ``enqueue`` without out-of-band buffers in the original's layout
+  (byte 0 is 0, then the pickle; a copy); any other message it leaves for ``dequeue``
+  (``RuntimeError``), and ``dequeue`` reads a chunk written in that layout. A chunk reaches
+  local readers only (as the original's). (``test_acquire_*``)
+- **Not implemented:** ``create_from_process_group_single_reader`` (it needs
   ``torch.distributed`` and a GPU count), and the shared-memory tensor arena
   (``enable_shm_tensor_arena`` is accepted and ignored; CPU tensors are pickled by torch's
   own reducer, in band). Waits longer than 60 s are logged at INFO level like the
@@ -137,6 +145,8 @@ import time
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Final
 
 from .. import Broadcast, Subscriber
@@ -148,10 +158,13 @@ logger = logging.getLogger(__name__)
 
 #: Default size of one chunk of the original's ring (vLLM: 24 MiB).
 DEFAULT_MAX_CHUNK_BYTES: Final = 24 * 1024 * 1024
-#: Default number of chunks (vLLM: 10). The shmq ring is ``max_chunk_bytes * max_chunks``.
+#: Default number of chunks (vLLM: 10).
 DEFAULT_MAX_CHUNKS: Final = 10
 #: Pickle buffers of at least this many bytes travel out of band (the original's threshold).
 OOB_MIN_BYTES: Final = 1024 * 1024
+#: Ring bytes a chunk of ``acquire_write`` takes besides its ``max_chunk_bytes``: the ring's
+#: record header, this module's header and the padding to 16 (so ``max_chunks`` chunks fit).
+CHUNK_OVERHEAD: Final = 48
 #: Log a long wait every this many seconds (the original's VLLM_RINGBUFFER_WARNING_INTERVAL).
 WARNING_INTERVAL: Final = 60.0
 
@@ -163,12 +176,14 @@ WARNING_INTERVAL: Final = 60.0
 #   - _FIRST: (fragment count, length of the whole record) then its first bytes, and _MORE:
 #     (fragment index, offset in the whole record) then the next bytes: a record larger than
 #     the ring, in fragments;
-#   - _READY: the handshake's end (a header with count and length 0).
+#   - _READY: the handshake's end (a header with count and length 0);
+#   - _CHUNK: (0, max_chunk_bytes) then a whole chunk written through acquire_write.
 _HEADER: Final = struct.Struct("<B3xIQ")
 _OOB: Final = 0
 _FIRST: Final = 1
 _MORE: Final = 2
 _READY: Final = 3
+_CHUNK: Final = 4
 _PICKLE: Final = pickle.PROTO[0]
 _READY_RECORD: Final = _HEADER.pack(_READY, 0, 0)
 _EMPTY_HEADER: Final = bytes(_HEADER.size)
@@ -213,7 +228,8 @@ class _Encoder:
         self.bio = io.BytesIO()
         self.oob: list[memoryview] = []
         self.pickler = pickle.Pickler(self.bio, protocol=5, buffer_callback=self._buffer)
-        self.lock = threading.Lock()
+        # Re-entrant: an enqueue inside an acquire_write block of the same thread goes on.
+        self.lock = threading.RLock()
 
     def _buffer(self, buf: pickle.PickleBuffer) -> bool:
         try:
@@ -253,6 +269,8 @@ def _decode(record: memoryview) -> Any:
     kind = record[0]
     if kind == _PICKLE:
         return pickle.loads(record)
+    if kind == _CHUNK:
+        return _decode_chunk(record[_HEADER.size :])
     if kind != _OOB:
         return _NOTHING
     _, count, main_len = _HEADER.unpack_from(record)
@@ -264,6 +282,18 @@ def _decode(record: memoryview) -> Any:
         buffers.append(record[pos : pos + n])
         pos += n
     return pickle.loads(record[start : start + main_len], buffers=buffers)
+
+
+def _decode_chunk(chunk: memoryview) -> Any:
+    """The object of a chunk written through ``acquire_write`` in the layout the original's
+    ``enqueue`` writes (byte 0: 0, then the pickle)."""
+    if chunk[0] != 0:
+        raise RuntimeError(
+            "dequeue() read a chunk written with acquire_write() whose first byte is not 0 (the original's"
+            " layout: 0, then a pickle; 1 meant 'sent over ZeroMQ', which this module never does):"
+            " read such chunks with acquire_read()"
+        )
+    return pickle.loads(chunk[1:])
 
 
 def _remaining(deadline: float | None) -> float | None:
@@ -387,7 +417,10 @@ class MessageQueue:
         self.n_remote_reader = n_reader - n_local_reader
 
         if n_local_reader > 0:
-            self._ring = Broadcast(None, capacity=max_chunk_bytes * max_chunks, codec="raw")
+            # max_chunks chunks of acquire_write fit besides the one each reader holds (a
+            # subscription keeps its last record until its next read).
+            ring = (max_chunk_bytes + CHUNK_OVERHEAD) * (max_chunks + 1)
+            self._ring = Broadcast(None, capacity=ring, codec="raw")
             self.handle.buffer_handle = (n_local_reader, max_chunk_bytes, max_chunks, self._ring.name)
         if self.n_remote_reader > 0:
             ip = connect_ip or "127.0.0.1"
@@ -428,6 +461,8 @@ class MessageQueue:
         self._filled = 0
         self._next_fragment = 0
         self._fragments = 0
+        self._chunk: bytearray | None = None  # the writer's chunk for acquire_write
+        self._classic: bytearray | None = None  # a reader's chunk for acquire_read of enqueue()
 
     def export_handle(self) -> Handle:
         """The picklable :class:`Handle` readers connect with."""
@@ -601,7 +636,76 @@ class MessageQueue:
             header = _HEADER.pack(_FIRST, count, len(record)) if i == 0 else _HEADER.pack(_MORE, i, start)
             self._publish(b"".join((header, record[start : start + size])), deadline)
 
+    @contextmanager
+    def acquire_write(self, timeout: float | None = None) -> Iterator[memoryview]:
+        """vLLM's: lends a writable chunk of ``max_chunk_bytes`` bytes; when the block ends
+        the whole chunk goes to the local readers (read with :meth:`acquire_read`, or with
+        :meth:`dequeue` if it holds 0 then a pickle, as the original's ``enqueue`` writes).
+        Waits at most ``timeout`` seconds for room (:class:`TimeoutError`). An exception in
+        the block sends nothing. Remote readers get nothing (as the original)."""
+        if not self._is_writer:
+            raise AssertionError("Only writers can acquire write")
+        if self._ring is None or self.handle.buffer_handle is None:
+            raise RuntimeError("acquire_write lends a chunk of the shared-memory ring; this queue has no local readers")
+        if self.shutting_down:
+            raise RuntimeError("cancelled")
+        deadline = _deadline(timeout)
+        with self._encoder.lock:
+            if self._chunk is None:
+                # The chunk keeps what the last block wrote, as the original's ring does.
+                self._chunk = bytearray(_HEADER.size + self.handle.buffer_handle[1])
+                _HEADER.pack_into(self._chunk, 0, _CHUNK, 0, self.handle.buffer_handle[1])
+            record = memoryview(self._chunk)
+            try:
+                with record[_HEADER.size :] as chunk:
+                    yield chunk
+                if len(record) <= self._ring.max_message_size:
+                    self._publish(record, deadline)
+                else:
+                    self._publish_fragments(record, deadline)
+            except (_Cancelled, QueueClosedError):
+                raise RuntimeError("cancelled") from None
+            finally:
+                record.release()
+
     # -- readers -------------------------------------------------------------------------
+
+    @contextmanager
+    def acquire_read(self, timeout: float | None = None, indefinite: bool = False) -> Iterator[memoryview]:
+        """vLLM's: lends the next chunk, read-only, for the time of the block (local readers
+        only). A chunk of :meth:`acquire_write` is lent as written, in the ring itself; a
+        message of :meth:`enqueue` without out-of-band buffers in the original's layout (0,
+        then the pickle; copied). Any other message is left for :meth:`dequeue`
+        (``RuntimeError``). Waits at most ``timeout`` seconds (:class:`TimeoutError`)."""
+        if not self._is_local_reader:
+            raise AssertionError("Only readers can acquire read")
+        deadline = _deadline(timeout)
+        try:
+            while True:
+                record = self._pending.popleft() if self._pending else self._get(deadline, not indefinite)
+                whole = self._complete(memoryview(record))
+                if whole is not None and whole[0] != _READY:
+                    break
+        except (_Cancelled, QueueClosedError):
+            raise RuntimeError("cancelled") from None
+        if whole[0] == _CHUNK:
+            with whole[_HEADER.size :].toreadonly() as chunk:
+                yield chunk
+            return
+        if whole[0] != _PICKLE:
+            self._pending.appendleft(bytes(whole))  # not lost: the next dequeue returns it
+            raise RuntimeError("the next message has out-of-band buffers: read it with dequeue()")
+        assert self.handle.buffer_handle is not None
+        size = self.handle.buffer_handle[1]
+        if len(whole) + 1 > size:
+            self._pending.appendleft(bytes(whole))
+            raise RuntimeError("the next message is larger than a chunk: read it with dequeue()")
+        if self._classic is None:
+            self._classic = bytearray(size)
+        self._classic[0] = 0
+        self._classic[1 : 1 + len(whole)] = whole
+        with memoryview(self._classic).toreadonly() as chunk:
+            yield chunk
 
     def dequeue(self, timeout: float | None = None, indefinite: bool = False) -> Any:
         """The next object, waiting at most ``timeout`` seconds (:class:`TimeoutError`).
@@ -641,25 +745,31 @@ class MessageQueue:
 
     def _assemble(self, record: memoryview) -> Any:
         """The object of ``record``, or ``_NOTHING`` if it is a fragment of an unfinished
-        record or the READY of the handshake. Fragments are copied straight from the ring
-        into the reassembled record."""
+        record or the READY of the handshake."""
+        whole = self._complete(record)
+        return _NOTHING if whole is None else _decode(whole)
+
+    def _complete(self, record: memoryview) -> memoryview | None:
+        """The whole record ``record`` is or completes, or ``None`` while fragments of a
+        large record are missing. Fragments are copied straight from the ring into the
+        reassembled record."""
         kind = record[0]
         if kind == _MORE:
             part = self._partial
             if part is None:
-                return _NOTHING  # joined in the middle of a large record
+                return None  # joined in the middle of a large record
             _, index, offset = _HEADER.unpack_from(record)
             if index != self._next_fragment or offset != self._filled:
                 self._partial = None  # the writer gave up on that record (timeout)
-                return _NOTHING
+                return None
             n = len(record) - _HEADER.size
             part[self._filled : self._filled + n] = record[_HEADER.size :]
             self._filled += n
             self._next_fragment += 1
             if self._next_fragment < self._fragments:
-                return _NOTHING
+                return None
             self._partial = None
-            return _decode(memoryview(part))
+            return memoryview(part)
         self._partial = None  # any other record ends an unfinished one (the writer gave up)
         if kind == _FIRST:
             _, count, total = _HEADER.unpack_from(record)
@@ -667,8 +777,8 @@ class MessageQueue:
             n = len(record) - _HEADER.size
             part[:n] = record[_HEADER.size :]
             self._partial, self._filled, self._fragments, self._next_fragment = part, n, count, 1
-            return _NOTHING
-        return _decode(record)
+            return None
+        return record
 
     # -- both ----------------------------------------------------------------------------
 
