@@ -187,3 +187,92 @@ def test_shutdown_of_a_closed_handle_is_an_error(queue: shmq.Queue) -> None:
     queue.close()
     with pytest.raises(shmq.QueueClosedError):
         queue.shutdown()
+
+
+# --------------------------------------------------------------------------------------
+# full() / empty() / qsize() against what put_nowait / get_nowait would do
+# --------------------------------------------------------------------------------------
+
+
+def test_full_is_true_right_after_put_nowait_raised_full(make_queue: Callable[..., shmq.Queue]) -> None:
+    q = make_queue(capacity=4096)
+    puts = 0
+    with pytest.raises(shmq.Full):
+        while True:
+            q.put_nowait((1, 2))
+            puts += 1
+    assert puts == 85  # the numbers: 85 records of 48 bytes, 16 bytes left
+    assert q.full()
+    assert q.qsize() == puts
+    q.get_nowait()
+    assert not q.full()
+    q.put_nowait((1, 2))  # as full() said
+    assert q.full()
+
+
+# Record sizes (16 + size, rounded up to 16) that do not divide the ring: space is left over.
+@pytest.mark.parametrize("size", [20, 50, 300, 700, 3000])
+def test_full_agrees_with_put_nowait_of_the_same_message(make_queue: Callable[..., shmq.Queue], size: int) -> None:
+    q = make_queue(capacity=8192, codec="raw")
+    msg = b"x" * size
+    for _ in range(3):  # around the ring a few times
+        went_in = 0
+        while True:
+            predicted_full = q.full()
+            try:
+                q.put_nowait(msg)
+            except shmq.Full:
+                assert predicted_full, f"full() was False but the put after {went_in} was refused"
+                break
+            # A handle that has not put yet asks about the smallest message, which fits here.
+            assert not predicted_full or went_in == 0, f"full() was True but put {went_in + 1} went in"
+            went_in += 1
+        assert q.full()
+        for _ in range(went_in // 2 + 1):
+            q.get_nowait()
+
+
+def test_full_with_maxsize(make_queue: Callable[..., shmq.Queue]) -> None:
+    q = make_queue(capacity="64KiB", maxsize=2)
+    q.put(1)
+    assert not q.full()
+    q.put(2)
+    assert q.full()
+    with pytest.raises(shmq.Full):
+        q.put_nowait(3)
+    q.get()
+    assert not q.full()
+
+
+def test_empty_and_qsize_agree_with_get_nowait(queue: shmq.Queue) -> None:
+    assert queue.empty() and queue.qsize() == 0
+    with pytest.raises(shmq.Empty):
+        queue.get_nowait()
+    queue.put_many(range(5))
+    for left in range(5, 0, -1):
+        assert not queue.empty() and queue.qsize() == left
+        queue.get_nowait()
+    assert queue.empty() and queue.qsize() == 0
+    with pytest.raises(shmq.Empty):
+        queue.get_nowait()
+
+
+# --------------------------------------------------------------------------------------
+# put_many_nowait / get_many_nowait / data_size (faster-fifo's names)
+# --------------------------------------------------------------------------------------
+
+
+def test_put_many_nowait_and_get_many_nowait(make_queue: Callable[..., shmq.Queue]) -> None:
+    q = make_queue(capacity=4096, codec="raw")
+    with pytest.raises(shmq.Empty):
+        q.get_many_nowait()
+    q.put_many_nowait([b"a", b"bb", b"ccc"])
+    assert q.data_size() == 6
+    assert q.get_many_nowait(max_messages=2) == [b"a", b"bb"]
+    assert q.data_size() == 3
+    with pytest.raises(shmq.Full) as e:
+        # More than the ring: in chunks of what the ring holds (3 records of 1120 bytes), then Full.
+        q.put_many_nowait([b"y" * 1100] * 10)
+    assert e.value.sent == 3  # type: ignore[attr-defined]
+    assert q.get_many_nowait() == [b"ccc"] + [b"y" * 1100] * e.value.sent  # type: ignore[attr-defined]
+    assert q.data_size() == 0
