@@ -5,11 +5,15 @@ re-entrant puts, closed handles."""
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import queue
+import signal
 import sys
 import threading
+import weakref
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -276,3 +280,110 @@ def test_put_many_nowait_and_get_many_nowait(make_queue: Callable[..., shmq.Queu
     assert e.value.sent == 3  # type: ignore[attr-defined]
     assert q.get_many_nowait() == [b"ccc"] + [b"y" * 1100] * e.value.sent  # type: ignore[attr-defined]
     assert q.data_size() == 0
+
+
+# --------------------------------------------------------------------------------------
+# Per-thread order when a put runs inside another put (finalizers run by the GC)
+# --------------------------------------------------------------------------------------
+
+
+class _Finalized:
+    """Garbage whose finalizer puts on a queue (a reference cycle: only the GC frees it)."""
+
+    def __init__(self, put: Callable[[object], None], k: int) -> None:
+        self.put, self.k, self.me = put, k, self
+
+    def __del__(self) -> None:
+        self.put(("fin", self.k))
+
+
+class _Dirty:
+    """An object whose pickling makes garbage cycles with finalizers that put on the queue,
+    and lets the GC run (as an allocation inside ``__reduce__`` may)."""
+
+    def __init__(self, put: Callable[[object], None], k: int, weak: bool = False) -> None:
+        self.put, self.k, self.weak = put, k, weak
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.weak:
+            # The weak reference outlives the cycle (one that is garbage itself never calls
+            # back), and its callback runs when the GC frees the cycle.
+            cycle = _Cycle()
+            _LIVE_REFS.append(weakref.ref(cycle.other, lambda _: self.put(("fin", self.k))))
+            del cycle
+        else:
+            _Finalized(self.put, self.k)
+        gc.collect()
+        return (tuple, (("obj", self.k),))
+
+
+class _Other:
+    pass
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.other = _Other()
+        self.other.back = self  # type: ignore[attr-defined]
+
+
+_LIVE_REFS: list[Any] = []
+
+
+@pytest.mark.parametrize("weak", [False, True], ids=["__del__", "weakref-callback"])
+@pytest.mark.parametrize("how", ["put", "put_many", "put_nowait"])
+def test_a_put_from_a_finalizer_during_another_puts_pickling_comes_after_it(
+    queue: shmq.Queue, weak: bool, how: str
+) -> None:
+    def put(obj: object) -> None:
+        queue.put(obj)
+
+    for k in range(5):
+        obj = _Dirty(put, k, weak)
+        if how == "put":
+            queue.put(obj)
+        elif how == "put_many":
+            queue.put_many([obj])
+        else:
+            queue.put_nowait(obj)
+    _LIVE_REFS.clear()
+    got = [queue.get(timeout=5) for _ in range(10)]
+    assert got == [m for k in range(5) for m in (("obj", k), ("fin", k))]
+    assert queue.empty()
+
+
+def test_a_broadcast_publish_from_a_finalizer_comes_after_the_interrupted_one(qname: str) -> None:
+    with shmq.Broadcast(qname, capacity="64KiB") as pub, shmq.Subscriber(qname) as sub:
+        for k in range(5):
+            pub.publish(_Dirty(pub.publish, k))
+        assert sub.get_many(100) == [m for k in range(5) for m in (("obj", k), ("fin", k))]
+
+
+def test_a_put_from_a_signal_handler_while_a_put_waits_comes_after_it(make_queue: Callable[..., shmq.Queue]) -> None:
+    """The handler runs while the outer put waits for room (the binding checks for signals
+    between sleeps): its put goes in after the outer one, and waits for nothing."""
+    q = make_queue(capacity="64KiB", maxsize=1)
+    q.put("first")
+    handled = threading.Event()
+    got: list[object] = []
+
+    def handler(signum: int, frame: object) -> None:
+        q.put("from the handler", timeout=30)
+        handled.set()
+
+    def consumer() -> None:
+        if handled.wait(30):
+            got.extend(q.get(timeout=30) for _ in range(3))
+
+    old = signal.signal(signal.SIGALRM, handler)
+    t = threading.Thread(target=consumer)
+    t.start()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        q.put("outer", timeout=30)  # waits until the consumer makes room
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        t.join(60)
+    assert handled.is_set()
+    assert got == ["first", "outer", "from the handler"]

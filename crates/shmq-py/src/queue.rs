@@ -5,7 +5,7 @@ use crate::args;
 use crate::attachment::{wait_of, Attachment};
 use crate::codec::{Codecs, Stash};
 use crate::errors::{open_error, InvalidArgumentError, QUEUE};
-use crate::send::{send_objects, send_payloads};
+use crate::send::{put_object, send_objects};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use std::sync::Arc;
@@ -105,8 +105,7 @@ impl PyQueue {
     ) -> PyResult<()> {
         let wait = wait_of(block, timeout)?;
         let codec = self.codecs.resolve(codec.as_ref())?;
-        let payload = self.codecs.encode(obj, codec)?;
-        send_payloads(&self.att, QUEUE, py, &[(codec, payload)], wait)
+        put_object(&self.att, QUEUE, &self.codecs, py, obj, codec, wait)
     }
 
     /// Puts `obj` without waiting; raises `Full` if there is no room.
