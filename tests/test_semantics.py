@@ -387,3 +387,167 @@ def test_a_put_from_a_signal_handler_while_a_put_waits_comes_after_it(make_queue
         t.join(60)
     assert handled.is_set()
     assert got == ["first", "outer", "from the handler"]
+
+
+# --------------------------------------------------------------------------------------
+# block: any truth value; timeout: any real number (int, float subclass, __float__, __index__)
+# --------------------------------------------------------------------------------------
+# The arguments that the standard library's queues have take what they take there
+# (``block``, ``timeout``, ``immediate``); shmq's own flags (``persistent``, ``copy``, ...)
+# take a bool only (docs/errors.md, "The rule").
+
+
+class _Seconds(float):
+    """A float subclass (as numpy.float64 is)."""
+
+
+class _FloatLike:
+    """Converts to float through ``__float__`` only (as numpy.float32 scalars do)."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def __float__(self) -> float:
+        return self.value
+
+
+class _IndexLike:
+    """An integer through ``__index__`` only (as numpy.int64 scalars do)."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+
+TIMEOUTS = [0, 1, 0.01, _Seconds(0.01), _FloatLike(0.01), _IndexLike(0), True]
+TIMEOUT_IDS = ["int-0", "int-1", "float", "float-subclass", "__float__", "__index__", "bool"]
+NOT_WAITING = [0, False, None, "", [], 0.0]
+WAITING = [1, True, "yes", [0], 2.5]
+
+
+@pytest.mark.parametrize("block", NOT_WAITING, ids=repr)
+def test_block_false_by_its_truth_value_everywhere(make_queue: Callable[..., shmq.Queue], qname: str,
+                                                    block: object) -> None:
+    q = make_queue(capacity=4096, maxsize=1)
+    q.put(1, block)
+    with pytest.raises(shmq.Full):
+        q.put(2, block)  # would wait for ever with a true block
+    with pytest.raises(shmq.Full):
+        q.put_many([2], block)
+    assert q.get(block) == 1
+    with pytest.raises(shmq.Empty):
+        q.get(block)
+    with pytest.raises(shmq.Empty):
+        q.get_many(10, block)
+    with shmq.Broadcast(f"{qname}-bc", capacity=4096) as pub, shmq.Subscriber(f"{qname}-bc") as sub:
+        pub.publish(1, block)
+        pub.publish_many([2], block)
+        assert sub.get(block) == 1
+        assert sub.get_many(10, block) == [2]
+        with pytest.raises(shmq.Empty):
+            sub.get(block)
+
+
+@pytest.mark.parametrize("block", WAITING, ids=repr)
+def test_block_true_by_its_truth_value_everywhere(make_queue: Callable[..., shmq.Queue], qname: str,
+                                                   block: object) -> None:
+    q = make_queue(capacity=4096, maxsize=1)
+    q.put(1, block, 0.01)
+    with pytest.raises(shmq.Full):
+        q.put(2, block, 0.01)
+    assert q.get(block, 0.01) == 1
+    waits = q.stats().waits
+    with pytest.raises(shmq.Empty):
+        q.get(block, 0.01)  # waited (a sleep is counted), then gave up
+    assert q.stats().waits > waits
+    with pytest.raises(shmq.Empty):
+        q.get_many(10, block, 0.01)
+    with shmq.Broadcast(f"{qname}-bc", capacity=4096) as pub, shmq.Subscriber(f"{qname}-bc") as sub:
+        pub.publish(1, block, 0.01)
+        pub.publish_many([2], block, 0.01)
+        assert sub.get(block, 0.01) == 1
+        assert sub.get_many(10, block, 0.01) == [2]
+        with pytest.raises(shmq.Empty):
+            sub.get(block, 0.01)
+
+
+@pytest.mark.parametrize("timeout", TIMEOUTS, ids=TIMEOUT_IDS)
+def test_timeout_any_real_number(make_queue: Callable[..., shmq.Queue], qname: str, timeout: object) -> None:
+    q = make_queue(capacity=4096, maxsize=1)
+    q.put(1, True, timeout)
+    with pytest.raises(shmq.Full):
+        q.put(2, True, timeout)
+    with pytest.raises(shmq.Full):
+        q.put_many([2], True, timeout)
+    assert q.get(True, timeout) == 1
+    with pytest.raises(shmq.Empty):
+        q.get(True, timeout)
+    with pytest.raises(shmq.Empty):
+        q.get_many(10, True, timeout)
+    with shmq.Broadcast(f"{qname}-bc", capacity=4096) as pub, shmq.Subscriber(f"{qname}-bc") as sub:
+        pub.publish(1, True, timeout)
+        pub.publish_many([2], True, timeout)
+        assert sub.get(True, timeout) == 1
+        assert sub.get_many(10, True, timeout) == [2]
+        with pytest.raises(shmq.Empty):
+            sub.get(True, timeout)
+
+
+@pytest.mark.parametrize("timeout", TIMEOUTS, ids=TIMEOUT_IDS)
+@pytest.mark.parametrize("block", [0, 1], ids=["block=0", "block=1"])
+def test_compat_smq_block_and_timeout(qname: str, block: int, timeout: object) -> None:
+    from shmq.compat import smq
+
+    q = smq.SharedMemoryQueue(qname, create=1, capacity=1, item_size=64)
+    try:
+        q.put("a", block, timeout)  # type: ignore[arg-type]
+        with pytest.raises(smq.Full):
+            q.put("b", block, timeout)  # type: ignore[arg-type]
+        assert q.get(block, timeout) == "a"  # type: ignore[arg-type]
+        with pytest.raises(smq.Empty):
+            q.get(block, timeout)  # type: ignore[arg-type]
+    finally:
+        q.close()
+        q.unlink()
+
+
+@pytest.mark.parametrize("timeout", TIMEOUTS, ids=TIMEOUT_IDS)
+def test_compat_smq_async_timeouts(qname: str, timeout: object) -> None:
+    import asyncio
+
+    from shmq.compat import smq
+
+    q = smq.SharedMemoryQueue(qname, create=True, capacity=1, item_size=64)
+    try:
+        asyncio.run(q.put_async("a", timeout))  # type: ignore[arg-type]
+        with pytest.raises(smq.Full):
+            asyncio.run(q.put_async("b", timeout))  # type: ignore[arg-type]
+        assert asyncio.run(q.get_async(timeout)) == "a"  # type: ignore[arg-type]
+        with pytest.raises(smq.Empty):
+            asyncio.run(q.get_async(timeout))  # type: ignore[arg-type]
+    finally:
+        q.close()
+        q.unlink()
+
+
+@pytest.mark.parametrize("timeout", TIMEOUTS, ids=TIMEOUT_IDS)
+@pytest.mark.parametrize("block", [0, 1], ids=["block=0", "block=1"])
+def test_compat_shmqueue_block_and_timeout(qname: str, block: int, timeout: object) -> None:
+    from shmq.compat import shmqueue
+
+    q = shmqueue.ShmQueue(qname)
+    try:
+        # Fill it: a bounded number of 4 KiB items fits in the one-page default buffer.
+        with pytest.raises(shmqueue.ShmQueueFull):
+            for i in range(10_000):
+                q.put(i, block, timeout)  # type: ignore[arg-type]
+        assert q.get(block, timeout) == 0  # type: ignore[arg-type]
+        while True:
+            try:
+                q.get(block, timeout)  # type: ignore[arg-type]
+            except shmqueue.ShmQueueEmpty:
+                break
+    finally:
+        q.shutdown()
