@@ -551,3 +551,55 @@ def test_compat_shmqueue_block_and_timeout(qname: str, block: int, timeout: obje
                 break
     finally:
         q.shutdown()
+
+
+# --------------------------------------------------------------------------------------
+# A closed handle (as multiprocessing.Queue after close())
+# --------------------------------------------------------------------------------------
+
+
+def test_a_closed_queue_refuses_every_call_with_a_value_error_and_closes_twice(queue: shmq.Queue) -> None:
+    """multiprocessing.Queue raises ``ValueError("Queue ... is closed")`` from put/get after
+    close(); shmq's QueueClosedError is a ValueError, and its queries (qsize, empty, full,
+    ...) refuse too: the handle is detached and cannot look (3.12's multiprocessing also
+    raises from empty() of a closed queue)."""
+    queue.put(1)
+    queue.close()
+    queue.close()  # a no-op, as multiprocessing's
+    assert queue.closed
+    assert "closed" in repr(queue)
+    calls: dict[str, Callable[[], object]] = {
+        "put": lambda: queue.put(2),
+        "put_nowait": lambda: queue.put_nowait(2),
+        "put_many": lambda: queue.put_many([2]),
+        "put_many_nowait": lambda: queue.put_many_nowait([2]),
+        "get": queue.get,
+        "get_nowait": queue.get_nowait,
+        "get_many": queue.get_many,
+        "get_many_nowait": queue.get_many_nowait,
+        "qsize": queue.qsize,
+        "empty": queue.empty,
+        "full": queue.full,
+        "data_size": queue.data_size,
+        "stats": queue.stats,
+        "shutdown": queue.shutdown,
+        "is_shutdown": lambda: queue.is_shutdown,
+    }
+    for what, call in calls.items():
+        with pytest.raises(ValueError, match="is closed") as e:
+            call()
+        assert isinstance(e.value, shmq.QueueClosedError), what
+    queue.join_thread()  # allowed after close(), as in multiprocessing
+
+
+def test_a_closed_broadcast_and_subscriber_refuse_every_call(qname: str) -> None:
+    pub = shmq.Broadcast(qname, capacity="64KiB")
+    sub = shmq.Subscriber(qname)
+    pub.close()
+    pub.close()
+    sub.close()
+    sub.close()
+    for call in (lambda: pub.publish(1), lambda: pub.shutdown(), lambda: pub.is_shutdown,
+                 sub.get, lambda: sub.get_many(), lambda: sub.is_shutdown):
+        with pytest.raises(shmq.QueueClosedError, match="is closed"):
+            call()
