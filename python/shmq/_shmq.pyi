@@ -90,12 +90,20 @@ class _Queue:
         """Removes and returns an object without waiting; raises ``Empty`` if there is none."""
     def get_many(self, max_messages: int = 1000, block: bool = True, timeout: float | None = None) -> list[Any]:
         """Removes and returns 1 to ``max_messages`` objects, waiting for the first if ``block``."""
+    def put_many_nowait(self, objs: Iterable[Any], *, codec: int | str | None = None) -> None:
+        """Puts every object of ``objs`` without waiting (``put_many(objs, block=False)``)."""
+    def get_many_nowait(self, max_messages: int = 1000) -> list[Any]:
+        """Removes and returns 1 to ``max_messages`` objects without waiting
+        (``get_many(max_messages, block=False)``)."""
     def qsize(self) -> int:
-        """Approximate number of queued messages."""
+        """Number of queued messages (a snapshot; exact with a ``maxsize``)."""
     def empty(self) -> bool:
-        """Whether the queue is empty (a snapshot)."""
+        """Whether a ``get_nowait()`` now would raise ``Empty`` (a snapshot)."""
     def full(self) -> bool:
-        """Whether the queue is full (a snapshot)."""
+        """Whether ``maxsize`` messages are queued, or a message as large as the last one this
+        handle put (or tried to put) would not fit now (a snapshot)."""
+    def data_size(self) -> int:
+        """Bytes of encoded payload queued (a snapshot, walked from the head: O(messages))."""
     def shutdown(self, immediate: bool = False) -> None:
         """Shuts the queue down for every process (Python 3.13's ``queue.Queue.shutdown``): puts
         raise ``ShutDown``; gets take what is left, then raise ``ShutDown`` instead of waiting;

@@ -9,7 +9,7 @@ use crate::codec::{Codecs, Stash, CODEC_PICKLE, CODEC_RAW};
 use crate::errors::{
     open_error, recv_error, CorruptedQueueError, InvalidArgumentError, BROADCAST, SUBSCRIPTION,
 };
-use crate::send::{send_objects, send_payloads};
+use crate::send::{put_object, send_objects};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use shmq::ext::Lend;
@@ -93,8 +93,7 @@ impl PyPublisher {
     ) -> PyResult<()> {
         let wait = wait_of(block, timeout)?;
         let codec = self.codecs.resolve(codec.as_ref())?;
-        let payload = self.codecs.encode(obj, codec)?;
-        send_payloads(&self.att, BROADCAST, py, &[(codec, payload)], wait)
+        put_object(&self.att, BROADCAST, &self.codecs, py, obj, codec, wait)
     }
 
     /// Publishes every object of `objs`, in order (at once when the batch fits the ring).

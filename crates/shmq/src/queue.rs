@@ -175,13 +175,17 @@ impl Queue {
     pub fn len(&self) -> u64 {
         self.h.ring().len()
     }
-    /// Whether no message is queued.
+    /// Whether no message is ready: a [`Queue::try_recv`] now would find none, if nothing else
+    /// ran meanwhile (a snapshot).
     pub fn is_empty(&self) -> bool {
         self.h.ring().is_empty()
     }
-    /// Whether a small message would not fit now.
+    /// Whether `maxsize` messages are queued, or a message as large as the last one this
+    /// handle sent (or tried to send) would not fit now; a handle that sent nothing asks
+    /// about the smallest message. So right after a [`Queue::try_send`] returned `Full`, this
+    /// is `true` until something is taken (if nothing else runs). A snapshot.
     pub fn is_full(&self) -> bool {
-        self.h.ring().is_full()
+        self.h.is_full()
     }
     /// Counters and occupancy.
     pub fn stats(&self) -> Stats {
