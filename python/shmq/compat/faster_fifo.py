@@ -81,8 +81,9 @@ Differences from the original
 - **Ring accounting.** The ring is ``max_size_bytes + 8`` bytes rounded up to 4 KiB (at
   least 4 KiB), so the largest message the original accepts fits; but each message takes a
   16-byte header plus its bytes padded to 16 in it (the original: 8 bytes plus its bytes),
-  so it holds fewer *small* messages at once, and ``full()`` means "a small message would
-  not fit now". A batch too large for the ring at once goes in consecutive parts, in order
+  so it holds fewer *small* messages at once; ``full()`` is shmq's (``maxsize`` messages
+  wait, or one as large as the last this handle put would not fit; the original asked about
+  a 1-byte message). A batch too large for the ring at once goes in consecutive parts, in order
   (``put_many`` waits for room between them; ``put_many_nowait`` raises ``Full`` when a part
   does not fit, with ``.sent`` saying how many went in), instead of never fitting.
   ``data_size()`` walks the waiting messages. ``maxsize=0`` (or less) means no bound on the
@@ -299,7 +300,8 @@ class Queue:
         return self._q.empty()
 
     def full(self) -> bool:
-        """Whether a small message would not fit now (a snapshot)."""
+        """Whether ``maxsize`` messages wait, or a message as large as the last one this
+        handle put would not fit now (a snapshot)."""
         return self._q.full()
 
     def data_size(self) -> int:
