@@ -149,7 +149,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
-from .. import Broadcast, Subscriber
+from .. import Broadcast, Queue, Subscriber
 from .._errors import Empty, Full, QueueClosedError
 
 __all__ = ["Handle", "MessageQueue"]
@@ -894,8 +894,6 @@ def _same_node_as(pg: Any, group: _Group, source_rank: int) -> list[bool]:
 def _probe_same_node(group: _Group, source_rank: int) -> list[bool]:
     """A rank is on the source's node if it can open the queue the source created under a
     random name (the name is never reused, so a same-named segment elsewhere cannot exist)."""
-    from .. import Queue
-
     probe = Queue(None, capacity=4096) if group.rank == source_rank else None
     try:
         name = group.broadcast(probe.name if probe is not None else None, source_rank)
