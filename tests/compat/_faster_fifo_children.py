@@ -49,3 +49,14 @@ def ff_put_from_child(q: Any, values: list[Any]) -> int:
     """A pool task: puts ``values`` on the queue it was given as an argument."""
     q.put_many(values)
     return os.getpid()
+
+
+def ff_produce(q: Any, producer: int, n: int) -> None:
+    """The original's producer loop (put with a short timeout, again on Full)."""
+    i = 0
+    while i < n:
+        try:
+            q.put((producer, i), timeout=0.01)
+            i += 1
+        except queue.Full:
+            pass

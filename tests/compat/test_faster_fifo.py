@@ -24,7 +24,13 @@ from typing import Any
 import pytest
 
 import shmq
-from _faster_fifo_children import ff_blocked_get, ff_consume_until_closed, ff_put_forever, ff_put_from_child
+from _faster_fifo_children import (
+    ff_blocked_get,
+    ff_consume_until_closed,
+    ff_produce,
+    ff_put_forever,
+    ff_put_from_child,
+)
 from _helpers import children, join_all
 from shmq.compat import faster_fifo
 from shmq.compat.faster_fifo import Closed, Queue, QueueError
@@ -161,6 +167,28 @@ def test_close_drains_then_stops_consumers(made: list[Queue]) -> None:
     assert isinstance(e.value, queue.Empty) and isinstance(e.value, shmq.ShutDown)
     q.close()  # twice is fine
     assert q.get_many_nowait.__name__ and q.is_closed()
+
+
+@pytest.mark.timeout(180)
+def test_producers_then_close_then_consumers_stop_with_every_message_once(made: list[Queue]) -> None:
+    """faster-fifo's own producer/consumer test, scaled down: producers with its put loop,
+    consumers with its get_many loop, close() once the producers are done; every message
+    arrives exactly once and every consumer stops."""
+    q = _queue(made, 20_000)  # small: producers meet Full, consumers Empty
+    results = _queue(made, 10_000_000)
+    n, producers, consumers = 3000, 4, 3
+    with children() as procs:
+        for c in range(consumers):
+            procs.append(spawn.Process(target=ff_consume_until_closed, args=(q, results)))
+        for p in range(producers):
+            procs.append(spawn.Process(target=ff_produce, args=(q, p, n)))
+        for p in procs:
+            p.start()
+        join_all(procs[consumers:], timeout=120)
+        q.close()
+        got = [m for _ in range(consumers) for m in results.get(timeout=60)]
+        join_all(procs[:consumers], timeout=60)
+    assert sorted(got) == [(p, i) for p in range(producers) for i in range(n)]  # each once
 
 
 def test_close_wakes_a_blocked_consumer_in_another_process(made: list[Queue]) -> None:

@@ -102,7 +102,8 @@ from typing import Any, Callable, Final
 
 from .. import Queue as _ShmqQueue
 from .._common import MAX_MAXSIZE, is_int, short
-from .._errors import Empty, MessageTooLargeError, ShmqError, ShutDown
+from .._errors import Empty as _ShmqEmpty
+from .._errors import MessageTooLargeError, ShmqError, ShutDown
 
 __all__ = [
     "DEFAULT_CIRCULAR_BUFFER_SIZE",
@@ -124,7 +125,9 @@ _DEFAULT_MAXSIZE: Final = int(1e9)
 _ALL: Final = int(1e9)
 
 Full = queue.Full
-"""Raised when there is no room (the standard :class:`queue.Full`, as the original)."""
+"""The standard :class:`queue.Full`, as the original's (what is raised is shmq's subclass)."""
+Empty = queue.Empty
+"""The standard :class:`queue.Empty`, as the original's (what is raised is shmq's subclass)."""
 
 
 class QueueError(ShmqError):
@@ -132,7 +135,7 @@ class QueueError(ShmqError):
     original's ``QueueError``. Its message is also in :attr:`Queue.last_error`."""
 
 
-class Closed(ShutDown, Empty):
+class Closed(ShutDown, _ShmqEmpty):
     """Raised by a get once the queue was closed (:meth:`Queue.close`, by any process) and
     nothing is left: a :class:`queue.Empty` (the original's consumer loops catch it and check
     :meth:`Queue.is_closed`) and a :class:`shmq.ShutDown`."""
@@ -279,7 +282,7 @@ class Queue:
         while len(taken) < most and size < bound:
             try:
                 data = self._q.get_nowait()
-            except (Empty, ShutDown):
+            except (_ShmqEmpty, ShutDown):
                 break
             taken.append(data)
             size += MESSAGE_HEADER + len(data)
