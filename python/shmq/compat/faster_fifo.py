@@ -40,10 +40,11 @@ Differences from the original
   ``Full``/``Empty``, and ``timeout=None`` raised ``TypeError``; its users asked for
   ``multiprocessing``'s semantics (faster-fifo issue #42, which its maintainer agreed needs
   the fix). Pass ``timeout=10`` where the old default was relied on. ``timeout=0`` does not
-  wait; a negative timeout raises ``ValueError``, as ``multiprocessing.Queue``. Waits are
-  timed on the monotonic clock (the original's on the wall clock, which a clock change
-  moves). (``test_default_timeout_is_none_as_multiprocessing``,
-  ``test_timeout_none_blocks_until_a_message_arrives``)
+  wait; a negative timeout raises ``ValueError``, as ``multiprocessing.Queue`` (the
+  original's ``get(timeout=-1)`` never returned: it turned -1 s into a huge unsigned wait).
+  Waits are timed on the monotonic clock (the original's on the wall clock, which a clock
+  change moves). (``test_default_timeout_is_none_as_multiprocessing``,
+  ``test_timeout_none_blocks_until_a_message_arrives``, ``test_block_and_timeout_take_ints``)
 - **close() is a shutdown that every process sees at once.** ``close()`` shuts the queue down
   (:meth:`shmq.Queue.shutdown`): consumers drain what is left, then ``get``/``get_many``
   raise :class:`Closed` (a ``queue.Empty``, so the original's consumer loop ``except Empty:
