@@ -280,6 +280,10 @@ def test_put_many_takes_any_iterable_and_refuses_others(made: list[Queue]) -> No
     with pytest.raises(QueueError):
         q.put_many(5)  # type: ignore[arg-type]
     assert q.last_error is not None and "iterable" in q.last_error
+    for one_message in ("abc", b"abc"):  # not a batch of characters
+        with pytest.raises(QueueError):
+            q.put_many(one_message)
+    assert q.empty()
 
 
 def test_get_many_byte_bound_keyword(made: list[Queue]) -> None:

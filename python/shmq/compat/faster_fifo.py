@@ -75,8 +75,8 @@ Differences from the original
   early. Messages here are copied out of the ring as they are taken; there is no receive
   buffer to grow.
 - **Errors.** ``put_many`` takes any iterable (the original only a list or tuple, else
-  :class:`QueueError`; a non-iterable still raises it); an exception of ``put_many`` has
-  ``.sent``, the number of objects that went in before it. The original's bare ``Exception``
+  :class:`QueueError`; something not iterable, a ``str`` or bytes still raise it); an
+  exception of ``put_many`` has ``.sent``, the number of objects that went in before it. The original's bare ``Exception``
   for an internal error is gone: errors are :class:`shmq.ShmqError` subclasses
   (:class:`shmq.CorruptedQueueError` for a damaged segment).
 - **Ring accounting.** The ring is ``max_size_bytes + 8`` bytes rounded up to 4 KiB (at
@@ -227,7 +227,8 @@ class Queue:
     def put_many(self, xs: Iterable[Any], block: bool = True, timeout: float | None = DEFAULT_TIMEOUT) -> None:
         """Puts every object of ``xs`` in order: all or nothing when the batch fits the ring
         (see the module documentation for a larger one)."""
-        if not isinstance(xs, Iterable):
+        if not isinstance(xs, Iterable) or isinstance(xs, (str, bytes, bytearray, memoryview)):
+            # A string is one message, not a batch of characters (the original: QueueError).
             raise self._error(f"put_many() expects an iterable such as a list or tuple, got {type(xs)}")
         self._q.put_many([self._encode(x) for x in xs], block, timeout)
 
