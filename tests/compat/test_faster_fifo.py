@@ -311,6 +311,13 @@ def test_maxsize_zero_is_unbounded_and_full_agrees_with_put(made: list[Queue]) -
     with pytest.raises(queue.Full):
         small.put(3, timeout=0.05)
     assert small.get_many_nowait() == [1, 2]
+    small.put(1)
+    with pytest.raises(queue.Full):
+        small.put_many_nowait([2, 3])  # fits maxsize but not now: all or nothing
+    assert small.qsize() == 1
+    with pytest.raises(queue.Full) as e:
+        small.put_many_nowait([2, 3, 4])  # never fitted the original: goes in parts
+    assert getattr(e.value, "sent", None) == 1 and small.get_many_nowait() == [1, 2]
 
 
 def test_block_and_timeout_take_ints(made: list[Queue]) -> None:

@@ -75,8 +75,8 @@ Differences from the original
   early. Messages here are copied out of the ring as they are taken; there is no receive
   buffer to grow.
 - **Errors.** ``put_many`` takes any iterable (the original only a list or tuple, else
-  :class:`QueueError`; something not iterable, a ``str`` or bytes still raise it); an
-  exception of ``put_many`` has ``.sent``, the number of objects that went in before it. The original's bare ``Exception``
+  :class:`QueueError`; something not iterable, a ``str`` or bytes still raise it); a
+  ``Full`` or ``ShutDown`` of ``put_many`` has ``.sent``, the number of objects put before it. The original's bare ``Exception``
   for an internal error is gone: errors are :class:`shmq.ShmqError` subclasses
   (:class:`shmq.CorruptedQueueError` for a damaged segment).
 - **Ring accounting.** The ring is ``max_size_bytes + 8`` bytes rounded up to 4 KiB (at
@@ -84,9 +84,11 @@ Differences from the original
   16-byte header plus its bytes padded to 16 in it (the original: 8 bytes plus its bytes),
   so it holds fewer *small* messages at once; ``full()`` is shmq's (``maxsize`` messages
   wait, or one as large as the last this handle put would not fit; the original asked about
-  a 1-byte message). A batch too large for the ring at once goes in consecutive parts, in order
-  (``put_many`` waits for room between them; ``put_many_nowait`` raises ``Full`` when a part
-  does not fit, with ``.sent`` saying how many went in), instead of never fitting.
+  a 1-byte message). A batch that fits the ring and ``maxsize`` goes in at once or not at
+  all, as the original's; a larger one (which never fitted the original: ``Full``) goes in
+  consecutive parts, in order (``put_many`` waits for room between them;
+  ``put_many_nowait`` raises ``Full`` when a part does not fit, with ``.sent`` saying how many
+  went in).
   ``data_size()`` walks the waiting messages. ``maxsize=0`` (or less) means no bound on the
   number of messages, as in :mod:`multiprocessing` (the original's 0 refused every put).
 - A ``get_many`` with a ``max_bytes_to_read`` smaller than the ring takes its messages one
