@@ -603,3 +603,26 @@ def test_a_closed_broadcast_and_subscriber_refuse_every_call(qname: str) -> None
                  sub.get, lambda: sub.get_many(), lambda: sub.is_shutdown):
         with pytest.raises(shmq.QueueClosedError, match="is closed"):
             call()
+
+
+def test_the_compat_queues_raise_shutdown_once_a_shmq_handle_shut_the_queue_down(qname: str) -> None:
+    """Their own shutdown()/close() only detach (as the originals'); a shmq.Queue of the same
+    name can still end the queue for everybody (docs/compat.md)."""
+    from shmq.compat import shmqueue, smq
+
+    a = smq.SharedMemoryQueue(f"{qname}-smq", create=True, capacity=4, item_size=64)
+    b = shmqueue.ShmQueue(f"{qname}-shmqueue")
+    try:
+        for compat, name in ((a, f"{qname}-smq"), (b, f"{qname}-shmqueue")):
+            compat.put("left")
+            with shmq.Queue(name, create=False) as q:
+                q.shutdown()
+            assert compat.get() == "left"
+            with pytest.raises(shmq.ShutDown):
+                compat.get()
+            with pytest.raises(shmq.ShutDown):
+                compat.put("late")
+    finally:
+        a.close()
+        a.unlink()
+        b.shutdown()

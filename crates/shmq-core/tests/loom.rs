@@ -12,7 +12,9 @@
 
 use loom::thread;
 use shmq_core::ring::crash::{arm, CrashPoint};
-use shmq_core::ring::{Message, Ring, TryRecvError, TrySendError};
+use shmq_core::ring::{
+    Message, RecvTimeoutError, Ring, SendTimeoutError, TryRecvError, TrySendError,
+};
 use shmq_core::{Geometry, HeapBacking, HeapRegion, Plain};
 
 type R = Ring<HeapBacking>;
@@ -506,5 +508,61 @@ fn broadcast_join_races_with_reclaim() {
             last = read_spin(&sub);
         }
         p.join().unwrap();
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Shutdown (`ring/shutdown.rs`): its wake-up follows SYNC W, so a sleeper never sleeps
+// through it (a lost wake-up is a deadlock here), and a receive that sees the word set has
+// seen every message committed before it (drained means drained).
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_blocked_consumer_is_woken_by_a_shutdown() {
+    loom::model(|| {
+        let mut rs = rings(2, 0);
+        let consumer = rs.pop().unwrap();
+        let c = thread::spawn(move || {
+            consumer.recv_many_blocking(1, u64::MAX, None, &mut Plain, |_| {})
+        });
+        rs[0].shutdown(false);
+        assert_eq!(c.join().unwrap(), Err(RecvTimeoutError::ShutDown));
+    });
+}
+
+#[test]
+fn a_message_sent_before_the_shutdown_is_received_first() {
+    loom::model(|| {
+        let mut rs = rings(2, 0);
+        let consumer = rs.pop().unwrap();
+        let c = thread::spawn(move || {
+            let first = recv_blocking(&consumer);
+            let then = consumer.recv_many_blocking(1, u64::MAX, None, &mut Plain, |_| {});
+            (first, then)
+        });
+        rs[0].try_send(Message::raw(&[5; 8])).unwrap();
+        rs[0].shutdown(false);
+        assert_eq!(
+            rs[0].try_send(Message::raw(&[6; 8])),
+            Err(TrySendError::ShutDown)
+        );
+        assert_eq!(c.join().unwrap(), (5, Err(RecvTimeoutError::ShutDown)));
+    });
+}
+
+#[test]
+fn a_producer_blocked_on_a_full_ring_is_woken_by_a_shutdown() {
+    loom::model(|| {
+        let mut rs = rings(2, 0);
+        let producer = rs.pop().unwrap();
+        producer.try_send(Message::raw(&[1; 8])).unwrap();
+        producer.try_send(Message::raw(&[2; 8])).unwrap();
+        let p = thread::spawn(move || {
+            producer.send_many_blocking(&[Message::raw(&[3; 8])], None, &mut Plain)
+        });
+        rs[0].shutdown(false);
+        assert_eq!(p.join().unwrap(), Err(SendTimeoutError::ShutDown));
+        // What was sent before is still there to drain.
+        assert_eq!(rs[0].try_recv_with(|m| m.to_vec()).unwrap(), [1; 8]);
     });
 }

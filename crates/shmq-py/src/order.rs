@@ -34,86 +34,85 @@ thread_local! {
     static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Whether this thread is inside a put to the handle `key` (then a put to it must defer).
-pub(crate) fn in_progress(key: usize) -> bool {
-    FRAMES.with_borrow(|frames| frames.iter().any(|f| f.key == key))
-}
-
-/// A deferred put: takes its place in the frame of `key` first (so that a put made while
-/// this one encodes comes after it), then encodes with `encode`.
-pub(crate) fn defer(key: usize, encode: impl FnOnce() -> PyResult<Encoded>) -> PyResult<()> {
-    let place = FRAMES.with_borrow_mut(|frames| {
-        let frame = frames.iter_mut().rev().find(|f| f.key == key)?;
-        frame.deferred.push(Vec::new());
-        Some(frame.deferred.len() - 1)
-    });
-    // Not in progress any more: nothing to defer to (the caller checked; cannot happen).
-    let Some(place) = place else {
-        return Err(pyo3::exceptions::PyRuntimeError::new_err(
-            "a deferred put found no put in progress",
-        ));
-    };
-    let encoded = encode()?;
-    FRAMES.with_borrow_mut(|frames| {
-        if let Some(frame) = frames.iter_mut().rev().find(|f| f.key == key) {
-            if let Some(slot) = frame.deferred.get_mut(place) {
-                *slot = encoded;
-            }
-        }
-    });
-    Ok(())
-}
-
-/// Pops this thread's frame even when the put unwinds.
-struct Popped;
-
-impl Drop for Popped {
-    fn drop(&mut self) {
-        FRAMES.with_borrow_mut(|frames| frames.pop());
-    }
-}
-
-/// Runs an outer put to `key` (`put`: encode and send), then sends what was deferred into it
-/// meanwhile with `send`, in order, until nothing more is deferred (sending may run signal
-/// handlers that put again). Returns the outer put's result.
-pub(crate) fn outer(
+/// A put to the handle `key`, in this thread's order: if this thread is already putting to
+/// `key` (we are inside that put's encoder or wait), the put is deferred: `encode` makes its
+/// messages, which wait in the outer put's frame, and the call returns. Otherwise this is an
+/// outer put: `put` encodes and sends, then `send` sends what was deferred into it meanwhile,
+/// in order, until nothing more is (sending may run signal handlers that put again); the
+/// result is `put`'s. One thread-local lookup per put: in an extension module each costs a
+/// call (`__tls_get_addr`), which showed in the put path.
+pub(crate) fn in_order(
     py: Python<'_>,
     key: usize,
+    encode: impl FnOnce() -> PyResult<Encoded>,
     put: impl FnOnce() -> PyResult<()>,
     mut send: impl FnMut(Encoded) -> PyResult<()>,
 ) -> PyResult<()> {
-    FRAMES.with_borrow_mut(|frames| {
-        frames.push(Frame {
-            key,
-            deferred: Vec::new(),
-        })
-    });
-    let _popped = Popped;
-    let r = put();
-    loop {
-        // Ours is the top frame: the frames pushed above it were popped on their way out.
-        let batch: Encoded = FRAMES.with_borrow_mut(|frames| {
-            frames
-                .last_mut()
-                .map(|f| std::mem::take(&mut f.deferred))
-                .unwrap_or_default()
-                .into_iter()
-                .flatten()
-                .collect()
-        });
-        if batch.is_empty() {
-            break;
+    FRAMES.with(|frames| {
+        // No borrow is held across user code (the encoders, `put`, `send`): they may put.
+        let place = {
+            let mut frames = frames.borrow_mut();
+            match frames.iter_mut().rev().find(|f| f.key == key) {
+                Some(outer) => {
+                    // Our place first, so that a put made while we encode comes after us.
+                    outer.deferred.push(Vec::new());
+                    Some(outer.deferred.len() - 1)
+                }
+                None => {
+                    frames.push(Frame {
+                        key,
+                        deferred: Vec::new(),
+                    });
+                    None
+                }
+            }
+        };
+        if let Some(place) = place {
+            let encoded = encode()?;
+            let mut frames = frames.borrow_mut();
+            if let Some(slot) = frames
+                .iter_mut()
+                .rev()
+                .find(|f| f.key == key)
+                .and_then(|f| f.deferred.get_mut(place))
+            {
+                *slot = encoded;
+            }
+            return Ok(());
         }
-        if let Err(err) = send(batch) {
-            let what = PyString::new(
-                py,
-                "a put made inside another put of the same thread (from a finalizer or a \
-                 signal handler), deferred to keep the thread's order",
-            );
-            err.write_unraisable(py, Some(what.as_any()));
+        let _popped = Popped(frames);
+        let r = put();
+        loop {
+            // Ours is the top frame: the frames pushed above it were popped on their way out.
+            // (Nothing deferred is the usual case: it costs one check.)
+            let deferred = match frames.borrow_mut().last_mut() {
+                Some(top) if !top.deferred.is_empty() => std::mem::take(&mut top.deferred),
+                _ => break,
+            };
+            let batch: Encoded = deferred.into_iter().flatten().collect();
+            if batch.is_empty() {
+                continue; // only puts whose encoding failed
+            }
+            if let Err(err) = send(batch) {
+                let what = PyString::new(
+                    py,
+                    "a put made inside another put of the same thread (from a finalizer or a \
+                     signal handler), deferred to keep the thread's order",
+                );
+                err.write_unraisable(py, Some(what.as_any()));
+            }
         }
+        r
+    })
+}
+
+/// Pops this thread's frame even when the put unwinds.
+struct Popped<'a>(&'a RefCell<Vec<Frame>>);
+
+impl Drop for Popped<'_> {
+    fn drop(&mut self) {
+        self.0.borrow_mut().pop();
     }
-    r
 }
 
 /// A payload as bytes the deferred put owns (a `bytes` as is, a buffer copied).

@@ -127,17 +127,23 @@ pub(crate) fn put_object<T: Sender>(
     codec: u16,
     wait: Wait,
 ) -> PyResult<()> {
-    let key = key_of(att);
-    if order::in_progress(key) {
-        return order::defer(key, || {
-            Ok(vec![(codec, order::owned(py, codecs.encode(obj, codec)?))])
-        });
-    }
-    order::outer(
+    // `obj` goes to whichever of the two paths runs.
+    let obj = std::cell::Cell::new(Some(obj));
+    let take = || {
+        obj.take()
+            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("put: object taken twice"))
+    };
+    order::in_order(
         py,
-        key,
+        key_of(att),
         || {
-            let payload = codecs.encode(obj, codec)?;
+            Ok(vec![(
+                codec,
+                order::owned(py, codecs.encode(take()?, codec)?),
+            )])
+        },
+        || {
+            let payload = codecs.encode(take()?, codec)?;
             send_payloads(att, noun, py, &[(codec, payload)], wait)
         },
         |batch| send_payloads(att, noun, py, &payloads_of(py, batch), wait),
@@ -164,23 +170,20 @@ pub(crate) fn send_objects<T: Sender>(
         }
         Ok(payloads)
     };
-    let key = key_of(att);
-    if order::in_progress(key) {
-        return order::defer(key, || {
+    let send = || {
+        let payloads = encode_all().map_err(|err| (err, 0))?;
+        send_counted(att, noun, py, &payloads, wait)
+    };
+    order::in_order(
+        py,
+        key_of(att),
+        || {
             let payloads = encode_all()?;
             Ok(payloads
                 .into_iter()
                 .map(|(codec, p)| (codec, order::owned(py, p)))
                 .collect())
-        });
-    }
-    let send = || {
-        let payloads = encode_all().map_err(|err| (err, 0))?;
-        send_counted(att, noun, py, &payloads, wait)
-    };
-    order::outer(
-        py,
-        key,
+        },
         || {
             send().map_err(|(err, sent)| {
                 let _ = err.value(py).setattr("sent", sent);

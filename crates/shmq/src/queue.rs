@@ -178,7 +178,7 @@ impl Queue {
     /// Whether no message is ready: a [`Queue::try_recv`] now would find none, if nothing else
     /// ran meanwhile (a snapshot).
     pub fn is_empty(&self) -> bool {
-        self.h.ring().is_empty()
+        self.h.ring().none_ready()
     }
     /// Whether `maxsize` messages are queued, or a message as large as the last one this
     /// handle sent (or tried to send) would not fit now; a handle that sent nothing asks

@@ -110,12 +110,20 @@ impl<B: Backing> Ring<B> {
         self.queued_payload().0
     }
 
+    /// Whether no record is queued (`head >= tail`): nothing committed, being written or
+    /// abandoned is left. What the lifecycle asks ("does the ring still hold messages?"); a
+    /// queue's `empty()` asks [`Ring::none_ready`].
+    pub fn is_empty(&self) -> bool {
+        let c = self.control();
+        c.head.load(Ordering::Relaxed) >= c.tail.load(Ordering::Relaxed)
+    }
+
     /// Whether no message is ready to take (a snapshot): what a non-blocking receive would
     /// find at this instant if nothing else ran. Records abandoned by dead producers are
     /// stepped over, as a receive steps over them; a record still being written at the head
     /// hides the ones after it, as it does from a receive. A corrupted ring is not empty (a
     /// receive reports the corruption).
-    pub fn is_empty(&self) -> bool {
+    pub fn none_ready(&self) -> bool {
         let c = self.control();
         // Acquire: as the receive path's loads (SYNC C1, P2 through `record`).
         let head = c.head.load(Ordering::Acquire);

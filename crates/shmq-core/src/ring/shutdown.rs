@@ -33,8 +33,9 @@ impl<B: Backing> Ring<B> {
     /// # Ordering
     ///
     /// Acquire, pairing with the Release half of the shutdown's `fetch_or`: a receive that
-    /// sees the word set and then finds the ring empty has seen every message committed
-    /// before the shutdown (in its caller's happens-before), so "drained" is true of them.
+    /// sees the word set (before its attempt and its load of `tail`) sees every reservation
+    /// and commit made before the shutdown (in its caller's happens-before): it takes such a
+    /// message, or sees it coming, so "drained" is true of them.
     pub(super) fn phase(&self) -> Result<Phase, &'static str> {
         let word = self.control().shutdown.load(Ordering::Acquire);
         match word {
