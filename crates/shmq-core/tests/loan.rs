@@ -174,7 +174,7 @@ fn a_producer_killed_holding_a_loan_is_repaired_as_an_abandoned_send() {
             let victim = open(&r);
             let loan = victim.try_loan(64).unwrap();
             write(&victim, &loan, &[0xEE; 64]);
-            std::mem::forget(loan); // killed before committing
+            let _ = loan; // killed before committing: never committed nor abandoned
             victim.backing().die();
             common::bury(victim);
         });
@@ -247,7 +247,7 @@ fn a_consumer_killed_holding_a_claim_loses_that_message_and_frees_the_space() {
         s.spawn(|| {
             let victim = open(&r);
             let claim = victim.try_claim_held().unwrap();
-            std::mem::forget(claim); // killed while holding it
+            let _ = claim; // killed while holding it: never released
             victim.backing().die();
             common::bury(victim);
         });
