@@ -87,23 +87,15 @@ fn consumers_wait_behind_a_loan_until_it_is_committed() {
 #[test]
 fn loans_never_wrap_and_arrive_intact_across_laps() {
     let (_r, ring) = region(4096, 0);
-    let mut sizes = (0..600u64).map(|i| (i * 97) % 1500);
     let mut expected = std::collections::VecDeque::new();
-    let mut n = 0u32;
-    loop {
-        match sizes.next() {
-            Some(len) => {
-                let payload: Vec<u8> = (0..len).map(|k| (k as u8) ^ (n as u8)).collect();
-                n += 1;
-                while let Err(e) = send_loaned(&ring, &payload) {
-                    assert_eq!(e, TrySendError::Full);
-                    let got = recv(&ring).unwrap().1;
-                    assert_eq!(got, expected.pop_front().unwrap());
-                }
-                expected.push_back(payload);
-            }
-            None => break,
+    for (n, len) in (0..600u64).map(|i| (i, (i * 97) % 1500)) {
+        let payload: Vec<u8> = (0..len).map(|k| (k as u8) ^ (n as u8)).collect();
+        while let Err(e) = send_loaned(&ring, &payload) {
+            assert_eq!(e, TrySendError::Full);
+            let got = recv(&ring).unwrap().1;
+            assert_eq!(got, expected.pop_front().unwrap());
         }
+        expected.push_back(payload);
     }
     while let Some(want) = expected.pop_front() {
         assert_eq!(recv(&ring).unwrap().1, want);
