@@ -181,6 +181,9 @@ pub enum SendError {
     Corrupted(&'static str),
     /// The caller's [`crate::Waiter`] stopped the wait.
     Interrupted,
+    /// A loan that could only wait for the calling thread itself (see [`crate::Loan`]):
+    /// refused at once rather than hanging.
+    WouldDeadlock(&'static str),
 }
 
 impl fmt::Display for SendError {
@@ -212,6 +215,7 @@ impl fmt::Display for SendError {
             }
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
             Self::Interrupted => write!(f, "interrupted"),
+            Self::WouldDeadlock(w) => write!(f, "would deadlock: {w}"),
         }
     }
 }
@@ -260,6 +264,8 @@ pub enum RecvError {
     Corrupted(&'static str),
     /// The caller's [`crate::Waiter`] stopped the wait.
     Interrupted,
+    /// A hold that could only wait for the calling thread itself (see [`crate::Loan`]).
+    WouldDeadlock(&'static str),
 }
 
 impl fmt::Display for RecvError {
@@ -270,6 +276,7 @@ impl fmt::Display for RecvError {
             Self::Lagged { missed } => write!(f, "subscriber lagged: {missed} messages missed"),
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
             Self::Interrupted => write!(f, "interrupted"),
+            Self::WouldDeadlock(w) => write!(f, "would deadlock: {w}"),
         }
     }
 }
