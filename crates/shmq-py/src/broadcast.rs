@@ -93,8 +93,31 @@ impl PyPublisher {
     ) -> PyResult<()> {
         let wait = wait_of(block, timeout)?;
         let codec = self.codecs.resolve(codec.as_ref())?;
-        let payload = self.codecs.encode(obj, codec)?;
-        send_payloads(&self.att, BROADCAST, py, &[(codec, payload)], wait)
+        match self.codecs.encode(obj, codec)? {
+            crate::buffer::Payload::Frame(frame) => {
+                crate::zerocopy::send_frame(&self.att, BROADCAST, py, frame, wait)
+            }
+            payload => send_payloads(&self.att, BROADCAST, py, &[(codec, payload)], wait),
+        }
+    }
+
+    /// Room for one message of `size` bytes in the ring, filled in place (see
+    /// `Queue.reserve`): committed at the end of a `with` block, abandoned on an exception.
+    #[pyo3(signature = (size, block=true, timeout=None, *, codec=None))]
+    fn reserve(
+        &self,
+        py: Python<'_>,
+        size: usize,
+        #[pyo3(from_py_with = args::truthy)] block: bool,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
+        codec: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<crate::zerocopy::PyReservation> {
+        let wait = wait_of(block, timeout)?;
+        let codec = match codec {
+            Some(c) => self.codecs.resolve(Some(&c))?,
+            None => CODEC_RAW,
+        };
+        crate::zerocopy::reserve(&self.att, BROADCAST, py, size, wait, codec)
     }
 
     /// Publishes every object of `objs`, in order (at once when the batch fits the ring).

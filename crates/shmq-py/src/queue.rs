@@ -3,9 +3,11 @@
 use crate::access::Access;
 use crate::args;
 use crate::attachment::{wait_of, Attachment};
+use crate::buffer::Payload;
 use crate::codec::{Codecs, Stash};
 use crate::errors::{open_error, InvalidArgumentError, QUEUE};
 use crate::send::{send_objects, send_payloads};
+use crate::zerocopy::{self, Lending};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use std::sync::Arc;
@@ -17,6 +19,8 @@ pub(crate) struct PyQueue {
     access: Access,
     stash: Stash,
     codecs: Codecs,
+    /// The message `get(copy=False)` lent last.
+    lending: Lending,
 }
 
 impl PyQueue {
@@ -75,6 +79,7 @@ impl PyQueue {
                 codec,
                 allow_pickle,
             },
+            lending: Lending::default(),
         })
     }
 
@@ -91,8 +96,31 @@ impl PyQueue {
     ) -> PyResult<()> {
         let wait = wait_of(block, timeout)?;
         let codec = self.codecs.resolve(codec.as_ref())?;
-        let payload = self.codecs.encode(obj, codec)?;
-        send_payloads(&self.att, QUEUE, py, &[(codec, payload)], wait)
+        match self.codecs.encode(obj, codec)? {
+            Payload::Frame(frame) => zerocopy::send_frame(&self.att, QUEUE, py, frame, wait),
+            payload => send_payloads(&self.att, QUEUE, py, &[(codec, payload)], wait),
+        }
+    }
+
+    /// Room for one message of `size` bytes in the ring, to fill in place: `with
+    /// q.reserve(n) as buf:` (a writable memoryview) commits the message when the block
+    /// ends and abandons it on an exception. Waits for room as `put` does. The message is
+    /// sent with codec `codec` (default: raw bytes, which `get` returns as `bytes`).
+    #[pyo3(signature = (size, block=true, timeout=None, *, codec=None))]
+    fn reserve(
+        &self,
+        py: Python<'_>,
+        size: usize,
+        #[pyo3(from_py_with = args::truthy)] block: bool,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
+        codec: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<zerocopy::PyReservation> {
+        let wait = wait_of(block, timeout)?;
+        let codec = match codec {
+            Some(c) => self.codecs.resolve(Some(&c))?,
+            None => crate::codec::CODEC_RAW,
+        };
+        zerocopy::reserve(&self.att, QUEUE, py, size, wait, codec)
     }
 
     /// Puts `obj` without waiting; raises `Full` if there is no room.
@@ -119,14 +147,23 @@ impl PyQueue {
 
     /// Removes and returns an object, waiting if `block` (at most `timeout` seconds if
     /// given); raises `Empty` when there is none.
-    #[pyo3(signature = (block=true, timeout=None))]
+    /// With `copy=False` the message stays in the ring: a raw message comes as a read-only
+    /// `MessageView`, a pickle with out-of-band buffers (NumPy arrays) is rebuilt over
+    /// read-only views of the ring, valid until this handle's next read or close() (arrays
+    /// keep their message held until they are garbage).
+    #[pyo3(signature = (block=true, timeout=None, *, copy=true))]
     fn get<'py>(
         &self,
         py: Python<'py>,
         #[pyo3(from_py_with = args::truthy)] block: bool,
         #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
+        copy: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let wait = wait_of(block, timeout)?;
+        if !copy && !self.stash.has_any() {
+            return zerocopy::get_lent(&self.att, &self.lending, &self.codecs, QUEUE, py, wait);
+        }
+        self.lending.supersede();
         if let Some(mut stashed) = self.stash.take(py, 1) {
             let (codec, raw) = stashed.remove(0);
             return self.codecs.decode(raw, codec);
@@ -137,7 +174,7 @@ impl PyQueue {
 
     /// Removes and returns an object without waiting; raises `Empty` if there is none.
     fn get_nowait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.get(py, false, None)
+        self.get(py, false, None, true)
     }
 
     /// Removes and returns a list of 1 to `max_messages` objects, waiting for the first if
@@ -151,6 +188,7 @@ impl PyQueue {
         #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyList>> {
         let wait = wait_of(block, timeout)?;
+        self.lending.supersede();
         let max = max_messages;
         let raws = match self.stash.take(py, max) {
             Some(stashed) => stashed,
@@ -177,6 +215,7 @@ impl PyQueue {
     /// Detaches this process; the last process to detach removes a non-persistent queue.
     /// Idempotent.
     fn close(&self, py: Python<'_>) {
+        self.lending.supersede();
         self.att.shut(py);
     }
 

@@ -41,7 +41,10 @@ impl Sender for shmq::Broadcast {
 
 fn message<'a>((codec, p): &'a (u16, Payload<'_>)) -> Message<'a> {
     Message {
-        codec: *codec,
+        codec: match p {
+            Payload::Frame(_) => crate::frame::CODEC_PICKLE_OOB,
+            _ => *codec,
+        },
         flags: 0,
         payload: p.as_slice(),
     }
