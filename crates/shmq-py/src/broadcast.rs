@@ -114,6 +114,10 @@ impl PyPublisher {
     ) -> PyResult<crate::zerocopy::PyReservation> {
         let wait = wait_of(block, timeout)?;
         let codec = match codec {
+            // A frame may be written by hand too (its layout is in frame.rs).
+            Some(c) if c.extract::<u16>().ok() == Some(crate::frame::CODEC_PICKLE_OOB) => {
+                crate::frame::CODEC_PICKLE_OOB
+            }
             Some(c) => self.codecs.resolve(Some(&c))?,
             None => CODEC_RAW,
         };
@@ -301,6 +305,13 @@ impl PySubscriber {
                     });
                     let view = PyMessageView::new(lender, first);
                     return Ok(Bound::new(py, view)?.into_any());
+                }
+                if held.codec == crate::frame::CODEC_PICKLE_OOB {
+                    // Arrays cannot be told that the subscription's next read released them
+                    // (a subscription holds one message): one copy out, then decoded.
+                    let buf = crate::zerocopy::bytearray_of(py, first, second);
+                    shmq::ext::release(&sub, &held);
+                    return crate::zerocopy::loads_copied(&self.codecs, buf?);
                 }
                 let bytes = pyo3::types::PyBytes::new_with(py, first.len() + second.len(), |b| {
                     b[..first.len()].copy_from_slice(first);

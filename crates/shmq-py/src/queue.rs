@@ -117,6 +117,10 @@ impl PyQueue {
     ) -> PyResult<zerocopy::PyReservation> {
         let wait = wait_of(block, timeout)?;
         let codec = match codec {
+            // A frame may be written by hand too (its layout is in frame.rs).
+            Some(c) if c.extract::<u16>().ok() == Some(crate::frame::CODEC_PICKLE_OOB) => {
+                crate::frame::CODEC_PICKLE_OOB
+            }
             Some(c) => self.codecs.resolve(Some(&c))?,
             None => crate::codec::CODEC_RAW,
         };

@@ -201,10 +201,15 @@ impl PyReservation {
             None => Ok(()),
         };
         let failed = exc_type.is_some_and(|t| !t.is_none());
-        if let Err(e) = released {
+        let leaked = {
             let mut st = slf.get().state();
-            st.abandon_when_unexported = true;
-            drop(st);
+            // A slice or an array of the memoryview (which then cannot be released), or a
+            // buffer taken from the reservation itself.
+            let leaked = released.is_err() || st.exports > 0;
+            st.abandon_when_unexported |= leaked;
+            leaked
+        };
+        if leaked {
             if failed {
                 return Ok(false); // the block's own exception goes on
             }
@@ -212,7 +217,7 @@ impl PyReservation {
                 "a view of the reservation outlived its with block: the message is abandoned \
                  (when that view goes); copy into the memoryview, keep no slice or array of it",
             );
-            err.set_cause(py, Some(e));
+            err.set_cause(py, released.err());
             return Err(err);
         }
         let codec = slf.get().codec;
