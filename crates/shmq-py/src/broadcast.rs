@@ -309,7 +309,7 @@ impl PySubscriber {
                 if held.codec == crate::frame::CODEC_PICKLE_OOB {
                     // Arrays cannot be told that the subscription's next read released them
                     // (a subscription holds one message): one copy out, then decoded.
-                    let buf = crate::zerocopy::bytearray_of(py, first, second);
+                    let buf = crate::zerocopy::copy_of(py, first, second);
                     shmq::ext::release(&sub, &held);
                     return crate::zerocopy::loads_copied(&self.codecs, buf?);
                 }

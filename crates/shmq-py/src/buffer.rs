@@ -194,7 +194,7 @@ pub(crate) enum Taken<'py> {
     Scratch(u16, Arc<Scratch>),
     /// A pickle with out-of-band buffers, copied into a new `bytearray` (its arrays are
     /// rebuilt over it).
-    Frame(PyResult<Bound<'py, pyo3::types::PyByteArray>>),
+    Frame(PyResult<Bound<'py, PyAny>>),
 }
 
 impl<'py> Taken<'py> {
@@ -213,7 +213,7 @@ impl<'py> Taken<'py> {
     pub(crate) fn of_one(py: Python<'py>, m: Received<'_>, decodes_from_buffer: bool) -> Self {
         if m.codec() == crate::frame::CODEC_PICKLE_OOB {
             let (a, b) = m.parts();
-            return Self::Frame(crate::zerocopy::bytearray_of(py, a, b));
+            return Self::Frame(crate::zerocopy::copy_of(py, a, b));
         }
         if decodes_from_buffer && m.len() >= DECODE_FROM_SCRATCH_MIN {
             return match m.into_large() {
@@ -233,8 +233,7 @@ impl<'py> Taken<'py> {
         match self {
             Self::Bytes(codec, bytes) => Ok((codec, bytes?)),
             Self::Frame(buf) => {
-                // SAFETY: the bytearray is new and ours alone.
-                let bytes = PyBytes::new(py, unsafe { buf?.as_bytes() });
+                let bytes = py.get_type::<PyBytes>().call1((buf?,))?.cast_into()?;
                 Ok((crate::frame::CODEC_PICKLE_OOB, bytes))
             }
             Self::Scratch(codec, s) => {
