@@ -368,6 +368,30 @@ def test_a_copy_false_array_keeps_its_message_and_later_reads_go_on(make_queue: 
         np.testing.assert_array_equal(q.get(timeout=5), np.full(500, i))
 
 
+def test_a_dropped_view_frees_its_message_without_another_read(make_queue: Callable[..., shmq.Queue]) -> None:
+    # One thread, producer and consumer: the message must not wait for the next read once
+    # nothing can reach it (it did, and this put waited for ever behind it).
+    q = make_queue(capacity="1MiB")
+    for i in range(4):
+        q.put(np.full(600_000 // 8, i, dtype=np.int64), timeout=5)  # most of the ring
+        view = q.get(copy=False)
+        assert int(view[0]) == i
+        del view
+
+
+def test_one_thread_putting_and_getting_large_arrays_never_waits_for_itself(make_queue: Callable[..., shmq.Queue]) -> None:
+    # A frame that cannot wrap leaves a filler at the ring's end; with nobody but this
+    # thread to pass it, the put used to wait for ever (here: Full after the timeout).
+    q = make_queue(capacity="1MiB")
+    for _ in range(3):
+        q.put(b"r" * 400_000, codec="raw")
+        q.get()
+    a = np.arange(950_000 // 8, dtype=np.int64)
+    for _ in range(4):
+        q.put(a, timeout=5)
+        np.testing.assert_array_equal(q.get(timeout=5), a)
+
+
 def test_copy_false_beyond_three_live_messages_copies_instead_of_waiting(queue: shmq.Queue) -> None:
     for i in range(5):
         queue.put(np.full(10, i))

@@ -176,7 +176,14 @@ impl<B: Backing> Ring<B> {
         // filler; two rounds suffice unless other producers keep moving `tail` meanwhile.
         for _ in 0..8 {
             let need = self.loan_need(len);
-            let start = match self.reserve(lane, need) {
+            let mut reserved = self.reserve(lane, need);
+            // Our own filler (or a dead producer's leftovers) at `head` may be all that keeps
+            // the room from being free: a consumer would pass it, but the consumer may be
+            // this very thread, waiting here. Pass it ourselves, as a consumer would.
+            if reserved == Err(TrySendError::Full) && self.pass_abandoned_at_head(lane) {
+                reserved = self.reserve(lane, need);
+            }
+            let start = match reserved {
                 Ok(start) => start,
                 Err(e) => {
                     if permits > 0 {
@@ -227,6 +234,54 @@ impl<B: Backing> Ring<B> {
             self.give_back_permits(lane, permits);
         }
         Err(TrySendError::Busy)
+    }
+
+    /// Claims the run of abandoned records at `head` of a queue, if there is one (as a
+    /// consumer does when its claim holds only abandoned records: SYNC C1, permits returned),
+    /// so that reclaim can free their bytes. Returns whether `head` moved. The claim goes in
+    /// the get intent of our lane (which holds a put intent beside it).
+    fn pass_abandoned_at_head(&self, lane: &Lane) -> bool {
+        if self.g.is_broadcast() {
+            return false; // no head: reclaim follows the subscribers' cursors
+        }
+        let c = self.control();
+        // SYNC C1: Acquire, as every load of `head` (see `try_claim_and_take`).
+        let head = c.head.load(Ordering::Acquire);
+        let tail = c.tail.load(Ordering::Acquire);
+        let (mut end, mut permits) = (head, 0u64);
+        while end < tail {
+            // SYNC P2: `record` loads the stamp with Acquire.
+            match self.record(end, tail) {
+                Ok(Some(rec)) if rec.state == ABANDONED => {
+                    permits = permits.saturating_add(rec.permits); // from shared memory
+                    end += rec.size;
+                }
+                _ => break, // a message, a record in flight, or garbage: not ours to judge
+            }
+        }
+        if end == head {
+            return false;
+        }
+        lane.get_start.store(head, Ordering::Relaxed);
+        lane.get_end.store(end, Ordering::Relaxed);
+        lane.get_state.store(INTENT_PENDING, Ordering::Relaxed);
+        // SYNC C1 (claim): Release publishes the intent; a failure means another consumer
+        // moved `head` (it passes the records itself).
+        let won = c
+            .head
+            .compare_exchange(head, end, Ordering::Release, Ordering::Relaxed)
+            .is_ok();
+        if won {
+            if self.g.maxsize > 0 {
+                self.return_permits(permits); // before OWNED, as in `try_claim_and_take`
+            }
+            lane.get_state.store(INTENT_OWNED, Ordering::Relaxed);
+        }
+        lane.get_state.store(INTENT_NONE, Ordering::Release);
+        if won {
+            self.notify(Side::Space);
+        }
+        won
     }
 
     /// The loan's payload bytes, contiguous.
