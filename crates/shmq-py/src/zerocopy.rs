@@ -569,9 +569,10 @@ impl WritableView {
     fn of(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
         // SAFETY: Py_buffer is a plain C struct; all-zero is its documented empty state.
         let mut view: Box<pyo3::ffi::Py_buffer> = Box::new(unsafe { std::mem::zeroed() });
-        // SAFETY: `obj` is valid (GIL held through `Bound`); `view` is a valid out-pointer.
         let flags = pyo3::ffi::PyBUF_SIMPLE | pyo3::ffi::PyBUF_WRITABLE;
-        if unsafe { pyo3::ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, flags) } != 0 {
+        // SAFETY: `obj` is valid (GIL held through `Bound`); `view` is a valid out-pointer.
+        let r = unsafe { pyo3::ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, flags) };
+        if r != 0 {
             return Err(PyErr::fetch(obj.py()));
         }
         Ok(Self(view))
