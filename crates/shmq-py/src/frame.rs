@@ -25,6 +25,14 @@ const HEAD: usize = 24;
 const ENTRY: usize = 16;
 const ALIGN: usize = 64;
 
+std::thread_local! {
+    /// A list collecting a pickle's out-of-band buffers and the keyword arguments that make
+    /// `pickle.dumps` fill it, reused by the thread's puts (building them costs as much as a
+    /// small pickle's other overheads together).
+    static COLLECTOR: std::cell::Cell<Option<(Py<PyList>, Py<PyDict>)>> =
+        const { std::cell::Cell::new(None) };
+}
+
 /// A pickle stream and the out-of-band buffers it refers to, not yet laid out.
 pub(crate) struct Frame<'py> {
     main: Bound<'py, PyBytes>,
@@ -46,16 +54,31 @@ impl<'py> Frame<'py> {
         obj: Bound<'py, PyAny>,
     ) -> PyResult<Result<Self, Bound<'py, PyBytes>>> {
         let py = obj.py();
-        let bufs = PyList::empty(py);
-        let kw = PyDict::new(py);
-        // `list.append` returns None: every buffer goes out of band.
-        kw.set_item("buffer_callback", bufs.getattr("append")?)?;
-        let main = dumps.call((obj, 5), Some(&kw))?.cast_into::<PyBytes>()?;
-        if bufs.is_empty() {
+        // The thread's list and keyword arguments, taken out while in use (a nested put, from
+        // a `__reduce__`, makes its own).
+        let (bufs, kw) = match COLLECTOR.with(|c| c.take()) {
+            Some((bufs, kw)) => (bufs.into_bound(py), kw.into_bound(py)),
+            None => {
+                let bufs = PyList::empty(py);
+                let kw = PyDict::new(py);
+                // `list.append` returns None: every buffer goes out of band.
+                kw.set_item("buffer_callback", bufs.getattr("append")?)?;
+                (bufs, kw)
+            }
+        };
+        let main = dumps.call((obj, 5), Some(&kw));
+        let found: Vec<Bound<'py, PyAny>> = bufs.iter().collect();
+        if !found.is_empty() {
+            bufs.call_method0("clear")?;
+        }
+        COLLECTOR.with(|c| c.set(Some((bufs.unbind(), kw.unbind()))));
+        let main = main?.cast_into::<PyBytes>()?;
+        if found.is_empty() {
             return Ok(Err(main));
         }
+        let bufs = found;
         let bufs = bufs
-            .iter()
+            .into_iter()
             // `raw()`: the bytes of a C- or Fortran-contiguous buffer, flat (pickle hands
             // out-of-band only such buffers; a non-contiguous array is copied in band).
             .map(|pb| BufferView::get(&pb.call_method0("raw")?))
