@@ -108,6 +108,27 @@ def one_process_ratio(runs: int) -> dict[str, float]:
         }
 
 
+def get_cost_us(runs: int) -> dict[str, dict[str, float]]:
+    """The consumer's side alone, in one process: µs per `get()` and per `get(copy=False)`
+    (the array then dropped) of an array already in the queue, for each size."""
+    out: dict[str, dict[str, float]] = {}
+    for size, nbytes in SIZES.items():
+        a = arrays(nbytes)[0]
+        with shmq.Queue(capacity=capacity_for(nbytes)) as q:
+            cell = {}
+            for label, copy in (("copy", True), ("copy=False", False)):
+                times = []
+                for _ in range(10 * runs + 2):
+                    q.put(a)
+                    t0 = time.perf_counter()
+                    v = q.get(copy=copy)
+                    times.append(time.perf_counter() - t0)
+                    del v
+                cell[label] = statistics.median(times[2:]) * 1e6
+            out[size] = cell
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # Readers and writers (child processes, fork)
 # ---------------------------------------------------------------------------------------
@@ -261,6 +282,12 @@ def main() -> int:
         f"before (in-band pickle) {ratio['before_in_band']:.1f}x, "
         f"after {ratio['after_one_copy_each_way']:.1f}x, copy=False {ratio['after_copy_false']:.1f}x "
         f"(memcpy {ratio['memcpy_ms']:.1f} ms)"
+    )
+    cost = get_cost_us(runs)
+    report["get_cost_us"] = cost
+    print(
+        "one get, consumer side only (µs): "
+        + ", ".join(f"{k} copy {v['copy']:.0f} / copy=False {v['copy=False']:.0f}" for k, v in cost.items())
     )
     print()
     print(f"| readers | size | library | msg/s per reader | GB/s per reader | of memcpy |")

@@ -117,25 +117,23 @@ impl<'py> Frame<'py> {
 
 /// Lays a frame out into `dst` (exactly [`Frame::len`] bytes).
 pub(crate) fn write_parts(main: &[u8], bufs: &[BufferView], dst: &mut [u8]) {
-    {
-        let n = bufs.len();
-        dst[..8].copy_from_slice(MAGIC);
-        dst[8..12].copy_from_slice(&(n as u32).to_le_bytes());
-        dst[12..16].fill(0);
-        dst[16..24].copy_from_slice(&(main.len() as u64).to_le_bytes());
-        let mut end = HEAD + ENTRY * n;
-        dst[end..end + main.len()].copy_from_slice(main);
-        end += main.len();
-        for (i, b) in bufs.iter().enumerate() {
-            let src = b.as_slice();
-            let off = align(end);
-            dst[end..off].fill(0);
-            let e = HEAD + ENTRY * i;
-            dst[e..e + 8].copy_from_slice(&(off as u64).to_le_bytes());
-            dst[e + 8..e + 16].copy_from_slice(&(src.len() as u64).to_le_bytes());
-            dst[off..off + src.len()].copy_from_slice(src);
-            end = off + src.len();
-        }
+    let n = bufs.len();
+    dst[..8].copy_from_slice(MAGIC);
+    dst[8..12].copy_from_slice(&(n as u32).to_le_bytes());
+    dst[12..16].fill(0);
+    dst[16..24].copy_from_slice(&(main.len() as u64).to_le_bytes());
+    let mut end = HEAD + ENTRY * n;
+    dst[end..end + main.len()].copy_from_slice(main);
+    end += main.len();
+    for (i, b) in bufs.iter().enumerate() {
+        let src = b.as_slice();
+        let off = align(end);
+        dst[end..off].fill(0);
+        let e = HEAD + ENTRY * i;
+        dst[e..e + 8].copy_from_slice(&(off as u64).to_le_bytes());
+        dst[e + 8..e + 16].copy_from_slice(&(src.len() as u64).to_le_bytes());
+        dst[off..off + src.len()].copy_from_slice(src);
+        end = off + src.len();
     }
 }
 
