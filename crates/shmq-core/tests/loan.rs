@@ -66,8 +66,21 @@ fn an_abandoned_loan_delivers_nothing_and_the_queue_goes_on() {
     write(&ring, &loan, &[0xAA; 100]);
     ring.try_send(Message::raw(b"after")).unwrap(); // queued behind the loan
     ring.abandon_loan(loan);
+    assert!(!ring.is_empty());
+    assert_eq!(
+        ring.len(),
+        1,
+        "the abandoned loan is passed at once: one message left"
+    );
     assert_eq!(recv(&ring), Ok((0, b"after".to_vec())));
     assert_eq!(recv(&ring), Err(TryRecvError::Empty));
+}
+
+#[test]
+fn an_abandoned_loan_leaves_an_empty_queue_empty() {
+    let (_r, ring) = region(4096, 0);
+    ring.abandon_loan(ring.try_loan(100).unwrap());
+    assert!(ring.is_empty());
 }
 
 #[test]

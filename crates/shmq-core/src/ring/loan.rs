@@ -334,6 +334,9 @@ impl<B: Backing> Ring<B> {
         // SYNC P2: Release, as a repairer's ABANDONED store.
         cell.stamp
             .store(self.g.tag(loan.pos) | ABANDONED, Ordering::Release);
+        // At `head` (the usual case), pass it now: the queue is then empty again at once
+        // (`is_empty` compares `head` and `tail`), and its bytes can be reclaimed.
+        self.pass_abandoned_at_head(self.lane_at(loan.lane));
         self.end_loan(loan.lane);
         self.notify(Side::Data);
         if self.g.is_broadcast() {
