@@ -49,7 +49,16 @@ from ._errors import (
     WrongKindError,
 )
 from ._queue import Queue, QueueStats
-from ._shmq import CODEC_MSGPACK, CODEC_PICKLE, CODEC_RAW, FIRST_USER_CODEC, SEGMENT_PREFIX, MessageView
+from ._shmq import (
+    CODEC_MSGPACK,
+    CODEC_PICKLE,
+    CODEC_PICKLE_OOB,
+    CODEC_RAW,
+    FIRST_USER_CODEC,
+    SEGMENT_PREFIX,
+    MessageView,
+    Reservation,
+)
 
 try:
     __version__ = _metadata.version("shmq")
@@ -65,6 +74,7 @@ __all__ = [
     "Subscriber",
     "SubscriberStats",
     "MessageView",
+    "Reservation",
     # helpers and administration
     "codec_id",
     "full_name",
@@ -82,6 +92,7 @@ __all__ = [
     # constants
     "CODEC_MSGPACK",
     "CODEC_PICKLE",
+    "CODEC_PICKLE_OOB",
     "CODEC_RAW",
     "DEFAULT_CAPACITY",
     "FIRST_USER_CODEC",

@@ -26,7 +26,7 @@ from ._common import (
     short,
 )
 from ._errors import InvalidArgumentError
-from ._shmq import MessageView, _Publisher, _Subscriber
+from ._shmq import MessageView, Reservation, _Publisher, _Subscriber
 
 Policy = Literal["block", "lag"]
 
@@ -189,6 +189,9 @@ class Broadcast(_Publisher, Generic[T]):
         def publish_many(
             self, objs: Iterable[T], block: bool = True, timeout: float | None = None, *, codec: Codec | None = None
         ) -> None: ...
+        def reserve(
+            self, size: int, block: bool = True, timeout: float | None = None, *, codec: Codec | None = None
+        ) -> Reservation: ...
 
     def put(self, obj: T, block: bool = True, timeout: float | None = None, *, codec: Codec | None = None) -> None:
         """Same as :meth:`publish` (so a broadcast can stand in for a queue's producer side)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Callable, Generic, NamedTuple, overload
+from typing import TYPE_CHECKING, Any, Callable, Generic, Literal, NamedTuple, overload
 
 from ._common import (
     DEFAULT_CAPACITY,
@@ -25,7 +25,7 @@ from ._common import (
     short,
 )
 from ._errors import InvalidArgumentError
-from ._shmq import _Queue
+from ._shmq import MessageView, Reservation, _Queue
 
 
 class QueueStats(NamedTuple):
@@ -238,7 +238,15 @@ class Queue(_Queue, Generic[T]):
         def put_many(
             self, objs: Iterable[T], block: bool = True, timeout: float | None = None, *, codec: Codec | None = None
         ) -> None: ...
-        def get(self, block: bool = True, timeout: float | None = None) -> T: ...
+        # With copy=False a raw message is a MessageView, anything else the decoded object.
+        @overload
+        def get(self, block: bool = True, timeout: float | None = None, *, copy: Literal[True] = True) -> T: ...
+        @overload
+        def get(self, block: bool = True, timeout: float | None = None, *, copy: bool = True) -> T | MessageView: ...
+        def get(self, block: bool = True, timeout: float | None = None, *, copy: bool = True) -> T | MessageView: ...
+        def reserve(
+            self, size: int, block: bool = True, timeout: float | None = None, *, codec: Codec | None = None
+        ) -> Reservation: ...
         def get_nowait(self) -> T: ...
         def get_many(self, max_messages: int = 1000, block: bool = True, timeout: float | None = None) -> list[T]: ...
         def put_many_nowait(self, objs: Iterable[T], *, codec: Codec | None = None) -> None: ...

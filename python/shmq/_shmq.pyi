@@ -10,6 +10,7 @@ __all__ = [
     "_Publisher",
     "_Subscriber",
     "MessageView",
+    "Reservation",
     "register_codec",
     "list_queues",
     "validate_name",
@@ -19,6 +20,7 @@ __all__ = [
     "CODEC_RAW",
     "CODEC_PICKLE",
     "CODEC_MSGPACK",
+    "CODEC_PICKLE_OOB",
     "FIRST_USER_CODEC",
     "SEGMENT_PREFIX",
 ]
@@ -26,6 +28,7 @@ __all__ = [
 CODEC_RAW: int
 CODEC_PICKLE: int
 CODEC_MSGPACK: int
+CODEC_PICKLE_OOB: int
 FIRST_USER_CODEC: int
 SEGMENT_PREFIX: str
 
@@ -84,7 +87,7 @@ class _Queue:
     ) -> None:
         """Puts every object of ``objs``, in order (atomically when the batch fits in the ring).
         An exception has ``.sent``: how many of the objects were put before it."""
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+    def get(self, block: bool = True, timeout: float | None = None, *, copy: bool = True) -> Any:
         """Removes and returns an object, waiting if ``block``; raises ``Empty`` when there is none."""
     def get_nowait(self) -> Any:
         """Removes and returns an object without waiting; raises ``Empty`` if there is none."""
@@ -95,6 +98,9 @@ class _Queue:
     def get_many_nowait(self, max_messages: int = 1000) -> list[Any]:
         """Removes and returns 1 to ``max_messages`` objects without waiting
         (``get_many(max_messages, block=False)``)."""
+    def reserve(
+        self, size: int, block: bool = True, timeout: float | None = None, *, codec: int | str | None = None
+    ) -> Reservation: ...
     def qsize(self) -> int:
         """Number of queued messages (a snapshot; exact with a ``maxsize``)."""
     def empty(self) -> bool:
@@ -195,6 +201,9 @@ class _Publisher:
         """A handle sent with ``_keep_alive`` arrived here (it was unpickled and attached)."""
     def publish(self, obj: Any, block: bool = True, timeout: float | None = None, *, codec: int | str | None = None) -> None:
         """Publishes ``obj`` to every subscriber."""
+    def reserve(
+        self, size: int, block: bool = True, timeout: float | None = None, *, codec: int | str | None = None
+    ) -> Reservation: ...
     def publish_many(
         self, objs: Iterable[Any], block: bool = True, timeout: float | None = None, *, codec: int | str | None = None
     ) -> None:
@@ -290,6 +299,20 @@ class _Subscriber:
         """Whether the broadcast was shut down (by any process)."""
     def _info(self) -> _SubscriberDict: ...
     def _reattach_after_fork(self) -> None: ...
+
+@final
+class Reservation:
+    """Room for one message in a ring, filled in place (``Queue.reserve``)."""
+
+    def __enter__(self) -> memoryview: ...
+    def __exit__(self, exc_type: object, exc: object, tb: object, /) -> bool: ...
+    def commit(self) -> None: ...
+    def abandon(self) -> None: ...
+    @property
+    def open(self) -> bool: ...
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def __release_buffer__(self, buffer: memoryview, /) -> None: ...
 
 @final
 class MessageView:

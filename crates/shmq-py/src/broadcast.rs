@@ -96,6 +96,29 @@ impl PyPublisher {
         put_object(&self.att, BROADCAST, &self.codecs, py, obj, codec, wait)
     }
 
+    /// Room for one message of `size` bytes in the ring, filled in place (see
+    /// `Queue.reserve`): committed at the end of a `with` block, abandoned on an exception.
+    #[pyo3(signature = (size, block=true, timeout=None, *, codec=None))]
+    fn reserve(
+        &self,
+        py: Python<'_>,
+        size: usize,
+        #[pyo3(from_py_with = args::truthy)] block: bool,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
+        codec: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<crate::zerocopy::PyReservation> {
+        let wait = wait_of(block, timeout)?;
+        let codec = match codec {
+            // A frame may be written by hand too (its layout is in frame.rs).
+            Some(c) if c.extract::<u16>().ok() == Some(crate::frame::CODEC_PICKLE_OOB) => {
+                crate::frame::CODEC_PICKLE_OOB
+            }
+            Some(c) => self.codecs.resolve(Some(&c))?,
+            None => CODEC_RAW,
+        };
+        crate::zerocopy::reserve(&self.att, BROADCAST, py, size, wait, codec)
+    }
+
     /// Publishes every object of `objs`, in order (at once when the batch fits the ring).
     /// An exception has `sent`: how many of the objects went in before it.
     #[pyo3(signature = (objs, block=true, timeout=None, *, codec=None))]
@@ -296,6 +319,13 @@ impl PySubscriber {
                     });
                     let view = PyMessageView::new(lender, first);
                     return Ok(Bound::new(py, view)?.into_any());
+                }
+                if held.codec == crate::frame::CODEC_PICKLE_OOB {
+                    // Arrays cannot be told that the subscription's next read released them
+                    // (a subscription holds one message): one copy out, then decoded.
+                    let buf = crate::zerocopy::copy_of(py, first, second);
+                    shmq::ext::release(&sub, &held);
+                    return crate::zerocopy::loads_copied(&self.codecs, buf?);
                 }
                 let bytes = pyo3::types::PyBytes::new_with(py, first.len() + second.len(), |b| {
                     b[..first.len()].copy_from_slice(first);

@@ -20,7 +20,7 @@ pub(crate) struct BufferView {
 }
 
 impl BufferView {
-    fn get(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+    pub(crate) fn get(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
         let mut view: Box<pyo3::ffi::Py_buffer> = Box::new(
             // SAFETY: Py_buffer is a plain C struct; all-zero is its documented empty state.
             unsafe { std::mem::zeroed() },
@@ -37,7 +37,7 @@ impl BufferView {
         Ok(Self { view })
     }
 
-    fn as_slice(&self) -> &[u8] {
+    pub(crate) fn as_slice(&self) -> &[u8] {
         if self.view.len <= 0 || self.view.buf.is_null() {
             return &[];
         }
@@ -69,6 +69,9 @@ unsafe impl Sync for BufferView {}
 pub(crate) enum Payload<'py> {
     Bytes(Bound<'py, PyBytes>),
     Buffer(BufferView),
+    /// A pickle with out-of-band buffers (`put` writes it through a loan; other paths lay it
+    /// out in private memory first).
+    Frame(crate::frame::Frame<'py>),
 }
 
 impl Payload<'_> {
@@ -76,6 +79,7 @@ impl Payload<'_> {
         match self {
             Payload::Bytes(b) => b.as_bytes(),
             Payload::Buffer(v) => v.as_slice(),
+            Payload::Frame(f) => f.flat(),
         }
     }
 }
@@ -188,6 +192,9 @@ pub(crate) enum Taken<'py> {
     Large(LargeMessage),
     /// A large message to unpickle or unpack, copied to the thread's scratch buffer.
     Scratch(u16, Arc<Scratch>),
+    /// A pickle with out-of-band buffers, copied into a new `bytearray` (its arrays are
+    /// rebuilt over it).
+    Frame(PyResult<Bound<'py, PyAny>>),
 }
 
 impl<'py> Taken<'py> {
@@ -204,6 +211,10 @@ impl<'py> Taken<'py> {
     /// As [`Taken::of`], copying a large message that `decodes_from_buffer` into the scratch
     /// buffer instead of `bytes`.
     pub(crate) fn of_one(py: Python<'py>, m: Received<'_>, decodes_from_buffer: bool) -> Self {
+        if m.codec() == crate::frame::CODEC_PICKLE_OOB {
+            let (a, b) = m.parts();
+            return Self::Frame(crate::zerocopy::copy_of(py, a, b));
+        }
         if decodes_from_buffer && m.len() >= DECODE_FROM_SCRATCH_MIN {
             return match m.into_large() {
                 // A side segment's mapping is a private copy already.
@@ -221,6 +232,10 @@ impl<'py> Taken<'py> {
     pub(crate) fn into_raw(self, py: Python<'py>) -> PyResult<(u16, Bound<'py, PyBytes>)> {
         match self {
             Self::Bytes(codec, bytes) => Ok((codec, bytes?)),
+            Self::Frame(buf) => {
+                let bytes = py.get_type::<PyBytes>().call1((buf?,))?.cast_into()?;
+                Ok((crate::frame::CODEC_PICKLE_OOB, bytes))
+            }
             Self::Scratch(codec, s) => {
                 let bytes = PyBytes::new(py, s.bytes());
                 s.give_back();
@@ -245,6 +260,11 @@ impl<'py> Taken<'py> {
 /// Whether the lent record behind a view is still lent (a later read releases it).
 pub(crate) trait Lender: Send + Sync {
     fn still_lent(&self) -> bool;
+    /// A buffer of a view of it was made (an array, a memoryview): a lender that must
+    /// outlive such buffers counts them.
+    fn exported(&self) {}
+    /// One of those buffers was released.
+    fn unexported(&self) {}
 }
 
 /// A message read in place from the shared memory (`Subscriber.get(copy=False)`): a
@@ -313,7 +333,15 @@ impl PyMessageView {
         if r == -1 {
             return Err(PyErr::fetch(slf.py()));
         }
+        slf.get().lender.exported();
         Ok(())
+    }
+
+    /// # Safety
+    ///
+    /// Called by CPython for a buffer filled by `__getbuffer__`.
+    unsafe fn __releasebuffer__(slf: Bound<'_, Self>, _view: *mut pyo3::ffi::Py_buffer) {
+        slf.get().lender.unexported();
     }
 
     fn __len__(&self) -> usize {

@@ -3,6 +3,7 @@
 
 use crate::buffer::{bytes_like, Payload, PyMessageView, Taken};
 use crate::errors::{decode_error, CodecError, InvalidArgumentError, PickleNotAllowedError};
+use crate::frame::{Frame, CODEC_PICKLE_OOB};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -32,6 +33,23 @@ fn pickle(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
         let m = py.import("pickle")?;
         Ok((m.getattr("dumps")?.unbind(), m.getattr("loads")?.unbind()))
     })
+}
+
+/// `pickle.loads`.
+pub(crate) fn pickle_loads(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    Ok(pickle(py)?.1.bind(py).clone())
+}
+
+/// Whether `obj` pickles without out-of-band buffers for sure (built-in scalars and text):
+/// those skip the buffer callback, which costs a little on every put.
+fn plain_pickle(obj: &Bound<'_, PyAny>) -> bool {
+    use pyo3::types::{PyBool, PyFloat};
+    obj.is_exact_instance_of::<PyInt>()
+        || obj.is_exact_instance_of::<PyString>()
+        || obj.is_exact_instance_of::<PyBytes>()
+        || obj.is_exact_instance_of::<PyFloat>()
+        || obj.is_exact_instance_of::<PyBool>()
+        || obj.is_none()
 }
 
 fn msgpack(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
@@ -156,12 +174,20 @@ impl Codecs {
                     ));
                 }
                 let name = type_name(&obj);
-                let out = pickle(py)?
-                    .0
-                    .bind(py)
-                    .call1((obj, PICKLE_PROTOCOL))
-                    .map_err(|e| Self::encode_error(py, format!("could not pickle a {name}"), e))?;
-                Ok(Payload::Bytes(out.cast_into::<PyBytes>()?))
+                let dumps = pickle(py)?.0.bind(py);
+                if plain_pickle(&obj) {
+                    let out = dumps.call1((obj, PICKLE_PROTOCOL)).map_err(|e| {
+                        Self::encode_error(py, format!("could not pickle a {name}"), e)
+                    })?;
+                    return Ok(Payload::Bytes(out.cast_into::<PyBytes>()?));
+                }
+                // Buffers (arrays, bytearrays) out of band: written straight into the ring.
+                match Frame::pickle(dumps, obj)
+                    .map_err(|e| Self::encode_error(py, format!("could not pickle a {name}"), e))?
+                {
+                    Ok(frame) => Ok(Payload::Frame(frame)),
+                    Err(bytes) => Ok(Payload::Bytes(bytes)),
+                }
             }
             CODEC_MSGPACK => {
                 let out =
@@ -218,6 +244,7 @@ impl Codecs {
             CODEC_MSGPACK => msgpack(py)
                 .and_then(|m| m.1.bind(py).call1((&raw,)))
                 .map_err(|e| fail("msgpack", e)),
+            CODEC_PICKLE_OOB => crate::zerocopy::loads_bytes(self, &raw),
             id => match user_codecs(py).get_item(id)? {
                 Some(pair) => pair
                     .get_item(1)
@@ -245,6 +272,9 @@ impl Codecs {
         py: Python<'py>,
         taken: Taken<'py>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        if let Taken::Frame(buf) = taken {
+            return crate::zerocopy::loads_copied(self, buf?);
+        }
         let Taken::Scratch(codec, scratch) = taken else {
             let (codec, raw) = taken.into_raw(py)?;
             return self.decode(raw, codec);
@@ -319,6 +349,11 @@ impl Stash {
             stash.push_front(item);
         }
         self.any.store(!stash.is_empty(), Ordering::Release);
+    }
+
+    /// Whether messages are stashed.
+    pub(crate) fn has_any(&self) -> bool {
+        self.any.load(Ordering::Acquire)
     }
 
     /// Up to `max` stashed messages, if there are any.

@@ -11,10 +11,12 @@ mod broadcast;
 mod buffer;
 mod codec;
 mod errors;
+mod frame;
 mod order;
 mod queue;
 mod recv;
 mod send;
+mod zerocopy;
 
 use pyo3::prelude::*;
 
@@ -26,6 +28,7 @@ fn _shmq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<broadcast::PyPublisher>()?;
     m.add_class::<broadcast::PySubscriber>()?;
     m.add_class::<buffer::PyMessageView>()?;
+    m.add_class::<zerocopy::PyReservation>()?;
     m.add_function(wrap_pyfunction!(codec::register_codec, m)?)?;
     m.add_function(wrap_pyfunction!(admin::list_queues, m)?)?;
     m.add_function(wrap_pyfunction!(admin::validate_name, m)?)?;
@@ -35,6 +38,7 @@ fn _shmq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CODEC_RAW", codec::CODEC_RAW)?;
     m.add("CODEC_PICKLE", codec::CODEC_PICKLE)?;
     m.add("CODEC_MSGPACK", codec::CODEC_MSGPACK)?;
+    m.add("CODEC_PICKLE_OOB", frame::CODEC_PICKLE_OOB)?;
     m.add("FIRST_USER_CODEC", codec::FIRST_USER_CODEC)?;
     m.add("SEGMENT_PREFIX", shmq::SEGMENT_PREFIX)?;
     Ok(())

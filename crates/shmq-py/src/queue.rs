@@ -6,6 +6,7 @@ use crate::attachment::{wait_of, Attachment};
 use crate::codec::{Codecs, Stash};
 use crate::errors::{open_error, InvalidArgumentError, QUEUE};
 use crate::send::{put_object, send_objects};
+use crate::zerocopy::{self, Lending};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use std::sync::Arc;
@@ -17,6 +18,8 @@ pub(crate) struct PyQueue {
     access: Access,
     stash: Stash,
     codecs: Codecs,
+    /// The message `get(copy=False)` lent last.
+    lending: Lending,
 }
 
 impl PyQueue {
@@ -31,6 +34,7 @@ impl PyQueue {
         max: usize,
         wait: shmq::Wait,
     ) -> PyResult<Bound<'py, PyList>> {
+        self.lending.supersede(); // a read ends the views of the message lent before
         let raws = match self.stash.take(py, max) {
             Some(stashed) => stashed,
             None => crate::recv::take(&self.att, QUEUE, py, max, wait)?,
@@ -89,6 +93,7 @@ impl PyQueue {
                 codec,
                 allow_pickle,
             },
+            lending: Lending::default(),
         })
     }
 
@@ -106,6 +111,31 @@ impl PyQueue {
         let wait = wait_of(block, timeout)?;
         let codec = self.codecs.resolve(codec.as_ref())?;
         put_object(&self.att, QUEUE, &self.codecs, py, obj, codec, wait)
+    }
+
+    /// Room for one message of `size` bytes in the ring, to fill in place: `with
+    /// q.reserve(n) as buf:` (a writable memoryview) commits the message when the block
+    /// ends and abandons it on an exception. Waits for room as `put` does. The message is
+    /// sent with codec `codec` (default: raw bytes, which `get` returns as `bytes`).
+    #[pyo3(signature = (size, block=true, timeout=None, *, codec=None))]
+    fn reserve(
+        &self,
+        py: Python<'_>,
+        size: usize,
+        #[pyo3(from_py_with = args::truthy)] block: bool,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
+        codec: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<zerocopy::PyReservation> {
+        let wait = wait_of(block, timeout)?;
+        let codec = match codec {
+            // A frame may be written by hand too (its layout is in frame.rs).
+            Some(c) if c.extract::<u16>().ok() == Some(crate::frame::CODEC_PICKLE_OOB) => {
+                crate::frame::CODEC_PICKLE_OOB
+            }
+            Some(c) => self.codecs.resolve(Some(&c))?,
+            None => crate::codec::CODEC_RAW,
+        };
+        zerocopy::reserve(&self.att, QUEUE, py, size, wait, codec)
     }
 
     /// Puts `obj` without waiting; raises `Full` if there is no room.
@@ -132,14 +162,23 @@ impl PyQueue {
 
     /// Removes and returns an object, waiting if `block` (at most `timeout` seconds if
     /// given); raises `Empty` when there is none.
-    #[pyo3(signature = (block=true, timeout=None))]
+    /// With `copy=False` the message stays in the ring: a raw message comes as a read-only
+    /// `MessageView`, a pickle with out-of-band buffers (NumPy arrays) is rebuilt over
+    /// read-only views of the ring, valid until this handle's next read or close() (arrays
+    /// keep their message held until they are garbage).
+    #[pyo3(signature = (block=true, timeout=None, *, copy=true))]
     fn get<'py>(
         &self,
         py: Python<'py>,
         #[pyo3(from_py_with = args::truthy)] block: bool,
         #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
+        copy: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let wait = wait_of(block, timeout)?;
+        if !copy && !self.stash.has_any() {
+            return zerocopy::get_lent(&self.att, &self.lending, &self.codecs, QUEUE, py, wait);
+        }
+        self.lending.supersede();
         if let Some(mut stashed) = self.stash.take(py, 1) {
             let (codec, raw) = stashed.remove(0);
             return self.codecs.decode(raw, codec);
@@ -150,7 +189,7 @@ impl PyQueue {
 
     /// Removes and returns an object without waiting; raises `Empty` if there is none.
     fn get_nowait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.get(py, false, None)
+        self.get(py, false, None, true)
     }
 
     /// Removes and returns a list of 1 to `max_messages` objects, waiting for the first if
@@ -242,6 +281,7 @@ impl PyQueue {
     /// Detaches this process; the last process to detach removes a non-persistent queue.
     /// Idempotent.
     fn close(&self, py: Python<'_>) {
+        self.lending.supersede();
         self.att.shut(py);
     }
 

@@ -42,7 +42,10 @@ impl Sender for shmq::Broadcast {
 
 fn message<'a>((codec, p): &'a (u16, Payload<'_>)) -> Message<'a> {
     Message {
-        codec: *codec,
+        codec: match p {
+            Payload::Frame(_) => crate::frame::CODEC_PICKLE_OOB,
+            _ => *codec,
+        },
         flags: 0,
         payload: p.as_slice(),
     }
@@ -107,6 +110,15 @@ fn key_of<T: Sender>(att: &Attachment<T>) -> usize {
     att as *const Attachment<T> as usize
 }
 
+/// A payload as a deferred message: its codec (a frame's own) and bytes it owns.
+fn deferred(py: Python<'_>, codec: u16, p: Payload<'_>) -> (u16, Py<pyo3::types::PyBytes>) {
+    let codec = match p {
+        Payload::Frame(_) => crate::frame::CODEC_PICKLE_OOB,
+        _ => codec,
+    };
+    (codec, order::owned(py, p))
+}
+
 /// Deferred messages as payloads to send.
 fn payloads_of<'py>(py: Python<'py>, batch: order::Encoded) -> Vec<(u16, Payload<'py>)> {
     batch
@@ -118,7 +130,7 @@ fn payloads_of<'py>(py: Python<'py>, batch: order::Encoded) -> Vec<(u16, Payload
 /// Encodes `obj` and sends it, in this thread's order even when the encoder (or a signal
 /// handler while it waits) puts to the same handle (see `order.rs`).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn put_object<T: Sender>(
+pub(crate) fn put_object<T: Sender + crate::zerocopy::Lends>(
     att: &Attachment<T>,
     noun: Noun,
     codecs: &Codecs,
@@ -136,15 +148,11 @@ pub(crate) fn put_object<T: Sender>(
     order::in_order(
         py,
         key_of(att),
-        || {
-            Ok(vec![(
-                codec,
-                order::owned(py, codecs.encode(take()?, codec)?),
-            )])
-        },
-        || {
-            let payload = codecs.encode(take()?, codec)?;
-            send_payloads(att, noun, py, &[(codec, payload)], wait)
+        || Ok(vec![deferred(py, codec, codecs.encode(take()?, codec)?)]),
+        || match codecs.encode(take()?, codec)? {
+            // An out-of-band pickle is laid out straight into the ring.
+            Payload::Frame(frame) => crate::zerocopy::send_frame(att, noun, py, frame, wait),
+            payload => send_payloads(att, noun, py, &[(codec, payload)], wait),
         },
         |batch| send_payloads(att, noun, py, &payloads_of(py, batch), wait),
     )
@@ -181,7 +189,7 @@ pub(crate) fn send_objects<T: Sender>(
             let payloads = encode_all()?;
             Ok(payloads
                 .into_iter()
-                .map(|(codec, p)| (codec, order::owned(py, p)))
+                .map(|(codec, p)| deferred(py, codec, p))
                 .collect())
         },
         || {

@@ -13,6 +13,9 @@
 //! - `throughput_64b_batched`: the same with `send_many_deadline` batches of `batch` messages
 //!   and a consumer taking up to 1024 at a time with `recv_many_deadline` (copying each out).
 //!
+//! - `round_trip_loan`: as `round_trip_64b` with loans and in-place reads (zero copy), for a
+//!   64 B and a 4 MiB message.
+//!
 //! An empty message tells the helper thread to stop. Every queue gets a unique name (process
 //! id and a counter) and is dropped at the end of its benchmark, which removes the segment.
 
@@ -74,6 +77,48 @@ fn round_trip_64b(bencher: Bencher) {
             ping.send(&MSG).expect("send");
             pong.recv_into(&mut buf, shmq::Wait::Forever).expect("recv");
             debug_assert_eq!(buf.len(), MSG.len());
+        });
+    });
+}
+
+/// Zero copy: one iteration loans a `size`-byte message in a 16 MiB ring, writes its first 8
+/// bytes and commits it; an echo thread reads it in place (`recv_lent`, first 8 bytes) and
+/// answers with a loaned 8-byte message, read in place too. Flat in `size` is the point:
+/// nothing copies the payload.
+#[divan::bench(args = [64, 4 << 20], sample_count = 200, sample_size = 100)]
+fn round_trip_loan(bencher: Bencher, size: usize) {
+    let mk = |what: &str| {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "bench-{what}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        Queue::create(&name, 16 << 20).expect("create a benchmark queue")
+    };
+    let (ping, pong) = (mk("lping"), mk("lpong"));
+    thread::scope(|s| {
+        s.spawn(|| loop {
+            let m = ping.recv_lent(shmq::Wait::Forever).expect("echo recv");
+            let (a, _) = m.parts();
+            if a.is_empty() {
+                break;
+            }
+            let seq: [u8; 8] = a[..8].try_into().expect("8 bytes");
+            drop(m);
+            let mut l = pong.loan(8, shmq::Wait::Forever).expect("echo loan");
+            l.copy_from_slice(&seq);
+            l.commit();
+        });
+        let _stop = StopOnDrop(&ping);
+        let mut seq = 0u64;
+        bencher.bench_local(|| {
+            seq += 1;
+            let mut l = ping.loan(size, shmq::Wait::Forever).expect("loan");
+            l[..8].copy_from_slice(&seq.to_le_bytes());
+            l.commit();
+            let m = pong.recv_lent(shmq::Wait::Forever).expect("recv");
+            debug_assert_eq!(m.parts().0, seq.to_le_bytes());
         });
     });
 }

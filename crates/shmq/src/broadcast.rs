@@ -21,6 +21,7 @@
 use crate::builder::{Builder, Kind, Open, Policy};
 use crate::handle::{Handle, Wait};
 use crate::large::{LargeMessage, Received};
+use crate::loan::Hold;
 
 use crate::{OpenError, RecvError, SendError, SendManyError, Stats};
 use shmq_core::{Message, Plain, SubscriberInfo, Waiter};
@@ -95,6 +96,15 @@ impl Broadcast {
     /// Whether this handle publishes messages larger than the ring (side segments).
     pub fn allows_large(&self) -> bool {
         self.h.allows_large()
+    }
+    /// Room for one message of `len` bytes, written in place and published by
+    /// [`Loan::commit`] (see [`crate::Queue::loan`]).
+    pub fn loan(&self, len: usize, wait: Wait) -> Result<crate::Loan<'_>, SendError> {
+        let l = self.h.loan(len, wait, &mut Plain)?;
+        Ok(crate::Loan::new(&self.h, l))
+    }
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.h
     }
     /// A new subscription to this broadcast (a new attachment of this process).
     pub fn subscribe(&self) -> Result<Subscriber, OpenError> {
@@ -290,7 +300,9 @@ impl Subscriber {
     /// this subscription away meanwhile.
     pub fn recv_lent(&mut self, wait: Wait) -> Result<Lent<'_>, RecvError> {
         let lend = ext::lend(self, wait, &mut Plain)?;
-        Ok(Lent { sub: self, lend })
+        Ok(Lent {
+            from: LentFrom::Subscription(self, lend),
+        })
     }
 
     /// This subscriber's position, lag and pending missed count.
@@ -349,36 +361,61 @@ impl Subscriber {
     pub fn close(self) {}
 }
 
-/// A message lent by [`Subscriber::recv_lent`]: read in place; released on drop.
+/// A message lent by [`Subscriber::recv_lent`] or [`crate::Queue::recv_lent`]: read in
+/// place; released on drop.
 #[derive(Debug)]
 pub struct Lent<'a> {
-    sub: &'a Subscriber,
-    lend: ext::Lend,
+    from: LentFrom<'a>,
 }
 
-impl Lent<'_> {
+#[derive(Debug)]
+enum LentFrom<'a> {
+    Subscription(&'a Subscriber, ext::Lend),
+    /// `None` once released (in drop).
+    Queue(&'a Handle, Option<Hold>),
+}
+
+impl<'a> Lent<'a> {
+    pub(crate) fn of_queue(h: &'a Handle, hold: Hold) -> Self {
+        Self {
+            from: LentFrom::Queue(h, Some(hold)),
+        }
+    }
     /// Codec id of the message.
     pub fn codec(&self) -> u16 {
-        match &self.lend {
-            ext::Lend::Ring(h) => h.codec,
-            ext::Lend::Large(l) => l.codec(),
+        match &self.from {
+            LentFrom::Subscription(_, ext::Lend::Ring(h)) => h.codec,
+            LentFrom::Subscription(_, ext::Lend::Large(l)) => l.codec(),
+            LentFrom::Queue(_, Some(Hold::Ring(c))) => c.codec,
+            LentFrom::Queue(_, Some(Hold::Large(l))) => l.codec(),
+            LentFrom::Queue(_, None) => unreachable!("released only in drop"),
         }
     }
     /// The payload as (up to) two slices (it may wrap around the end of the ring).
     pub fn parts(&self) -> (&[u8], &[u8]) {
-        match &self.lend {
+        match &self.from {
             // SAFETY: the hold is ours until drop, and `&mut Subscriber` (borrowed by `self`)
             // keeps every other read of this attachment, which would release it, away.
-            ext::Lend::Ring(h) => unsafe { ext::lent_parts(self.sub, h) },
-            ext::Lend::Large(l) => (l.bytes(), &[]),
+            LentFrom::Subscription(sub, ext::Lend::Ring(h)) => unsafe { ext::lent_parts(sub, h) },
+            LentFrom::Subscription(_, ext::Lend::Large(l)) => (l.bytes(), &[]),
+            // SAFETY: the claim is ours until drop; nothing else releases a queue's hold.
+            LentFrom::Queue(h, Some(Hold::Ring(c))) => unsafe { h.held_parts(c) },
+            LentFrom::Queue(_, Some(Hold::Large(l))) => (l.bytes(), &[]),
+            LentFrom::Queue(_, None) => unreachable!("released only in drop"),
         }
     }
 }
 
 impl Drop for Lent<'_> {
     fn drop(&mut self) {
-        if let ext::Lend::Ring(h) = &self.lend {
-            ext::release(self.sub, h);
+        match &mut self.from {
+            LentFrom::Subscription(sub, ext::Lend::Ring(h)) => ext::release(sub, h),
+            LentFrom::Queue(h, hold) => {
+                if let Some(Hold::Ring(c)) = hold.take() {
+                    h.release(c);
+                }
+            }
+            LentFrom::Subscription(_, ext::Lend::Large(_)) => {}
         }
     }
 }

@@ -184,6 +184,9 @@ pub enum SendError {
     /// The queue or broadcast was shut down ([`crate::Queue::shutdown`]), by any process: no
     /// send succeeds any more.
     ShutDown,
+    /// A loan that could only wait for the calling thread itself (see [`crate::Loan`]):
+    /// refused at once rather than hanging.
+    WouldDeadlock(&'static str),
 }
 
 impl fmt::Display for SendError {
@@ -216,6 +219,7 @@ impl fmt::Display for SendError {
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
             Self::Interrupted => write!(f, "interrupted"),
             Self::ShutDown => write!(f, "queue was shut down"),
+            Self::WouldDeadlock(w) => write!(f, "would deadlock: {w}"),
         }
     }
 }
@@ -267,6 +271,8 @@ pub enum RecvError {
     /// The queue or broadcast was shut down and nothing is left to receive (at once after
     /// an immediate shutdown).
     ShutDown,
+    /// A hold that could only wait for the calling thread itself (see [`crate::Loan`]).
+    WouldDeadlock(&'static str),
 }
 
 impl fmt::Display for RecvError {
@@ -278,6 +284,7 @@ impl fmt::Display for RecvError {
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
             Self::Interrupted => write!(f, "interrupted"),
             Self::ShutDown => write!(f, "queue was shut down and is empty"),
+            Self::WouldDeadlock(w) => write!(f, "would deadlock: {w}"),
         }
     }
 }

@@ -46,7 +46,8 @@ impl Wait {
 }
 
 /// What a truncated segment (another process shrank it under us) is reported as.
-const TRUNCATED: &str = "the segment was truncated by another process (its pages read as zeros \
+pub(crate) const TRUNCATED: &str =
+    "the segment was truncated by another process (its pages read as zeros \
      now): what was sent to it since may be lost; recreate the queue";
 
 /// The caller's waiter, and the check that stops a wait on a segment truncated under us

@@ -55,6 +55,7 @@ mod builder;
 mod error;
 mod handle;
 mod large;
+mod loan;
 mod name;
 mod os;
 mod queue;
@@ -69,6 +70,9 @@ pub use builder::{
 pub use error::{OpenError, RecvError, SendError, SendManyError};
 pub use handle::Wait;
 pub use large::{LargeMessage, Received};
+pub use loan::Loan;
+#[doc(hidden)]
+pub use loan::{ext as zero_copy, Hold};
 pub use name::{segment_name, validate_name, SEGMENT_PREFIX};
 pub use queue::Queue;
 pub use shmq_core::{LayoutError, Message, Plain, Stats, SubscriberInfo, Waiter};

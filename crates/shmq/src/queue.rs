@@ -3,7 +3,7 @@
 use crate::builder::{Builder, Kind, Open};
 use crate::handle::{Handle, Wait};
 use crate::large::Received;
-use crate::{OpenError, RecvError, SendError, SendManyError, Stats};
+use crate::{Lent, Loan, OpenError, RecvError, SendError, SendManyError, Stats};
 use shmq_core::{Message, Plain, Waiter};
 use std::fmt;
 use std::io;
@@ -169,6 +169,29 @@ impl Queue {
         out.ok_or(RecvError::Corrupted(
             "a receive of one message returned none",
         ))
+    }
+
+    /// Room for one message of `len` bytes in the ring, to write in place and then
+    /// [`Loan::commit`] (zero copy; dropped uncommitted, it is abandoned), waiting for room
+    /// as `wait` says. At most [`Queue::max_message_size`] bytes (no side segments). Read the
+    /// contract in [`Loan`]'s module: consumers wait at an uncommitted loan.
+    pub fn loan(&self, len: usize, wait: Wait) -> Result<Loan<'_>, SendError> {
+        let l = self.h.loan(len, wait, &mut Plain)?;
+        Ok(Loan::new(&self.h, l))
+    }
+
+    /// The next message, read in place (zero copy) until the returned [`Lent`] is dropped,
+    /// which consumes it; waits as `wait` says. Other messages can be received meanwhile,
+    /// but the held one's bytes are not reclaimed until then. If this process dies holding
+    /// it, the message is counted lost (`stats().lost`), as for a consumer killed inside a
+    /// receive.
+    pub fn recv_lent(&self, wait: Wait) -> Result<Lent<'_>, RecvError> {
+        let hold = self.h.hold(wait, &mut Plain)?;
+        Ok(Lent::of_queue(&self.h, hold))
+    }
+
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.h
     }
 
     /// Messages queued (approximate while others are busy, exact with a `maxsize`).

@@ -37,7 +37,7 @@ pub struct Plain;
 impl Waiter for Plain {}
 
 /// How a failed attempt goes on.
-enum Next<E> {
+pub(super) enum Next<E> {
     /// Full or empty: sleep on the event until the deadline.
     Sleep,
     /// Lanes (or the read turn) taken by our other threads: yield, then try again.
@@ -47,7 +47,7 @@ enum Next<E> {
 }
 
 /// Why a blocking loop ended without a result.
-enum Stop<E> {
+pub(super) enum Stop<E> {
     Timeout,
     Interrupted,
     Fail(E),
@@ -56,7 +56,7 @@ enum Stop<E> {
 /// The loop behind every blocking call: `attempt` until it succeeds; `sleep(until)` (inside
 /// the waiter's `park`) when it says so, never past `deadline` nor longer than
 /// [`CHECK_EVERY`]. The attempt right after the deadline is the last.
-fn block<T, E>(
+pub(super) fn block<T, E>(
     deadline: Option<Instant>,
     w: &mut dyn Waiter,
     mut attempt: impl FnMut() -> Result<T, Next<E>>,

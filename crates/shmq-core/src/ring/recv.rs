@@ -207,7 +207,7 @@ impl<B: Backing> Ring<B> {
     /// Scans ready records from `head` (below `tail`). Returns the end of the ready run, the
     /// messages in it and the permits carried by abandoned records in it; `None` if `head`
     /// moved meanwhile, so what was read may be stale.
-    fn scan(
+    pub(super) fn scan(
         &self,
         head: u64,
         tail: u64,

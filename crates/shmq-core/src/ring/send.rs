@@ -110,7 +110,7 @@ impl<B: Backing> Ring<B> {
 
     /// Takes `n` maxsize permits, recording them in the lane so a repairer can give them
     /// back. `Err(Full)` if they do not fit now.
-    fn take_permits(&self, lane: &Lane, n: u64) -> Result<(), TrySendError> {
+    pub(super) fn take_permits(&self, lane: &Lane, n: u64) -> Result<(), TrySendError> {
         let c = self.control();
         let mut cur = c.count.load(Ordering::Relaxed);
         loop {
@@ -152,7 +152,7 @@ impl<B: Backing> Ring<B> {
         }
     }
 
-    fn give_back_permits(&self, lane: &Lane, n: u64) {
+    pub(super) fn give_back_permits(&self, lane: &Lane, n: u64) {
         self.return_permits(n);
         lane.put_state
             .store(PutIntent::NONE.pack(), Ordering::Relaxed);
@@ -161,7 +161,7 @@ impl<B: Backing> Ring<B> {
 
     /// Reserves `total` bytes at the tail. The reservation is announced in the lane first, so
     /// that a repairer can tell whose bytes they are if this process dies.
-    fn reserve(&self, lane: &Lane, total: u64) -> Result<u64, TrySendError> {
+    pub(super) fn reserve(&self, lane: &Lane, total: u64) -> Result<u64, TrySendError> {
         let c = self.control();
         let cap = self.g.capacity;
         let intent = PutIntent::unpack(lane.put_state.load(Ordering::Relaxed));

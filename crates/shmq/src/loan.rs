@@ -1,0 +1,304 @@
+//! Zero copy through the public handles: a [`Loan`] is room for one message in the ring,
+//! written in place and then committed (dropped: abandoned); a queue's [`Lent`] message is
+//! read in place until dropped (see `shmq_core::ring::loan` for the protocol side).
+//!
+//! **The contract.** A loan or a hold is an operation of the protocol left open while the
+//! caller's code runs: the calling attachment keeps one of its lanes, other processes see
+//! nothing of a loan until it is committed, and consumers wait at it (a loan held long holds
+//! the ring's head back; a hold held long keeps its bytes from being reclaimed). Other
+//! threads of the handle go on sending and receiving (a lane is kept for them). At most
+//! `LANES - 1` = 3 loans and holds are open per handle at once; a further one waits for one
+//! of them to end, unless every open one belongs to the calling thread, which nobody else
+//! can end: then it fails at once ([`SendError::WouldDeadlock`]) instead of hanging. A
+//! thread that asks for a loan while it holds one on the same handle gets that error too
+//! (a blocking loan behind one's own uncommitted record may wait for ever).
+
+use crate::handle::{Handle, Wait};
+use crate::large::LargeMessage;
+use crate::{RecvError, SendError};
+use shmq_core::layout::{LANES, RECORD_FLAG_SIDE};
+use shmq_core::{Claim, Waiter};
+use std::sync::Mutex;
+use std::thread::ThreadId;
+
+/// Open loans and holds of this process: (attachment, thread, is a loan).
+static OPEN: Mutex<Vec<(Attachment, ThreadId, bool)>> = Mutex::new(Vec::new());
+
+/// An attachment, named by its ring's nonce and its slot (a handle may move in memory).
+type Attachment = (u64, u32);
+
+fn open_list() -> std::sync::MutexGuard<'static, Vec<(Attachment, ThreadId, bool)>> {
+    OPEN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn attachment(h: &Handle) -> Attachment {
+    (h.ring().geometry().nonce, h.ring().slot_index())
+}
+
+/// Counts a new loan or hold of the calling thread in, or says why it would deadlock.
+fn enter(h: &Handle, loan: bool) -> Result<(), &'static str> {
+    let me = std::thread::current().id();
+    let at = attachment(h);
+    let mut open = open_list();
+    let mine = open.iter().filter(|(a, t, _)| *a == at && *t == me);
+    if loan && mine.clone().any(|(_, _, l)| *l) {
+        return Err("this thread already holds a loan of this handle: commit it first");
+    }
+    if mine.count() >= LANES - 1 {
+        return Err(
+            "this thread holds every loan and hold this handle may have open (3): end one first",
+        );
+    }
+    open.push((at, me, loan));
+    Ok(())
+}
+
+/// Counts a loan or hold out (by the thread that made it, or any other).
+fn leave(h: &Handle, loan: bool) {
+    let at = attachment(h);
+    let me = std::thread::current().id();
+    let mut open = open_list();
+    let pos = open
+        .iter()
+        .position(|e| *e == (at, me, loan))
+        .or_else(|| open.iter().position(|(a, _, l)| *a == at && *l == loan));
+    if let Some(i) = pos {
+        open.swap_remove(i);
+    }
+}
+
+/// Whether a hold could be taken now without waiting for a lane (fewer than 3 open).
+pub(crate) fn hold_available(h: &Handle) -> bool {
+    let at = attachment(h);
+    open_list().iter().filter(|(a, _, _)| *a == at).count() < LANES - 1
+}
+
+impl Handle {
+    /// Opens a loan of `len` bytes (see the module's comment), waiting for room as `wait`
+    /// says.
+    pub(crate) fn loan(
+        &self,
+        len: usize,
+        wait: Wait,
+        w: &mut dyn Waiter,
+    ) -> Result<shmq_core::Loan, SendError> {
+        enter(self, true).map_err(SendError::WouldDeadlock)?;
+        let r = self
+            .ring()
+            .loan_blocking(len as u64, wait.deadline(), w)
+            .map_err(|e| match e {
+                shmq_core::SendTimeoutError::Timeout if wait == Wait::No => SendError::Full,
+                e => e.into(),
+            });
+        if r.is_err() {
+            leave(self, true);
+        }
+        if self.ring().backing().truncated() {
+            if let Ok(l) = r {
+                self.ring().abandon_loan(l);
+                leave(self, true);
+            }
+            return Err(SendError::Corrupted(crate::handle::TRUNCATED));
+        }
+        r
+    }
+
+    pub(crate) fn end_loan(&self, loan: shmq_core::Loan, commit: Option<u16>) {
+        match commit {
+            Some(codec) => self.ring().commit_loan(loan, codec, 0),
+            None => self.ring().abandon_loan(loan),
+        }
+        leave(self, true);
+    }
+
+    /// Holds the next message of a queue in place, waiting as `wait` says. A message larger
+    /// than the ring is mapped from its side segment and its record released at once.
+    pub(crate) fn hold(&self, wait: Wait, w: &mut dyn Waiter) -> Result<Hold, RecvError> {
+        enter(self, false).map_err(RecvError::WouldDeadlock)?;
+        let ring = self.ring();
+        let claim = match ring.claim_held_blocking(wait.deadline(), w) {
+            Ok(c) => c,
+            Err(e) => {
+                leave(self, false);
+                return Err(match e {
+                    shmq_core::RecvTimeoutError::Timeout if wait == Wait::No => RecvError::Empty,
+                    e => e.into(),
+                });
+            }
+        };
+        if claim.flags & RECORD_FLAG_SIDE == 0 {
+            return Ok(Hold::Ring(claim));
+        }
+        // SAFETY: just claimed, released right below.
+        let (a, b) = unsafe { ring.claim_payload(&claim) };
+        let large = LargeMessage::open(ring.backing(), claim.codec, (&a, &b), true);
+        self.release(claim);
+        large.map(Hold::Large).map_err(RecvError::Corrupted)
+    }
+
+    /// The payload of a held record, in (up to) two parts.
+    ///
+    /// # Safety
+    ///
+    /// `claim` must come from [`Handle::hold`] on this handle and not be released yet; the
+    /// slices must not be used after its release.
+    pub(crate) unsafe fn held_parts(&self, claim: &Claim) -> (&[u8], &[u8]) {
+        // SAFETY: see `# Safety`.
+        match unsafe { self.ring().claim_payload(claim) } {
+            (std::borrow::Cow::Borrowed(a), std::borrow::Cow::Borrowed(b)) => (a, b),
+            // Only typed (model-checking) storage copies, and it refuses holds.
+            _ => unreachable!("shared-memory rings lend borrowed bytes"),
+        }
+    }
+
+    pub(crate) fn release(&self, claim: Claim) {
+        self.ring().release_claim(claim);
+        leave(self, false);
+    }
+}
+
+/// What [`Handle::hold`] returns.
+#[derive(Debug)]
+pub enum Hold {
+    /// A record held in the ring.
+    Ring(Claim),
+    /// A message larger than the ring, mapped from its side segment (nothing held).
+    Large(LargeMessage),
+}
+
+/// Room for one message in a ring, written in place (it derefs to the bytes, zeroed or
+/// not: whatever the ring held) and published by [`Loan::commit`]. Dropped without a
+/// commit, it is abandoned: nothing is delivered. See [`crate::Queue::loan`].
+#[derive(Debug)]
+pub struct Loan<'a> {
+    h: &'a Handle,
+    loan: Option<shmq_core::Loan>,
+    codec: u16,
+}
+
+impl<'a> Loan<'a> {
+    pub(crate) fn new(h: &'a Handle, loan: shmq_core::Loan) -> Self {
+        Self {
+            h,
+            loan: Some(loan),
+            codec: crate::CODEC_RAW,
+        }
+    }
+    /// Sets the codec id the message is published with (raw bytes by default).
+    pub fn set_codec(&mut self, codec: u16) {
+        self.codec = codec;
+    }
+    /// Publishes the message.
+    pub fn commit(mut self) {
+        if let Some(l) = self.loan.take() {
+            self.h.end_loan(l, Some(self.codec));
+        }
+    }
+    /// Gives the room back without publishing anything (as dropping does).
+    pub fn abandon(mut self) {
+        if let Some(l) = self.loan.take() {
+            self.h.end_loan(l, None);
+        }
+    }
+}
+
+impl std::ops::Deref for Loan<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        let l = self.loan.as_ref().expect("open until commit or drop");
+        // SAFETY: the loan is open (it ends only by consuming `self`); its bytes are ours
+        // alone, contiguous, `len` long, and the borrow of `self` bounds the slice.
+        unsafe { std::slice::from_raw_parts(self.h.ring().loan_bytes(l), l.len()) }
+    }
+}
+
+impl std::ops::DerefMut for Loan<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let l = self.loan.as_ref().expect("open until commit or drop");
+        // SAFETY: as in `deref`, with `&mut self` making the slice unique.
+        unsafe { std::slice::from_raw_parts_mut(self.h.ring().loan_bytes(l), l.len()) }
+    }
+}
+
+impl Drop for Loan<'_> {
+    fn drop(&mut self) {
+        if let Some(l) = self.loan.take() {
+            self.h.end_loan(l, None);
+        }
+    }
+}
+
+/// Zero-copy sends and queue holds for bindings, whose buffers outlive any Rust borrow: the
+/// caller keeps the handle alive and ends every loan and hold exactly once.
+#[doc(hidden)]
+pub mod ext {
+    use super::*;
+    pub use shmq_core::{Claim, Loan as RawLoan};
+
+    /// Opens a loan on `q` (see [`crate::Queue::loan`]).
+    pub fn loan(
+        q: &crate::Queue,
+        len: usize,
+        wait: Wait,
+        w: &mut dyn Waiter,
+    ) -> Result<RawLoan, SendError> {
+        q.handle().loan(len, wait, w)
+    }
+    /// Opens a loan on a broadcast.
+    pub fn publish_loan(
+        b: &crate::Broadcast,
+        len: usize,
+        wait: Wait,
+        w: &mut dyn Waiter,
+    ) -> Result<RawLoan, SendError> {
+        b.handle().loan(len, wait, w)
+    }
+    /// The bytes of an open loan.
+    ///
+    /// # Safety
+    ///
+    /// `l` must be open on the handle it was made on, and the pointer unused after it ends.
+    pub unsafe fn loan_ptr(q: &crate::Queue, l: &RawLoan) -> *mut u8 {
+        // SAFETY: see `# Safety`.
+        unsafe { q.handle().ring().loan_bytes(l) }
+    }
+    /// As [`loan_ptr`], for a broadcast.
+    ///
+    /// # Safety
+    ///
+    /// As [`loan_ptr`].
+    pub unsafe fn publish_loan_ptr(b: &crate::Broadcast, l: &RawLoan) -> *mut u8 {
+        // SAFETY: see `# Safety`.
+        unsafe { b.handle().ring().loan_bytes(l) }
+    }
+    /// Commits (`Some(codec)`) or abandons (`None`) a loan of `q`.
+    pub fn end_loan(q: &crate::Queue, l: RawLoan, commit: Option<u16>) {
+        q.handle().end_loan(l, commit);
+    }
+    /// As [`end_loan`], for a broadcast.
+    pub fn end_publish_loan(b: &crate::Broadcast, l: RawLoan, commit: Option<u16>) {
+        b.handle().end_loan(l, commit);
+    }
+
+    /// Holds the next message of `q` in place (see [`crate::Queue::recv_lent`]).
+    pub fn hold(q: &crate::Queue, wait: Wait, w: &mut dyn Waiter) -> Result<Hold, RecvError> {
+        q.handle().hold(wait, w)
+    }
+    /// Whether `q` could hold one more message now (fewer than 3 loans and holds open).
+    pub fn hold_available(q: &crate::Queue) -> bool {
+        super::hold_available(q.handle())
+    }
+    /// The payload of a held record.
+    ///
+    /// # Safety
+    ///
+    /// `c` must come from [`hold`] on `q` and not be released; the slices are not used after.
+    pub unsafe fn held_parts<'a>(q: &'a crate::Queue, c: &Claim) -> (&'a [u8], &'a [u8]) {
+        // SAFETY: see `# Safety`.
+        unsafe { q.handle().held_parts(c) }
+    }
+    /// Ends a hold: the message is consumed.
+    pub fn release(q: &crate::Queue, c: Claim) {
+        q.handle().release(c);
+    }
+}
