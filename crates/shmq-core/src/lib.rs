@@ -16,7 +16,7 @@ mod sync;
 pub use backing::{Backing, HeapBacking, HeapRegion};
 pub use layout::{Geometry, LayoutError};
 pub use ring::{
-    AttachError, Delivery, Detached, Linger, Message, Plain, ReadTimeoutError, RecordView,
-    RecvTimeoutError, Ring, SendTimeoutError, Stats, SubscriberInfo, TryReadError, TryRecvError,
-    TrySendError, Waiter,
+    Armed, AttachError, Delivery, Detached, Interest, Linger, Message, Plain, ReadTimeoutError,
+    RecordView, RecvTimeoutError, Ring, SendTimeoutError, Stats, SubscriberInfo, TryReadError,
+    TryRecvError, TrySendError, Waiter,
 };

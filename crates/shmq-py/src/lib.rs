@@ -12,6 +12,7 @@ mod buffer;
 mod codec;
 mod errors;
 mod queue;
+mod readiness;
 mod recv;
 mod send;
 
@@ -25,6 +26,8 @@ fn _shmq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<broadcast::PyPublisher>()?;
     m.add_class::<broadcast::PySubscriber>()?;
     m.add_class::<buffer::PyMessageView>()?;
+    m.add_class::<readiness::PyReadiness>()?;
+    m.add_class::<readiness::PyArmed>()?;
     m.add_function(wrap_pyfunction!(codec::register_codec, m)?)?;
     m.add_function(wrap_pyfunction!(admin::list_queues, m)?)?;
     m.add_function(wrap_pyfunction!(admin::validate_name, m)?)?;

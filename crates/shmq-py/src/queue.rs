@@ -27,6 +27,12 @@ impl PyQueue {
 
 #[pymethods]
 impl PyQueue {
+    /// Announces an asynchronous wait for `side` (0 data, 1 space; `shmq.asyncio`): `None`
+    /// when the condition holds now.
+    fn _arm(&self, py: Python<'_>, side: u8) -> PyResult<Option<crate::readiness::PyArmed>> {
+        crate::readiness::arm(self.att.get(py)?, side)
+    }
+
     #[new]
     #[pyo3(signature = (name, *, capacity, maxsize=0, create=None, mode=0o600, codec=1,
                         allow_pickle=true, persistent=false, max_processes=128, allow_large=false,

@@ -58,6 +58,7 @@ mod large;
 mod name;
 mod os;
 mod queue;
+pub mod readiness;
 
 pub use admin::{gc, inspect, list_queues, remove, remove_if_nonce, GcPolicy, Inspection};
 #[doc(hidden)]
@@ -71,7 +72,7 @@ pub use handle::Wait;
 pub use large::{LargeMessage, Received};
 pub use name::{segment_name, validate_name, SEGMENT_PREFIX};
 pub use queue::Queue;
-pub use shmq_core::{LayoutError, Message, Plain, Stats, SubscriberInfo, Waiter};
+pub use shmq_core::{Armed, Interest, LayoutError, Message, Plain, Stats, SubscriberInfo, Waiter};
 
 /// Codec id of raw bytes (no serialisation): what Rust sends by default, and what Python
 /// receives as `bytes`.
