@@ -27,6 +27,7 @@ SPACE = 1
 
 class Armable(Protocol):
     def _arm(self, side: int) -> _Armed | None: ...
+    def _spin(self, side: int) -> bool: ...
 
 
 _tokens = itertools.count(1)

@@ -33,6 +33,11 @@ pub(crate) struct PyPublisher {
 
 #[pymethods]
 impl PyPublisher {
+    /// Spins about 50 µs (without the GIL) for a message: whether one may be ready.
+    fn _spin(&self, py: Python<'_>, side: u8) -> PyResult<bool> {
+        crate::readiness::spin(py, self.att.get(py)?, side)
+    }
+
     /// Announces an asynchronous wait for `side` (0 data, 1 space; `shmq.asyncio`): `None`
     /// when the condition holds now.
     fn _arm(&self, py: Python<'_>, side: u8) -> PyResult<Option<crate::readiness::PyArmed>> {
@@ -300,6 +305,11 @@ impl PySubscriber {
 
 #[pymethods]
 impl PySubscriber {
+    /// Spins about 50 µs (without the GIL) for a message: whether one may be ready.
+    fn _spin(&self, py: Python<'_>, side: u8) -> PyResult<bool> {
+        crate::readiness::spin(py, self.att.get(py)?, side)
+    }
+
     /// Announces an asynchronous wait for `side` (0 data, 1 space; `shmq.asyncio`): `None`
     /// when the condition holds now.
     fn _arm(&self, py: Python<'_>, side: u8) -> PyResult<Option<crate::readiness::PyArmed>> {

@@ -37,6 +37,9 @@ pub trait Watch: Send + Sync + 'static + private::Sealed {
     fn disarm(&self, interest: Interest, armed: Armed);
     /// The futex word the wait sleeps on.
     fn event_word(&self, interest: Interest) -> &AtomicU32;
+    /// Spins as a blocking call does before it sleeps (about 50 µs): whether the condition
+    /// of `interest` held meanwhile (see [`shmq_core::Ring::spin_until_ready`]).
+    fn spin(&self, interest: Interest) -> bool;
 }
 
 mod private {
@@ -57,6 +60,9 @@ macro_rules! watch {
             }
             fn event_word(&self, interest: Interest) -> &AtomicU32 {
                 self.h.ring().event_word(interest)
+            }
+            fn spin(&self, interest: Interest) -> bool {
+                self.h.ring().spin_until_ready(interest)
             }
         }
     };

@@ -319,6 +319,24 @@ impl<B: Backing> Ring<B> {
         }
     }
 
+    /// The spin phase of a sleeping waiter, for an asynchronous one: checks the condition of
+    /// `interest` for about [`SPIN`] (less when crowded, none on one CPU, as `wait_once`
+    /// does) and says whether it held. Only [`Interest::Data`] has a condition to check:
+    /// for room it returns `false` at once.
+    pub fn spin_until_ready(&self, interest: Interest) -> bool {
+        if cfg!(loom) || interest == Interest::Space {
+            return false;
+        }
+        let ready = || {
+            if self.g.is_broadcast() {
+                self.read_ready()
+            } else {
+                self.data_ready()
+            }
+        };
+        matches!(self.spin(None, &ready), Some(Wake::Ready))
+    }
+
     /// The futex word of `interest`'s event (in the segment): an armed waiter sleeps on it.
     pub fn event_word(&self, interest: Interest) -> &AtomicU32 {
         match interest {
