@@ -11,7 +11,7 @@ export CARGO_TERM_COLOR ?= never
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet "maturin>=1.5,<2" "pytest>=7" "pytest-timeout>=2" "mypy>=1.8" "msgpack>=1.0" "rich>=13" "pyzmq>=25" "cloudpickle>=2"
+	$(PIP) install --quiet "maturin>=1.5,<2" "pytest>=7" "pytest-timeout>=2" "mypy>=1.8" "msgpack>=1.0" "rich>=13" "pyzmq>=25" "cloudpickle>=2" "uvloop>=0.19"
 	touch $(STAMP)
 
 ## setup: virtualenv with the dependencies, and shmq built in release mode into it
