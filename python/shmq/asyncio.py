@@ -168,7 +168,7 @@ class Queue(_Handle, Generic[T]):
                 q.put_many(todo[sent:], False, codec=codec)
             except (Full, QueueClosedError) as e:
                 sent += getattr(e, "sent", 0)
-                e.sent = sent  # type: ignore[attr-defined]
+                setattr(e, "sent", sent)  # counted from the first call's objects
                 raise
 
         await _retry(q, SPACE, attempt, Full, timeout, self._waiting)
@@ -266,7 +266,7 @@ class Broadcast(_Handle, Generic[T]):
                 b.publish_many(todo[sent:], False, codec=codec)
             except (Full, QueueClosedError) as e:
                 sent += getattr(e, "sent", 0)
-                e.sent = sent  # type: ignore[attr-defined]
+                setattr(e, "sent", sent)  # counted from the first call's objects
                 raise
 
         await _retry(b, SPACE, attempt, Full, timeout, self._waiting)

@@ -32,14 +32,17 @@ pub(crate) fn spin(py: Python<'_>, target: Arc<dyn Watch>, side: u8) -> PyResult
     Ok(py.detach(|| target.spin(interest)))
 }
 
+/// An armed wait: the ring it is on, what for, and the value armed at.
+type Wait = (Arc<dyn Watch>, Interest, Armed);
+
 /// One announced wait: disarmed by `disarm()` or, failing that, when collected.
 #[pyclass(module = "shmq._shmq", frozen, name = "_Armed")]
 pub(crate) struct PyArmed {
-    inner: Mutex<Option<(Arc<dyn Watch>, Interest, Armed)>>,
+    inner: Mutex<Option<Wait>>,
 }
 
 impl PyArmed {
-    fn take(&self) -> Option<(Arc<dyn Watch>, Interest, Armed)> {
+    fn take(&self) -> Option<Wait> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
