@@ -53,10 +53,11 @@ def run_loop(coro: Any, use_uvloop: bool) -> Any:
 # ------------------------------------------------------------------ round trip
 
 
-def shmq_echo(req: str, rep: str, use_uvloop: bool) -> None:
+def shmq_echo(req: str, rep: str, use_uvloop: bool, spin: bool) -> None:
     async def main() -> None:
         a = shmq_aio.Queue(req, create=False, codec="raw")
         b = shmq_aio.Queue(rep, create=False, codec="raw")
+        a.spin = b.spin = spin
         while True:
             m = await a.get()
             if m == b"stop":
@@ -66,11 +67,12 @@ def shmq_echo(req: str, rep: str, use_uvloop: bool) -> None:
     run_loop(main(), use_uvloop)
 
 
-async def shmq_round_trip(n: int, use_uvloop: bool) -> float:
+async def shmq_round_trip(n: int, use_uvloop: bool, spin: bool = True) -> float:
     req, rep = f"bench-req-{uuid.uuid4().hex[:8]}", f"bench-rep-{uuid.uuid4().hex[:8]}"
     a = shmq_aio.Queue(req, create=True, codec="raw", capacity="1MiB")
     b = shmq_aio.Queue(rep, create=True, codec="raw", capacity="1MiB")
-    p = CTX.Process(target=shmq_echo, args=(req, rep, use_uvloop))
+    a.spin = b.spin = spin
+    p = CTX.Process(target=shmq_echo, args=(req, rep, use_uvloop, spin))
     p.start()
     msg = b"x" * 64
     for _ in range(200):  # warm up
@@ -86,6 +88,10 @@ async def shmq_round_trip(n: int, use_uvloop: bool) -> float:
     a.close()
     b.close()
     return dt / n
+
+
+async def shmq_round_trip_no_spin(n: int, use_uvloop: bool) -> float:
+    return await shmq_round_trip(n, use_uvloop, spin=False)
 
 
 def zmq_echo(req: str, rep: str, use_uvloop: bool) -> None:
@@ -280,6 +286,7 @@ def main() -> None:
     rt_n = int(2000 * scale)
     libs_rt = [
         ("shmq.asyncio", shmq_round_trip),
+        ("shmq.asyncio, spin = False (every wait sleeps)", shmq_round_trip_no_spin),
         ("zmq.asyncio PUSH/PULL ipc://", zmq_round_trip),
         ("multiprocessing.Queue + run_in_executor", mp_round_trip),
     ]
@@ -289,7 +296,7 @@ def main() -> None:
         n = rt_n if f is not mp_round_trip else max(200, rt_n // 4)
         us = median_of(a.runs, lambda: run_loop(f(n, uv), uv)) * 1e6
         base = base or us
-        print(f"  {label:42s} {us:9.1f} µs   x{us / base:6.2f} of shmq")
+        print(f"  {label:48s} {us:9.1f} µs   x{us / base:6.2f} of shmq")
     print()
     counts = {"64 B": 1_000_000, "small dict": 300_000, "1 MiB": 2_000}
     mp_counts = {"64 B": 20_000, "small dict": 20_000, "1 MiB": 1_000}
@@ -305,7 +312,7 @@ def main() -> None:
             rate = median_of(a.runs, lambda: run_loop(f(kind, k, uv), uv))
             base = base or rate
             extra = f"  {rate * len(PAYLOADS[kind]()) / 1e9:6.2f} GB/s" if kind == "1 MiB" else ""
-            print(f"  {label:42s} {rate:12,.0f} msg/s   x{rate / base:6.3f} of shmq{extra}")
+            print(f"  {label:48s} {rate:12,.0f} msg/s   x{rate / base:6.3f} of shmq{extra}")
         print()
 
 
