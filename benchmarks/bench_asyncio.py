@@ -306,7 +306,7 @@ def main() -> None:
         base = None
         for label, f, k in [
             ("shmq.asyncio put_many/get_many", shmq_throughput, n),
-            ("zmq.asyncio PUSH/PULL ipc://", zmq_throughput, max(1000, n // 2)),
+            ("zmq.asyncio PUSH/PULL ipc://", zmq_throughput, max(1000, n // 10)),
             ("multiprocessing.Queue + run_in_executor", mp_throughput, int(mp_counts[kind] * scale)),
         ]:
             rate = median_of(a.runs, lambda: run_loop(f(kind, k, uv), uv))

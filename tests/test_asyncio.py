@@ -440,3 +440,63 @@ def test_an_awaiting_consumer_uses_almost_no_cpu(qname: str, kind: str) -> None:
     # A poller or a spinner would burn most of the two seconds; the helper thread and the
     # loop wake 10 times a second (the 100 ms cap of every sleep) and spin once, 50 µs.
     assert cpu_waiting - cpu_baseline < 0.1, (cpu_waiting, cpu_baseline)
+
+
+# ---------------------------------------------------------------------------------------
+# Shutdown
+# ---------------------------------------------------------------------------------------
+
+SHUTDOWN_AFTER = """
+    import sys, time, shmq
+    q = shmq.Queue(sys.argv[1], create=False)
+    q.put_many([1, 2, 3])
+    time.sleep(0.2)
+    q.shutdown()
+    q.close()
+"""
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_a_shutdown_in_another_process_ends_awaiting_gets_after_draining(qname: str, kind: str) -> None:
+    async def main() -> None:
+        async with shmq_aio.Queue(qname, create=True) as q:
+            q.spin = False
+            p = child(SHUTDOWN_AFTER, qname)
+            got = [m async for m in q]  # ends on the shutdown, after taking what was left
+            finish(p)
+            assert got == [1, 2, 3]
+            assert q.is_shutdown
+            t0 = time.monotonic()
+            with pytest.raises(shmq.ShutDown):
+                await q.get()  # at once, not after a timeout
+            with pytest.raises(shmq.ShutDown):
+                await q.put(4)
+            assert time.monotonic() - t0 < 0.05
+
+    run(kind, main)
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_shutdown_wakes_waiting_gets_puts_and_subscribers(qname: str, kind: str) -> None:
+    async def main() -> None:
+        async with (
+            shmq_aio.Queue(f"{qname}-full", create=True, maxsize=1) as full,
+            shmq_aio.Queue(f"{qname}-empty", create=True) as empty,
+            shmq_aio.Broadcast(f"{qname}-b", create=True) as b,
+            b.subscribe() as s,
+        ):
+            await full.put(0)
+            waiting = [asyncio.create_task(c) for c in (full.put(1), empty.get(), s.get())]
+            await asyncio.sleep(0.05)
+            assert not any(t.done() for t in waiting)
+            t0 = time.monotonic()
+            full.shutdown()
+            empty.shutdown()
+            b.shutdown()
+            for t in waiting:
+                with pytest.raises(shmq.ShutDown):
+                    await asyncio.wait_for(t, 5)
+            assert time.monotonic() - t0 < 0.09  # woken, not found by the 100 ms poll
+            assert full.get_nowait() == 0  # a plain shutdown leaves what was queued
+
+    run(kind, main)

@@ -110,6 +110,39 @@ def test_a_huge_timeout_waits_forever_and_a_negative_one_is_refused(make_queue: 
         q.get(timeout="1")  # type: ignore[arg-type]
 
 
+class _FloatLike:
+    """Seconds through ``__float__`` only (as a NumPy float32 scalar)."""
+
+    def __float__(self) -> float:
+        return 0.01
+
+
+def test_timeout_takes_any_real_number_in_the_compat_modules_too(qname: str) -> None:
+    # Was: compat.smq's put_async/get_async compared the timeout with 0.0 (TypeError: '>'
+    # not supported between instances of '_FloatLike' and 'float'). The queues' own
+    # calls took it already (tests/test_semantics.py::test_timeout_any_real_number).
+    import asyncio
+
+    from shmq.compat import smq
+
+    q = smq.SharedMemoryQueue(qname, create=True, capacity=1, item_size=64)
+    try:
+        asyncio.run(q.put_async("a", _FloatLike()))  # type: ignore[arg-type]
+        with pytest.raises(smq.Full):
+            asyncio.run(q.put_async("b", _FloatLike()))  # type: ignore[arg-type]
+        assert asyncio.run(q.get_async(_FloatLike())) == "a"  # type: ignore[arg-type]
+    finally:
+        q.close()
+        q.unlink()
+
+
+def test_shutdown_immediate_takes_any_truth_value(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    q.put("x")
+    q.shutdown(immediate=1)  # type: ignore[arg-type]
+    assert q.stats().dropped == 1
+
+
 # --------------------------------------------------------------------------------------
 # Codecs
 # --------------------------------------------------------------------------------------

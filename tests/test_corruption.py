@@ -17,12 +17,14 @@ MakeQueue = Callable[..., shmq.Queue]
 
 pytestmark = pytest.mark.timeout(30)
 
-# Offsets in the segment header (docs/protocol.md, layout version 3; checked against a live
+# Offsets in the segment header (docs/protocol.md, layout version 4; checked against a live
 # segment by test_header_offsets_are_those_of_the_layout, so the pokes below cannot land in padding).
 VERSION, KIND, TOTAL_SIZE, SLOTS_OFFSET, DATA_OFFSET, CAPACITY = 8, 12, 16, 24, 32, 40
 MAX_SLOTS, READY, LANES = 64, 72, 76
 TAIL, HEAD, RELEASE = 128, 256, 384
-CONTROL_SIZE = 1408
+SHUTDOWN = 1408
+CONTROL_SIZE = 1536
+LAYOUT_VERSION = 4
 
 
 @pytest.fixture
@@ -82,7 +84,7 @@ def test_header_offsets_are_those_of_the_layout(make_queue: MakeQueue, seg: Path
     q = make_queue(capacity="64KiB", codec="raw")
     size = seg.stat().st_size
     assert seg.read_bytes()[:8] == b"SHMQRNG1"
-    assert (peek(seg, VERSION, "<I"), peek(seg, KIND, "<I")) == (3, 1)  # a queue
+    assert (peek(seg, VERSION, "<I"), peek(seg, KIND, "<I")) == (LAYOUT_VERSION, 1)  # a queue
     assert (peek(seg, READY, "<I"), peek(seg, LANES, "<I")) == (1, 4)
     assert peek(seg, TOTAL_SIZE, "<Q") == size
     assert peek(seg, SLOTS_OFFSET, "<Q") == CONTROL_SIZE
@@ -94,6 +96,27 @@ def test_header_offsets_are_those_of_the_layout(make_queue: MakeQueue, seg: Path
     assert q.get(timeout=5) == b"x"
     assert (peek(seg, TAIL, "<Q"), peek(seg, HEAD, "<Q")) == (32, 32)
     assert peek(seg, RELEASE, "<Q") in (0, 32)
+    assert peek(seg, SHUTDOWN, "<I") == 0
+    q.shutdown()
+    assert peek(seg, SHUTDOWN, "<I") == 1
+    q.shutdown(immediate=True)
+    assert peek(seg, SHUTDOWN, "<I") == 3
+
+
+@pytest.mark.parametrize("word", [2, 4, 0xFFFFFFFF])
+def test_shutdown_word_with_unknown_bits(make_queue: MakeQueue, seg: Path, word: int) -> None:
+    """A scribbled shutdown word is corruption, reported by puts and gets alike (never a
+    hang: a blocking get with it returns at once)."""
+    q = make_queue(capacity="64KiB")
+    q.put("x")
+    poke(seg, SHUTDOWN, "<I", word)
+    assert q.is_shutdown
+    with pytest.raises(shmq.CorruptedQueueError, match="shutdown word"):
+        q.put("y")
+    with pytest.raises(shmq.CorruptedQueueError, match="shutdown word"):
+        q.get()
+    poke(seg, SHUTDOWN, "<I", 0)
+    assert q.get(timeout=5) == "x"
 
 
 def test_valid_queue_with_overwritten_magic(make_queue: MakeQueue, qname: str, seg: Path) -> None:
@@ -113,11 +136,11 @@ def test_valid_queue_with_overwritten_magic(make_queue: MakeQueue, qname: str, s
     assert q.get(timeout=5) == "after"
 
 
-@pytest.mark.parametrize("version", [0, 1, 2, 0xFFFFFFFF])
+@pytest.mark.parametrize("version", [0, 1, 2, 3, 0xFFFFFFFF])
 def test_valid_queue_with_another_layout_version(make_queue: MakeQueue, qname: str, seg: Path,
                                                  version: int) -> None:
     make_queue(capacity="64KiB")
-    assert peek(seg, VERSION, "<I") == 3
+    assert peek(seg, VERSION, "<I") == LAYOUT_VERSION
     poke(seg, VERSION, "<I", version)
     with pytest.raises(shmq.CorruptedQueueError, match="version"):
         shmq.Queue(qname, create=False)

@@ -470,7 +470,7 @@ def test_stats_fields(make_queue: MakeQueue) -> None:
     assert 0 < s.bytes_used <= s.capacity
     assert s.attached == 1
     assert s._asdict().keys() == {"depth", "bytes_used", "capacity", "maxsize", "puts", "gets", "waits",
-                                  "attached", "lost", "abandoned", "reaped", "tail", "head"}
+                                  "attached", "lost", "abandoned", "reaped", "tail", "head", "dropped"}
 
 
 def test_stats_are_shared_and_count_attached_handles(make_queue: MakeQueue, qname: str) -> None:

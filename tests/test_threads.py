@@ -253,7 +253,7 @@ def test_processes_times_threads_on_one_queue(make_queue: MakeQueue, tmp_path: P
 # (`Identity`, at offset 0) says where the slot table is and how many slots and lanes it has;
 # what the Python API does not expose is the size of a `Slot` and where its lanes are.
 MAGIC = b"SHMQRNG1"
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 ID_VERSION, ID_SLOTS_OFFSET, ID_DATA_OFFSET, ID_CAPACITY = 8, 24, 32, 40
 ID_MAX_SLOTS, ID_LANES = 64, 76
 SLOT_SIZE = 384  # size_of::<Slot>(): 64 bytes of fields, 4 lanes of 64, aligned to 128

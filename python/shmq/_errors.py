@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import queue
+import sys
 
 
 class ShmqError(Exception):
@@ -23,6 +24,21 @@ class Full(ShmqError, queue.Full):
 
 class Empty(ShmqError, queue.Empty):
     """The queue stayed empty (nonblocking get, or the timeout passed)."""
+
+
+if sys.version_info >= (3, 13):
+
+    class ShutDown(ShmqError, queue.ShutDown):
+        """The queue (or broadcast) was shut down (``shutdown()``, by any process): raised by a
+        put after it, and by a get once nothing is left (at once after an immediate one). A
+        :class:`queue.ShutDown` too, as the standard library's queues raise it."""
+
+else:
+
+    class ShutDown(ShmqError):
+        """The queue (or broadcast) was shut down (``shutdown()``, by any process): raised by a
+        put after it, and by a get once nothing is left (at once after an immediate one). On
+        Python 3.13 and later also a :class:`queue.ShutDown`."""
 
 
 class QueueNotFoundError(ShmqError, FileNotFoundError):
@@ -198,6 +214,7 @@ __all__ = [
     "SharedMemoryError",
     "SharedMemoryFullError",
     "ShmqError",
+    "ShutDown",
     "TooManyOpenFilesError",
     "TooManyProcessesError",
     "UntrustedSegmentError",

@@ -57,6 +57,9 @@ class QueueStats(NamedTuple):
     """Byte position (since creation) up to which puts reserved space (monotonic)."""
     head: int
     """Byte position (since creation) up to which gets took messages (monotonic)."""
+    dropped: int = 0
+    """Messages dropped unread by ``shutdown(immediate=True)`` (last, so that positional
+    construction keeps its meaning)."""
 
 
 QueueStats.__module__ = "shmq"  # pickled and printed as before the package split
@@ -238,6 +241,8 @@ class Queue(_Queue, Generic[T]):
         def get(self, block: bool = True, timeout: float | None = None) -> T: ...
         def get_nowait(self) -> T: ...
         def get_many(self, max_messages: int = 1000, block: bool = True, timeout: float | None = None) -> list[T]: ...
+        def put_many_nowait(self, objs: Iterable[T], *, codec: Codec | None = None) -> None: ...
+        def get_many_nowait(self, max_messages: int = 1000) -> list[T]: ...
 
     def stats(self) -> QueueStats:
         """Counters and occupancy, summed over every attached process."""

@@ -43,6 +43,7 @@ class _StatsDict(TypedDict):
     lost: int
     abandoned: int
     reaped: int
+    dropped: int
     tail: int
     head: int
 
@@ -95,12 +96,27 @@ class _Queue:
         """Removes and returns an object without waiting; raises ``Empty`` if there is none."""
     def get_many(self, max_messages: int = 1000, block: bool = True, timeout: float | None = None) -> list[Any]:
         """Removes and returns 1 to ``max_messages`` objects, waiting for the first if ``block``."""
+    def put_many_nowait(self, objs: Iterable[Any], *, codec: int | str | None = None) -> None:
+        """Puts every object of ``objs`` without waiting (``put_many(objs, block=False)``)."""
+    def get_many_nowait(self, max_messages: int = 1000) -> list[Any]:
+        """Removes and returns 1 to ``max_messages`` objects without waiting
+        (``get_many(max_messages, block=False)``)."""
     def qsize(self) -> int:
-        """Approximate number of queued messages."""
+        """Number of queued messages (a snapshot; exact with a ``maxsize``)."""
     def empty(self) -> bool:
-        """Whether the queue is empty (a snapshot)."""
+        """Whether a ``get_nowait()`` now would raise ``Empty`` (a snapshot)."""
     def full(self) -> bool:
-        """Whether the queue is full (a snapshot)."""
+        """Whether ``maxsize`` messages are queued, or a message as large as the last one this
+        handle put (or tried to put) would not fit now (a snapshot)."""
+    def data_size(self) -> int:
+        """Bytes of encoded payload queued (a snapshot, walked from the head: O(messages))."""
+    def shutdown(self, immediate: bool = False) -> None:
+        """Shuts the queue down for every process (Python 3.13's ``queue.Queue.shutdown``): puts
+        raise ``ShutDown``; gets take what is left, then raise ``ShutDown`` instead of waiting;
+        ``immediate`` drops what is left and makes gets raise at once."""
+    @property
+    def is_shutdown(self) -> bool:
+        """Whether the queue was shut down (by any process)."""
     def close(self) -> None:
         """Detaches this process; the last process to detach removes a non-persistent queue."""
     def unlink(self) -> None:
@@ -194,6 +210,12 @@ class _Publisher:
     ) -> None:
         """Publishes every object of ``objs``, in order (at once when the batch fits the ring).
         An exception has ``.sent``: how many of the objects were published before it."""
+    def shutdown(self, immediate: bool = False) -> None:
+        """Shuts the broadcast down for every process: publishes raise ``ShutDown``; subscribers
+        read what they have not read yet, then raise ``ShutDown`` (at once if ``immediate``)."""
+    @property
+    def is_shutdown(self) -> bool:
+        """Whether the broadcast was shut down (by any process)."""
     def close(self) -> None:
         """Detaches; the last process to detach removes a non-persistent broadcast."""
     def unlink(self) -> None:
@@ -277,6 +299,9 @@ class _Subscriber:
     @property
     def policy(self) -> Literal["block", "lag"]:
         """``"lag"`` or ``"block"``."""
+    @property
+    def is_shutdown(self) -> bool:
+        """Whether the broadcast was shut down (by any process)."""
     def _info(self) -> _SubscriberDict: ...
     def _reattach_after_fork(self) -> None: ...
 

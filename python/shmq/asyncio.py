@@ -4,7 +4,8 @@
 arguments and open the same segments, so a synchronous (or Rust) producer and an async
 consumer share one queue. ``put``/``get``/``put_many``/``get_many``/``publish`` are
 coroutines, the ``*_nowait`` calls stay synchronous, ``async for`` reads until the handle is
-closed, and ``async with`` closes it.
+closed or the ring shut down (``shutdown()``: waiting gets take what is left, then raise
+:class:`shmq.ShutDown`), and ``async with`` closes it.
 
 >>> import asyncio, shmq.asyncio as shmq_aio
 >>> async def main():
@@ -30,7 +31,7 @@ from typing import Any, Generic, TypeVar
 
 from . import _broadcast, _queue
 from ._common import Codec
-from ._errors import Empty, Full, QueueClosedError
+from ._errors import Empty, Full, QueueClosedError, ShutDown
 from ._waits import DATA, SPACE, Armable, Waiting, waits_of
 
 __all__ = ["Queue", "Broadcast", "Subscriber"]
@@ -46,7 +47,7 @@ async def _retry(
     miss: type[Exception],
     timeout: float | None,
     waiting: Waiting,
-    spin: bool = False,
+    spinner: _Spinner | None = None,
 ) -> R:
     """``attempt()`` until it does not raise ``miss`` (``Empty``/``Full``), waiting on the
     ring's event of ``side`` in between; after ``timeout`` seconds the last attempt's
@@ -57,11 +58,12 @@ async def _retry(
         pass
     # As a blocking call: a short spin first (about 50 µs, without the GIL) when the other
     # side may be about to publish; it keeps a round trip off the helper thread's path.
-    if spin and side == DATA and h._spin(DATA):
-        try:
-            return attempt()
-        except miss:
-            pass
+    if spinner is not None and spinner.should_spin():
+        if spinner.paid_off(h._spin(DATA)):
+            try:
+                return attempt()
+            except miss:
+                pass
     loop = asyncio.get_running_loop()
     waits = waits_of(loop)
     deadline = None if timeout is None else loop.time() + max(0.0, float(timeout))
@@ -86,18 +88,55 @@ async def _retry(
                 raise
 
 
+class _Spinner:
+    """Whether a get spins before it waits: always while spins pay off; after a spin that
+    found nothing, the next 1, 3, 7 ... 63 gets do not (a loaded machine, where the other
+    side rarely runs within 50 µs, or a slow producer: the spin would only burn the CPU)."""
+
+    __slots__ = ("enabled", "misses", "skip")
+
+    def __init__(self) -> None:
+        self.enabled = True
+        self.misses = 0
+        self.skip = 0
+
+    def should_spin(self) -> bool:
+        if not self.enabled:
+            return False
+        if self.skip:
+            self.skip -= 1
+            return False
+        return True
+
+    def paid_off(self, ready: bool) -> bool:
+        if ready:
+            self.misses = 0
+        else:
+            self.misses = min(self.misses + 1, 6)
+            self.skip = (1 << self.misses) - 1
+        return ready
+
+
 class _Handle:
     """What the three classes share: the synchronous handle, its waits, closing."""
 
     _h: Any
 
-    spin: bool = True
-    """Whether a call that finds nothing spins about 50 µs (without the GIL, as a blocking
-    call does) before it waits: a reply that comes within that time costs no wake-up, but the
-    loop runs nothing else meanwhile. Set it to ``False`` on a handle of a busy loop."""
-
     def __init__(self) -> None:
         self._waiting = Waiting()
+        self._spinner = _Spinner()
+
+    @property
+    def spin(self) -> bool:
+        """Whether a get that finds nothing may spin about 50 µs (without the GIL, as a
+        blocking get does) before it waits: a message that comes within that time costs no
+        wake-up, but the loop runs nothing else meanwhile. Spins that find nothing make the
+        next gets skip it for a while. Set it to ``False`` on a handle of a busy loop."""
+        return self._spinner.enabled
+
+    @spin.setter
+    def spin(self, on: bool) -> None:
+        self._spinner.enabled = bool(on)
 
     @property
     def name(self) -> str:
@@ -176,7 +215,7 @@ class Queue(_Handle, Generic[T]):
     async def get(self, timeout: float | None = None) -> T:
         """Removes and returns an object, waiting for one (raises :class:`shmq.Empty` after
         ``timeout`` seconds)."""
-        return await _retry(self._h, DATA, self._h.get_nowait, Empty, timeout, self._waiting, self.spin)
+        return await _retry(self._h, DATA, self._h.get_nowait, Empty, timeout, self._waiting, self._spinner)
 
     def get_nowait(self) -> T:
         """Removes and returns an object without waiting; raises :class:`shmq.Empty`."""
@@ -185,7 +224,7 @@ class Queue(_Handle, Generic[T]):
     async def get_many(self, max_messages: int = 1000, timeout: float | None = None) -> list[T]:
         """Removes and returns 1 to ``max_messages`` objects, waiting for the first."""
         q = self._h
-        return await _retry(q, DATA, lambda: q.get_many(max_messages, False), Empty, timeout, self._waiting, self.spin)
+        return await _retry(q, DATA, lambda: q.get_many(max_messages, False), Empty, timeout, self._waiting, self._spinner)
 
     def qsize(self) -> int:
         """Messages in the queue now."""
@@ -207,13 +246,23 @@ class Queue(_Handle, Generic[T]):
         """Removes the name now (as :meth:`shmq.Queue.unlink`)."""
         self._h.unlink()
 
+    def shutdown(self, immediate: bool = False) -> None:
+        """Shuts the queue down for every process (as :meth:`shmq.Queue.shutdown`): puts
+        raise :class:`shmq.ShutDown`; waiting gets take what is left, then raise it."""
+        self._h.shutdown(immediate)
+
+    @property
+    def is_shutdown(self) -> bool:
+        """Whether the queue was shut down (by any process)."""
+        return self._h.is_shutdown
+
     def __aiter__(self) -> AsyncIterator[T]:
         return self
 
     async def __anext__(self) -> T:
         try:
             return await self.get()
-        except QueueClosedError:
+        except (QueueClosedError, ShutDown):
             raise StopAsyncIteration from None
 
     def __reduce__(self) -> tuple[Callable[..., Queue[Any]], tuple[Any, ...]]:
@@ -283,6 +332,15 @@ class Broadcast(_Handle, Generic[T]):
         """Removes the name now."""
         self._h.unlink()
 
+    def shutdown(self, immediate: bool = False) -> None:
+        """Shuts the broadcast down for every process (as :meth:`shmq.Broadcast.shutdown`)."""
+        self._h.shutdown(immediate)
+
+    @property
+    def is_shutdown(self) -> bool:
+        """Whether the broadcast was shut down."""
+        return self._h.is_shutdown
+
     def __reduce__(self) -> tuple[Callable[..., Broadcast[Any]], tuple[Any, ...]]:
         return (Broadcast.wrap, (self._h,))
 
@@ -314,7 +372,7 @@ class Subscriber(_Handle, Generic[T]):
         """The next message (raises :class:`shmq.Empty` after ``timeout`` seconds,
         :class:`shmq.Lagged` if it was overwritten); ``copy=False`` as the synchronous call."""
         s = self._h
-        return await _retry(s, DATA, lambda: s.get(False, copy=copy), Empty, timeout, self._waiting, self.spin)
+        return await _retry(s, DATA, lambda: s.get(False, copy=copy), Empty, timeout, self._waiting, self._spinner)
 
     def get_nowait(self) -> T:
         """The next message without waiting; raises :class:`shmq.Empty`."""
@@ -323,7 +381,12 @@ class Subscriber(_Handle, Generic[T]):
     async def get_many(self, max_messages: int = 1000, timeout: float | None = None) -> list[T]:
         """1 to ``max_messages`` messages, waiting for the first."""
         s = self._h
-        return await _retry(s, DATA, lambda: s.get_many(max_messages, False), Empty, timeout, self._waiting, self.spin)
+        return await _retry(s, DATA, lambda: s.get_many(max_messages, False), Empty, timeout, self._waiting, self._spinner)
+
+    @property
+    def is_shutdown(self) -> bool:
+        """Whether the broadcast was shut down."""
+        return self._h.is_shutdown
 
     def info(self) -> _broadcast.SubscriberStats:
         """This subscription's position and lag."""
@@ -335,7 +398,7 @@ class Subscriber(_Handle, Generic[T]):
     async def __anext__(self) -> T:
         try:
             return await self.get()  # type: ignore[no-any-return]
-        except QueueClosedError:
+        except (QueueClosedError, ShutDown):
             raise StopAsyncIteration from None
 
     def __reduce__(self) -> tuple[Callable[..., Subscriber[Any]], tuple[Any, ...]]:

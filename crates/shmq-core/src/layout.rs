@@ -29,7 +29,7 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// `b"SHMQRNG1"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQRNG1");
 /// Bumped on any change of the shared layout or of the protocol.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// Segment kind: a queue (each message goes to one consumer).
 pub const KIND_QUEUE: u32 = 1;
 /// Segment kind: a broadcast ring (each subscriber reads every message).
@@ -63,6 +63,13 @@ pub const FLAG_PERSISTENT: u32 = 1;
 /// subscribers; they overwrite the oldest records and the subscribers that lagged are told
 /// how many messages they missed. Without it publishers wait for the slowest subscriber.
 pub const FLAG_LAG: u32 = 2;
+
+/// Bit of `Control::shutdown`: the ring was shut down; sends fail, receives take what is left
+/// and then fail instead of waiting.
+pub const SHUTDOWN: u32 = 1;
+/// Bit of `Control::shutdown` (set with [`SHUTDOWN`]): receives fail at once too; what was left
+/// was dropped.
+pub const SHUTDOWN_IMMEDIATE: u32 = 2;
 
 /// Record flag: the payload is a side-segment descriptor ([`SideDescriptor`]), the message
 /// itself is in its own shared-memory segment (messages larger than the ring).
@@ -309,6 +316,8 @@ pub struct Totals {
     pub abandoned: AtomicU64,
     /// Processes found dead and detached by others.
     pub reaped: AtomicU64,
+    /// Messages dropped unread by an immediate shutdown (layout version 4).
+    pub dropped: AtomicU64,
 }
 
 /// The segment header.
@@ -338,6 +347,9 @@ pub struct Control {
     pub slots_in_use: Padded<AtomicU32>,
     /// When the segment may go (layout version 3).
     pub life: Padded<Lifecycle>,
+    /// [`SHUTDOWN`] and [`SHUTDOWN_IMMEDIATE`] bits, only ever set (layout version 4); other
+    /// bits are corruption.
+    pub shutdown: Padded<AtomicU32>,
 }
 
 /// What decides whether the last process to detach removes the segment (besides
@@ -678,7 +690,7 @@ mod tests {
     #[test]
     fn documented_sizes() {
         // docs/protocol.md states these; keep them in step.
-        assert_eq!(control_size(), 1408);
+        assert_eq!(control_size(), 1536);
         assert_eq!(slot_size(), 384);
         assert_eq!(core::mem::size_of::<Lane>(), 64);
     }

@@ -9,7 +9,7 @@ use crate::codec::{Codecs, Stash, CODEC_PICKLE, CODEC_RAW};
 use crate::errors::{
     open_error, recv_error, CorruptedQueueError, InvalidArgumentError, BROADCAST, SUBSCRIPTION,
 };
-use crate::send::{send_objects, send_payloads};
+use crate::send::{put_object, send_objects};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use shmq::ext::Lend;
@@ -104,8 +104,7 @@ impl PyPublisher {
     ) -> PyResult<()> {
         let wait = wait_of(block, timeout)?;
         let codec = self.codecs.resolve(codec.as_ref())?;
-        let payload = self.codecs.encode(obj, codec)?;
-        send_payloads(&self.att, BROADCAST, py, &[(codec, payload)], wait)
+        put_object(&self.att, BROADCAST, &self.codecs, py, obj, codec, wait)
     }
 
     /// Publishes every object of `objs`, in order (at once when the batch fits the ring).
@@ -122,6 +121,25 @@ impl PyPublisher {
         let wait = wait_of(block, timeout)?;
         let codec = self.codecs.resolve(codec.as_ref())?;
         send_objects(&self.att, BROADCAST, &self.codecs, py, objs, codec, wait)
+    }
+
+    /// Shuts the broadcast down for every process: publishes raise `ShutDown`; subscribers
+    /// read what they have not read yet, then raise `ShutDown` (at once if `immediate`).
+    #[pyo3(signature = (immediate=false))]
+    fn shutdown(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::truthy)] immediate: bool,
+    ) -> PyResult<()> {
+        let b = self.att.get(py)?;
+        py.detach(|| b.shutdown(immediate));
+        Ok(())
+    }
+
+    /// Whether the broadcast was shut down (by any process).
+    #[getter]
+    fn is_shutdown(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.att.get(py)?.is_shutdown())
     }
 
     /// Detaches; the last process to detach removes a non-persistent broadcast.
@@ -431,6 +449,12 @@ impl PySubscriber {
     #[getter]
     fn policy(&self, py: Python<'_>) -> PyResult<&'static str> {
         Ok(policy_name(self.att.get(py)?.policy()))
+    }
+
+    /// Whether the broadcast was shut down (by any process).
+    #[getter]
+    fn is_shutdown(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.att.get(py)?.is_shutdown())
     }
 
     /// `(mode, trusted owners or None for any)`: how a pickled handle reopens.

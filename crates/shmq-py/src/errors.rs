@@ -28,6 +28,7 @@ pyo3::import_exception!(shmq._errors, SharedMemoryError);
 pyo3::import_exception!(shmq._errors, TooManyOpenFilesError);
 pyo3::import_exception!(shmq._errors, InvalidArgumentError);
 pyo3::import_exception!(shmq._errors, ViewReleasedError);
+pyo3::import_exception!(shmq._errors, ShutDown);
 
 /// Linux's errno values for "too many open files": in this process, and in the system.
 const EMFILE: i32 = 24;
@@ -118,6 +119,7 @@ pub(crate) fn send_error(noun: Noun, name: &str, e: SendError) -> PyErr {
     let what = noun.what;
     match e {
         SendError::Full | SendError::Timeout => Full::new_err(noun.full),
+        SendError::ShutDown => ShutDown::new_err(format!("{what} {name:?} was shut down")),
         SendError::TooLarge { size, max } => MessageTooLargeError::new_err(format!(
             "message of {size} bytes can never fit in {what} {name:?} (at most {max} bytes; \
              create it with a larger capacity, or pass allow_large=True)"
@@ -136,6 +138,7 @@ pub(crate) fn recv_error(noun: Noun, name: &str, e: RecvError) -> PyErr {
     let what = noun.what;
     match e {
         RecvError::Empty | RecvError::Timeout => Empty::new_err(noun.empty),
+        RecvError::ShutDown => ShutDown::new_err(format!("{what} {name:?} was shut down")),
         RecvError::Lagged { missed } => Lagged::new_err((missed,)),
         RecvError::Corrupted(w) => CorruptedQueueError::new_err(format!("{what} {name:?}: {w}")),
         e => ShmqError::new_err(format!("{what} {name:?}: {e}")),

@@ -11,6 +11,7 @@ mod broadcast;
 mod buffer;
 mod codec;
 mod errors;
+mod order;
 mod queue;
 mod readiness;
 mod recv;

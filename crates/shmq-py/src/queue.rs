@@ -5,7 +5,7 @@ use crate::args;
 use crate::attachment::{wait_of, Attachment};
 use crate::codec::{Codecs, Stash};
 use crate::errors::{open_error, InvalidArgumentError, QUEUE};
-use crate::send::{send_objects, send_payloads};
+use crate::send::{put_object, send_objects};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use std::sync::Arc;
@@ -22,6 +22,20 @@ pub(crate) struct PyQueue {
 impl PyQueue {
     fn queue(&self, py: Python<'_>) -> PyResult<Arc<shmq::Queue>> {
         self.att.get(py)
+    }
+
+    /// `get_many`: 1 to `max` objects, the stash first.
+    fn take_many<'py>(
+        &self,
+        py: Python<'py>,
+        max: usize,
+        wait: shmq::Wait,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let raws = match self.stash.take(py, max) {
+            Some(stashed) => stashed,
+            None => crate::recv::take(&self.att, QUEUE, py, max, wait)?,
+        };
+        PyList::new(py, self.codecs.decode_batch(raws, &self.stash)?)
     }
 }
 
@@ -102,8 +116,7 @@ impl PyQueue {
     ) -> PyResult<()> {
         let wait = wait_of(block, timeout)?;
         let codec = self.codecs.resolve(codec.as_ref())?;
-        let payload = self.codecs.encode(obj, codec)?;
-        send_payloads(&self.att, QUEUE, py, &[(codec, payload)], wait)
+        put_object(&self.att, QUEUE, &self.codecs, py, obj, codec, wait)
     }
 
     /// Puts `obj` without waiting; raises `Full` if there is no room.
@@ -161,28 +174,80 @@ impl PyQueue {
         #[pyo3(from_py_with = args::truthy)] block: bool,
         #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let wait = wait_of(block, timeout)?;
-        let max = max_messages;
-        let raws = match self.stash.take(py, max) {
-            Some(stashed) => stashed,
-            None => crate::recv::take(&self.att, QUEUE, py, max, wait)?,
-        };
-        PyList::new(py, self.codecs.decode_batch(raws, &self.stash)?)
+        self.take_many(py, max_messages, wait_of(block, timeout)?)
     }
 
-    /// Approximate number of queued messages.
+    /// Puts every object of `objs` without waiting (`put_many(objs, block=False)`).
+    #[pyo3(signature = (objs, *, codec=None))]
+    fn put_many_nowait(
+        &self,
+        py: Python<'_>,
+        objs: Bound<'_, PyAny>,
+        codec: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let codec = self.codecs.resolve(codec.as_ref())?;
+        send_objects(
+            &self.att,
+            QUEUE,
+            &self.codecs,
+            py,
+            objs,
+            codec,
+            shmq::Wait::No,
+        )
+    }
+
+    /// Removes and returns 1 to `max_messages` objects without waiting
+    /// (`get_many(max_messages, block=False)`).
+    #[pyo3(signature = (max_messages=1000))]
+    fn get_many_nowait<'py>(
+        &self,
+        py: Python<'py>,
+        #[pyo3(from_py_with = args::max_messages)] max_messages: usize,
+    ) -> PyResult<Bound<'py, PyList>> {
+        self.take_many(py, max_messages, shmq::Wait::No)
+    }
+
+    /// Number of queued messages (a snapshot; exact with a `maxsize`).
     fn qsize(&self, py: Python<'_>) -> PyResult<u64> {
         Ok(self.queue(py)?.len())
     }
 
-    /// Whether the queue is empty (a snapshot).
+    /// Whether a `get_nowait()` now would raise `Empty` (a snapshot).
     fn empty(&self, py: Python<'_>) -> PyResult<bool> {
         Ok(self.queue(py)?.is_empty())
     }
 
-    /// Whether the queue is full (a snapshot: a small message would not fit).
+    /// Whether `maxsize` messages are queued, or a message as large as the last one this
+    /// handle put (or tried to put) would not fit now (a snapshot).
     fn full(&self, py: Python<'_>) -> PyResult<bool> {
         Ok(self.queue(py)?.is_full())
+    }
+
+    /// Bytes of encoded payload queued (a snapshot, walked from the head: O(messages)).
+    fn data_size(&self, py: Python<'_>) -> PyResult<u64> {
+        let q = self.queue(py)?;
+        Ok(py.detach(|| q.queued_payload().1))
+    }
+
+    /// Shuts the queue down for every process (Python 3.13's `queue.Queue.shutdown`): puts
+    /// raise `ShutDown`; gets take what is left, then raise `ShutDown` instead of waiting;
+    /// `immediate` drops what is left and makes gets raise at once.
+    #[pyo3(signature = (immediate=false))]
+    fn shutdown(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::truthy)] immediate: bool,
+    ) -> PyResult<()> {
+        let q = self.queue(py)?;
+        py.detach(|| q.shutdown(immediate));
+        Ok(())
+    }
+
+    /// Whether the queue was shut down (by any process).
+    #[getter]
+    fn is_shutdown(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.queue(py)?.is_shutdown())
     }
 
     /// Detaches this process; the last process to detach removes a non-persistent queue.
@@ -282,6 +347,7 @@ impl PyQueue {
         d.set_item("lost", s.lost)?;
         d.set_item("abandoned", s.abandoned)?;
         d.set_item("reaped", s.reaped)?;
+        d.set_item("dropped", s.dropped)?;
         d.set_item("tail", s.tail)?;
         d.set_item("head", s.head)?;
         Ok(d)

@@ -4,6 +4,7 @@ use crate::attachment::{Attachment, Endpoint, Stopped};
 use crate::buffer::{Payload, COPY_WITHOUT_GIL};
 use crate::codec::Codecs;
 use crate::errors::{send_error, Noun};
+use crate::order;
 use pyo3::prelude::*;
 use shmq::{Message, SendManyError, Wait, Waiter};
 
@@ -101,9 +102,52 @@ fn send_counted<T: Sender>(
     })
 }
 
-/// Encodes every object of `objs` (all checked before anything is sent), then sends them.
-/// The exception of a failure has `sent`: how many of the objects went in (in order), so
-/// that a retry of `objs[sent:]` puts each exactly once.
+/// The key of a handle in this thread's puts in progress (see `order.rs`).
+fn key_of<T: Sender>(att: &Attachment<T>) -> usize {
+    att as *const Attachment<T> as usize
+}
+
+/// Deferred messages as payloads to send.
+fn payloads_of<'py>(py: Python<'py>, batch: order::Encoded) -> Vec<(u16, Payload<'py>)> {
+    batch
+        .into_iter()
+        .map(|(codec, b)| (codec, Payload::Bytes(b.into_bound(py))))
+        .collect()
+}
+
+/// Encodes `obj` and sends it, in this thread's order even when the encoder (or a signal
+/// handler while it waits) puts to the same handle (see `order.rs`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn put_object<T: Sender>(
+    att: &Attachment<T>,
+    noun: Noun,
+    codecs: &Codecs,
+    py: Python<'_>,
+    obj: Bound<'_, PyAny>,
+    codec: u16,
+    wait: Wait,
+) -> PyResult<()> {
+    let key = key_of(att);
+    if order::in_progress(key) {
+        return order::defer(key, || {
+            Ok(vec![(codec, order::owned(py, codecs.encode(obj, codec)?))])
+        });
+    }
+    order::outer(
+        py,
+        key,
+        || {
+            let payload = codecs.encode(obj, codec)?;
+            send_payloads(att, noun, py, &[(codec, payload)], wait)
+        },
+        |batch| send_payloads(att, noun, py, &payloads_of(py, batch), wait),
+    )
+}
+
+/// Encodes every object of `objs` (all checked before anything is sent), then sends them,
+/// in this thread's order as [`put_object`]. The exception of a failure has `sent`: how
+/// many of the objects went in (in order), so that a retry of `objs[sent:]` puts each
+/// exactly once.
 pub(crate) fn send_objects<T: Sender>(
     att: &Attachment<T>,
     noun: Noun,
@@ -113,16 +157,36 @@ pub(crate) fn send_objects<T: Sender>(
     codec: u16,
     wait: Wait,
 ) -> PyResult<()> {
-    let send = || {
+    let encode_all = || -> Result<Vec<(u16, Payload<'_>)>, PyErr> {
         let mut payloads = Vec::new();
-        for obj in objs.try_iter().map_err(|err| (err, 0))? {
-            let obj = obj.map_err(|err| (err, 0))?;
-            payloads.push((codec, codecs.encode(obj, codec).map_err(|err| (err, 0))?));
+        for obj in objs.try_iter()? {
+            payloads.push((codec, codecs.encode(obj?, codec)?));
         }
+        Ok(payloads)
+    };
+    let key = key_of(att);
+    if order::in_progress(key) {
+        return order::defer(key, || {
+            let payloads = encode_all()?;
+            Ok(payloads
+                .into_iter()
+                .map(|(codec, p)| (codec, order::owned(py, p)))
+                .collect())
+        });
+    }
+    let send = || {
+        let payloads = encode_all().map_err(|err| (err, 0))?;
         send_counted(att, noun, py, &payloads, wait)
     };
-    send().map_err(|(err, sent)| {
-        let _ = err.value(py).setattr("sent", sent);
-        err
-    })
+    order::outer(
+        py,
+        key,
+        || {
+            send().map_err(|(err, sent)| {
+                let _ = err.value(py).setattr("sent", sent);
+                err
+            })
+        },
+        |batch| send_payloads(att, noun, py, &payloads_of(py, batch), wait),
+    )
 }

@@ -140,6 +140,17 @@ impl Broadcast {
     pub fn stats(&self) -> Stats {
         self.h.stats()
     }
+    /// Shuts the broadcast down for every process (as [`crate::Queue::shutdown`]): sends
+    /// fail with [`SendError::ShutDown`]; each subscriber reads what it has not read yet and
+    /// then gets [`RecvError::ShutDown`]. With `immediate`, subscribers get it at once (their
+    /// unread messages are not counted as dropped: each subscriber has its own).
+    pub fn shutdown(&self, immediate: bool) {
+        self.h.shutdown(immediate);
+    }
+    /// Whether the broadcast was shut down (by any process).
+    pub fn is_shutdown(&self) -> bool {
+        self.h.is_shutdown()
+    }
     /// Removes the broadcast's name now (see [`crate::Queue::unlink`]).
     pub fn unlink(&self) -> io::Result<()> {
         self.h.unlink()
@@ -294,6 +305,10 @@ impl Subscriber {
     /// Counters of the broadcast.
     pub fn stats(&self) -> Stats {
         self.h.stats()
+    }
+    /// Whether the broadcast was shut down ([`Broadcast::shutdown`], by any process).
+    pub fn is_shutdown(&self) -> bool {
+        self.h.is_shutdown()
     }
     /// Removes the broadcast's name now (see [`crate::Queue::unlink`]).
     pub fn unlink(&self) -> io::Result<()> {

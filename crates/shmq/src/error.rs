@@ -181,6 +181,9 @@ pub enum SendError {
     Corrupted(&'static str),
     /// The caller's [`crate::Waiter`] stopped the wait.
     Interrupted,
+    /// The queue or broadcast was shut down ([`crate::Queue::shutdown`]), by any process: no
+    /// send succeeds any more.
+    ShutDown,
 }
 
 impl fmt::Display for SendError {
@@ -212,6 +215,7 @@ impl fmt::Display for SendError {
             }
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
             Self::Interrupted => write!(f, "interrupted"),
+            Self::ShutDown => write!(f, "queue was shut down"),
         }
     }
 }
@@ -260,6 +264,9 @@ pub enum RecvError {
     Corrupted(&'static str),
     /// The caller's [`crate::Waiter`] stopped the wait.
     Interrupted,
+    /// The queue or broadcast was shut down and nothing is left to receive (at once after
+    /// an immediate shutdown).
+    ShutDown,
 }
 
 impl fmt::Display for RecvError {
@@ -270,6 +277,7 @@ impl fmt::Display for RecvError {
             Self::Lagged { missed } => write!(f, "subscriber lagged: {missed} messages missed"),
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
             Self::Interrupted => write!(f, "interrupted"),
+            Self::ShutDown => write!(f, "queue was shut down and is empty"),
         }
     }
 }
@@ -283,6 +291,7 @@ impl From<shmq_core::SendTimeoutError> for SendError {
             E::TooLarge { size, max } => Self::TooLarge { size, max },
             E::Corrupted(w) => Self::Corrupted(w),
             E::Interrupted => Self::Interrupted,
+            E::ShutDown => Self::ShutDown,
         }
     }
 }
@@ -295,6 +304,7 @@ impl From<shmq_core::TrySendError> for SendError {
             E::Full | E::Busy => Self::Full,
             E::TooLarge { size, max } => Self::TooLarge { size, max },
             E::Corrupted(w) => Self::Corrupted(w),
+            E::ShutDown => Self::ShutDown,
         }
     }
 }
@@ -306,6 +316,7 @@ impl From<shmq_core::RecvTimeoutError> for RecvError {
             E::Timeout => Self::Timeout,
             E::Corrupted(w) => Self::Corrupted(w),
             E::Interrupted => Self::Interrupted,
+            E::ShutDown => Self::ShutDown,
         }
     }
 }
@@ -320,6 +331,7 @@ impl From<shmq_core::ReadTimeoutError> for RecvError {
             E::NotSubscribed => Self::Corrupted("the subscription's cursor was removed"),
             E::Corrupted(w) => Self::Corrupted(w),
             E::Interrupted => Self::Interrupted,
+            E::ShutDown => Self::ShutDown,
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::{OpenError, RecvError, SendError, SendManyError};
 use shmq_core::layout::{record_size, SideDescriptor, FLAG_PERSISTENT};
 use shmq_core::{Delivery, Detached, Linger, Message, Ring, Stats, Waiter};
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a call may wait for room or for a message.
@@ -104,6 +105,9 @@ pub struct Handle {
     name: String,
     allow_large: bool,
     keep_messages: bool,
+    /// Ring bytes of the last message this handle sent or tried to send (0: none yet): what
+    /// `is_full` asks about, so that it agrees with the send that was just refused.
+    last_record: AtomicU64,
 }
 
 impl std::fmt::Debug for Handle {
@@ -126,6 +130,7 @@ impl Handle {
             name,
             allow_large,
             keep_messages,
+            last_record: AtomicU64::new(0),
         }
     }
 
@@ -155,6 +160,31 @@ impl Handle {
     pub(crate) fn stats(&self) -> Stats {
         self.ring().stats()
     }
+    /// Whether a message as large as the last one this handle sent (or tried to send) would
+    /// not fit now, or `maxsize` messages are queued (a snapshot). A handle that sent nothing
+    /// asks about the smallest message.
+    pub(crate) fn is_full(&self) -> bool {
+        // Relaxed: a hint of this handle's own last size.
+        let record = self.last_record.load(Ordering::Relaxed);
+        self.ring().is_full_for(record)
+    }
+    /// Ring bytes a message takes: its record, or a side-segment descriptor's when it is
+    /// larger than the ring.
+    fn stored_size(&self, m: &Message<'_>) -> u64 {
+        let len = m.payload.len() as u64;
+        record_size(if len > self.max_message_size() {
+            SideDescriptor::SIZE as u64
+        } else {
+            len
+        })
+    }
+    /// Shuts the ring down for every process (see [`crate::Queue::shutdown`]).
+    pub(crate) fn shutdown(&self, immediate: bool) {
+        self.ring().shutdown(immediate);
+    }
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.ring().is_shutdown()
+    }
 
     // ----------------------------------------------------------------------------------
     // Sending
@@ -170,6 +200,11 @@ impl Handle {
         w: &mut dyn Waiter,
     ) -> Result<(), SendManyError> {
         let max = self.max_message_size();
+        if let Some(last) = msgs.last() {
+            // Relaxed: see `is_full`.
+            self.last_record
+                .store(self.stored_size(last), Ordering::Relaxed);
+        }
         if let [one] = msgs {
             // The usual case: no chunking to plan.
             return self
@@ -186,14 +221,7 @@ impl Handle {
             }
         }
         // Bytes a message takes in the ring: a descriptor for a large one.
-        let stored = |m: &Message<'_>| {
-            let len = m.payload.len() as u64;
-            record_size(if len > max {
-                SideDescriptor::SIZE as u64
-            } else {
-                len
-            })
-        };
+        let stored = |m: &Message<'_>| self.stored_size(m);
         let budget = self.capacity().min(u64::from(u32::MAX));
         let most = self.ring().geometry().maxsize;
         let mut start = 0;

@@ -175,17 +175,37 @@ impl Queue {
     pub fn len(&self) -> u64 {
         self.h.ring().len()
     }
-    /// Whether no message is queued.
+    /// Whether no message is ready: a [`Queue::try_recv`] now would find none, if nothing else
+    /// ran meanwhile (a snapshot).
     pub fn is_empty(&self) -> bool {
         self.h.ring().is_empty()
     }
-    /// Whether a small message would not fit now.
+    /// Whether `maxsize` messages are queued, or a message as large as the last one this
+    /// handle sent (or tried to send) would not fit now; a handle that sent nothing asks
+    /// about the smallest message. So right after a [`Queue::try_send`] returned `Full`, this
+    /// is `true` until something is taken (if nothing else runs). A snapshot.
     pub fn is_full(&self) -> bool {
-        self.h.ring().is_full()
+        self.h.is_full()
     }
     /// Counters and occupancy.
     pub fn stats(&self) -> Stats {
         self.h.stats()
+    }
+
+    /// Shuts the queue down for every process attached to it, now and later (the word is in
+    /// the segment, as Python 3.13's `queue.Queue.shutdown`): sends fail with
+    /// [`SendError::ShutDown`]; receives take what is left and then fail with
+    /// [`RecvError::ShutDown`] instead of waiting (blocked ones are woken). With `immediate`,
+    /// what is left is dropped (counted in [`Stats::dropped`]) and receives fail at once.
+    /// Idempotent; an immediate shutdown may follow a plain one. A send racing with the
+    /// shutdown may still go in (it is delivered, or dropped by an immediate shutdown, or
+    /// stays queued if every receiver stopped already).
+    pub fn shutdown(&self, immediate: bool) {
+        self.h.shutdown(immediate);
+    }
+    /// Whether the queue was shut down (by any process).
+    pub fn is_shutdown(&self) -> bool {
+        self.h.is_shutdown()
     }
     /// `(messages, payload bytes)` waiting, walked from the head (O(messages); a snapshot).
     pub fn queued_payload(&self) -> (u64, u64) {

@@ -258,7 +258,8 @@ class SharedMemoryQueue:
         """Puts ``item`` without blocking the event loop, waiting up to ``timeout`` seconds
         (forever if ``None``) for room; raises :class:`Full` when the time is up."""
         data = self._encode(item)
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        wait = _timeout(timeout)
+        deadline = None if wait is None else time.monotonic() + wait
         delay = 0.0001
         while True:
             try:
@@ -273,7 +274,8 @@ class SharedMemoryQueue:
         """Removes and returns an item without blocking the event loop, waiting up to
         ``timeout`` seconds (forever if ``None``); raises :class:`Empty` when the time is up.
         A cancelled call takes nothing."""
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        wait = _timeout(timeout)
+        deadline = None if wait is None else time.monotonic() + wait
         delay = 0.0001
         while True:
             try:

@@ -135,6 +135,7 @@ impl<B: Backing + Sync> Ring<B> {
             Err(TryRecvError::Empty) => Err(Next::Sleep),
             Err(TryRecvError::Busy) => Err(Next::Yield),
             Err(TryRecvError::Corrupted(w)) => Err(Next::Fail(RecvTimeoutError::Corrupted(w))),
+            Err(TryRecvError::ShutDown) => Err(Next::Fail(RecvTimeoutError::ShutDown)),
         };
         block(deadline, w, attempt, |until| self.wait_for_data(until)).map_err(|s| match s {
             Stop::Timeout => RecvTimeoutError::Timeout,
@@ -184,6 +185,7 @@ fn read_next(e: TryReadError) -> Next<ReadTimeoutError> {
         TryReadError::Lagged { missed } => Next::Fail(ReadTimeoutError::Lagged { missed }),
         TryReadError::NotSubscribed => Next::Fail(ReadTimeoutError::NotSubscribed),
         TryReadError::Corrupted(w) => Next::Fail(ReadTimeoutError::Corrupted(w)),
+        TryReadError::ShutDown => Next::Fail(ReadTimeoutError::ShutDown),
     }
 }
 

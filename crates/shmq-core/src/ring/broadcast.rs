@@ -6,6 +6,7 @@
 //!
 //! See `docs/protocol.md` ("Broadcast") for the synchronisation points J, B and E.
 
+use super::shutdown::Phase;
 use super::{Ring, Side, TrySendError};
 use crate::backing::Backing;
 use crate::layout::*;
@@ -40,6 +41,8 @@ pub enum TryReadError {
     Corrupted(&'static str),
     /// Another thread of this attachment is reading: try again (after yielding).
     Busy,
+    /// The ring was shut down and nothing is left to read (or it was shut down immediately).
+    ShutDown,
 }
 
 /// Why a blocking broadcast read returned no message.
@@ -58,6 +61,8 @@ pub enum ReadTimeoutError {
     Corrupted(&'static str),
     /// The caller's [`super::Waiter`] asked to stop.
     Interrupted,
+    /// See [`TryReadError::ShutDown`].
+    ShutDown,
 }
 
 /// One subscriber, as [`Ring::subscribers`] reports it.
@@ -348,15 +353,51 @@ impl<B: Backing> Ring<B> {
 
     /// As [`Ring::try_read_many_with`], stopping before a message that would take the payload
     /// bytes of the batch past `max_bytes` (the first message is always read).
+    ///
+    /// After a shutdown: what is left, then [`TryReadError::ShutDown`] (at once after an
+    /// immediate one).
     pub fn try_read_many_limited(
+        &self,
+        max: usize,
+        max_bytes: u64,
+        f: impl FnMut(Delivery<'_>),
+    ) -> Result<usize, TryReadError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        self.unless_shut_down(|| self.read_any(max, max_bytes, f))
+    }
+
+    /// A read (`attempt`) as the shutdown word allows: not at all after an immediate
+    /// shutdown; `ShutDown` for `Empty` once this subscription is drained. The word is loaded
+    /// before the attempt (see `Ring::phase`).
+    fn unless_shut_down<T>(
+        &self,
+        attempt: impl FnOnce() -> Result<T, TryReadError>,
+    ) -> Result<T, TryReadError> {
+        let phase = self.phase().map_err(TryReadError::Corrupted)?;
+        if phase == Phase::Immediate {
+            return Err(TryReadError::ShutDown);
+        }
+        match attempt() {
+            Err(TryReadError::Empty) if self.drained(phase, self.own_cursor()) => {
+                Err(TryReadError::ShutDown)
+            }
+            r => r,
+        }
+    }
+
+    /// This attachment's cursor (Acquire: as the read path's loads of it).
+    pub(super) fn own_cursor(&self) -> u64 {
+        self.slot_at(self.slot).cursor.load(Ordering::Acquire)
+    }
+
+    fn read_any(
         &self,
         max: usize,
         max_bytes: u64,
         mut f: impl FnMut(Delivery<'_>),
     ) -> Result<usize, TryReadError> {
-        if max == 0 {
-            return Ok(0);
-        }
         let _turn = self.try_reader().ok_or(TryReadError::Busy)?;
         self.release_lent();
         let c = self.control();
@@ -460,8 +501,13 @@ impl<B: Backing> Ring<B> {
     ///
     /// An attachment lends one record at a time: the next read or hold of any of its threads
     /// releases the record lent before (as [`Ring::release_held`] does). A call made while
-    /// another thread of this attachment reads returns [`TryReadError::Busy`].
+    /// another thread of this attachment reads returns [`TryReadError::Busy`]. After a
+    /// shutdown, as [`Ring::try_read_many_limited`].
     pub fn try_hold(&self) -> Result<Held, TryReadError> {
+        self.unless_shut_down(|| self.hold_any())
+    }
+
+    fn hold_any(&self) -> Result<Held, TryReadError> {
         if self.lag_policy() {
             return Err(TryReadError::Corrupted(
                 "zero-copy reads need the block policy",
@@ -658,9 +704,9 @@ impl<B: Backing> Ring<B> {
 
     /// Waits until a read may find something, at most until `until`.
     pub(super) fn wait_for_read(&self, until: Option<Instant>) -> bool {
-        self.wait_for(Side::Data, until, &|| self.read_ready(), &|| {
-            self.read_in_flight()
-        })
+        // Also ends when a read would stop on a shutdown.
+        let ready = || self.read_ready() || self.receive_stops(self.own_cursor());
+        self.wait_for(Side::Data, until, &ready, &|| self.read_in_flight())
     }
 
     /// The subscribers and how far behind they are.

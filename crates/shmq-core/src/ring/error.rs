@@ -20,6 +20,9 @@ pub enum TrySendError {
     /// Every lane of this attachment is taken by its other threads: try again (after
     /// yielding). Never caused by another process.
     Busy,
+    /// The ring was shut down ([`Ring::shutdown`](super::Ring::shutdown)): no send succeeds
+    /// any more.
+    ShutDown,
 }
 
 /// Why a non-blocking receive returned nothing.
@@ -31,6 +34,9 @@ pub enum TryRecvError {
     Corrupted(&'static str),
     /// See [`TrySendError::Busy`].
     Busy,
+    /// The ring was shut down and nothing is left to receive (or it was shut down
+    /// immediately).
+    ShutDown,
 }
 
 /// Why a blocking send did not happen.
@@ -49,6 +55,8 @@ pub enum SendTimeoutError {
     Corrupted(&'static str),
     /// The caller's [`Waiter`](super::Waiter) asked to stop (a signal, a handle closed meanwhile).
     Interrupted,
+    /// See [`TrySendError::ShutDown`].
+    ShutDown,
 }
 
 /// Why a blocking receive returned nothing.
@@ -60,6 +68,8 @@ pub enum RecvTimeoutError {
     Corrupted(&'static str),
     /// The caller's [`Waiter`](super::Waiter) asked to stop.
     Interrupted,
+    /// See [`TryRecvError::ShutDown`].
+    ShutDown,
 }
 
 /// Why attaching to a segment failed.
@@ -102,12 +112,14 @@ impl core::fmt::Display for TrySendError {
             }
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
             Self::Busy => write!(f, "{BUSY}"),
+            Self::ShutDown => write!(f, "{SHUT_DOWN}"),
         }
     }
 }
 impl std::error::Error for TrySendError {}
 
 const BUSY: &str = "every lane of this handle is in use by its other threads";
+const SHUT_DOWN: &str = "queue was shut down";
 
 impl core::fmt::Display for TryRecvError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -115,6 +127,7 @@ impl core::fmt::Display for TryRecvError {
             Self::Empty => write!(f, "queue is empty"),
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
             Self::Busy => write!(f, "{BUSY}"),
+            Self::ShutDown => write!(f, "{SHUT_DOWN}"),
         }
     }
 }
@@ -129,6 +142,7 @@ impl core::fmt::Display for SendTimeoutError {
             }
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
             Self::Interrupted => write!(f, "interrupted"),
+            Self::ShutDown => write!(f, "{SHUT_DOWN}"),
         }
     }
 }
@@ -140,6 +154,7 @@ impl core::fmt::Display for RecvTimeoutError {
             Self::Timeout => write!(f, "timed out waiting for a message"),
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
             Self::Interrupted => write!(f, "interrupted"),
+            Self::ShutDown => write!(f, "{SHUT_DOWN}"),
         }
     }
 }
@@ -151,6 +166,7 @@ impl SendTimeoutError {
         match e {
             TrySendError::TooLarge { size, max } => Self::TooLarge { size, max },
             TrySendError::Corrupted(w) => Self::Corrupted(w),
+            TrySendError::ShutDown => Self::ShutDown,
             TrySendError::Full | TrySendError::Busy => Self::Timeout,
         }
     }

@@ -287,8 +287,10 @@ impl<B: Backing> Ring<B> {
         ev.pending.store(0, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         let (ready, stuck) = match interest {
-            Interest::Data if self.g.is_broadcast() => (self.read_ready(), self.read_in_flight()),
-            Interest::Data => (self.data_ready(), self.head_in_flight()),
+            Interest::Data if self.g.is_broadcast() => {
+                (self.async_data_ready(), self.read_in_flight())
+            }
+            Interest::Data => (self.async_data_ready(), self.head_in_flight()),
             Interest::Space => (false, self.space_stuck()),
         };
         let armed = Armed {
@@ -327,14 +329,20 @@ impl<B: Backing> Ring<B> {
         if cfg!(loom) || interest == Interest::Space {
             return false;
         }
-        let ready = || {
-            if self.g.is_broadcast() {
-                self.read_ready()
-            } else {
-                self.data_ready()
-            }
-        };
-        matches!(self.spin(None, &ready), Some(Wake::Ready))
+        matches!(
+            self.spin(None, &|| self.async_data_ready()),
+            Some(Wake::Ready)
+        )
+    }
+
+    /// The condition a receiving waiter re-checks, as `wait_for_data` / `wait_for_read`
+    /// judge it: a message may be ready, or a receive would stop on a shutdown.
+    fn async_data_ready(&self) -> bool {
+        if self.g.is_broadcast() {
+            self.read_ready() || self.receive_stops(self.own_cursor())
+        } else {
+            self.data_ready() || self.receive_stops(self.control().head.load(Ordering::Relaxed))
+        }
     }
 
     /// The futex word of `interest`'s event (in the segment): an armed waiter sleeps on it.

@@ -34,6 +34,7 @@ mod record;
 mod recv;
 mod repair;
 mod send;
+mod shutdown;
 mod slots;
 
 pub use blocking::{Plain, Waiter, CHECK_EVERY};

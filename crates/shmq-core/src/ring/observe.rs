@@ -30,6 +30,10 @@ pub struct Stats {
     pub abandoned: u64,
     /// Dead processes detached by others.
     pub reaped: u64,
+    /// Messages dropped unread by an immediate shutdown.
+    pub dropped: u64,
+    /// Whether the ring was shut down.
+    pub shut_down: bool,
     /// Byte position (since creation) up to which producers reserved space.
     pub tail: u64,
     /// Byte position (since creation) up to which consumers claimed records.
@@ -106,19 +110,49 @@ impl<B: Backing> Ring<B> {
         self.queued_payload().0
     }
 
-    /// Whether no message is queued.
+    /// Whether no message is ready to take (a snapshot): what a non-blocking receive would
+    /// find at this instant if nothing else ran. Records abandoned by dead producers are
+    /// stepped over, as a receive steps over them; a record still being written at the head
+    /// hides the ones after it, as it does from a receive. A corrupted ring is not empty (a
+    /// receive reports the corruption).
     pub fn is_empty(&self) -> bool {
         let c = self.control();
-        c.head.load(Ordering::Relaxed) >= c.tail.load(Ordering::Relaxed)
+        // Acquire: as the receive path's loads (SYNC C1, P2 through `record`).
+        let head = c.head.load(Ordering::Acquire);
+        let tail = c.tail.load(Ordering::Acquire);
+        let mut pos = head;
+        // Each step passes a record of at least 16 bytes: at most a ring's worth.
+        for _ in 0..=self.g.capacity / RECORD_ALIGN {
+            if pos >= tail {
+                return true;
+            }
+            match self.record(pos, tail) {
+                Ok(Some(rec)) if rec.state == ABANDONED => pos += rec.size,
+                Ok(Some(rec)) if rec.state == COMMITTED => return false,
+                // Not written yet: a receive finds nothing (it waits for the writer).
+                Ok(None) => return true,
+                // Consumed or reused meanwhile (a stale `head`), or garbage.
+                _ => return c.head.load(Ordering::Acquire) != head || pos >= tail,
+            }
+        }
+        false
     }
 
-    /// Whether a put of one small message would not fit now (a snapshot).
+    /// Whether a put of one small message would not fit now (a snapshot); see
+    /// [`Ring::is_full_for`].
+    pub fn is_full(&self) -> bool {
+        self.is_full_for(RECORD_HEADER)
+    }
+
+    /// Whether a put of one message taking `record` bytes of the ring (its header and padded
+    /// payload, [`record_size`]) would not fit now (a snapshot), or `maxsize` messages are
+    /// queued.
     ///
     /// A query: it loads positions and changes nothing. Bytes a send could reclaim first
     /// count as free: in a queue everything below `head` (claimed; a record still being
     /// copied out may make that send wait a moment), in a broadcast ring everything below
     /// the slowest subscriber. A lag-policy broadcast ring is never full: a send overwrites.
-    pub fn is_full(&self) -> bool {
+    pub fn is_full_for(&self, record: u64) -> bool {
         let c = self.control();
         if self.g.maxsize > 0 {
             // Relaxed: a snapshot of the count (see `take_permits`). A corrupted count is
@@ -141,7 +175,9 @@ impl<B: Backing> Ring<B> {
         } else {
             self.slowest_cursor(release, tail)
         };
-        tail.saturating_sub(oldest_kept.max(release)) + RECORD_HEADER > self.g.capacity
+        tail.saturating_sub(oldest_kept.max(release))
+            .saturating_add(record.max(RECORD_HEADER))
+            > self.g.capacity
     }
 
     fn stats_counters(&self) -> (u64, u64, u64) {
@@ -189,6 +225,8 @@ impl<B: Backing> Ring<B> {
             lost: c.totals.lost.load(Ordering::Relaxed),
             abandoned: c.totals.abandoned.load(Ordering::Relaxed),
             reaped: c.totals.reaped.load(Ordering::Relaxed),
+            dropped: c.totals.dropped.load(Ordering::Relaxed),
+            shut_down: self.is_shutdown(),
             tail: c.tail.load(Ordering::Relaxed),
             head: c.head.load(Ordering::Relaxed),
         }
@@ -223,7 +261,8 @@ impl<B: Backing> Ring<B> {
         use std::fmt::Write;
         let c = self.control();
         let mut out = format!(
-            "tail={} head={} release={} count={} attached={} reaped={} abandoned={} lost={}\n",
+            "tail={} head={} release={} count={} attached={} reaped={} abandoned={} lost={} \
+             shutdown={}\n",
             c.tail.load(Ordering::Relaxed),
             c.head.load(Ordering::Relaxed),
             c.release.load(Ordering::Relaxed),
@@ -232,6 +271,7 @@ impl<B: Backing> Ring<B> {
             c.totals.reaped.load(Ordering::Relaxed),
             c.totals.abandoned.load(Ordering::Relaxed),
             c.totals.lost.load(Ordering::Relaxed),
+            c.shutdown.load(Ordering::Relaxed),
         );
         for i in 0..self.g.max_slots {
             let s = self.slot_at(i);

@@ -2,6 +2,7 @@
 //! handing them to the caller and marking them consumed (SYNC C3), and waiting for data.
 
 use super::record::MarkConsumed;
+use super::shutdown::Phase;
 use super::{RecordView, Ring, Side, TryRecvError};
 use crate::backing::Backing;
 use crate::layout::*;
@@ -50,7 +51,8 @@ impl<B: Backing> Ring<B> {
     }
 
     /// The one non-blocking receive behind the public ones (and `recv_many_blocking`): up to
-    /// `max` messages and, past the first, `max_bytes` of payload.
+    /// `max` messages and, past the first, `max_bytes` of payload; after a shutdown, what is
+    /// left, then `ShutDown` (see `shutdown.rs`).
     pub(super) fn recv_run(
         &self,
         max: usize,
@@ -60,6 +62,30 @@ impl<B: Backing> Ring<B> {
         if max == 0 {
             return Ok(0);
         }
+        // Loaded before the attempt: seen set, it makes every message committed before the
+        // shutdown visible to the attempt (see `Ring::phase`).
+        let phase = self.phase().map_err(TryRecvError::Corrupted)?;
+        if phase == Phase::Immediate {
+            return Err(TryRecvError::ShutDown);
+        }
+        match self.recv_any(max, max_bytes, f) {
+            Err(TryRecvError::Empty)
+                if self.drained(phase, self.control().head.load(Ordering::Acquire)) =>
+            {
+                Err(TryRecvError::ShutDown)
+            }
+            r => r,
+        }
+    }
+
+    /// [`Ring::recv_run`] whatever the shutdown word says (an immediate shutdown drops what
+    /// is left through it).
+    pub(super) fn recv_any(
+        &self,
+        max: usize,
+        max_bytes: u64,
+        f: &mut impl FnMut(RecordView<'_>),
+    ) -> Result<usize, TryRecvError> {
         if self.g.is_broadcast() {
             return Err(TryRecvError::Corrupted(
                 "a broadcast ring is read through a subscription",
@@ -257,9 +283,10 @@ impl<B: Backing> Ring<B> {
 
     /// Waits until a message may be ready, at most until `until`. Another consumer may still
     /// take it first.
+    /// Also ends when a receive would stop on a shutdown.
     pub(super) fn wait_for_data(&self, until: Option<Instant>) -> bool {
-        self.wait_for(Side::Data, until, &|| self.data_ready(), &|| {
-            self.head_in_flight()
-        })
+        let ready =
+            || self.data_ready() || self.receive_stops(self.control().head.load(Ordering::Relaxed));
+        self.wait_for(Side::Data, until, &ready, &|| self.head_in_flight())
     }
 }

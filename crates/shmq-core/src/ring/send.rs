@@ -1,6 +1,7 @@
 //! Sending: maxsize permits, reserving bytes at `tail` (SYNC P1), reclaiming consumed bytes
 //! (`release`, SYNC F) and waiting for space.
 
+use super::shutdown::Phase;
 use super::{Message, Ring, Side, TrySendError};
 use crate::backing::Backing;
 use crate::layout::*;
@@ -17,6 +18,11 @@ impl<B: Backing> Ring<B> {
     pub fn try_send_many(&self, msgs: &[Message<'_>]) -> Result<(), TrySendError> {
         if msgs.is_empty() {
             return Ok(());
+        }
+        match self.phase() {
+            Ok(Phase::Open) => {}
+            Ok(_) => return Err(TrySendError::ShutDown),
+            Err(what) => return Err(TrySendError::Corrupted(what)),
         }
         let total = self.batch_size(msgs)?;
         let lane = self.try_lane().ok_or(TrySendError::Busy)?;
@@ -347,10 +353,11 @@ impl<B: Backing> Ring<B> {
     /// Waits until `n` messages of `total_bytes` may fit, at most until `until`. Another
     /// producer may take the space first.
     pub(super) fn wait_for_space(&self, n: u64, total_bytes: u64, until: Option<Instant>) -> bool {
+        // A shutdown ends the wait: the attempt that follows fails.
         self.wait_for(
             Side::Space,
             until,
-            &|| self.space_ready(n, total_bytes),
+            &|| self.is_shutdown() || self.space_ready(n, total_bytes),
             &|| self.space_stuck(),
         )
     }
