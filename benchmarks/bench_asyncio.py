@@ -119,11 +119,11 @@ def ipc() -> str:
 
 async def zmq_round_trip(n: int, use_uvloop: bool) -> float:
     req, rep = ipc(), ipc()
+    p = CTX.Process(target=zmq_echo, args=(req, rep, use_uvloop))
+    p.start()  # before the context exists (see zmq_throughput)
     ctx = zmq.asyncio.Context()
     pull = ctx.socket(zmq.PULL)
     pull.bind(rep)
-    p = CTX.Process(target=zmq_echo, args=(req, rep, use_uvloop))
-    p.start()
     push = ctx.socket(zmq.PUSH)
     push.connect(req)
     msg = b"x" * 64
@@ -209,6 +209,9 @@ def zmq_producer(addr: str, kind: str, n: int, use_uvloop: bool) -> None:
     async def main() -> None:
         ctx = zmq.asyncio.Context()
         push = ctx.socket(zmq.PUSH)
+        # No high-water mark: with one (1000), a producer that reached it waited for ever in
+        # some runs (pyzmq 27 asyncio on this VM), hanging the benchmark; the runs are short.
+        push.setsockopt(zmq.SNDHWM, 0)
         push.connect(addr)
         m = PAYLOADS[kind]()
         if kind == "small dict":
@@ -225,12 +228,15 @@ def zmq_producer(addr: str, kind: str, n: int, use_uvloop: bool) -> None:
 
 async def zmq_throughput(kind: str, n: int, use_uvloop: bool) -> float:
     addr = ipc()
-    ctx = zmq.asyncio.Context()
-    pull = ctx.socket(zmq.PULL)
-    pull.bind(addr)
     p = CTX.Process(target=zmq_producer, args=(addr, kind, n, use_uvloop))
     t0 = time.perf_counter()
+    # The context is made after the fork: a child forked with a live context in its parent
+    # sometimes never delivered (its connect raced with our bind), hanging the run.
     p.start()
+    ctx = zmq.asyncio.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.RCVHWM, 0)
+    pull.bind(addr)
     if kind == "small dict":
         for _ in range(n):
             await pull.recv_pyobj()
@@ -306,7 +312,7 @@ def main() -> None:
         base = None
         for label, f, k in [
             ("shmq.asyncio put_many/get_many", shmq_throughput, n),
-            ("zmq.asyncio PUSH/PULL ipc://", zmq_throughput, max(1000, n // 10)),
+            ("zmq.asyncio PUSH/PULL ipc://", zmq_throughput, max(500, n // 10)),
             ("multiprocessing.Queue + run_in_executor", mp_throughput, int(mp_counts[kind] * scale)),
         ]:
             rate = median_of(a.runs, lambda: run_loop(f(kind, k, uv), uv))

@@ -500,3 +500,29 @@ def test_shutdown_wakes_waiting_gets_puts_and_subscribers(qname: str, kind: str)
             assert full.get_nowait() == 0  # a plain shutdown leaves what was queued
 
     run(kind, main)
+
+
+def test_a_forked_child_leaves_the_parents_armed_wait_alone(qname: str) -> None:
+    """A child forked while a get waits inherits its armed wait (a Python object). Disarming
+    it there, as the child's garbage collection would, must not take the parent's waiter out
+    of the event's count: notifiers would then skip the wake-up and the parent's get would
+    only see the message at its 100 ms poll."""
+    import os
+
+    async def main() -> float:
+        async with shmq_aio.Queue(qname, create=True) as q:
+            q.spin = False
+            t = asyncio.create_task(q.get())
+            await asyncio.sleep(0.01)
+            ((_, armed),) = q._waiting.waits.values()
+            pid = os.fork()
+            if pid == 0:
+                armed.disarm()
+                os._exit(0)
+            assert os.waitpid(pid, 0)[1] == 0
+            t0 = time.monotonic()
+            q.sync.put(1)
+            assert await asyncio.wait_for(t, 5) == 1
+            return time.monotonic() - t0
+
+    assert asyncio.run(main()) < 0.05

@@ -22,6 +22,7 @@ pub(crate) fn arm(target: Arc<dyn Watch>, side: u8) -> PyResult<Option<PyArmed>>
     let interest = interest_of(side)?;
     Ok(target.arm(interest).map(|armed| PyArmed {
         inner: Mutex::new(Some((target, interest, armed))),
+        pid: std::process::id(),
     }))
 }
 
@@ -39,6 +40,9 @@ type Wait = (Arc<dyn Watch>, Interest, Armed);
 #[pyclass(module = "shmq._shmq", frozen, name = "_Armed")]
 pub(crate) struct PyArmed {
     inner: Mutex<Option<Wait>>,
+    /// The process that armed it: a copy inherited across `fork()` is the parent's wait
+    /// (its counts in the parent's slot), which the child must neither disarm nor detach.
+    pid: u32,
 }
 
 impl PyArmed {
@@ -52,7 +56,12 @@ impl PyArmed {
     /// Leaves the event's waiters (idempotent) and lets go of the ring.
     fn disarm(&self) {
         if let Some((t, i, a)) = self.take() {
-            t.disarm(i, a);
+            if self.pid == std::process::id() {
+                t.disarm(i, a);
+            } else {
+                // The parent's attachment, inherited: dropping it here would detach it.
+                std::mem::forget(t);
+            }
         }
     }
 }
