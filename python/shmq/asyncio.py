@@ -196,7 +196,10 @@ class Queue(_Handle, Generic[T]):
 
     async def put_many(self, objs: Iterable[T], timeout: float | None = None, *, codec: Codec | None = None) -> None:
         """Puts every object of ``objs`` in order, waiting for room as it goes (atomically
-        when the batch fits the ring). An exception has ``.sent``: how many went in."""
+        when the batch fits the ring). An exception has ``.sent``: how many went in. A
+        cancelled call put nothing if the batch fits the ring at once; a larger one goes in
+        chunks that each fit, and a cancellation between two leaves the chunks before it
+        put (``qsize()`` tells; or send batches that fit)."""
         todo = list(objs)
         sent = 0
         q = self._h
