@@ -298,12 +298,19 @@ impl Reactor {
                 let rotation = Instant::now() + ROTATION;
                 deadline = Some(deadline.map_or(rotation, |d| d.min(rotation)));
             }
+            let rotate = |d: Option<Instant>| {
+                let left = d.map_or(ROTATION, |d| d.saturating_duration_since(Instant::now()));
+                futex_wait_private(&self.control, control, left.min(ROTATION));
+            };
             if waitv_missing {
-                let left =
-                    deadline.map_or(ROTATION, |d| d.saturating_duration_since(Instant::now()));
-                futex_wait_private(&self.control, control, left);
-            } else if futex_waitv(&words, deadline) == WaitvEnd::Unsupported {
-                waitv_missing = true;
+                rotate(deadline);
+            } else {
+                match futex_waitv(&words, deadline) {
+                    WaitvEnd::Returned => {}
+                    WaitvEnd::Unsupported => waitv_missing = true,
+                    // It did not sleep: this round sleeps as the fallback does (never a spin).
+                    WaitvEnd::Failed => rotate(deadline),
+                }
             }
         }
     }

@@ -599,11 +599,14 @@ impl WaitvEntry {
 /// How a `futex_waitv` ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WaitvEnd {
-    /// Woken, a word did not hold its value, a signal, the deadline, or a word no longer
-    /// mapped (`EFAULT`): the caller re-checks every word either way.
+    /// Woken, a word did not hold its value (`EAGAIN`), a signal or the deadline: the
+    /// caller re-checks every word.
     Returned,
     /// This kernel has no `futex_waitv` (before Linux 5.16).
     Unsupported,
+    /// Any other error (`EFAULT`, `EINVAL`, `EPERM` under a seccomp filter...): it did not
+    /// sleep, so the caller must not simply call again (that would spin).
+    Failed,
 }
 
 /// Sleeps until one of `words` is woken or does not hold its value, or until `deadline`
@@ -648,10 +651,13 @@ pub fn futex_waitv(words: &[WaitvEntry], deadline: Option<Instant>) -> WaitvEnd 
             libc::CLOCK_MONOTONIC,
         )
     };
-    if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
-        WaitvEnd::Unsupported
-    } else {
-        WaitvEnd::Returned
+    if r >= 0 {
+        return WaitvEnd::Returned;
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN | libc::ETIMEDOUT | libc::EINTR) => WaitvEnd::Returned,
+        Some(libc::ENOSYS) => WaitvEnd::Unsupported,
+        _ => WaitvEnd::Failed,
     }
 }
 
