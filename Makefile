@@ -13,7 +13,7 @@ export CARGO_TERM_COLOR ?= never
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet "maturin>=1.5,<2" "pytest>=7" "pytest-timeout>=2" "mypy>=1.8" "msgpack>=1.0" "rich>=13" "pyzmq>=25" "cloudpickle>=2" "numpy>=1.22"
+	$(PIP) install --quiet "maturin>=1.5,<2" "pytest>=7" "pytest-timeout>=2" "mypy>=1.8" "msgpack>=1.0" "rich>=13" "pyzmq>=25" "cloudpickle>=2" "numpy>=1.22" "uvloop>=0.19"
 	$(PIP) install --quiet --only-binary faster-fifo "faster-fifo>=1.4"
 	touch $(STAMP)
 

@@ -11,6 +11,9 @@ plus batches (``put_many``/``get_many``), ``stats()``, codecs and picklable hand
 ...     q.get()
 {'task': 1}
 
+``shmq.asyncio`` (``import shmq.asyncio as shmq_aio``) has the same classes for asyncio
+programs, over the same segments (imported on demand: ``import shmq`` does not load asyncio).
+
 This module is the package's face: the bodies live in ``_common`` (sizes, codecs, names,
 shared argument checks, the handle registry), ``_queue``, ``_broadcast``, ``_admin``,
 ``_errors`` and the native ``_shmq``.

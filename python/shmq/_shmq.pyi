@@ -11,6 +11,8 @@ __all__ = [
     "_Subscriber",
     "MessageView",
     "Reservation",
+    "_Armed",
+    "_Readiness",
     "register_codec",
     "list_queues",
     "validate_name",
@@ -69,6 +71,10 @@ class _Queue:
         trust_any_owner: bool = False,
         keep_messages: bool = True,
     ) -> Self: ...
+    def _arm(self, side: int) -> _Armed | None:
+        """Announces an asynchronous wait (0 data, 1 space): ``None`` when the condition holds now."""
+    def _spin(self, side: int) -> bool:
+        """Spins about 50 µs without the GIL: whether a message may be ready."""
     @property
     def _access(self) -> tuple[int, list[int] | None]:
         """``(mode, trusted owners or None for any)``: how a pickled handle reopens."""
@@ -192,6 +198,10 @@ class _Publisher:
         trusted_owners: list[int] | None = None,
         trust_any_owner: bool = False,
     ) -> Self: ...
+    def _arm(self, side: int) -> _Armed | None:
+        """Announces an asynchronous wait (0 data, 1 space): ``None`` when the condition holds now."""
+    def _spin(self, side: int) -> bool:
+        """Spins about 50 µs without the GIL: whether a message may be ready."""
     @property
     def _access(self) -> tuple[int, list[int] | None]:
         """``(mode, trusted owners or None for any)``: how a pickled handle reopens."""
@@ -262,6 +272,10 @@ class _Subscriber:
         trusted_owners: list[int] | None = None,
         trust_any_owner: bool = False,
     ) -> Self: ...
+    def _arm(self, side: int) -> _Armed | None:
+        """Announces an asynchronous wait (0 data, 1 space): ``None`` when the condition holds now."""
+    def _spin(self, side: int) -> bool:
+        """Spins about 50 µs without the GIL: whether a message may be ready."""
     @property
     def _access(self) -> tuple[int, list[int] | None]:
         """``(mode, trusted owners or None for any)``: how a pickled handle reopens."""
@@ -313,6 +327,25 @@ class Reservation:
     def __len__(self) -> int: ...
     def __buffer__(self, flags: int, /) -> memoryview: ...
     def __release_buffer__(self, buffer: memoryview, /) -> None: ...
+
+@final
+class _Armed:
+    """One announced asynchronous wait (``shmq.asyncio``)."""
+
+    def disarm(self) -> None:
+        """Leaves the event's waiters (idempotent)."""
+
+@final
+class _Readiness:
+    """One event loop's asynchronous waits and their eventfd (``shmq.asyncio``)."""
+
+    def __new__(cls) -> _Readiness: ...
+    def fileno(self) -> int: ...
+    def register(self, token: int, armed: _Armed) -> bool:
+        """Registers ``armed`` under ``token``; ``False`` if it was disarmed already."""
+    def cancel(self, token: int) -> None: ...
+    def take_ready(self) -> list[int]:
+        """The tokens whose waits ended since the last call."""
 
 @final
 class MessageView:

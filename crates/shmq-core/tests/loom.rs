@@ -15,7 +15,7 @@ use shmq_core::ring::crash::{arm, CrashPoint};
 use shmq_core::ring::{
     Message, RecvTimeoutError, Ring, SendTimeoutError, TryRecvError, TrySendError,
 };
-use shmq_core::{Geometry, HeapBacking, HeapRegion, Plain};
+use shmq_core::{Backing, Geometry, HeapBacking, HeapRegion, Interest, Plain};
 
 type R = Ring<HeapBacking>;
 
@@ -564,5 +564,98 @@ fn a_producer_blocked_on_a_full_ring_is_woken_by_a_shutdown() {
         assert_eq!(p.join().unwrap(), Err(SendTimeoutError::ShutDown));
         // What was sent before is still there to drain.
         assert_eq!(rs[0].try_recv_with(|m| m.to_vec()).unwrap(), [1; 8]);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Asynchronous waiters (`Ring::arm` / `disarm`, the helper thread's futex wait elsewhere)
+// ---------------------------------------------------------------------------------------
+
+/// What `shmq.asyncio`'s get does, with the helper thread's sleep made in place: a
+/// non-blocking attempt, arm (announce + re-check), sleep on the event word while it holds
+/// the armed value, disarm, again.
+fn recv_async(ring: &R) -> u8 {
+    loop {
+        match ring.try_recv_with(|m| m.to_vec()[0]) {
+            Ok(v) => return v,
+            Err(TryRecvError::Empty) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+        if let Some(armed) = ring.arm(Interest::Data) {
+            ring.backing()
+                .wait(ring.event_word(Interest::Data), armed.seq, None);
+            ring.disarm(Interest::Data, armed);
+        }
+    }
+}
+
+/// What its put does: for room the re-check after arming is the send attempt itself.
+fn send_async(ring: &R, msg: &[u8]) {
+    loop {
+        match ring.try_send(Message::raw(msg)) {
+            Ok(()) => return,
+            Err(TrySendError::Full) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+        let armed = ring
+            .arm(Interest::Space)
+            .expect("room is never judged by arm");
+        let sent = match ring.try_send(Message::raw(msg)) {
+            Ok(()) => true,
+            Err(TrySendError::Full) => false,
+            Err(e) => panic!("{e:?}"),
+        };
+        if !sent {
+            ring.backing()
+                .wait(ring.event_word(Interest::Space), armed.seq, None);
+        }
+        ring.disarm(Interest::Space, armed);
+        if sent {
+            return;
+        }
+    }
+}
+
+#[test]
+fn an_async_consumer_is_woken_by_a_send() {
+    loom::model(|| {
+        let mut rs = rings(2, 0);
+        let consumer = rs.pop().unwrap();
+        let c = thread::spawn(move || recv_async(&consumer));
+        rs[0].try_send(Message::raw(&[7; 8])).unwrap();
+        assert_eq!(c.join().unwrap(), 7);
+    });
+}
+
+#[test]
+fn an_async_producer_on_a_full_ring_is_woken_when_space_frees() {
+    loom::model(|| {
+        let mut rs = rings(2, 0);
+        let producer = rs.pop().unwrap();
+        let consumer = &rs[0];
+        producer.try_send(Message::raw(&[1; 8])).unwrap();
+        producer.try_send(Message::raw(&[2; 8])).unwrap();
+        let p = thread::spawn(move || send_async(&producer, &[3; 8]));
+        assert_eq!(consumer.try_recv_with(|m| m.to_vec()).unwrap(), [1; 8]);
+        p.join().unwrap();
+        assert_eq!(recv_spin(consumer), [2; 8]);
+        assert_eq!(recv_spin(consumer), [3; 8]);
+    });
+}
+
+#[test]
+fn an_async_and_a_blocked_consumer_are_both_woken() {
+    // A thread asleep in place and a waiter armed elsewhere on one event, two notifications
+    // (the second may find the first one's wake-up pending and skip its own).
+    model_bounded(2, || {
+        let mut rs = rings(3, 0);
+        let (c1, c2) = (rs.pop().unwrap(), rs.pop().unwrap());
+        let t1 = thread::spawn(move || recv_async(&c1));
+        let t2 = thread::spawn(move || recv_blocking(&c2));
+        rs[0].try_send(Message::raw(&[1; 8])).unwrap();
+        rs[0].try_send(Message::raw(&[2; 8])).unwrap();
+        let mut got = [t1.join().unwrap(), t2.join().unwrap()];
+        got.sort_unstable();
+        assert_eq!(got, [1, 2]);
     });
 }

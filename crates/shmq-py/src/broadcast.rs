@@ -33,6 +33,17 @@ pub(crate) struct PyPublisher {
 
 #[pymethods]
 impl PyPublisher {
+    /// Spins about 50 µs (without the GIL) for a message: whether one may be ready.
+    fn _spin(&self, py: Python<'_>, side: u8) -> PyResult<bool> {
+        crate::readiness::spin(py, self.att.get(py)?, side)
+    }
+
+    /// Announces an asynchronous wait for `side` (0 data, 1 space; `shmq.asyncio`): `None`
+    /// when the condition holds now.
+    fn _arm(&self, py: Python<'_>, side: u8) -> PyResult<Option<crate::readiness::PyArmed>> {
+        crate::readiness::arm(self.att.get(py)?, side)
+    }
+
     #[new]
     #[pyo3(signature = (name, *, capacity, create=None, mode=0o600, codec=1, allow_pickle=true,
                         persistent=false, max_processes=128, lag=false, allow_large=false,
@@ -342,6 +353,17 @@ impl PySubscriber {
 
 #[pymethods]
 impl PySubscriber {
+    /// Spins about 50 µs (without the GIL) for a message: whether one may be ready.
+    fn _spin(&self, py: Python<'_>, side: u8) -> PyResult<bool> {
+        crate::readiness::spin(py, self.att.get(py)?, side)
+    }
+
+    /// Announces an asynchronous wait for `side` (0 data, 1 space; `shmq.asyncio`): `None`
+    /// when the condition holds now.
+    fn _arm(&self, py: Python<'_>, side: u8) -> PyResult<Option<crate::readiness::PyArmed>> {
+        crate::readiness::arm(self.att.get(py)?, side)
+    }
+
     #[new]
     #[pyo3(signature = (name, *, allow_pickle=true, mode=0o600, trusted_owners=None,
                         trust_any_owner=false))]

@@ -14,6 +14,7 @@ mod errors;
 mod frame;
 mod order;
 mod queue;
+mod readiness;
 mod recv;
 mod send;
 mod zerocopy;
@@ -29,6 +30,8 @@ fn _shmq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<broadcast::PySubscriber>()?;
     m.add_class::<buffer::PyMessageView>()?;
     m.add_class::<zerocopy::PyReservation>()?;
+    m.add_class::<readiness::PyReadiness>()?;
+    m.add_class::<readiness::PyArmed>()?;
     m.add_function(wrap_pyfunction!(codec::register_codec, m)?)?;
     m.add_function(wrap_pyfunction!(admin::list_queues, m)?)?;
     m.add_function(wrap_pyfunction!(admin::validate_name, m)?)?;

@@ -33,7 +33,7 @@ use std::time::Duration;
 ///
 /// `Broadcast` is `Send + Sync`; any number of processes and threads may publish at once.
 pub struct Broadcast {
-    h: Handle,
+    pub(crate) h: Handle,
 }
 
 impl fmt::Debug for Broadcast {
@@ -205,7 +205,7 @@ impl Broadcast {
 /// `Subscriber` is `Send + Sync`; threads sharing one take turns, and each message goes to
 /// one of them (a subscription has one position).
 pub struct Subscriber {
-    h: Handle,
+    pub(crate) h: Handle,
 }
 
 impl fmt::Debug for Subscriber {

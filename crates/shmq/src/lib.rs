@@ -59,6 +59,7 @@ mod loan;
 mod name;
 mod os;
 mod queue;
+pub mod readiness;
 
 pub use admin::{gc, inspect, list_queues, remove, remove_if_nonce, GcPolicy, Inspection};
 #[doc(hidden)]
@@ -75,7 +76,7 @@ pub use loan::Loan;
 pub use loan::{ext as zero_copy, Hold};
 pub use name::{segment_name, validate_name, SEGMENT_PREFIX};
 pub use queue::Queue;
-pub use shmq_core::{LayoutError, Message, Plain, Stats, SubscriberInfo, Waiter};
+pub use shmq_core::{Armed, Interest, LayoutError, Message, Plain, Stats, SubscriberInfo, Waiter};
 
 /// Codec id of raw bytes (no serialisation): what Rust sends by default, and what Python
 /// receives as `bytes`.

@@ -14,7 +14,7 @@ use std::time::Duration;
 /// `Queue` is `Send + Sync`: share it between threads by reference or `Arc`; any number of
 /// threads may send and receive on one handle at once.
 pub struct Queue {
-    h: Handle,
+    pub(crate) h: Handle,
 }
 
 impl fmt::Debug for Queue {

@@ -388,7 +388,7 @@ impl<B: Backing> Ring<B> {
     }
 
     /// This attachment's cursor (Acquire: as the read path's loads of it).
-    fn own_cursor(&self) -> u64 {
+    pub(super) fn own_cursor(&self) -> u64 {
         self.slot_at(self.slot).cursor.load(Ordering::Acquire)
     }
 
@@ -679,7 +679,7 @@ impl<B: Backing> Ring<B> {
     }
 
     /// Whether a read may find something now (a cheap check for waiters).
-    fn read_ready(&self) -> bool {
+    pub(super) fn read_ready(&self) -> bool {
         let c = self.control();
         let s = self.slot_at(self.slot);
         let cur = s.cursor.load(Ordering::Relaxed);
@@ -697,7 +697,7 @@ impl<B: Backing> Ring<B> {
     }
 
     /// Whether the record at our cursor is reserved but not yet written.
-    fn read_in_flight(&self) -> bool {
+    pub(super) fn read_in_flight(&self) -> bool {
         let cur = self.slot_at(self.slot).cursor.load(Ordering::Relaxed);
         cur != NO_CURSOR && cur < self.control().tail.load(Ordering::Acquire) && !self.read_ready()
     }

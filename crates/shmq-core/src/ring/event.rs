@@ -240,3 +240,116 @@ impl<B: Backing> Ring<B> {
         }
     }
 }
+
+/// What an asynchronous waiter waits for (see [`Ring::arm`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interest {
+    /// A queue's next message, or the next message of this attachment's subscription.
+    Data,
+    /// Room to send. The ring cannot judge the room a caller needs, so [`Ring::arm`] makes no
+    /// check for it: the caller's next send attempt is the re-check of SYNC W.
+    Space,
+}
+
+/// An asynchronous wait announced by [`Ring::arm`]: whoever waits for the caller (a helper
+/// thread on a futex, an event loop) sleeps while [`Ring::event_word`] still holds `seq`,
+/// and at most until `poll` from now; then the caller hands it back to [`Ring::disarm`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Armed {
+    /// The value of the event word when the wait was announced.
+    pub seq: u32,
+    /// The longest sleep: [`MAX_SLEEP`], or [`STUCK_POLL`] while the record waited for is
+    /// in flight (its owner may be dead: `disarm` then checks).
+    pub poll: Duration,
+    stuck: bool,
+}
+
+impl<B: Backing> Ring<B> {
+    /// The first half of one round of SYNC W for a waiter that sleeps elsewhere (an async
+    /// runtime): announces the waiter and re-checks the condition, exactly as
+    /// [`Ring::wait_once`] does before its futex wait. `None` when the condition holds now
+    /// (nothing to hand back: try again); otherwise the caller must sleep on
+    /// [`Ring::event_word`] while it holds `Armed::seq` (for [`Interest::Space`]: after one
+    /// more send attempt failed), and then call [`Ring::disarm`] exactly once.
+    pub fn arm(&self, interest: Interest) -> Option<Armed> {
+        let side = match interest {
+            Interest::Data => Side::Data,
+            Interest::Space => Side::Space,
+        };
+        let ev = self.event(side);
+        let sleeping = self.sleeping(side);
+        // SYNC W, the waiter's half: the same steps and orderings as `wait_once` (see there
+        // and docs/protocol.md, "SYNC W in detail"); only the sleep happens elsewhere.
+        ev.waiters.fetch_add(1, Ordering::Relaxed);
+        sleeping.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let seq = ev.seq.load(Ordering::Acquire);
+        ev.pending.store(0, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let (ready, stuck) = match interest {
+            Interest::Data if self.g.is_broadcast() => {
+                (self.async_data_ready(), self.read_in_flight())
+            }
+            Interest::Data => (self.async_data_ready(), self.head_in_flight()),
+            Interest::Space => (false, self.space_stuck()),
+        };
+        let armed = Armed {
+            seq,
+            poll: if stuck { STUCK_POLL } else { MAX_SLEEP },
+            stuck,
+        };
+        if ready {
+            self.disarm(interest, armed);
+            return None;
+        }
+        Some(armed)
+    }
+
+    /// The second half of an asynchronous round (after the sleep, however it ended): leaves
+    /// the waiters of the event, and checks for a dead owner if the wait was on a record in
+    /// flight (as a sleeper in `wait_once` does).
+    pub fn disarm(&self, interest: Interest, armed: Armed) {
+        let side = match interest {
+            Interest::Data => Side::Data,
+            Interest::Space => Side::Space,
+        };
+        self.sleeping(side).fetch_sub(1, Ordering::Relaxed);
+        // Release: as in `wait_once`.
+        self.event(side).waiters.fetch_sub(1, Ordering::Release);
+        if !cfg!(loom) && armed.stuck {
+            self.check_stuck();
+        }
+    }
+
+    /// The spin phase of a sleeping waiter, for an asynchronous one: checks the condition of
+    /// `interest` for about [`SPIN`] (less when crowded, none on one CPU, as `wait_once`
+    /// does) and says whether it held. Only [`Interest::Data`] has a condition to check:
+    /// for room it returns `false` at once.
+    pub fn spin_until_ready(&self, interest: Interest) -> bool {
+        if cfg!(loom) || interest == Interest::Space {
+            return false;
+        }
+        matches!(
+            self.spin(None, &|| self.async_data_ready()),
+            Some(Wake::Ready)
+        )
+    }
+
+    /// The condition a receiving waiter re-checks, as `wait_for_data` / `wait_for_read`
+    /// judge it: a message may be ready, or a receive would stop on a shutdown.
+    fn async_data_ready(&self) -> bool {
+        if self.g.is_broadcast() {
+            self.read_ready() || self.receive_stops(self.own_cursor())
+        } else {
+            self.data_ready() || self.receive_stops(self.control().head.load(Ordering::Relaxed))
+        }
+    }
+
+    /// The futex word of `interest`'s event (in the segment): an armed waiter sleeps on it.
+    pub fn event_word(&self, interest: Interest) -> &AtomicU32 {
+        match interest {
+            Interest::Data => &self.event(Side::Data).seq,
+            Interest::Space => &self.event(Side::Space).seq,
+        }
+    }
+}

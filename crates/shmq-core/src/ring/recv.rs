@@ -259,7 +259,7 @@ impl<B: Backing> Ring<B> {
     /// a later lap), our Acquire load of it synchronised with the consumer's Release store
     /// (SYNC C3, or a later producer's P2), which follows its CAS of `head`, so the second
     /// load sees the new `head`.
-    fn data_ready(&self) -> bool {
+    pub(super) fn data_ready(&self) -> bool {
         let c = self.control();
         // Relaxed: a hint; the second load below decides (see `# Ordering`).
         let head = c.head.load(Ordering::Relaxed);
@@ -276,7 +276,7 @@ impl<B: Backing> Ring<B> {
 
     /// Whether the record at `head` is reserved but not yet written (its producer is busy,
     /// or dead).
-    fn head_in_flight(&self) -> bool {
+    pub(super) fn head_in_flight(&self) -> bool {
         let c = self.control();
         c.head.load(Ordering::Relaxed) < c.tail.load(Ordering::Acquire) && !self.data_ready()
     }

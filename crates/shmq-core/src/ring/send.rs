@@ -353,19 +353,22 @@ impl<B: Backing> Ring<B> {
     /// Waits until `n` messages of `total_bytes` may fit, at most until `until`. Another
     /// producer may take the space first.
     pub(super) fn wait_for_space(&self, n: u64, total_bytes: u64, until: Option<Instant>) -> bool {
-        let stuck = || {
-            let c = self.control();
-            if self.g.is_broadcast() {
-                return self.space_stuck_broadcast();
-            }
-            c.release.load(Ordering::Relaxed) < c.head.load(Ordering::Relaxed)
-        };
         // A shutdown ends the wait: the attempt that follows fails.
         self.wait_for(
             Side::Space,
             until,
             &|| self.is_shutdown() || self.space_ready(n, total_bytes),
-            &stuck,
+            &|| self.space_stuck(),
         )
+    }
+
+    /// Whether producers short of room should poll: consumed records not yet reclaimed (a
+    /// consumer may have died mid-take), or a broadcast ring that waits for subscribers.
+    pub(super) fn space_stuck(&self) -> bool {
+        let c = self.control();
+        if self.g.is_broadcast() {
+            return self.space_stuck_broadcast();
+        }
+        c.release.load(Ordering::Relaxed) < c.head.load(Ordering::Relaxed)
     }
 }

@@ -10,6 +10,11 @@ pub use linux::{
     effective_uid, list_segments, random_u64, segment_exists, shm_free_bytes, Opened, Owner,
     ShmSegment, SEGMENT_PREFIX, SIDE_PREFIX,
 };
+#[cfg(target_os = "linux")]
+pub(crate) use linux::{
+    eventfd, eventfd_clear, eventfd_signal, futex_wait_private, futex_waitv, futex_wake_private,
+    WaitvEnd, WaitvEntry, WAITV_MAX,
+};
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(
