@@ -9,13 +9,15 @@ use shmq_core::ring::{Message, Ring, TryRecvError};
 use shmq_core::{Geometry, HeapBacking, HeapRegion};
 
 const CAP: u64 = 8 << 20;
-/// Payload of the messages here: two of them stay below the hot span (1 MiB), a third is past it.
+/// Payload of the messages here: two of them stay below the hot span (1 MiB, `HOT_SPAN` in
+/// ring/send.rs), a third is past it.
 const BIG: usize = 600 << 10;
 /// Bytes a BIG record takes (16-byte header, payload padded to 16).
 const REC: u64 = 16 + BIG as u64;
 
 fn region(maxsize: u64) -> (HeapRegion, Ring<HeapBacking>) {
     let g = Geometry::new(CAP, maxsize, 8, 0, 0x407).unwrap();
+    assert_eq!(g.capacity, CAP);
     let r = HeapRegion::new(g.total_size);
     let ring = Ring::create(r.handle(), g, 0).map_err(|(_, e)| e).unwrap();
     (r, ring)
@@ -141,5 +143,23 @@ fn a_producer_killed_around_its_skip_is_repaired() {
             ring.try_send(Message::raw(&msg(i))).unwrap();
             assert_eq!(recv(&ring), msg(i), "{point:?}");
         }
+    }
+}
+
+#[test]
+fn a_backlog_keeps_the_records_in_place_and_its_room() {
+    // Skipped bytes stay taken until the consumer passes them: with records waiting, a skip
+    // would take the room the backlog needs.
+    let (_r, ring) = region(0);
+    for i in 0..5 {
+        ring.try_send(Message::raw(&msg(i))).unwrap();
+    }
+    for i in 0..2 {
+        assert_eq!(recv(&ring), msg(i));
+    }
+    ring.try_send(Message::raw(&msg(5))).unwrap();
+    assert_eq!(ring.stats().tail, 6 * REC, "three records unread: no skip");
+    for i in 2..6 {
+        assert_eq!(recv(&ring), msg(i));
     }
 }
