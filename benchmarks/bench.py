@@ -44,8 +44,8 @@ except ImportError:  # pragma: no cover - reported in the output
 
 CTX = mp.get_context("fork")  # one start method for every library; fork is the fastest to start
 # Ring bytes of shmq and buffer bytes of faster-fifo (--capacity). The default is shmq's own
-# default, 4 MiB: room for three 1 MiB messages. Bigger rings are slower for big messages (the
-# data no longer stays in cache; see benchmarks/README.md).
+# default, 4 MiB: room for three 1 MiB messages. Cells with a ring of their own (tp-1MiB-16x,
+# the --all cells) show what bigger rings cost (see benchmarks/README.md).
 CAPACITY = shmq.DEFAULT_CAPACITY
 BATCH = 256  # messages per put_many
 # Producers cycle through this many distinct payloads (distinct objects, distinct bytes): a
