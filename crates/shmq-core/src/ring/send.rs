@@ -279,6 +279,12 @@ impl<B: Backing> Ring<B> {
         if off < HOT_SPAN.max(total) {
             return 0; // still inside the hot start of the lap
         }
+        // Small reservations look at `head` (a line the consumers keep writing: a cache miss)
+        // only when they cross a quarter of the span, not at every send behind a backlog.
+        let quarter = HOT_SPAN / 4;
+        if total < quarter && (off + total) / quarter == off / quarter {
+            return 0;
+        }
         let skip = cap - off; // >= 16: `off` and `cap` are multiples of 16
         if skip + total > u64::from(u32::MAX) {
             return 0; // a skip (or a repairer's ABANDONED record) stores its size in a u32
