@@ -56,9 +56,11 @@ PROBE = b"P"  # pyzmq only: sent until every subscriber has seen one (slow-joine
 
 # 64 B messages come from a pool of prebuilt `bytes` (no per-message work in the publisher's
 # Python loop): message i is POOL[i % 65536] and carries i % 65536, so the subscribers check
-# the sequence modulo 65536. 1 MiB messages are a reused bytearray whose first 8 bytes get
-# the full 64-bit sequence number before each publish (shmq and pyzmq both copy it).
+# the sequence modulo 65536. 1 MiB messages cycle through DISTINCT bytearrays (distinct
+# memory, as a real producer's fresh data), whose first 8 bytes get the full 64-bit sequence
+# number before each publish (shmq and pyzmq both copy it).
 POOL = 1 << 16
+DISTINCT = 16
 BATCH = {SMALL: 256, BIG: 2}  # messages per publish_many
 CHUNK = {SMALL: 4096, BIG: 4}  # messages between two looks at the clock in the publisher
 GET_MANY = 1000  # most messages per get_many
@@ -152,20 +154,22 @@ def _publish_loop(size: int, batched: bool, one: Callable[[Any], Any], many: Cal
                     one(pool[i & mask])
     else:
         pack_into = SEQ.pack_into
+        # DISTINCT buffers cycled (one hot buffer would stay in cache and flatter the copy).
+        pool_big = [bytearray(bytes([1 + k]) * size) for k in range(DISTINCT)]
         if batched:
             b = BATCH[BIG]
-            bufs = [bytearray(b"\xab" * size) for _ in range(b)]
 
             def step(start: int) -> None:
                 for i in range(start, start + chunk, b):
+                    bufs = [pool_big[(i + k) % DISTINCT] for k in range(b)]
                     for k, buf in enumerate(bufs):
                         pack_into(buf, 0, i + k)
                     many(bufs)  # type: ignore[misc]
         else:
-            buf = bytearray(b"\xab" * size)
 
             def step(start: int) -> None:
                 for i in range(start, start + chunk):
+                    buf = pool_big[i % DISTINCT]
                     pack_into(buf, 0, i)
                     one(buf)
 
@@ -649,8 +653,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="64,1MiB", help="payloads (default 64,1MiB)")
     ap.add_argument("--fanout", default="1,3", help="subscriber counts (default 1,3)")
     ap.add_argument("--cpu", action="store_true", help="also print CPU per message and context switches")
+    ap.add_argument("--capacity", default="4MiB", help="shmq ring size (default 4MiB)")
     ap.add_argument("--json", metavar="PATH", help="write every run's raw results as JSON")
     args = ap.parse_args(argv)
+    global CAPACITY
+    CAPACITY = shmq.parse_size(args.capacity)
     if args.quick:
         args.runs = 1
         args.seconds = min(args.seconds, 0.15)

@@ -122,8 +122,9 @@ pub const STATE_MASK: u64 = 0xF;
 pub const COMMITTED: u64 = 1;
 /// A consumer has copied the payload out; the bytes may be reused once `release` passes.
 pub const CONSUMED: u64 = 2;
-/// The producer died before committing; the record (its `len` is the skip length) carries
-/// no message. Written only by a repairer.
+/// No message: bytes to pass over (its `len` is the skip length). Written by a repairer for a
+/// producer that died before committing (with the permits it held), or by a producer that
+/// moves its records to the hot start of the next lap (no permits; docs/protocol.md).
 pub const ABANDONED: u64 = 3;
 
 /// Value of `Control::attached` once the last process detached and the segment is being

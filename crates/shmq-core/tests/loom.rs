@@ -223,6 +223,34 @@ fn a_dead_producers_reservation_is_repaired_while_another_sends() {
     });
 }
 
+/// The ring is drained past its hot span, so the next reservation starts with a skip to the
+/// next lap (docs/protocol.md, *Hot restart*); its producer died before writing the skip. A
+/// survivor sends while the consumer repairs.
+#[test]
+fn a_producer_killed_before_its_skip_is_repaired_while_another_sends() {
+    loom::model(|| {
+        let mut rs = rings(3, 0);
+        rs[0].try_send(Message::raw(b"drained!")).unwrap();
+        assert_eq!(rs[0].try_recv_with(|m| m.to_vec()).unwrap(), b"drained!");
+        let (victim, survivor) = (rs.pop().unwrap(), rs.pop().unwrap());
+        die_at(victim, CrashPoint::BeforeSkip, |v| {
+            let _ = v.try_send(Message::raw(b"partial"));
+        });
+        assert_eq!(
+            rs[0].stats().tail,
+            96,
+            "the victim reserved a skip and a record"
+        );
+        let s = thread::spawn(move || send_spin(&survivor, b"ok"));
+        let got = recv_repairing(&rs[0], || s.join().unwrap());
+        assert_eq!(got, b"ok");
+        assert!(
+            rs[0].try_recv_with(|m| m.to_vec()).is_err(),
+            "the partial message never shows"
+        );
+    });
+}
+
 #[test]
 fn a_dead_consumers_claim_is_counted_lost_and_its_space_comes_back() {
     loom::model(|| {

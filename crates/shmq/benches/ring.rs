@@ -212,3 +212,66 @@ fn throughput_64b_batched(bencher: Bencher, batch: usize) {
         });
     });
 }
+
+/// The in-process bound: the same three benchmarks over `crossbeam-channel` (bounded, 64 B
+/// arrays by value; no shared memory, no crash safety), measured in the same run.
+mod crossbeam {
+    use super::{ItemsCount, MSG, N};
+    use crossbeam_channel::{bounded, Receiver, Sender};
+    use divan::Bencher;
+    use std::thread;
+
+    /// Slots of the channels: about what shmq's 4 MiB ring holds of 64 B messages (80 B
+    /// records) would be 52 k; 4096 is plenty to keep both sides busy.
+    const SLOTS: usize = 4096;
+
+    type Msg = Option<[u8; 64]>; // None stops the helper thread
+
+    #[divan::bench(sample_count = 200, sample_size = 1000)]
+    fn round_trip_64b(bencher: Bencher) {
+        let (ping_tx, ping_rx) = bounded::<Msg>(SLOTS);
+        let (pong_tx, pong_rx) = bounded::<Msg>(SLOTS);
+        thread::scope(|s| {
+            s.spawn(move || {
+                while let Ok(Some(m)) = ping_rx.recv() {
+                    pong_tx.send(Some(m)).expect("echo send");
+                }
+            });
+            bencher.bench_local(|| {
+                ping_tx.send(Some(MSG)).expect("send");
+                pong_rx.recv().expect("recv");
+            });
+            ping_tx.send(None).expect("stop");
+        });
+    }
+
+    fn consumer(data: Receiver<Msg>, ack: Sender<()>) {
+        let mut got = 0;
+        let mut sink = [0u8; 64];
+        while let Ok(Some(m)) = data.recv() {
+            sink.copy_from_slice(&m);
+            got += 1;
+            if got == N {
+                got = 0;
+                ack.send(()).expect("ack");
+            }
+        }
+        std::hint::black_box(sink);
+    }
+
+    #[divan::bench(sample_count = 200)]
+    fn throughput_64b(bencher: Bencher) {
+        let (tx, rx) = bounded::<Msg>(SLOTS);
+        let (ack_tx, ack_rx) = bounded::<()>(1);
+        thread::scope(|s| {
+            s.spawn(move || consumer(rx, ack_tx));
+            bencher.counter(ItemsCount::new(N)).bench_local(|| {
+                for _ in 0..N {
+                    tx.send(Some(MSG)).expect("send");
+                }
+                ack_rx.recv().expect("wait for the ack");
+            });
+            tx.send(None).expect("stop");
+        });
+    }
+}

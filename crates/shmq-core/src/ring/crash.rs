@@ -11,6 +11,9 @@ pub enum CrashPoint {
     AfterPermits,
     /// Send: right after the CAS on `tail`, before the intent says OWNED.
     AfterReserveCas,
+    /// Send: after a reservation that starts with a skip, before the skip is written (the
+    /// operation stops at `AfterReserve`).
+    BeforeSkip,
     /// Send: after reserving, before writing anything.
     AfterReserve,
     /// Send: after committing the first record of the batch.

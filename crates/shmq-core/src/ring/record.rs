@@ -204,6 +204,19 @@ impl<B: Backing> Ring<B> {
             .store(self.g.tag(pos) | COMMITTED, Ordering::Release);
     }
 
+    /// Writes a skip of `size` bytes at `pos`: an `ABANDONED` record carrying no permits,
+    /// which readers, reclaimers and repairers pass over as they pass a repairer's. The
+    /// caller owns `[pos, pos + size)` (its reservation) and `size` fits a u32.
+    pub(super) fn write_skip(&self, pos: u64, size: u64) {
+        let cell = self.cell(pos);
+        // Relaxed: published by the stamp's Release store below.
+        cell.meta
+            .store(pack_meta(size as u32, 0, 0), Ordering::Relaxed);
+        // SYNC P2 (publish): Release, as a commit: a reader that sees the stamp sees the size.
+        cell.stamp
+            .store(self.g.tag(pos) | ABANDONED, Ordering::Release);
+    }
+
     /// Reads and validates the header of the record at `pos`, which must lie within
     /// `[pos, limit)`. `Ok(None)`: no valid stamp for this position (not written yet, or the
     /// bytes were reused by a later lap). `Err`: a valid stamp with impossible lengths.
