@@ -332,12 +332,107 @@ def test_zero_copy_views_hold_the_message_until_the_next_read(qname: str) -> Non
             except shmq.Full:
                 break
         assert sent == 3 and bytes(mv) == b"a" * 1000  # 4 records of 1 KiB, one of them held
-        # The next read releases it.
+        # Once its buffers are released, the next read releases it.
+        mv.release()
         assert sub.get(timeout=5) == bytes([0]) * 1000
         b.publish(b"z" * 1000, timeout=5)
-        mv.release()
+        with pytest.raises(shmq.ViewReleasedError):
+            bytes(view)
         rest = [bytes(sub.get(copy=False)) for _ in range(3)]
         assert rest == [bytes([1]) * 1000, bytes([2]) * 1000, b"z" * 1000]
+
+
+def fill_and_read(b: shmq.Broadcast, sub: shmq.Subscriber[bytes], rounds: int) -> int:
+    """Publishes 1000-byte messages and tries to read each back, ``rounds`` times: what a
+    live buffer of a lent view must survive. Returns how many reads raised BufferError."""
+    refused = 0
+    for i in range(rounds):
+        try:
+            b.publish(bytes([i % 250]) * 1000, timeout=0)
+        except shmq.Full:
+            pass
+        for read in (lambda: sub.get_nowait(), lambda: sub.get_many(block=False), lambda: sub.get(copy=False, timeout=0)):
+            try:
+                read()
+            except BufferError:
+                refused += 1
+            except shmq.Empty:
+                pass
+    return refused
+
+
+def test_a_memoryview_of_a_subscriber_view_never_reads_another_message(qname: str) -> None:
+    with shmq.Broadcast(qname, capacity=4096, create=True, codec="raw") as b, b.subscribe() as sub:
+        b.publish(b"A" * 1000)
+        view = sub.get(copy=False)
+        mv = memoryview(view)
+        # Reads while `mv` lives would release the record and let the publisher reuse it.
+        refused = fill_and_read(b, sub, 10)
+        assert bytes(mv) == b"A" * 1000
+        assert refused == 30
+        with pytest.raises(BufferError, match="memoryview or array of the last MessageView"):
+            sub.get(timeout=0)
+        mv.release()
+        assert sub.get(timeout=5) == bytes([0]) * 1000  # the message after the view's
+        with pytest.raises(shmq.ViewReleasedError):
+            memoryview(view)
+
+
+def test_a_numpy_array_of_a_subscriber_view_never_reads_another_message(qname: str) -> None:
+    np = pytest.importorskip("numpy")
+    with shmq.Broadcast(qname, capacity=4096, create=True, codec="raw") as b, b.subscribe() as sub:
+        b.publish(b"A" * 1000)
+        arr = np.frombuffer(sub.get(copy=False), dtype=np.uint8)  # the view lives in `arr`
+        refused = fill_and_read(b, sub, 10)
+        assert arr.tobytes() == b"A" * 1000
+        assert refused == 30
+        del arr
+        assert sub.get(timeout=5) == bytes([0]) * 1000
+
+
+CLOSE_UNDER_A_LIVE_BUFFER = """
+import gc, sys, shmq
+b = shmq.Broadcast(sys.argv[1], capacity=4096, create=True, codec="raw")
+sub = b.subscribe()
+b.publish(b"A" * 1000)
+view = sub.get(copy=False)
+mv = memoryview(view)
+del view
+sub.close()
+try:
+    bytes(sub.get_nowait())
+except shmq.QueueClosedError:
+    pass
+# The closed subscription still holds the message for `mv`: the ring fills up behind it.
+sent = 0
+for i in range(20):
+    try:
+        b.publish(bytes([i]) * 1000, timeout=0)
+        sent += 1
+    except shmq.Full:
+        pass
+if sys.argv[2] == "publisher too":
+    b.close()  # the last handle of the broadcast: the subscription's mapping must stay
+    gc.collect()
+assert bytes(mv) == b"A" * 1000, bytes(mv[:8])
+assert sent == 3, sent
+mv.release()  # the subscription ends now: publishers no longer wait for it
+if sys.argv[2] != "publisher too":
+    for i in range(20):
+        b.publish(b"z" * 1000, timeout=5)
+    b.close()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("then", ["subscriber only", "publisher too"])
+def test_close_keeps_a_live_buffer_of_a_view_mapped_and_its_message_held(qname: str, then: str) -> None:
+    with h.children() as procs:
+        p = h.python(CLOSE_UNDER_A_LIVE_BUFFER, qname, then)
+        procs.append(p)
+        out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, (p.returncode, err.decode())  # never a signal (use after unmap)
+    assert out.strip() == b"ok"
 
 
 def test_zero_copy_is_refused_with_the_lag_policy(qname: str) -> None:

@@ -10,11 +10,12 @@ use crate::errors::{
     open_error, recv_error, CorruptedQueueError, InvalidArgumentError, BROADCAST, SUBSCRIPTION,
 };
 use crate::send::{put_object, send_objects};
+use pyo3::exceptions::PyBufferError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use shmq::ext::Lend;
 use shmq::{Policy, Wait};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 fn policy_name(p: Policy) -> &'static str {
     match p {
@@ -286,15 +287,48 @@ pub(crate) fn subscriber_dict<'py>(
     Ok(d)
 }
 
-/// A record lent to a `MessageView`: the subscription (kept mapped) and the record.
+#[derive(Default)]
+struct LentState {
+    /// Live buffers (memoryviews, arrays) of the view.
+    exports: usize,
+    /// A later read or close() began: the view refuses from now on.
+    retired: bool,
+    /// close() came while buffers were alive: the last one's release unsubscribes.
+    unsubscribe_when_unexported: bool,
+}
+
+/// A record lent to a `MessageView`: the subscription (kept mapped as long as the view or
+/// any buffer of it lives) and the record. A subscription lends one record and its next
+/// read releases it, so a read is refused while a buffer of the view is alive (see
+/// [`PySubscriber::retire_lent`]): a buffer never shows another message's bytes.
 struct LentRecord {
     sub: Arc<shmq::Subscriber>,
     held: shmq::ext::Held,
+    state: Mutex<LentState>,
+}
+
+impl LentRecord {
+    fn state(&self) -> MutexGuard<'_, LentState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl Lender for LentRecord {
     fn still_lent(&self) -> bool {
-        shmq::ext::is_lent(&self.sub, &self.held)
+        !self.state().retired && shmq::ext::is_lent(&self.sub, &self.held)
+    }
+    // Both hooks run with the GIL, as does `retire_lent` before any read: no buffer is made
+    // between a read's check and its release of the record.
+    fn exported(&self) {
+        self.state().exports += 1;
+    }
+    fn unexported(&self) {
+        let mut st = self.state();
+        st.exports = st.exports.saturating_sub(1);
+        if st.exports == 0 && std::mem::take(&mut st.unsubscribe_when_unexported) {
+            drop(st);
+            self.sub.unsubscribe(); // the deferred end of a closed subscription
+        }
     }
 }
 
@@ -305,9 +339,39 @@ pub(crate) struct PySubscriber {
     access: Access,
     stash: Stash,
     codecs: Codecs,
+    /// The record lent last by `get(copy=False)` (weak: a view dropped with all its buffers
+    /// is released by the next read as usual).
+    lent: Mutex<Weak<LentRecord>>,
 }
 
 impl PySubscriber {
+    fn last_lent(&self) -> Option<Arc<LentRecord>> {
+        self.lent.lock().unwrap_or_else(|p| p.into_inner()).upgrade()
+    }
+
+    /// Called (with the GIL) before every read, which releases the record lent before: the
+    /// view is retired, or, while a buffer of it is alive, the read is refused (as a
+    /// `bytearray` with exports refuses to resize): publishers could otherwise overwrite the
+    /// bytes that buffer shows.
+    fn retire_lent(&self) -> PyResult<()> {
+        if self.att.is_closed() {
+            return Ok(()); // close() retired it; the read raises that the handle is closed
+        }
+        let Some(rec) = self.last_lent() else {
+            return Ok(());
+        };
+        let mut st = rec.state();
+        if st.exports > 0 {
+            return Err(PyBufferError::new_err(
+                "a memoryview or array of the last MessageView of this subscription is still \
+                 alive, and the next read would release its message: release it (del, or \
+                 memoryview.release()) or copy what you keep (bytes(...)) before reading again",
+            ));
+        }
+        st.retired = true;
+        Ok(())
+    }
+
     /// The next message lent in place (block policy): a `MessageView` for a raw message in
     /// one piece; anything else is copied (and decoded after the record is released).
     fn lend<'py>(&self, py: Python<'py>, wait: Wait) -> PyResult<Bound<'py, PyAny>> {
@@ -327,7 +391,9 @@ impl PySubscriber {
                     let lender = Arc::new(LentRecord {
                         sub: sub.clone(),
                         held,
+                        state: Mutex::default(),
                     });
+                    *self.lent.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&lender);
                     let view = PyMessageView::new(lender, first);
                     return Ok(Bound::new(py, view)?.into_any());
                 }
@@ -388,12 +454,14 @@ impl PySubscriber {
                 codec: CODEC_PICKLE,
                 allow_pickle,
             },
+            lent: Mutex::default(),
         })
     }
 
     /// Returns the next message, waiting if `block` (at most `timeout` seconds if given).
     /// With `copy=False` (block policy), a raw message comes as a read-only `MessageView` over
     /// the shared memory, valid until the next read of this subscription or its close().
+    /// A read while a memoryview or array of the last view is alive raises `BufferError`.
     #[pyo3(signature = (block=true, timeout=None, *, copy=true))]
     fn get<'py>(
         &self,
@@ -403,6 +471,7 @@ impl PySubscriber {
         copy: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let wait = wait_of(block, timeout)?;
+        self.retire_lent()?;
         if let Some(mut stashed) = self.stash.take(py, 1) {
             let (codec, raw) = stashed.remove(0);
             return self.codecs.decode(raw, codec);
@@ -435,6 +504,7 @@ impl PySubscriber {
         #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyList>> {
         let wait = wait_of(block, timeout)?;
+        self.retire_lent()?;
         let max = max_messages;
         let raws = match self.stash.take(py, max) {
             Some(stashed) => stashed,
@@ -445,9 +515,18 @@ impl PySubscriber {
 
     /// Unsubscribes and detaches.
     fn close(&self, py: Python<'_>) {
-        // A lent MessageView keeps the attachment (and its mapping) alive; the subscription
-        // itself ends here (releasing the lent record), so publishers stop waiting for it.
-        self.att.if_attached(|sub| sub.unsubscribe());
+        // A lent MessageView keeps the attachment (and its mapping) alive. The subscription
+        // ends here (releasing the lent record, so publishers stop waiting for it), or, while
+        // a buffer of the view is alive, when the last one is released: it keeps its bytes.
+        let deferred = self.last_lent().is_some_and(|rec| {
+            let mut st = rec.state();
+            st.retired = true;
+            st.unsubscribe_when_unexported = st.exports > 0;
+            st.unsubscribe_when_unexported
+        });
+        if !deferred {
+            self.att.if_attached(|sub| sub.unsubscribe());
+        }
         self.att.shut(py);
     }
 
