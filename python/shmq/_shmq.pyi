@@ -286,13 +286,15 @@ class _Subscriber:
     def get(self, block: bool = True, timeout: float | None = None, *, copy: bool = True) -> Any:
         """Returns the next message, waiting if ``block`` (at most ``timeout`` seconds if given).
         With ``copy=False`` (block policy), a raw message comes as a read-only ``MessageView``
-        over the shared memory, valid until the next read of this subscription or its close()."""
+        over the shared memory, valid until the next read of this subscription or its close().
+        A read while a memoryview or array of the last view is alive raises ``BufferError``."""
     def get_nowait(self) -> Any:
         """Returns the next message without waiting; raises ``Empty`` if there is none."""
     def get_many(self, max_messages: int = 1000, block: bool = True, timeout: float | None = None) -> list[Any]:
         """Returns 1 to ``max_messages`` messages, waiting for the first if ``block``."""
     def close(self) -> None:
-        """Unsubscribes and detaches."""
+        """Unsubscribes and detaches (under a live buffer of a ``MessageView``, the subscription
+        ends when the last one is released)."""
     @property
     def closed(self) -> bool:
         """Whether ``close()`` was called."""
@@ -350,7 +352,9 @@ class _Readiness:
 @final
 class MessageView:
     """A read-only buffer over a message in shared memory. ``Subscriber.get(copy=False)``
-    returns one for a raw message, valid until the subscription's next read or close(); queues
+    returns one for a raw message, valid until the subscription's next read or close() (its
+    memoryviews and arrays keep their bytes: the subscription refuses to read, with
+    ``BufferError``, until they are released, and its close() waits for them); queues
     and subscriptions also lend one to the pickle or msgpack decoder, to decode a message in
     place instead of copying it first."""
 

@@ -346,7 +346,10 @@ pub(crate) struct PySubscriber {
 
 impl PySubscriber {
     fn last_lent(&self) -> Option<Arc<LentRecord>> {
-        self.lent.lock().unwrap_or_else(|p| p.into_inner()).upgrade()
+        self.lent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .upgrade()
     }
 
     /// Called (with the GIL) before every read, which releases the record lent before: the
@@ -513,7 +516,8 @@ impl PySubscriber {
         PyList::new(py, self.codecs.decode_batch(raws, &self.stash)?)
     }
 
-    /// Unsubscribes and detaches.
+    /// Unsubscribes and detaches (under a live buffer of a `MessageView`, the subscription
+    /// ends when the last one is released).
     fn close(&self, py: Python<'_>) {
         // A lent MessageView keeps the attachment (and its mapping) alive. The subscription
         // ends here (releasing the lent record, so publishers stop waiting for it), or, while
