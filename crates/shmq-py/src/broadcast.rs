@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use shmq::ext::Lend;
 use shmq::{Policy, Wait};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 fn policy_name(p: Policy) -> &'static str {
@@ -305,6 +306,8 @@ struct LentRecord {
     sub: Arc<shmq::Subscriber>,
     held: shmq::ext::Held,
     state: Mutex<LentState>,
+    /// The subscription's reads under way (see [`Reading`]).
+    reads: Arc<AtomicUsize>,
 }
 
 impl LentRecord {
@@ -315,7 +318,11 @@ impl LentRecord {
 
 impl Lender for LentRecord {
     fn still_lent(&self) -> bool {
-        !self.state().retired && shmq::ext::is_lent(&self.sub, &self.held)
+        // A read under way in another thread may release the record at any moment.
+        // Relaxed: the GIL orders this with `Reading`, which every reader takes first.
+        !self.state().retired
+            && self.reads.load(Ordering::Relaxed) == 0
+            && shmq::ext::is_lent(&self.sub, &self.held)
     }
     // Both hooks run with the GIL, as does `retire_lent` before any read: no buffer is made
     // between a read's check and its release of the record.
@@ -342,6 +349,18 @@ pub(crate) struct PySubscriber {
     /// The record lent last by `get(copy=False)` (weak: a view dropped with all its buffers
     /// is released by the next read as usual).
     lent: Mutex<Weak<LentRecord>>,
+    /// Reads under way: a view lent by one thread while another thread's read is about to
+    /// release it must not export a buffer.
+    reads: Arc<AtomicUsize>,
+}
+
+/// A read of the subscription under way (from before its check of the last view to its end).
+struct Reading(Arc<AtomicUsize>);
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl PySubscriber {
@@ -356,12 +375,14 @@ impl PySubscriber {
     /// view is retired, or, while a buffer of it is alive, the read is refused (as a
     /// `bytearray` with exports refuses to resize): publishers could otherwise overwrite the
     /// bytes that buffer shows.
-    fn retire_lent(&self) -> PyResult<()> {
+    fn retire_lent(&self) -> PyResult<Reading> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let reading = Reading(self.reads.clone());
         if self.att.is_closed() {
-            return Ok(()); // close() retired it; the read raises that the handle is closed
+            return Ok(reading); // close() retired it; the read raises that the handle is closed
         }
         let Some(rec) = self.last_lent() else {
-            return Ok(());
+            return Ok(reading);
         };
         let mut st = rec.state();
         if st.exports > 0 {
@@ -372,7 +393,7 @@ impl PySubscriber {
             ));
         }
         st.retired = true;
-        Ok(())
+        Ok(reading)
     }
 
     /// The next message lent in place (block policy): a `MessageView` for a raw message in
@@ -395,6 +416,7 @@ impl PySubscriber {
                         sub: sub.clone(),
                         held,
                         state: Mutex::default(),
+                        reads: self.reads.clone(),
                     });
                     *self.lent.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&lender);
                     let view = PyMessageView::new(lender, first);
@@ -458,6 +480,7 @@ impl PySubscriber {
                 allow_pickle,
             },
             lent: Mutex::default(),
+            reads: Arc::default(),
         })
     }
 
@@ -474,7 +497,7 @@ impl PySubscriber {
         copy: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let wait = wait_of(block, timeout)?;
-        self.retire_lent()?;
+        let _reading = self.retire_lent()?;
         if let Some(mut stashed) = self.stash.take(py, 1) {
             let (codec, raw) = stashed.remove(0);
             return self.codecs.decode(raw, codec);
@@ -507,7 +530,7 @@ impl PySubscriber {
         #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyList>> {
         let wait = wait_of(block, timeout)?;
-        self.retire_lent()?;
+        let _reading = self.retire_lent()?;
         let max = max_messages;
         let raws = match self.stash.take(py, max) {
             Some(stashed) => stashed,
