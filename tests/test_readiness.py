@@ -46,7 +46,7 @@ def go(p: subprocess.Popen[str]) -> None:
     p.stdin.flush()
 
 
-def wait_until(sel: selectors.BaseSelector, r: shmq.Readiness[shmq.Queue[str]], q: shmq.Queue[str],
+def wait_until(sel: selectors.BaseSelector, r: shmq.Readiness, q: shmq.Queue[str],
                side: str, timeout: float = 10.0) -> tuple[str | None, int]:
     """The documented loop: try, arm, try again, sleep in ``select`` until the fd is readable.
     Returns what a get gave (``None`` for a put) and how many times select returned."""
@@ -77,7 +77,7 @@ def wait_until(sel: selectors.BaseSelector, r: shmq.Readiness[shmq.Queue[str]], 
 
 
 def test_a_selectors_loop_waits_for_a_message_of_another_process(qname: str) -> None:
-    with shmq.Queue[str](qname, create=True) as q, shmq.Readiness[shmq.Queue[str]]() as r, \
+    with shmq.Queue[str](qname, create=True) as q, shmq.Readiness() as r, \
             selectors.DefaultSelector() as sel:
         sel.register(r.fileno(), selectors.EVENT_READ)
         p = child(PUT_ON_GO, qname)
@@ -96,7 +96,7 @@ def test_a_selectors_loop_waits_for_a_message_of_another_process(qname: str) -> 
 
 
 def test_a_selectors_loop_waits_for_room_another_process_makes(qname: str) -> None:
-    with shmq.Queue[str](qname, create=True, maxsize=1) as q, shmq.Readiness[shmq.Queue[str]]() as r, \
+    with shmq.Queue[str](qname, create=True, maxsize=1) as q, shmq.Readiness() as r, \
             selectors.DefaultSelector() as sel:
         sel.register(r, selectors.EVENT_READ)
         q.put("first")
@@ -113,14 +113,14 @@ def test_a_selectors_loop_waits_for_room_another_process_makes(qname: str) -> No
 
 
 def test_arm_get_says_false_when_a_message_is_there(qname: str) -> None:
-    with shmq.Queue[str](qname, create=True) as q, shmq.Readiness[shmq.Queue[str]]() as r:
+    with shmq.Queue[str](qname, create=True) as q, shmq.Readiness() as r:
         q.put("m")
         assert not r.arm_get(q)
         assert "0 armed" in repr(r)
 
 
 def test_a_cancelled_wait_no_longer_wakes_the_descriptor(qname: str) -> None:
-    with shmq.Queue[str](qname, create=True) as q, shmq.Readiness[shmq.Queue[str]]() as r, \
+    with shmq.Queue[str](qname, create=True) as q, shmq.Readiness() as r, \
             selectors.DefaultSelector() as sel:
         sel.register(r, selectors.EVENT_READ)
         other = shmq.Queue[str](qname, create=False)

@@ -11,23 +11,21 @@ again", not "a message is there").
 from __future__ import annotations
 
 import itertools
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Union
 
+from ._broadcast import Broadcast, Subscriber
+from ._queue import Queue
 from ._shmq import _Armed, _Readiness
 
 __all__ = ["Readiness"]
 
 _DATA, _SPACE = 0, 1  # as shmq._waits (not imported: ``import shmq`` loads no asyncio)
 
-
-class _Armable(Protocol):
-    def _arm(self, side: int) -> _Armed | None: ...
-
-
-H = TypeVar("H", bound=_Armable)
+Handle = Union[Queue[Any], Broadcast[Any], Subscriber[Any]]
+"""What a :class:`Readiness` waits on."""
 
 
-class Readiness(Generic[H]):
+class Readiness:
     """Waits on any number of queues, broadcasts or subscriptions through one descriptor.
 
     The loop: try the ``*_nowait`` call; on ``Empty`` (``Full``) :meth:`arm_get`
@@ -40,25 +38,25 @@ class Readiness(Generic[H]):
     def __init__(self) -> None:
         self._r = _Readiness()
         self._tokens = itertools.count(1)
-        self._waits: dict[int, tuple[H, int, _Armed]] = {}
+        self._waits: dict[int, tuple[Handle, int, _Armed]] = {}
         self._token_of: dict[tuple[int, int], int] = {}  # (id(handle), side) -> token
 
     def fileno(self) -> int:
         """The descriptor to wait on for reading (never read it yourself)."""
         return self._r.fileno()
 
-    def arm_get(self, handle: H) -> bool:
+    def arm_get(self, handle: Queue[Any] | Subscriber[Any]) -> bool:
         """Announces a wait for a message on ``handle``: ``False`` if one may be there now
         (nothing armed: try the get again), ``True`` if the descriptor will tell."""
         return self._arm(handle, _DATA)
 
-    def arm_put(self, handle: H) -> bool:
+    def arm_put(self, handle: Queue[Any] | Broadcast[Any]) -> bool:
         """Announces a wait for room on ``handle`` (a queue or a broadcast). The ring cannot
         tell the room a message needs: after ``True`` try the put once more before waiting
         (a put that fails after arming is certain to be woken)."""
         return self._arm(handle, _SPACE)
 
-    def _arm(self, handle: H, side: int) -> bool:
+    def _arm(self, handle: Handle, side: int) -> bool:
         key = (id(handle), side)
         if key in self._token_of:
             return True
@@ -72,10 +70,10 @@ class Readiness(Generic[H]):
         self._token_of[key] = token
         return True
 
-    def take_ready(self) -> list[H]:
+    def take_ready(self) -> list[Handle]:
         """The handles whose wait ended since the last call, disarmed (each once); an empty
         list when the descriptor was woken for nothing."""
-        ready: list[H] = []
+        ready: list[Handle] = []
         for token in self._r.take_ready():
             wait = self._waits.pop(token, None)
             if wait is None:
@@ -87,7 +85,7 @@ class Readiness(Generic[H]):
                 ready.append(handle)
         return ready
 
-    def cancel(self, handle: H) -> None:
+    def cancel(self, handle: Handle) -> None:
         """Withdraws the waits on ``handle`` (do so before closing it)."""
         for side in (_DATA, _SPACE):
             token = self._token_of.pop((id(handle), side), None)
@@ -100,7 +98,7 @@ class Readiness(Generic[H]):
         for handle, _, _ in list(self._waits.values()):
             self.cancel(handle)
 
-    def __enter__(self) -> Readiness[H]:
+    def __enter__(self) -> Readiness:
         return self
 
     def __exit__(self, *exc: Any) -> None:
