@@ -1,5 +1,5 @@
 """``shmq.Readiness``: a file descriptor that turns readable when a queue may be ready, for
-event loops other than asyncio (``selectors``, trio or anyio through ``wait_readable``).
+event loops other than asyncio (``selectors``; any loop that can wait for a readable fd).
 
 It is the eventfd ``shmq.asyncio`` puts under each loop (docs/protocol.md, *Asynchronous
 waiters*): arming a handle announces a waiter, as a blocking call does before it sleeps,
