@@ -6,9 +6,11 @@ In one run, each measured several times (medians reported, with the ratio to shm
   a child process and awaits the reply;
 - 1->1 throughput: an async producer in a child, an async consumer here, for 64 B, a small
   dict and 1 MiB; shmq and zmq with batches where the API has them (shmq put_many/get_many;
-  zmq queues internally), multiprocessing.Queue one get per executor call.
+  zmq queues internally), multiprocessing.Queue one get per executor call; the baseline of
+  what async costs: the same shmq workload with the blocking calls, in the same run.
 
     .venv/bin/python benchmarks/bench_asyncio.py [--runs 5] [--quick] [--uvloop]
+        [--payloads "1 MiB"] [--no-round-trip]
 """
 
 from __future__ import annotations
@@ -205,6 +207,36 @@ async def shmq_throughput(kind: str, n: int, use_uvloop: bool) -> float:
     return n / dt
 
 
+def shmq_sync_producer(name: str, kind: str, n: int) -> None:
+    codec = "pickle" if kind == "small dict" else "raw"
+    q = shmq.Queue(name, create=False, codec=codec)
+    m = PAYLOADS[kind]()
+    batch = [m] * (BATCH if kind != "1 MiB" else 4)
+    sent = 0
+    while sent < n:
+        k = min(len(batch), n - sent)
+        q.put_many(batch[:k])
+        sent += k
+    q.close()
+
+
+async def shmq_sync_throughput(kind: str, n: int, use_uvloop: bool) -> float:
+    """The baseline: shmq_throughput's workload with the blocking calls (the loop idle)."""
+    name = f"bench-tp-{uuid.uuid4().hex[:8]}"
+    codec = "pickle" if kind == "small dict" else "raw"
+    q = shmq.Queue(name, create=True, codec=codec, capacity="16MiB" if kind != "1 MiB" else "64MiB")
+    p = CTX.Process(target=shmq_sync_producer, args=(name, kind, n))
+    t0 = time.perf_counter()
+    p.start()
+    got = 0
+    while got < n:
+        got += len(q.get_many(BATCH))
+    dt = time.perf_counter() - t0
+    p.join()
+    q.close()
+    return n / dt
+
+
 def zmq_producer(addr: str, kind: str, n: int, use_uvloop: bool) -> None:
     async def main() -> None:
         ctx = zmq.asyncio.Context()
@@ -281,6 +313,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="fewer messages per run")
     ap.add_argument("--uvloop", action="store_true", help="run every event loop on uvloop")
+    ap.add_argument("--payloads", nargs="+", choices=list(PAYLOADS), default=list(PAYLOADS),
+                    help="throughput payloads to run (default: all)")
+    ap.add_argument("--no-round-trip", action="store_true", help="skip the round trips")
     a = ap.parse_args()
     if zmq is None:
         sys.exit("bench_asyncio needs pyzmq")
@@ -296,9 +331,10 @@ def main() -> None:
         ("zmq.asyncio PUSH/PULL ipc://", zmq_round_trip),
         ("multiprocessing.Queue + run_in_executor", mp_round_trip),
     ]
-    print(f"round trip, 64 B ({rt_n} per run)")
+    if not a.no_round_trip:
+        print(f"round trip, 64 B ({rt_n} per run)")
     base = None
-    for label, f in libs_rt:
+    for label, f in [] if a.no_round_trip else libs_rt:
         n = rt_n if f is not mp_round_trip else max(200, rt_n // 4)
         us = median_of(a.runs, lambda: run_loop(f(n, uv), uv)) * 1e6
         base = base or us
@@ -306,12 +342,13 @@ def main() -> None:
     print()
     counts = {"64 B": 1_000_000, "small dict": 300_000, "1 MiB": 2_000}
     mp_counts = {"64 B": 20_000, "small dict": 20_000, "1 MiB": 1_000}
-    for kind in PAYLOADS:
+    for kind in a.payloads:
         n = int(counts[kind] * scale)
         print(f"1->1 throughput, {kind}")
         base = None
         for label, f, k in [
             ("shmq.asyncio put_many/get_many", shmq_throughput, n),
+            ("shmq (blocking) put_many/get_many, same loads", shmq_sync_throughput, n),
             ("zmq.asyncio PUSH/PULL ipc://", zmq_throughput, max(500, n // 10)),
             ("multiprocessing.Queue + run_in_executor", mp_throughput, int(mp_counts[kind] * scale)),
         ]:

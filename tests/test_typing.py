@@ -138,6 +138,22 @@ def test_typed_broadcast(qname: str) -> None:
         assert mine.lag_messages == 0 and mine == subscriber.info()
 
 
+def test_typed_readiness(qname: str) -> None:
+    import selectors
+
+    publisher, subscriber = open_broadcast(qname)
+    with publisher, subscriber, shmq.Readiness() as ready, selectors.DefaultSelector() as sel:
+        sel.register(ready, selectors.EVENT_READ)
+        assert ready.arm_get(subscriber)
+        publisher.publish({"step": 2})
+        assert sel.select(10), "the descriptor never became readable"
+        woken: list[shmq.Queue[Any] | shmq.Broadcast[Any] | shmq.Subscriber[Any]] = ready.take_ready()
+        assert woken == [subscriber]
+        assert subscriber.get_nowait() == {"step": 2}
+        fd: int = ready.fileno()
+        assert fd >= 0
+
+
 def typed_round_trip(q: shmq.Queue[int], b: shmq.Broadcast[bytes]) -> tuple[int, list[int], bytes]:
     q.put(1)
     q.put_many([2, 3])

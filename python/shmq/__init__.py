@@ -52,6 +52,7 @@ from ._errors import (
     WrongKindError,
 )
 from ._queue import Queue, QueueStats
+from ._readiness import Readiness
 from ._shmq import (
     CODEC_MSGPACK,
     CODEC_PICKLE,
@@ -78,6 +79,7 @@ __all__ = [
     "SubscriberStats",
     "MessageView",
     "Reservation",
+    "Readiness",
     # helpers and administration
     "codec_id",
     "full_name",
