@@ -121,14 +121,7 @@ impl PyPublisher {
         codec: Option<Bound<'_, PyAny>>,
     ) -> PyResult<crate::zerocopy::PyReservation> {
         let wait = wait_of(block, timeout)?;
-        let codec = match codec {
-            // A frame may be written by hand too (its layout is in frame.rs).
-            Some(c) if c.extract::<u16>().ok() == Some(crate::frame::CODEC_PICKLE_OOB) => {
-                crate::frame::CODEC_PICKLE_OOB
-            }
-            Some(c) => self.codecs.resolve(Some(&c))?,
-            None => CODEC_RAW,
-        };
+        let codec = crate::zerocopy::reservation_codec(&self.codecs, codec)?;
         crate::zerocopy::reserve(&self.att, BROADCAST, py, size, wait, codec)
     }
 

@@ -138,14 +138,7 @@ impl PyQueue {
         codec: Option<Bound<'_, PyAny>>,
     ) -> PyResult<zerocopy::PyReservation> {
         let wait = wait_of(block, timeout)?;
-        let codec = match codec {
-            // A frame may be written by hand too (its layout is in frame.rs).
-            Some(c) if c.extract::<u16>().ok() == Some(crate::frame::CODEC_PICKLE_OOB) => {
-                crate::frame::CODEC_PICKLE_OOB
-            }
-            Some(c) => self.codecs.resolve(Some(&c))?,
-            None => crate::codec::CODEC_RAW,
-        };
+        let codec = zerocopy::reservation_codec(&self.codecs, codec)?;
         zerocopy::reserve(&self.att, QUEUE, py, size, wait, codec)
     }
 

@@ -154,6 +154,17 @@ impl PyReservation {
     }
 }
 
+/// The codec a reservation's message is sent with: `codec` as `put` takes it, or the
+/// out-of-band pickle frame (which a caller may lay out by hand: see frame.rs); raw bytes
+/// by default.
+pub(crate) fn reservation_codec(codecs: &Codecs, codec: Option<Bound<'_, PyAny>>) -> PyResult<u16> {
+    match codec {
+        Some(c) if c.extract::<u16>().ok() == Some(CODEC_PICKLE_OOB) => Ok(CODEC_PICKLE_OOB),
+        Some(c) => codecs.resolve(Some(&c)),
+        None => Ok(CODEC_RAW),
+    }
+}
+
 /// `q.reserve(n)` of a queue or a broadcast.
 pub(crate) fn reserve<T: Lends>(
     att: &Attachment<T>,
