@@ -57,7 +57,8 @@ fn run_child() -> bool {
     });
     eprintln!("{failed} of {FORKS} forked children hung or failed");
     assert_eq!(out.len(), (FORKS - failed) as u64);
-    // Dropped before `exit`, which runs no destructors: the segments go.
+    // Removed and dropped before `exit`, which runs no destructors: the segments go.
+    out.unlink().unwrap();
     drop((q, out));
     std::process::exit(i32::from(failed > 0));
 }
