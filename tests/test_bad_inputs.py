@@ -529,6 +529,7 @@ def test_every_error_is_a_shmq_error_with_its_stdlib_base() -> None:
         shmq.QueuePermissionError: (PermissionError,),
         shmq.Full: (stdqueue.Full,),
         shmq.Empty: (stdqueue.Empty,),
+        shmq.WouldDeadlockError: (RuntimeError,),
     }
     for cls, expected in bases.items():
         assert issubclass(cls, shmq.ShmqError), cls

@@ -99,7 +99,7 @@ def test_reserve_larger_than_the_ring_is_refused(queue: shmq.Queue) -> None:
 def test_reserve_inside_reserve_of_the_same_thread_is_an_error_not_a_hang(queue: shmq.Queue) -> None:
     with queue.reserve(10) as outer:
         outer[:] = b"0123456789"
-        with pytest.raises(shmq.ShmqError, match="already holds a loan"):
+        with pytest.raises(shmq.WouldDeadlockError, match="already holds a loan"):
             queue.reserve(10)
         queue.put("puts still work inside a reservation")
     assert queue.get_nowait() == b"0123456789"

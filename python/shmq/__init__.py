@@ -49,6 +49,7 @@ from ._errors import (
     TooManyProcessesError,
     UntrustedSegmentError,
     ViewReleasedError,
+    WouldDeadlockError,
     WrongKindError,
 )
 from ._queue import Queue, QueueStats
@@ -127,6 +128,7 @@ __all__ = [
     "TooManyProcessesError",
     "UntrustedSegmentError",
     "ViewReleasedError",
+    "WouldDeadlockError",
     "WrongKindError",
     "__version__",
 ]

@@ -41,6 +41,12 @@ else:
         Python 3.13 and later also a :class:`queue.ShutDown`."""
 
 
+class WouldDeadlockError(ShmqError, RuntimeError):
+    """A reservation (or an in-place get) that could only wait for one the calling thread
+    itself holds: a second ``reserve()`` inside an open one, or a fourth reservation or view
+    of one handle all held by this thread. Raised at once instead of hanging."""
+
+
 class QueueNotFoundError(ShmqError, FileNotFoundError):
     """Opening a queue that does not exist (``create=False``)."""
 
@@ -219,5 +225,6 @@ __all__ = [
     "TooManyProcessesError",
     "UntrustedSegmentError",
     "ViewReleasedError",
+    "WouldDeadlockError",
     "WrongKindError",
 ]

@@ -29,6 +29,7 @@ pyo3::import_exception!(shmq._errors, TooManyOpenFilesError);
 pyo3::import_exception!(shmq._errors, InvalidArgumentError);
 pyo3::import_exception!(shmq._errors, ViewReleasedError);
 pyo3::import_exception!(shmq._errors, ShutDown);
+pyo3::import_exception!(shmq._errors, WouldDeadlockError);
 
 /// Linux's errno values for "too many open files": in this process, and in the system.
 const EMFILE: i32 = 24;
@@ -120,6 +121,9 @@ pub(crate) fn send_error(noun: Noun, name: &str, e: SendError) -> PyErr {
     match e {
         SendError::Full | SendError::Timeout => Full::new_err(noun.full),
         SendError::ShutDown => ShutDown::new_err(format!("{what} {name:?} was shut down")),
+        SendError::WouldDeadlock(w) => {
+            WouldDeadlockError::new_err(format!("{what} {name:?}: would deadlock: {w}"))
+        }
         SendError::TooLarge { size, max } => MessageTooLargeError::new_err(format!(
             "message of {size} bytes can never fit in {what} {name:?} (at most {max} bytes; \
              create it with a larger capacity, or pass allow_large=True)"
@@ -140,6 +144,9 @@ pub(crate) fn recv_error(noun: Noun, name: &str, e: RecvError) -> PyErr {
         RecvError::Empty | RecvError::Timeout => Empty::new_err(noun.empty),
         RecvError::ShutDown => ShutDown::new_err(format!("{what} {name:?} was shut down")),
         RecvError::Lagged { missed } => Lagged::new_err((missed,)),
+        RecvError::WouldDeadlock(w) => {
+            WouldDeadlockError::new_err(format!("{what} {name:?}: would deadlock: {w}"))
+        }
         RecvError::Corrupted(w) => CorruptedQueueError::new_err(format!("{what} {name:?}: {w}")),
         e => ShmqError::new_err(format!("{what} {name:?}: {e}")),
     }

@@ -109,6 +109,8 @@ pub struct Handle {
     /// Ring bytes of the last message this handle sent or tried to send (0: none yet): what
     /// `is_full` asks about, so that it agrees with the send that was just refused.
     last_record: AtomicU64,
+    /// Its open loans and holds (see `crate::loan`), fresh in a reopened child's handle.
+    open_loans: crate::loan::OpenLoans,
 }
 
 impl std::fmt::Debug for Handle {
@@ -132,12 +134,16 @@ impl Handle {
             allow_large,
             keep_messages,
             last_record: AtomicU64::new(0),
+            open_loans: Default::default(),
         }
     }
 
     #[inline]
     pub(crate) fn ring(&self) -> &Ring<ShmSegment> {
         self.ring.as_ref().expect("attached until dropped")
+    }
+    pub(crate) fn open_loans(&self) -> &crate::loan::OpenLoans {
+        &self.open_loans
     }
     pub(crate) fn name(&self) -> &str {
         &self.name

@@ -18,59 +18,94 @@ use crate::large::LargeMessage;
 use crate::{RecvError, SendError};
 use shmq_core::layout::{LANES, RECORD_FLAG_SIDE};
 use shmq_core::{Claim, Waiter};
-use std::sync::Mutex;
-use std::thread::ThreadId;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Open loans and holds of this process: (attachment, thread, is a loan).
-static OPEN: Mutex<Vec<(Attachment, ThreadId, bool)>> = Mutex::new(Vec::new());
+/// The loans and holds open on one handle: one word per long-lived lane (`1..LANES`, the
+/// lanes the core gives them), 0 when free, else the opening thread's token shifted left by
+/// one, bit 0 set for a loan. Per handle and lock-free: loans of different handles (or
+/// threads) never wait for each other here, and a child forked at any moment inherits no
+/// lock held by a thread that does not exist in it.
+///
+/// Orderings: every access is Relaxed. A word's writers are ordered by the lane itself: it
+/// is written only while its lane is ours (taken with the core's Acquire, cleared before
+/// the core's Release gives the lane back), so a next holder's word lands after our clear.
+/// What decides a caller's result is its own thread's words, which it wrote itself (program
+/// order), or cleared by another thread it handed a loan to (seen once the caller
+/// synchronizes with that thread, as for any handover). Other threads' words are only a
+/// hint ([`hold_available`]).
+#[derive(Debug, Default)]
+pub(crate) struct OpenLoans([AtomicU64; LANES - 1]);
 
-/// An attachment, named by its ring's nonce and its slot (a handle may move in memory).
-type Attachment = (u64, u32);
-
-fn open_list() -> std::sync::MutexGuard<'static, Vec<(Attachment, ThreadId, bool)>> {
-    OPEN.lock().unwrap_or_else(|p| p.into_inner())
+/// A number for the calling thread, unique in the process (0: not drawn yet). Not
+/// `ThreadId`: its number is unstable API, and a token is one thread-local read.
+fn thread_token() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local!(static TOKEN: Cell<u64> = const { Cell::new(0) });
+    TOKEN.with(|t| {
+        if t.get() == 0 {
+            // Relaxed: only uniqueness matters, which the RMW gives.
+            t.set(NEXT.fetch_add(1, Ordering::Relaxed));
+        }
+        t.get()
+    })
 }
 
-fn attachment(h: &Handle) -> Attachment {
-    (h.ring().geometry().nonce, h.ring().slot_index())
-}
-
-/// Counts a new loan or hold of the calling thread in, or says why it would deadlock.
-fn enter(h: &Handle, loan: bool) -> Result<(), &'static str> {
-    let me = std::thread::current().id();
-    let at = attachment(h);
-    let mut open = open_list();
-    let mine = open.iter().filter(|(a, t, _)| *a == at && *t == me);
-    if loan && mine.clone().any(|(_, _, l)| *l) {
-        return Err("this thread already holds a loan of this handle: commit it first");
+impl OpenLoans {
+    /// Whether the calling thread may open a loan (`loan`) or a hold: its word to record,
+    /// or why it would deadlock.
+    fn check(&self, loan: bool) -> Result<u64, &'static str> {
+        let me = thread_token() << 1;
+        let mut mine = 0;
+        for w in &self.0 {
+            let v = w.load(Ordering::Relaxed); // Relaxed: see the type's comment.
+            if v & !1 == me {
+                if loan && v & 1 == 1 {
+                    return Err("this thread already holds a loan of this handle: commit it first");
+                }
+                mine += 1;
+            }
+        }
+        if mine >= LANES - 1 {
+            return Err(
+                "this thread holds every loan and hold this handle may have open (3): end one first",
+            );
+        }
+        Ok(me | u64::from(loan))
     }
-    if mine.count() >= LANES - 1 {
-        return Err(
-            "this thread holds every loan and hold this handle may have open (3): end one first",
-        );
-    }
-    open.push((at, me, loan));
-    Ok(())
-}
 
-/// Counts a loan or hold out (by the thread that made it, or any other).
-fn leave(h: &Handle, loan: bool) {
-    let at = attachment(h);
-    let me = std::thread::current().id();
-    let mut open = open_list();
-    let pos = open
-        .iter()
-        .position(|e| *e == (at, me, loan))
-        .or_else(|| open.iter().position(|(a, _, l)| *a == at && *l == loan));
-    if let Some(i) = pos {
-        open.swap_remove(i);
+    fn word(&self, lane: usize) -> Option<&AtomicU64> {
+        // Lanes come from the core (`1..LANES`); `get` keeps a surprise from panicking.
+        self.0.get(lane.wrapping_sub(1))
+    }
+
+    /// Records `word` (from [`OpenLoans::check`]) on `lane`, just taken.
+    fn open(&self, lane: usize, word: u64) {
+        if let Some(w) = self.word(lane) {
+            w.store(word, Ordering::Relaxed); // Relaxed: see the type's comment.
+        }
+    }
+
+    /// Clears `lane`'s word: called before the core gives the lane back (see the type's
+    /// comment), by whichever thread ends the loan or hold.
+    fn close(&self, lane: usize) {
+        if let Some(w) = self.word(lane) {
+            w.store(0, Ordering::Relaxed); // Relaxed: see the type's comment.
+        }
+    }
+
+    fn count(&self) -> usize {
+        // Relaxed: a hint.
+        self.0
+            .iter()
+            .filter(|w| w.load(Ordering::Relaxed) != 0)
+            .count()
     }
 }
 
 /// Whether a hold could be taken now without waiting for a lane (fewer than 3 open).
 pub(crate) fn hold_available(h: &Handle) -> bool {
-    let at = attachment(h);
-    open_list().iter().filter(|(a, _, _)| *a == at).count() < LANES - 1
+    h.open_loans().count() < LANES - 1
 }
 
 impl Handle {
@@ -82,7 +117,10 @@ impl Handle {
         wait: Wait,
         w: &mut dyn Waiter,
     ) -> Result<shmq_core::Loan, SendError> {
-        enter(self, true).map_err(SendError::WouldDeadlock)?;
+        let word = self
+            .open_loans()
+            .check(true)
+            .map_err(SendError::WouldDeadlock)?;
         let r = self
             .ring()
             .loan_blocking(len as u64, wait.deadline(), w)
@@ -90,36 +128,36 @@ impl Handle {
                 shmq_core::SendTimeoutError::Timeout if wait == Wait::No => SendError::Full,
                 e => e.into(),
             });
-        if r.is_err() {
-            leave(self, true);
-        }
         if self.ring().backing().truncated() {
             if let Ok(l) = r {
                 self.ring().abandon_loan(l);
-                leave(self, true);
             }
             return Err(SendError::Corrupted(crate::handle::TRUNCATED));
         }
-        r
+        let l = r?;
+        self.open_loans().open(l.lane(), word);
+        Ok(l)
     }
 
     pub(crate) fn end_loan(&self, loan: shmq_core::Loan, commit: Option<u16>) {
+        self.open_loans().close(loan.lane());
         match commit {
             Some(codec) => self.ring().commit_loan(loan, codec, 0),
             None => self.ring().abandon_loan(loan),
         }
-        leave(self, true);
     }
 
     /// Holds the next message of a queue in place, waiting as `wait` says. A message larger
     /// than the ring is mapped from its side segment and its record released at once.
     pub(crate) fn hold(&self, wait: Wait, w: &mut dyn Waiter) -> Result<Hold, RecvError> {
-        enter(self, false).map_err(RecvError::WouldDeadlock)?;
+        let word = self
+            .open_loans()
+            .check(false)
+            .map_err(RecvError::WouldDeadlock)?;
         let ring = self.ring();
         let claim = match ring.claim_held_blocking(wait.deadline(), w) {
             Ok(c) => c,
             Err(e) => {
-                leave(self, false);
                 return Err(match e {
                     shmq_core::RecvTimeoutError::Timeout if wait == Wait::No => RecvError::Empty,
                     e => e.into(),
@@ -127,12 +165,13 @@ impl Handle {
             }
         };
         if claim.flags & RECORD_FLAG_SIDE == 0 {
+            self.open_loans().open(claim.lane(), word);
             return Ok(Hold::Ring(claim));
         }
         // SAFETY: just claimed, released right below.
         let (a, b) = unsafe { ring.claim_payload(&claim) };
         let large = LargeMessage::open(ring.backing(), claim.codec, (&a, &b), true);
-        self.release(claim);
+        ring.release_claim(claim);
         large.map(Hold::Large).map_err(RecvError::Corrupted)
     }
 
@@ -152,8 +191,8 @@ impl Handle {
     }
 
     pub(crate) fn release(&self, claim: Claim) {
+        self.open_loans().close(claim.lane());
         self.ring().release_claim(claim);
-        leave(self, false);
     }
 }
 

@@ -47,6 +47,11 @@ impl Loan {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+    /// The long-lived lane it keeps (`1..LANES`): distinct among the attachment's open loans
+    /// and holds, so a caller can index its own per-lane bookkeeping by it.
+    pub fn lane(&self) -> usize {
+        self.lane
+    }
 }
 
 /// A queue record claimed and read in place (see [`Ring::try_claim_held`]). It must end with
@@ -62,6 +67,13 @@ pub struct Claim {
     pub flags: u16,
     /// Payload length.
     pub len: u64,
+}
+
+impl Claim {
+    /// The long-lived lane it keeps (`1..LANES`), as [`Loan::lane`].
+    pub fn lane(&self) -> usize {
+        self.lane
+    }
 }
 
 /// Rounds over the long-lived lanes before reporting `Busy` (as `LANE_ROUNDS` in slots.rs).
