@@ -42,6 +42,9 @@ pub(super) enum Next<E> {
     Sleep,
     /// Lanes (or the read turn) taken by our other threads: yield, then try again.
     Yield,
+    /// The long-lived lanes taken by loans or holds of our other threads, which end when
+    /// their owners' code says so: wait a little (not a spin), until the deadline.
+    Held,
     /// Give up with this error.
     Fail(E),
 }
@@ -74,6 +77,16 @@ pub(super) fn block<T, E>(
                     true
                 });
             }
+            Err(Next::Held) => {
+                let now = Instant::now();
+                if deadline.is_some_and(|d| now >= d) {
+                    return Err(Stop::Timeout);
+                }
+                w.park(&mut || {
+                    pause(HELD_PAUSE);
+                    true
+                });
+            }
             Err(Next::Sleep) => {
                 let now = Instant::now();
                 if deadline.is_some_and(|d| now >= d) {
@@ -88,6 +101,22 @@ pub(super) fn block<T, E>(
             return Err(Stop::Interrupted);
         }
     }
+}
+
+/// How long a call waits between attempts while loans or holds of the attachment's other
+/// threads keep every long-lived lane (no event marks their end; it is rare, and such a wait
+/// is long anyway).
+const HELD_PAUSE: Duration = Duration::from_micros(200);
+
+/// Sleeps for `d` (under loom: a yield, so the model goes on).
+fn pause(d: Duration) {
+    #[cfg(loom)]
+    {
+        let _ = d;
+        yield_now();
+    }
+    #[cfg(not(loom))]
+    std::thread::sleep(d);
 }
 
 impl<B: Backing + Sync> Ring<B> {

@@ -386,7 +386,7 @@ impl<B: Backing> Ring<B> {
         let attempt = || match self.try_loan(len) {
             Ok(l) => Ok(l),
             Err(TrySendError::Full) => Err(Next::Sleep),
-            Err(TrySendError::Busy) => Err(Next::Yield),
+            Err(TrySendError::Busy) => Err(Next::Held),
             Err(e) => Err(Next::Fail(SendTimeoutError::from_attempt(e))),
         };
         block(deadline, w, attempt, |until| {
@@ -566,7 +566,7 @@ impl<B: Backing> Ring<B> {
         let attempt = || match self.try_claim_held() {
             Ok(c) => Ok(c),
             Err(TryRecvError::Empty) => Err(Next::Sleep),
-            Err(TryRecvError::Busy) => Err(Next::Yield),
+            Err(TryRecvError::Busy) => Err(Next::Held),
             Err(TryRecvError::Corrupted(w)) => Err(Next::Fail(RecvTimeoutError::Corrupted(w))),
             Err(TryRecvError::ShutDown) => Err(Next::Fail(RecvTimeoutError::ShutDown)),
         };
