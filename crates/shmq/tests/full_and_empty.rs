@@ -14,7 +14,11 @@ fn name(tag: &str) -> String {
 #[test]
 fn is_full_right_after_try_send_was_refused() {
     // 20-byte messages take 48-byte records: 85 fit in 4096 bytes, 16 bytes are left over.
-    let q = Queue::create(&name("refused"), 4096).unwrap();
+    let q = Queue::builder(&name("refused"))
+        .capacity(4096)
+        .keep_messages(false) // what a test leaves queued is nobody\'s
+        .create()
+        .unwrap();
     let msg = [7u8; 20];
     let mut sent = 0;
     loop {
@@ -43,7 +47,11 @@ fn is_full_right_after_try_send_was_refused() {
 
 #[test]
 fn is_empty_and_len_follow_try_recv() {
-    let q = Queue::create(&name("empty"), 4096).unwrap();
+    let q = Queue::builder(&name("empty"))
+        .capacity(4096)
+        .keep_messages(false) // what a test leaves queued is nobody\'s
+        .create()
+        .unwrap();
     assert!(q.is_empty());
     assert_eq!(q.len(), 0);
     for i in 0..3u8 {

@@ -4,7 +4,11 @@
 use shmq::{Queue, RecvError, SendError, Wait};
 
 fn queue(tag: &str) -> Queue {
-    let q = Queue::create(&format!("ll{}-{tag}", std::process::id()), 1 << 16).unwrap();
+    let q = Queue::builder(&format!("ll{}-{tag}", std::process::id()))
+        .capacity(1 << 16)
+        .keep_messages(false) // the messages left at the end are nobody's: nothing stays behind
+        .create()
+        .unwrap();
     for i in 0..8u8 {
         q.send(&[i]).unwrap();
     }
