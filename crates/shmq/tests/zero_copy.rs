@@ -13,6 +13,7 @@ fn unique(tag: &str) -> String {
 fn queue(tag: &str, capacity: u64) -> Queue {
     Queue::builder(&unique(tag))
         .capacity(capacity)
+        .keep_messages(false) // what a test leaves queued is nobody's: nothing stays behind
         .create()
         .unwrap()
 }
