@@ -35,14 +35,14 @@ def message(i: int, oversized: bool = False) -> Any:
 
 def describe(obj: Any) -> Any:
     """A comparable summary of an object as a reader receives it: types, lengths and CRCs.
-    A ``PickleBuffer`` is described as the ``memoryview`` a reader gets when the buffer
-    travelled out of band (in band, it would arrive as ``bytes``/``bytearray``)."""
+    A ``PickleBuffer`` is described as the ``bytearray`` every reader gets (a copy out of
+    the ring, the ZeroMQ frame or the reassembled record)."""
     if isinstance(obj, dict):
         return ("dict", tuple((k, describe(v)) for k, v in sorted(obj.items())))
     if isinstance(obj, (tuple, list)):
         return (type(obj).__name__, tuple(describe(v) for v in obj))
     if isinstance(obj, PickleBuffer):
-        obj = obj.raw()
+        obj = bytearray(obj.raw())
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return (type(obj).__name__, len(obj), zlib.crc32(obj))
     return ("value", repr(obj))

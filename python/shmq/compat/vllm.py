@@ -75,18 +75,17 @@ Differences from the original
 - **Messages enqueued before the handshake** reach only the local readers already created
   (a subscription receives what is published after it was made); the original's ring kept
   them for every reader rank. Call ``wait_until_ready`` first, as vLLM does.
-- **Out-of-band buffers are read-only views, valid until the next dequeue.** A buffer of
-  1 MiB or more (a ``pickle.PickleBuffer``, a NumPy array) travels out of band, and a local
-  reader's object is rebuilt on a read-only view of the ring itself, with no copy: it is
-  valid until that reader's next ``dequeue`` (the reader holds the record until then;
-  afterwards the writer may overwrite it). Copy what you keep (``bytes(view)``,
-  ``array.copy()``); a NumPy array is not writeable. The original's local readers got
-  writable views of its ring too, which its writer could overwrite once it came round
-  again (``max_chunks`` messages later, whether or not the reader dequeued again); it
-  copied only torch tensors (here tensors are pickled in band by torch's reducer: copies).
-  Other objects never refer to the ring (a ``bytearray`` is rebuilt as a copy, as pickle
-  does); neither do the buffers of a message larger than the ring (reassembled in private
-  memory) or of a remote reader (ZeroMQ frames).
+- **Out-of-band buffers are private copies.** A buffer of 1 MiB or more (a
+  ``pickle.PickleBuffer``, a NumPy array) travels out of band, straight into the ring; a
+  local reader's object is rebuilt on one copy of it out of the ring (a writable
+  ``bytearray``; a NumPy array is writeable), so what ``dequeue`` returns stays valid for
+  ever. The original's local readers got writable views of its ring, which its writer could
+  overwrite once it came round again (``max_chunks`` messages later, whether or not the
+  reader dequeued again); it copied only torch tensors (here tensors are pickled in band by
+  torch's reducer: copies). Views of the ring, kept past the next read, would either show
+  another message's bytes or (shmq's rule for lent messages) make that read raise
+  ``BufferError``. Remote readers and messages larger than the ring (reassembled in
+  private memory) get the same copies, so every reader sees the same types.
 - **Remote readers** work as the original's: pyzmq ``XPUB``/``SUB`` sockets, with ZeroMQ's
   publish semantics (a remote reader that falls more than the high-water mark behind, 1000
   messages, loses messages; a dead one is dropped). ``connect_ip=None`` binds on
@@ -282,7 +281,9 @@ class _Encoder:
 
 def _decode(record: memoryview) -> Any:
     """The object of a record, or ``_NOTHING`` for the handshake's READY. Out-of-band
-    buffers are rebuilt on views of ``record`` (no copy)."""
+    buffers are rebuilt on one copy each (a ``bytearray``): a record of the ring is lent
+    only until the next read, and every reader (local, remote, of a reassembled record)
+    gets the same types."""
     kind = record[0]
     if kind == _PICKLE:
         return pickle.loads(record)
@@ -296,7 +297,7 @@ def _decode(record: memoryview) -> Any:
     buffers = []
     pos = start + main_len
     for n in lengths:
-        buffers.append(record[pos : pos + n])
+        buffers.append(bytearray(record[pos : pos + n]))
         pos += n
     return pickle.loads(record[start : start + main_len], buffers=buffers)
 
