@@ -116,21 +116,7 @@ impl<B: Backing> Ring<B> {
             }
         }
         let ev = self.event(side);
-        let sleeping = self.sleeping(side);
-        // SYNC W: announce, fence, then read the word and re-check (see `notify`). The slot's
-        // own count goes up after, and down before, the shared one: a process killed in between
-        // leaves `waiters` too high (an extra wake-up call), never too low (a lost wake-up).
-        // Relaxed: ordered by the fence that follows (the argument needs nothing more).
-        ev.waiters.fetch_add(1, Ordering::Relaxed);
-        sleeping.fetch_add(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        // Acquire: pairs with a notifier's Release increment (the pending case of SYNC W).
-        let seq = ev.seq.load(Ordering::Acquire);
-        // After loading `seq` (see `wake_sleepers`), before re-checking: from here on a
-        // notifier either wakes us or finds a wake-up pending that changes `seq`. Relaxed:
-        // ordered by the fence that follows.
-        ev.pending.store(0, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
+        let seq = self.announce(side);
         let mut wake = Wake::Again;
         if ready() {
             wake = Wake::Ready;
@@ -159,13 +145,40 @@ impl<B: Backing> Ring<B> {
                 }
             }
         }
-        sleeping.fetch_sub(1, Ordering::Relaxed);
-        // Release: orders our reads before the departure (a count, not a publication).
-        ev.waiters.fetch_sub(1, Ordering::Release);
+        self.leave(side);
         if !cfg!(loom) && wake == Wake::Again && stuck() {
             self.check_stuck();
         }
         wake
+    }
+
+    /// SYNC W, a waiter's announcement on `side`: join the waiters, fence, read the word,
+    /// clear `pending`, fence; the caller then re-checks its condition and sleeps on the word
+    /// while it holds the returned value (in place or, for an asynchronous waiter, in the
+    /// helper thread), then calls [`Ring::leave`]. The slot's own count goes up after, and
+    /// down before, the shared one: a process killed in between leaves `waiters` too high (an
+    /// extra wake-up call), never too low (a lost wake-up).
+    fn announce(&self, side: Side) -> u32 {
+        let ev = self.event(side);
+        // Relaxed: ordered by the fence that follows (the argument needs nothing more).
+        ev.waiters.fetch_add(1, Ordering::Relaxed);
+        self.sleeping(side).fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        // Acquire: pairs with a notifier's Release increment (the pending case of SYNC W).
+        let seq = ev.seq.load(Ordering::Acquire);
+        // After loading `seq` (see `wake_sleepers`), before re-checking: from here on a
+        // notifier either wakes us or finds a wake-up pending that changes `seq`. Relaxed:
+        // ordered by the fence that follows.
+        ev.pending.store(0, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        seq
+    }
+
+    /// SYNC W, a waiter's departure from `side` (after its sleep, however it ended).
+    fn leave(&self, side: Side) {
+        self.sleeping(side).fetch_sub(1, Ordering::Relaxed);
+        // Release: orders our reads before the departure (a count, not a publication).
+        self.event(side).waiters.fetch_sub(1, Ordering::Release);
     }
 
     /// The spin phase of [`Ring::wait_once`]: checks `ready()` for about [`SPIN`]. `None`
@@ -251,6 +264,16 @@ pub enum Interest {
     Space,
 }
 
+impl Interest {
+    /// The event this interest waits on.
+    fn side(self) -> Side {
+        match self {
+            Interest::Data => Side::Data,
+            Interest::Space => Side::Space,
+        }
+    }
+}
+
 /// An asynchronous wait announced by [`Ring::arm`]: whoever waits for the caller (a helper
 /// thread on a futex, an event loop) sleeps while [`Ring::event_word`] still holds `seq`,
 /// and at most until `poll` from now; then the caller hands it back to [`Ring::disarm`].
@@ -272,20 +295,9 @@ impl<B: Backing> Ring<B> {
     /// [`Ring::event_word`] while it holds `Armed::seq` (for [`Interest::Space`]: after one
     /// more send attempt failed), and then call [`Ring::disarm`] exactly once.
     pub fn arm(&self, interest: Interest) -> Option<Armed> {
-        let side = match interest {
-            Interest::Data => Side::Data,
-            Interest::Space => Side::Space,
-        };
-        let ev = self.event(side);
-        let sleeping = self.sleeping(side);
-        // SYNC W, the waiter's half: the same steps and orderings as `wait_once` (see there
-        // and docs/protocol.md, "SYNC W in detail"); only the sleep happens elsewhere.
-        ev.waiters.fetch_add(1, Ordering::Relaxed);
-        sleeping.fetch_add(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        let seq = ev.seq.load(Ordering::Acquire);
-        ev.pending.store(0, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
+        // SYNC W, the waiter's half: the same steps as `wait_once` (docs/protocol.md, "SYNC
+        // W in detail"); only the sleep happens elsewhere.
+        let seq = self.announce(interest.side());
         let (ready, stuck) = match interest {
             Interest::Data if self.g.is_broadcast() => {
                 (self.async_data_ready(), self.read_in_flight())
@@ -309,13 +321,7 @@ impl<B: Backing> Ring<B> {
     /// the waiters of the event, and checks for a dead owner if the wait was on a record in
     /// flight (as a sleeper in `wait_once` does).
     pub fn disarm(&self, interest: Interest, armed: Armed) {
-        let side = match interest {
-            Interest::Data => Side::Data,
-            Interest::Space => Side::Space,
-        };
-        self.sleeping(side).fetch_sub(1, Ordering::Relaxed);
-        // Release: as in `wait_once`.
-        self.event(side).waiters.fetch_sub(1, Ordering::Release);
+        self.leave(interest.side());
         if !cfg!(loom) && armed.stuck {
             self.check_stuck();
         }
@@ -347,9 +353,6 @@ impl<B: Backing> Ring<B> {
 
     /// The futex word of `interest`'s event (in the segment): an armed waiter sleeps on it.
     pub fn event_word(&self, interest: Interest) -> &AtomicU32 {
-        match interest {
-            Interest::Data => &self.event(Side::Data).seq,
-            Interest::Space => &self.event(Side::Space).seq,
-        }
+        &self.event(interest.side()).seq
     }
 }
