@@ -352,6 +352,56 @@ def test_a_put_from_a_finalizer_during_another_puts_pickling_comes_after_it(
     assert queue.empty()
 
 
+class _PutsWhilePickled:
+    """Puts to the queue from its own pickling, a nested message whose pickling puts again."""
+
+    def __init__(self, put: Callable[[object], None], tag: object, depth: int) -> None:
+        self.put, self.tag, self.depth = put, tag, depth
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.depth > 0:
+            self.put(_PutsWhilePickled(self.put, (self.tag, "inner"), self.depth - 1))
+        return (tuple, ((self.tag, self.depth),))
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_puts_made_while_pickling_follow_their_put_in_every_thread(
+    make_queue: Callable[..., shmq.Queue], threads: int
+) -> None:
+    """Each thread's puts keep its call order, nested ones included, while other threads put
+    to the same handle at the same time (one of them at a time takes the put's fast path, the
+    others the thread-local one; nested puts must be found in either)."""
+    q = make_queue(capacity="4MiB")
+    per_thread = 150
+    start = threading.Barrier(threads)
+
+    def worker(t: int) -> None:
+        start.wait()
+        for k in range(per_thread):
+            q.put(_PutsWhilePickled(q.put, (t, k), depth=2))
+
+    ts = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for th in ts:
+        th.start()
+    for th in ts:
+        th.join(60)
+    got = q.get_many(10 * threads * per_thread, timeout=5)
+    assert q.empty()
+    for t in range(threads):
+        mine = [m for m in got if _thread_of(m) == t]
+        expected = []
+        for k in range(per_thread):
+            expected += [((t, k), 2), (((t, k), "inner"), 1), ((((t, k), "inner"), "inner"), 0)]
+        assert mine == expected
+
+
+def _thread_of(m: Any) -> int:
+    tag = m[0]
+    while isinstance(tag, tuple) and len(tag) == 2 and tag[1] == "inner":
+        tag = tag[0]
+    return int(tag[0])
+
+
 def test_a_broadcast_publish_from_a_finalizer_comes_after_the_interrupted_one(qname: str) -> None:
     with shmq.Broadcast(qname, capacity="64KiB") as pub, shmq.Subscriber(qname) as sub:
         for k in range(5):

@@ -83,6 +83,8 @@ pub(crate) struct Attachment<T: Endpoint> {
     /// The ring's instance id: `unlink()` after `close()` removes this ring, not another
     /// made under the name since.
     instance: u64,
+    /// The put in progress on this handle, for the order of puts made inside it.
+    pub(crate) order: crate::order::Owner,
 }
 
 fn forget<T: Endpoint>(t: Arc<T>) {
@@ -101,6 +103,7 @@ impl<T: Endpoint> Attachment<T> {
             closed: AtomicBool::new(false),
             name,
             what,
+            order: Default::default(),
         }
     }
 
@@ -203,6 +206,7 @@ impl<T: Endpoint> Attachment<T> {
     /// In a child after `fork()`: the handle is the parent's attachment; the child attaches
     /// on first use.
     pub(crate) fn inherit_after_fork(&self) {
+        self.order.reset_after_fork();
         // A mutex another thread held at fork time stays locked in the child: then leave it.
         if let Ok(mut state) = self.state.try_lock() {
             *state = match std::mem::replace(&mut *state, State::Closed) {

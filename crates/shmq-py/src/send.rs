@@ -147,6 +147,7 @@ pub(crate) fn put_object<T: Sender + crate::zerocopy::Lends>(
     };
     order::in_order(
         py,
+        &att.order,
         key_of(att),
         || Ok(vec![deferred(py, codec, codecs.encode(take()?, codec)?)]),
         || match codecs.encode(take()?, codec)? {
@@ -184,6 +185,7 @@ pub(crate) fn send_objects<T: Sender>(
     };
     order::in_order(
         py,
+        &att.order,
         key_of(att),
         || {
             let payloads = encode_all()?;

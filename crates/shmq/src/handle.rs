@@ -213,7 +213,14 @@ impl Handle {
                 .store(self.stored_size(last), Ordering::Relaxed);
         }
         if let [one] = msgs {
-            // The usual case: no chunking to plan.
+            // The usual case: one message, sent at once if there is room (no deadline, no
+            // waiter, no side segment to plan); otherwise, or on any error, the blocking path
+            // tries again and reports what it finds.
+            if one.payload.len() as u64 <= max && self.ring().try_send(*one).is_ok() {
+                return self
+                    .unless_truncated(())
+                    .map_err(|error| SendManyError { sent: 0, error });
+            }
             return self
                 .send_chunk(std::slice::from_ref(one), wait, w)
                 .map_err(|error| SendManyError { sent: 0, error });
@@ -284,6 +291,15 @@ impl Handle {
         }
     }
 
+    /// `ok`, unless the segment was truncated under us (see [`TRUNCATED`]).
+    #[inline]
+    fn unless_truncated<T>(&self, ok: T) -> Result<T, SendError> {
+        if self.ring().backing().truncated() {
+            return Err(SendError::Corrupted(TRUNCATED));
+        }
+        Ok(ok)
+    }
+
     // ----------------------------------------------------------------------------------
     // Receiving
     // ----------------------------------------------------------------------------------
@@ -302,14 +318,20 @@ impl Handle {
         out: &mut impl Sink<T>,
         f: impl FnMut(Received<'_>) -> T,
     ) -> Result<usize, RecvError> {
-        self.receive(wait, w, out, f, true, |ring, deadline, w, deliver| {
-            ring.recv_many_blocking(max, max_bytes, deadline, w, |m| {
-                deliver(Delivery::Message(m))
-            })
-            .map_err(|e| match e {
-                shmq_core::RecvTimeoutError::Timeout if wait == Wait::No => RecvError::Empty,
-                e => e.into(),
-            })
+        self.receive(w, out, f, true, |ring, w, deliver| {
+            // A message ready now is taken without a deadline or a waiter; on `Empty`, `Busy`
+            // or an error the blocking loop tries again and reports what it finds.
+            let mut first = |m: shmq_core::RecordView<'_>| deliver(Delivery::Message(m));
+            if let Ok(n) = ring.try_recv_many_limited(max, max_bytes, &mut first) {
+                if n > 0 {
+                    return Ok(n);
+                }
+            }
+            ring.recv_many_blocking(max, max_bytes, wait.deadline(), w, first)
+                .map_err(|e| match e {
+                    shmq_core::RecvTimeoutError::Timeout if wait == Wait::No => RecvError::Empty,
+                    e => e.into(),
+                })
         })
     }
 
@@ -323,8 +345,8 @@ impl Handle {
         out: &mut impl Sink<T>,
         f: impl FnMut(Received<'_>) -> T,
     ) -> Result<usize, RecvError> {
-        self.receive(wait, w, out, f, false, |ring, deadline, w, deliver| {
-            ring.read_many_blocking(max, max_bytes, deadline, w, deliver)
+        self.receive(w, out, f, false, |ring, w, deliver| {
+            ring.read_many_blocking(max, max_bytes, wait.deadline(), w, deliver)
                 .map_err(|e| match e {
                     shmq_core::ReadTimeoutError::Timeout if wait == Wait::No => RecvError::Empty,
                     e => e.into(),
@@ -337,14 +359,12 @@ impl Handle {
     /// dropped, corrupted records and a truncated segment reported. `run` calls the core.
     fn receive<T>(
         &self,
-        wait: Wait,
         w: &mut dyn Waiter,
         out: &mut impl Sink<T>,
         mut f: impl FnMut(Received<'_>) -> T,
         take: bool,
         run: impl FnOnce(
             &Ring<ShmSegment>,
-            Option<std::time::Instant>,
             &mut dyn Waiter,
             &mut dyn FnMut(Delivery<'_>),
         ) -> Result<usize, RecvError>,
@@ -353,7 +373,7 @@ impl Handle {
         let mut bad = None;
         let before = out.len();
         let mut w = Guarded { inner: w, seg };
-        let r = run(self.ring(), wait.deadline(), &mut w, &mut |d| match d {
+        let r = run(self.ring(), &mut w, &mut |d| match d {
             Delivery::Message(m) => match Received::of(seg, m, take) {
                 Ok(m) => out.push(f(m)),
                 Err(what) => bad = Some(what),

@@ -86,13 +86,9 @@ impl<B: Backing> Ring<B> {
     /// Takes one of the lanes `1..LANES` (lane 0 is left to bounded attempts): its index.
     fn try_long_lane(&self) -> Option<usize> {
         for _ in 0..LONG_LANE_ROUNDS {
-            // Relaxed: a hint; the `fetch_or` decides.
-            let taken = self.lanes_taken.load(Ordering::Relaxed);
             for i in 1..LANES {
-                let bit = 1u32 << i;
-                // SYNC L: Acquire pairs with the Release of the lane's last holder.
-                if taken & bit == 0 && self.lanes_taken.fetch_or(bit, Ordering::Acquire) & bit == 0
-                {
+                // SYNC L: see `LaneLock::try_take`.
+                if self.lanes_taken[i].try_take() {
                     // Relaxed: informational.
                     self.slot_at(self.slot).lanes[i]
                         .busy
@@ -110,8 +106,8 @@ impl<B: Backing> Ring<B> {
         self.slot_at(self.slot).lanes[i]
             .busy
             .store(0, Ordering::Relaxed);
-        // SYNC L: Release, so the lane's next holder sees its cleared intents.
-        self.lanes_taken.fetch_and(!(1u32 << i), Ordering::Release);
+        // SYNC L: see `LaneLock::give_back`.
+        self.lanes_taken[i].give_back();
     }
 
     fn lane_at(&self, i: usize) -> &Lane {
@@ -142,7 +138,7 @@ impl<B: Backing> Ring<B> {
     fn loan_need(&self, len: u64) -> u64 {
         let cap = self.g.capacity;
         let rs = record_size(len);
-        let off = self.control().tail.load(Ordering::Relaxed) % cap;
+        let off = self.wrap(self.control().tail.load(Ordering::Relaxed));
         let pad = cap - off;
         if off + rs <= cap {
             rs
@@ -212,7 +208,7 @@ impl<B: Backing> Ring<B> {
                 }
             };
             let end = start + need;
-            let off = start % cap;
+            let off = self.wrap(start);
             // Where the record fits contiguously inside `[start, end)`, if anywhere.
             let pos = if off + rs <= cap && rs <= need {
                 Some(start)
@@ -310,7 +306,7 @@ impl<B: Backing> Ring<B> {
     /// `loan` must come from [`Ring::try_loan`] on this ring and not be committed or
     /// abandoned yet; the caller must not keep the pointer past that.
     pub unsafe fn loan_bytes(&self, loan: &Loan) -> *mut u8 {
-        let start = (loan.pos + RECORD_HEADER) % self.g.capacity;
+        let start = self.wrap(loan.pos + RECORD_HEADER);
         debug_assert!(start + loan.len <= self.g.capacity);
         // SAFETY: `try_loan` placed `[pos + 16, pos + 16 + len)` inside the data ring without
         // wrapping, and refuses typed storage; the reservation makes the bytes ours alone.

@@ -64,10 +64,12 @@ pub struct Ring<B: Backing> {
     /// Broadcast subscribers: where this process last left its cursor; a different value in
     /// the slot means a lag-mode publisher moved it.
     expected_cursor: AtomicU64,
-    /// Which of the slot's lanes this attachment's threads hold (bit `k` = lane `k`). Kept
-    /// in process memory, not in the segment: lane allocation is a matter between our own
-    /// threads, so no other process can make it spin by scribbling on the slot table.
-    lanes_taken: AtomicU32,
+    /// Which of the slot's lanes this attachment's threads hold (1 = taken), one word per
+    /// lane on a line of its own: threads that use different lanes (a producer and a
+    /// consumer thread) then share no line. Kept in process memory, not in the segment:
+    /// lane allocation is a matter between our own threads, so no other process can make it
+    /// spin by scribbling on the slot table.
+    lanes_taken: [slots::LaneLock; LANES],
     /// 1 while a thread of this attachment reads its subscription (one reader at a time per
     /// cursor, or two threads would deliver the same records). Process memory, as above.
     reader: AtomicU32,

@@ -106,11 +106,24 @@ impl Drop for MarkConsumed<'_> {
 }
 
 impl<B: Backing> Ring<B> {
+    /// The offset in the data ring of position `pos`: a mask when the capacity is a power of
+    /// two (the usual sizes), since a 64-bit division costs tens of cycles and a message
+    /// takes several.
+    #[inline]
+    pub(super) fn wrap(&self, pos: u64) -> u64 {
+        let cap = self.g.capacity;
+        if cap.is_power_of_two() {
+            pos & (cap - 1)
+        } else {
+            pos % cap
+        }
+    }
+
     /// The record header at ring position `pos`. Positions come from shared memory and may
     /// be corrupted: the offset is forced to a multiple of 16, so the reference is always
     /// aligned and in bounds; [`Ring::record`] reports a misaligned position as corruption.
     pub(super) fn cell(&self, pos: u64) -> &Cell {
-        let off = (pos % self.g.capacity) & !(RECORD_ALIGN - 1);
+        let off = self.wrap(pos) & !(RECORD_ALIGN - 1);
         if let Some(t) = self.b.typed() {
             return &t.cells[(off / RECORD_ALIGN) as usize];
         }
@@ -130,7 +143,7 @@ impl<B: Backing> Ring<B> {
     /// * `len <= capacity - RECORD_HEADER`.
     pub(super) unsafe fn payload(&self, pos: u64, len: u64) -> (Cow<'_, [u8]>, Cow<'_, [u8]>) {
         let cap = self.g.capacity;
-        let start = (pos + RECORD_HEADER) % cap;
+        let start = self.wrap(pos + RECORD_HEADER);
         let first = len.min(cap - start);
         if let Some(t) = self.b.typed() {
             let copy = |from: u64, n: u64| {
@@ -169,7 +182,7 @@ impl<B: Backing> Ring<B> {
     /// As [`Ring::payload`]: the caller owns the record and `src.len() < capacity`.
     pub(super) unsafe fn write_payload(&self, pos: u64, src: &[u8]) {
         let cap = self.g.capacity;
-        let start = (pos + RECORD_HEADER) % cap;
+        let start = self.wrap(pos + RECORD_HEADER);
         let first = (src.len() as u64).min(cap - start) as usize;
         if let Some(t) = self.b.typed() {
             for (k, &byte) in src.iter().enumerate() {

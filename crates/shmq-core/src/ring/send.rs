@@ -287,7 +287,7 @@ impl<B: Backing> Ring<B> {
             return 0;
         }
         let cap = self.g.capacity;
-        let off = tail % cap;
+        let off = self.wrap(tail);
         let span = if total >= BIG_RESERVATION {
             HOT_SPAN
         } else {

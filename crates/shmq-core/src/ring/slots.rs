@@ -48,17 +48,37 @@ std::thread_local! {
 /// A lane taken for one attempt; given back on drop.
 pub(super) struct LaneGuard<'a> {
     pub(super) lane: &'a Lane,
-    bit: u32,
-    taken: &'a AtomicU32,
+    taken: &'a LaneLock,
 }
 
 impl Drop for LaneGuard<'_> {
     fn drop(&mut self) {
         // Relaxed: the shared `busy` word only informs debugging dumps; nobody decides on it.
         self.lane.busy.store(0, Ordering::Relaxed);
-        // SYNC L (lane hand-over): Release pairs with the Acquire `fetch_or` in
-        // `Ring::try_lane`, so the next thread to take the lane sees its cleared intents.
-        self.taken.fetch_and(!self.bit, Ordering::Release);
+        self.taken.give_back();
+    }
+}
+
+/// A process-local try-lock of one lane, alone on its cache line (two lines: the adjacent
+/// line prefetcher pairs them).
+#[repr(align(128))]
+#[derive(Debug, Default)]
+pub(super) struct LaneLock(AtomicU32);
+
+impl LaneLock {
+    /// Takes the lane if it is free.
+    #[inline]
+    pub(super) fn try_take(&self) -> bool {
+        // Relaxed: a hint; the swap decides. SYNC L (lane hand-over): the swap's Acquire
+        // pairs with the Release in `give_back`, so we see the last holder's cleared intents.
+        self.0.load(Ordering::Relaxed) == 0 && self.0.swap(1, Ordering::Acquire) == 0
+    }
+
+    /// Gives the lane back. SYNC L: Release, so the lane's next holder sees its cleared
+    /// intents.
+    #[inline]
+    pub(super) fn give_back(&self) {
+        self.0.store(0, Ordering::Release);
     }
 }
 
@@ -88,7 +108,7 @@ impl<B: Backing> Ring<B> {
             last_stuck_check: AtomicU64::new(0),
             epoch: Instant::now(),
             expected_cursor: AtomicU64::new(NO_CURSOR),
-            lanes_taken: AtomicU32::new(0),
+            lanes_taken: Default::default(),
             reader: AtomicU32::new(0),
             lent_pos: AtomicU64::new(NO_CURSOR),
             lent_next: AtomicU64::new(0),
@@ -380,20 +400,14 @@ impl<B: Backing> Ring<B> {
             })
         };
         for _ in 0..LANE_ROUNDS {
-            // Relaxed: a hint; the `fetch_or` decides.
-            let taken = self.lanes_taken.load(Ordering::Relaxed);
             for k in 0..LANES {
                 let i = (start + k) % LANES;
-                let bit = 1u32 << i;
-                // SYNC L: Acquire pairs with the Release in `LaneGuard::drop`.
-                if taken & bit == 0 && self.lanes_taken.fetch_or(bit, Ordering::Acquire) & bit == 0
-                {
+                if self.lanes_taken[i].try_take() {
                     // Relaxed: informational (see `LaneGuard::drop`).
                     lanes[i].busy.store(1, Ordering::Relaxed);
                     return Some(LaneGuard {
                         lane: &lanes[i],
-                        bit,
-                        taken: &self.lanes_taken,
+                        taken: &self.lanes_taken[i],
                     });
                 }
             }
