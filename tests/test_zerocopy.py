@@ -303,6 +303,45 @@ def test_arrays_of_every_dtype(make_queue: Callable[..., shmq.Queue], dtype: Any
         assert not b.flags.writeable  # a view of the ring
 
 
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda a: {"meta": [1, 2.5, "x"], "a": a},
+        lambda a: [1, (None, a)],
+        lambda a: (True, {"k": [a]}),
+        lambda a: {"bytes": b"in band", "ba": bytearray(a.tobytes())},
+    ],
+    ids=["dict", "list-tuple", "tuple-dict-list", "bytearray"],
+)
+def test_buffers_inside_containers_of_scalars_go_out_of_band(
+    make_queue: Callable[..., shmq.Queue], wrap: Callable[[Any], Any]
+) -> None:
+    """Small containers of scalars pickle without the buffer callback: one that holds an
+    array or a bytearray (a few levels down) must still send its buffers out of band (a
+    read-only view with copy=False) and come back equal."""
+    q = make_queue(capacity="1MiB")
+    a = np.arange(1000, dtype=np.float64)
+    q.put(wrap(a))
+    got = q.get(copy=False)
+    views = [x for x in _leaves(got) if isinstance(x, (np.ndarray, bytearray, memoryview))]
+    assert views, got
+    for v in views:
+        if isinstance(v, np.ndarray):
+            np.testing.assert_array_equal(v, a)
+            assert not v.flags.writeable  # a view of the ring: it went out of band
+        else:
+            assert bytes(v) == a.tobytes()
+    assert q.empty()
+
+
+def _leaves(obj: Any) -> list[Any]:
+    if isinstance(obj, dict):
+        return [x for v in obj.values() for x in _leaves(v)]
+    if isinstance(obj, (list, tuple)):
+        return [x for v in obj for x in _leaves(v)]
+    return [obj]
+
+
 def test_object_arrays_fall_back_to_an_in_band_pickle(queue: shmq.Queue) -> None:
     a = np.array([{"a": 1}, "text", None], dtype=object)
     queue.put(a)
