@@ -343,9 +343,12 @@ impl Codecs {
         py: Python<'py>,
         taken: Taken<'py>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if let Taken::Frame(buf) = taken {
-            return crate::zerocopy::loads_copied(self, buf?);
-        }
+        let taken = match taken {
+            // Raw bytes are the object: nothing to decode.
+            Taken::Bytes(CODEC_RAW, bytes) => return Ok(bytes?.into_any()),
+            Taken::Frame(buf) => return crate::zerocopy::loads_copied(self, buf?),
+            other => other,
+        };
         let Taken::Scratch(codec, scratch) = taken else {
             let (codec, raw) = taken.into_raw(py)?;
             return self.decode(raw, codec);
