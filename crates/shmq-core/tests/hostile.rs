@@ -5,7 +5,7 @@
 //! hostile --release`.
 //!
 //! Every offset into the segment is derived with `offset_of!` from the `#[repr(C)]` structs
-//! in `layout.rs`, never written as a number.
+//! in `layout/`, never written as a number.
 
 use core::mem::{offset_of, size_of};
 use proptest::prelude::*;
