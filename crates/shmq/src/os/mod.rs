@@ -4,6 +4,8 @@
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
+mod readiness;
+#[cfg(target_os = "linux")]
 mod sigbus;
 #[cfg(target_os = "linux")]
 pub use linux::{
@@ -11,7 +13,7 @@ pub use linux::{
     ShmSegment, SEGMENT_PREFIX, SIDE_PREFIX,
 };
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{
+pub(crate) use readiness::{
     eventfd, eventfd_clear, eventfd_signal, futex_wait_private, futex_waitv, futex_wake_private,
     WaitvEnd, WaitvEntry, WAITV_MAX,
 };
