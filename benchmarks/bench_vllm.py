@@ -14,8 +14,10 @@ the last reader's ``None`` (``time.monotonic`` is system-wide); median of ``--ru
     .venv/bin/python benchmarks/bench_vllm.py --cases 1mib-bytes --runs 5
     .venv/bin/python benchmarks/bench_vllm.py --impl /tmp/old_vllm.py   # another version
 
-``--impl FILE`` benchmarks another copy of ``python/shmq/compat/vllm.py`` (loaded as a
-module of ``shmq.compat``), to compare versions in one session.
+``--impl FILE`` benchmarks another version of the module, a single file (loaded as a module
+of ``shmq.compat``): ``git show REV:python/shmq/compat/vllm.py`` of a revision before the
+module became a package. To compare later versions, run the script under two builds with
+``benchmarks/ab.py``.
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ def main() -> None:
     ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, among {', '.join(CASES)}")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=2.0, help="writer's sending time per run")
-    ap.add_argument("--impl", help="a copy of shmq/compat/vllm.py to benchmark instead")
+    ap.add_argument("--impl", help="a copy of shmq/compat/vllm/__init__.py to benchmark instead")
     ap.add_argument("--max-chunk-bytes", type=int, help="MessageQueue argument for every case")
     ap.add_argument("--max-chunks", type=int, help="MessageQueue argument for every case")
     args = ap.parse_args()

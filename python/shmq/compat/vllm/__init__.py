@@ -131,25 +131,33 @@ Differences from the original
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
-import io
 import logging
-import pickle
-import secrets
 import struct
-import sys
-import threading
 import time
-import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
-from .. import Broadcast, Queue, Subscriber
-from .._errors import Empty, Full, QueueClosedError
+from ... import Broadcast, Subscriber
+from ..._errors import Empty, Full, QueueClosedError
+from ._groups import _Group, _same_node_as
+from ._remote import _Cancelled, _deadline, _remaining, _Zmq
+from ._wire import OOB_MIN_BYTES as OOB_MIN_BYTES  # public: the out-of-band threshold
+from ._wire import (
+    _CHUNK,
+    _FIRST,
+    _HEADER,
+    _MORE,
+    _NOTHING,
+    _PICKLE,
+    _READY,
+    _READY_RECORD,
+    _decode,
+    _Encoder,
+)
 
 __all__ = ["Handle", "MessageQueue"]
 
@@ -159,44 +167,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_CHUNK_BYTES: Final = 24 * 1024 * 1024
 #: Default number of chunks (vLLM: 10).
 DEFAULT_MAX_CHUNKS: Final = 10
-#: Pickle buffers of at least this many bytes travel out of band (the original's threshold).
-OOB_MIN_BYTES: Final = 1024 * 1024
 #: Ring bytes a chunk of ``acquire_write`` takes besides its ``max_chunk_bytes``: the ring's
 #: record header, this module's header and the padding to 16 (so ``max_chunks`` chunks fit).
 CHUNK_OVERHEAD: Final = 48
 #: Log a long wait every this many seconds (the original's VLLM_RINGBUFFER_WARNING_INTERVAL).
 WARNING_INTERVAL: Final = 60.0
 
-# A record is one of:
-#   - a pickle (protocol 5, so its first byte is PROTO, 0x80): a message without
-#     out-of-band buffers, published as the pickler wrote it;
-#   - _OOB: a 16-byte header (kind, buffer count, length of the main pickle; little endian),
-#     the main pickle, the out-of-band buffers, then one u64 length per buffer;
-#   - _FIRST: (fragment count, length of the whole record) then its first bytes, and _MORE:
-#     (fragment index, offset in the whole record) then the next bytes: a record larger than
-#     the ring, in fragments;
-#   - _READY: the handshake's end (a header with count and length 0);
-#   - _CHUNK: (0, max_chunk_bytes) then a whole chunk written through acquire_write.
-_HEADER: Final = struct.Struct("<B3xIQ")
-_OOB: Final = 0
-_FIRST: Final = 1
-_MORE: Final = 2
-_READY: Final = 3
-_CHUNK: Final = 4
-_PICKLE: Final = pickle.PROTO[0]
-_READY_RECORD: Final = _HEADER.pack(_READY, 0, 0)
-_EMPTY_HEADER: Final = bytes(_HEADER.size)
-
-
-def _import_zmq() -> Any:
-    """The ``zmq`` module, imported on first use (only queues with remote readers need it)."""
-    try:
-        return importlib.import_module("zmq")
-    except ImportError as e:
-        raise ImportError(
-            "shmq.compat.vllm needs pyzmq for remote readers (ranks outside local_reader_ranks): "
-            "pip install 'shmq[vllm]' (or 'pyzmq>=25')"
-        ) from e
 
 
 @dataclass
@@ -215,174 +191,6 @@ class Handle:
     remote_subscribe_addr: str | None = None
     remote_addr_ipv6: bool = False
     tensor_arena_handle: tuple[int, int, int, str] | None = None
-
-
-class _Encoder:
-    """Writes records (the pickle at protocol 5 alone, or with its out-of-band buffers behind
-    an ``_OOB`` header) into one scratch buffer reused by every message of the writer: no
-    allocation per message, and no regrowth of the buffer (which costs page faults for large
-    ones)."""
-
-    def __init__(self) -> None:
-        self.bio = io.BytesIO()
-        self.oob: list[memoryview] = []
-        self.pickler = pickle.Pickler(self.bio, protocol=5, buffer_callback=self._buffer)
-        # Re-entrant: an enqueue inside an acquire_write block of the same thread goes on.
-        self.lock = threading.RLock()
-
-    def _buffer(self, buf: pickle.PickleBuffer) -> bool:
-        try:
-            raw = buf.raw()
-        except BufferError:  # not contiguous: pickle decides (in band)
-            return True
-        if raw.nbytes < OOB_MIN_BYTES:
-            return True
-        self.oob.append(raw)
-        return False
-
-    def encode(self, obj: Any) -> memoryview:
-        """The record of ``obj``: a view of the scratch buffer, to ``release()`` after use
-        (with ``lock`` held)."""
-        head, oob = self.encode_split(obj)
-        return self.join(head, oob)
-
-    def encode_split(self, obj: Any) -> tuple[memoryview, list[memoryview]]:
-        """The record of ``obj`` in parts, its out-of-band buffers not copied yet: the
-        header and main pickle (a view of the scratch buffer) and the buffers (empty for a
-        plain pickle, then the first part is the whole record). Call with ``lock`` held."""
-        bio, oob = self.bio, self.oob
-        bio.seek(0)
-        bio.write(_EMPTY_HEADER)  # room for the header, used only with out-of-band buffers
-        try:
-            self.pickler.dump(obj)
-            if not oob:
-                return bio.getbuffer()[_HEADER.size : bio.tell()], []
-            head = bio.getbuffer()[: bio.tell()]
-            _HEADER.pack_into(head, 0, _OOB, len(oob), bio.tell() - _HEADER.size)
-            return head, list(oob)
-        finally:
-            oob.clear()
-            self.pickler.clear_memo()  # do not keep the message's objects alive
-
-    def join(self, head: memoryview, oob: list[memoryview]) -> memoryview:
-        """The whole record of parts from :meth:`encode_split` (the buffers copied behind
-        the main pickle in the scratch buffer)."""
-        if not oob:
-            return head
-        end = len(head)
-        head.release()
-        bio = self.bio
-        bio.seek(end)
-        for raw in oob:
-            bio.write(raw)
-        bio.write(struct.pack(f"<{len(oob)}Q", *(raw.nbytes for raw in oob)))
-        return bio.getbuffer()[: bio.tell()]
-
-
-def _decode(record: memoryview) -> Any:
-    """The object of a record, or ``_NOTHING`` for the handshake's READY. Out-of-band
-    buffers are rebuilt on one copy each (a ``bytearray``): a record of the ring is lent
-    only until the next read, and every reader (local, remote, of a reassembled record)
-    gets the same types."""
-    kind = record[0]
-    if kind == _PICKLE:
-        return pickle.loads(record)
-    if kind == _CHUNK:
-        return _decode_chunk(record[_HEADER.size :])
-    if kind != _OOB:
-        return _NOTHING
-    _, count, main_len = _HEADER.unpack_from(record)
-    start = _HEADER.size
-    lengths = struct.unpack_from(f"<{count}Q", record, len(record) - 8 * count)
-    buffers = []
-    pos = start + main_len
-    for n in lengths:
-        buffers.append(bytearray(record[pos : pos + n]))
-        pos += n
-    return pickle.loads(record[start : start + main_len], buffers=buffers)
-
-
-def _decode_chunk(chunk: memoryview) -> Any:
-    """The object of a chunk written through ``acquire_write`` in the layout the original's
-    ``enqueue`` writes (byte 0: 0, then the pickle)."""
-    if chunk[0] != 0:
-        raise RuntimeError(
-            "dequeue() read a chunk written with acquire_write() whose first byte is not 0 (the original's"
-            " layout: 0, then a pickle; 1 meant 'sent over ZeroMQ', which this module never does):"
-            " read such chunks with acquire_read()"
-        )
-    return pickle.loads(chunk[1:])
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + max(0.0, float(timeout))
-
-
-def _close_zmq(context: Any, sockets: list[Any]) -> None:
-    for s in sockets:
-        s.close(linger=0)
-    context.term()
-
-
-class _Cancelled(Exception):
-    """Internal: a wait was cancelled by ``shutdown()``."""
-
-
-class _Zmq:
-    """One queue's ZeroMQ side: a context, its data socket, and a cancel pair so that
-    ``shutdown()`` from another thread wakes a blocked wait (sockets are not thread-safe)."""
-
-    def __init__(self, owner: MessageQueue, kind: str) -> None:
-        zmq = _import_zmq()
-        self.zmq = zmq
-        self.context = zmq.Context()
-        self.socket = self.context.socket(zmq.XPUB if kind == "xpub" else zmq.SUB)
-        path = f"inproc://shmq-vllm-cancel-{secrets.token_hex(8)}"
-        self.cancel_tx = self.context.socket(zmq.PAIR)
-        self.cancel_tx.bind(path)
-        self.cancel_rx = self.context.socket(zmq.PAIR)
-        self.cancel_rx.connect(path)
-        self.poller = zmq.Poller()
-        self.poller.register(self.socket, zmq.POLLIN)
-        self.poller.register(self.cancel_rx, zmq.POLLIN)
-        self.lock = threading.Lock()  # held by whoever uses `socket`; shutdown waits for it
-        self.closed = False
-        self.finalizer = weakref.finalize(
-            owner, _close_zmq, self.context, [self.socket, self.cancel_tx, self.cancel_rx]
-        )
-        self.finalizer.atexit = False
-
-    def recv(self, deadline: float | None) -> Any:
-        """The next message (a ``zmq.Frame``); ``TimeoutError`` at ``deadline``."""
-        with self.lock:
-            if self.closed:
-                raise _Cancelled
-            left = _remaining(deadline)
-            events = dict(self.poller.poll(None if left is None else int(left * 1000)))
-            if self.cancel_rx in events:
-                raise _Cancelled
-            if self.socket not in events:
-                raise TimeoutError
-            return self.socket.recv(copy=False)
-
-    def send(self, data: Any) -> None:
-        with self.lock:
-            if self.closed:
-                raise _Cancelled
-            self.socket.send(data, copy=True)  # `data` is the writer's scratch buffer
-
-    def cancel(self) -> None:
-        """Wakes a blocked ``recv`` (it raises), then closes everything once it has left."""
-        if self.closed:
-            return
-        self.cancel_tx.send(b"\0")
-        with self.lock:
-            self.closed = True
-            self.finalizer()
 
 
 class MessageQueue:
@@ -861,102 +669,3 @@ class MessageQueue:
     def __repr__(self) -> str:
         role = "writer" if self._is_writer else "local reader" if self._is_local_reader else "remote reader"
         return f"<shmq.compat.vllm.MessageQueue {role} {self.handle!r}>"
-
-
-_NOTHING: Final = object()
-
-
-# -- process groups (create_from_process_group) ------------------------------------------------
-
-
-def _torch_process_group_class() -> Any:
-    """``torch.distributed.ProcessGroup``, or ``None`` when torch is not installed (it is
-    never imported for a group that is not one: a duck-typed group needs no torch)."""
-    dist = sys.modules.get("torch.distributed")
-    if dist is None:
-        return None
-    return getattr(dist, "ProcessGroup", None)
-
-
-class _Group:
-    """The collectives ``create_from_process_group`` needs, over a torch ``ProcessGroup`` or a
-    duck-typed group with vLLM's ``StatelessProcessGroup`` surface."""
-
-    def __init__(self, pg: Any) -> None:
-        self.pg = pg
-        pg_class = _torch_process_group_class()
-        self.torch = pg_class is not None and isinstance(pg, pg_class)
-        if self.torch:
-            dist = sys.modules["torch.distributed"]  # imported: pg is one of its groups
-            self.dist: Any = dist
-            self.rank = int(dist.get_rank(pg))
-            self.world_size = int(dist.get_world_size(pg))
-            self.global_ranks = list(dist.get_process_group_ranks(pg))
-        else:
-            missing = [a for a in ("rank", "world_size", "broadcast_obj") if not hasattr(pg, a)]
-            if missing:
-                raise TypeError(
-                    "pg must be a torch.distributed.ProcessGroup or have rank, world_size and"
-                    f" broadcast_obj(obj, src) as vLLM's StatelessProcessGroup; {type(pg).__name__} has no"
-                    f" {', '.join(missing)}"
-                )
-            self.rank = int(pg.rank)
-            self.world_size = int(pg.world_size)
-        if not 0 <= self.rank < self.world_size:
-            raise ValueError(f"the group's rank {self.rank} is not in 0..{self.world_size - 1}")
-
-    def broadcast(self, obj: Any, src: int) -> Any:
-        """``obj`` from group rank ``src`` to every rank (each returns it)."""
-        if self.torch:
-            box = [obj]
-            self.dist.broadcast_object_list(box, src=self.global_ranks[src], group=self.pg)
-            return box[0]
-        return self.pg.broadcast_obj(obj if self.rank == src else None, src)
-
-    def all_gather(self, obj: Any) -> list[Any]:
-        """Every rank's ``obj``, by rank."""
-        if self.torch:
-            out: list[Any] = [None] * self.world_size
-            self.dist.all_gather_object(out, obj, group=self.pg)
-            return out
-        gather = getattr(self.pg, "all_gather_obj", None)
-        if callable(gather):
-            return list(gather(obj))
-        return [self.broadcast(obj, r) for r in range(self.world_size)]  # broadcast_obj alone
-
-
-def _same_node_as(pg: Any, group: _Group, source_rank: int) -> list[bool]:
-    """For each rank of the group, whether it runs on ``source_rank``'s node."""
-    try:
-        from vllm.distributed.parallel_state import in_the_same_node_as  # type: ignore[import-not-found]
-    except ImportError:
-        check = getattr(pg, "in_the_same_node_as", None)
-        if not group.torch and callable(check):
-            status = list(check(source_rank=source_rank))
-        else:
-            status = _probe_same_node(group, source_rank)
-    else:
-        status = list(in_the_same_node_as(pg, source_rank=source_rank))
-    if len(status) != group.world_size:
-        raise ValueError(f"the same-node check returned {len(status)} results for {group.world_size} ranks")
-    return [bool(s) for s in status]
-
-
-def _probe_same_node(group: _Group, source_rank: int) -> list[bool]:
-    """A rank is on the source's node if it can open the queue the source created under a
-    random name (the name is never reused, so a same-named segment elsewhere cannot exist)."""
-    probe = Queue(None, capacity=4096) if group.rank == source_rank else None
-    try:
-        name = group.broadcast(probe.name if probe is not None else None, source_rank)
-        if probe is not None:
-            here = True
-        else:
-            try:
-                Queue(name, create=False).close()
-                here = True
-            except (FileNotFoundError, PermissionError):
-                here = False
-        return [bool(h) for h in group.all_gather(here)]  # everyone tried before the probe goes
-    finally:
-        if probe is not None:
-            probe.close()
