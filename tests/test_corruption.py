@@ -17,14 +17,14 @@ MakeQueue = Callable[..., shmq.Queue]
 
 pytestmark = pytest.mark.timeout(30)
 
-# Offsets in the segment header (docs/protocol.md, layout version 4; checked against a live
+# Offsets in the segment header (docs/protocol.md, layout version 5; checked against a live
 # segment by test_header_offsets_are_those_of_the_layout, so the pokes below cannot land in padding).
 VERSION, KIND, TOTAL_SIZE, SLOTS_OFFSET, DATA_OFFSET, CAPACITY = 8, 12, 16, 24, 32, 40
 MAX_SLOTS, READY, LANES = 64, 72, 76
 TAIL, HEAD, RELEASE = 128, 256, 384
 SHUTDOWN = 1408
 CONTROL_SIZE = 1536
-LAYOUT_VERSION = 4
+LAYOUT_VERSION = 5
 
 
 @pytest.fixture

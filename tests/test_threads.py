@@ -249,23 +249,23 @@ def test_processes_times_threads_on_one_queue(make_queue: MakeQueue, tmp_path: P
 # A scribbled lane table must not hang
 # --------------------------------------------------------------------------------------
 
-# Offsets from crates/shmq-core/src/layout.rs (all little-endian, #[repr(C)]). The header
+# Offsets from crates/shmq-core/src/layout/mod.rs (all little-endian, #[repr(C)]). The header
 # (`Identity`, at offset 0) says where the slot table is and how many slots and lanes it has;
 # what the Python API does not expose is the size of a `Slot` and where its lanes are.
 MAGIC = b"SHMQRNG1"
-LAYOUT_VERSION = 4
+LAYOUT_VERSION = 5
 ID_VERSION, ID_SLOTS_OFFSET, ID_DATA_OFFSET, ID_CAPACITY = 8, 24, 32, 40
 ID_MAX_SLOTS, ID_LANES = 64, 76
-SLOT_SIZE = 384  # size_of::<Slot>(): 64 bytes of fields, 4 lanes of 64, aligned to 128
+SLOT_SIZE = 384  # size_of::<Slot>(): 112 bytes of fields, then 4 lanes of 64 from offset 128
 SLOT_STATE, SLOT_PID, SLOT_PUTS = 0, 8, 16  # state: generation << 8 | SLOT_*; counters.puts
-SLOT_LANES, LANE_SIZE = 64, 64  # Slot::lanes; Lane::busy is its first word
+SLOT_LANES, LANE_SIZE = 128, 64  # Slot::lanes; Lane::busy is its first word
 SLOT_ATTACHED = 1
 
 
 def _slot_of(seg: mmap.mmap, q: shmq.Queue, pid: int) -> tuple[int, int]:
     """``(offset of pid's slot, lanes per slot)``, with the layout cross-checked against what
     the queue reports (a layout change fails here, not by scribbling elsewhere)."""
-    layout_changed = "the segment layout changed: update the offsets in tests/test_threads.py from layout.rs"
+    layout_changed = "the segment layout changed: update the offsets in tests/test_threads.py from layout/mod.rs"
     assert seg[:8] == MAGIC, layout_changed
     version, = struct.unpack_from("<I", seg, ID_VERSION)
     assert version == LAYOUT_VERSION, f"{layout_changed} (layout version {version})"

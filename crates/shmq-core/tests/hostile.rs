@@ -10,8 +10,8 @@
 use core::mem::{offset_of, size_of};
 use proptest::prelude::*;
 use shmq_core::layout::{
-    control_size, slot_size, Control, Identity, Lane, LayoutError, Padded, Slot, KIND_BROADCAST,
-    KIND_QUEUE, LANES, LAYOUT_VERSION, MAGIC, PAGE,
+    control_size, slot_size, Control, Identity, Lane, LayoutError, Padded, Slot, SlotCounters,
+    KIND_BROADCAST, KIND_QUEUE, LANES, LAYOUT_VERSION, MAGIC, PAGE,
 };
 use shmq_core::ring::{AttachError, Message, Ring};
 use shmq_core::{Backing, Geometry, HeapBacking, HeapRegion};
@@ -515,7 +515,13 @@ fn huge_counters_in_slots_do_not_overflow() {
     let other = Ring::open(r.handle()).map_err(|(_, e)| e).unwrap();
     for slot in 0..2u64 {
         let counters = g.slots_offset + slot * slot_size() + offset_of!(Slot, counters) as u64;
-        poke(ring.backing(), counters, &[0xFF; 24]);
+        for field in [
+            offset_of!(SlotCounters, puts),
+            offset_of!(SlotCounters, gets),
+            offset_of!(SlotCounters, waits),
+        ] {
+            poke(ring.backing(), counters + field as u64, &[0xFF; 8]);
+        }
     }
     let _ = ring.stats();
     let _ = ring.len();

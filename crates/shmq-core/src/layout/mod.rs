@@ -29,7 +29,7 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// `b"SHMQRNG1"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQRNG1");
 /// Bumped on any change of the shared layout or of the protocol.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 /// Segment kind: a queue (each message goes to one consumer).
 pub const KIND_QUEUE: u32 = 1;
 /// Segment kind: a broadcast ring (each subscriber reads every message).
@@ -392,16 +392,19 @@ pub struct Lane {
     pub get_end: AtomicU64,
 }
 
-/// Per-process counters; only the owning process writes them (Relaxed adds).
+/// Per-process counters; only the owning process writes them (Relaxed adds). `gets` is on
+/// the slot's second line, `puts` on its first: a producer thread and a consumer thread of
+/// one process would otherwise move one line back and forth on every message.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct SlotCounters {
     /// Messages committed.
     pub puts: AtomicU64,
-    /// Messages taken.
-    pub gets: AtomicU64,
     /// Times a thread went to sleep.
     pub waits: AtomicU64,
+    _apart: [u64; 6],
+    /// Messages taken.
+    pub gets: AtomicU64,
 }
 
 /// One attached process.
@@ -445,6 +448,12 @@ const _: () = {
     assert!(core::mem::size_of::<Cell>() as u64 == RECORD_HEADER);
     assert!(core::mem::size_of::<Lane>() == 64);
     assert!(core::mem::size_of::<Slot>() % 128 == 0);
+    // The counters' two halves on two lines (see `SlotCounters`).
+    assert!(
+        core::mem::offset_of!(Slot, counters) / 64
+            != (core::mem::offset_of!(Slot, counters) + core::mem::offset_of!(SlotCounters, gets))
+                / 64
+    );
     assert!(core::mem::size_of::<Control>() % 128 == 0);
     assert!(core::mem::size_of::<Control>() <= 4096);
 };
