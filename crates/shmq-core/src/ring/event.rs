@@ -34,6 +34,10 @@ pub const STUCK_POLL: Duration = Duration::from_millis(2);
 /// run longer: it gives the CPU away meanwhile).
 const CHECKS_PER_CLOCK_READ: usize = 64;
 
+/// A gap between two clock reads of a spinner longer than this means it lost its CPU
+/// meanwhile (64 checks take a few microseconds): a longer spin then stops.
+const PREEMPTED: Duration = Duration::from_micros(200);
+
 /// How long a waiter spins when `in_flight` bytes of records are being copied by the peers
 /// whose progress it waits for: the time such a copy may take at [`SLOW_COPY_BYTES_PER_US`],
 /// within [`SPIN`] and [`MAX_SPIN`]. A large record takes far longer to copy than [`SPIN`],
@@ -232,6 +236,7 @@ impl<B: Backing> Ring<B> {
         };
         let start = Instant::now();
         let mut spin_end = start + scale(SPIN);
+        let (mut last, mut extended) = (start, false);
         loop {
             for _ in 0..CHECKS_PER_CLOCK_READ {
                 if ready() {
@@ -244,11 +249,22 @@ impl<B: Backing> Ring<B> {
                 }
             }
             let now = Instant::now();
+            // A spin that lost its CPU between two clock reads (they are microseconds apart
+            // otherwise) runs on a machine with more work than CPUs, where it keeps a CPU
+            // from others, maybe from the peer it waits for: a longer spin ends there. (A
+            // crowded spinner gives its CPU away at every check: its gaps say nothing.)
+            if extended && !crowded && now.saturating_duration_since(last) > PREEMPTED {
+                return None;
+            }
+            last = now;
             if now >= spin_end {
                 // The longer budget is judged when the short one ends, so that a wait that
                 // began before a record was reserved (or claimed) gets it too.
                 match in_flight.take().map(|f| scale(spin_budget(f()))) {
-                    Some(budget) if start + budget > now => spin_end = start + budget,
+                    Some(budget) if start + budget > now => {
+                        spin_end = start + budget;
+                        extended = true;
+                    }
                     _ => return None,
                 }
             }
