@@ -11,6 +11,15 @@ use std::time::{Duration, Instant};
 /// How long a waiter spins before it sleeps.
 pub const SPIN: Duration = Duration::from_micros(50);
 
+/// The longest spin of a waiter whose condition waits on a record in flight (being written,
+/// or being read): see [`spin_budget`].
+pub const MAX_SPIN: Duration = Duration::from_millis(1);
+
+/// The copy rate a waiter assumes of the peer it waits for, in bytes per microsecond (2 GB/s):
+/// a few times slower than a copy from memory on the 2-core VM (~11 GB/s alone, ~5.5 GB/s with
+/// both sides copying), so the spin outlasts a copy slowed by a busy machine.
+const SLOW_COPY_BYTES_PER_US: u64 = 2000;
+
 /// Longest single futex sleep: bounds the delay a notifier killed in the middle of a
 /// wake-up can cause (see `Ring::wake_sleepers`).
 pub const MAX_SLEEP: Duration = Duration::from_millis(100);
@@ -24,6 +33,20 @@ pub const STUCK_POLL: Duration = Duration::from_millis(2);
 /// still ends close to its budget (when crowded, each check yields the CPU and the spin may
 /// run longer: it gives the CPU away meanwhile).
 const CHECKS_PER_CLOCK_READ: usize = 64;
+
+/// A gap between two clock reads of a spinner longer than this means it lost its CPU
+/// meanwhile (64 checks take a few microseconds): a longer spin then stops.
+const PREEMPTED: Duration = Duration::from_micros(200);
+
+/// How long a waiter spins when `in_flight` bytes of records are being copied by the peers
+/// whose progress it waits for: the time such a copy may take at [`SLOW_COPY_BYTES_PER_US`],
+/// within [`SPIN`] and [`MAX_SPIN`]. A large record takes far longer to copy than [`SPIN`],
+/// and a sleeper woken when it is done pays a futex wake-up (a system call for the peer,
+/// tens of µs for a halted CPU to run the sleeper again) per message: a spin that covers the
+/// copy saves both. `in_flight` is read from shared memory: any value gives a bounded spin.
+pub fn spin_budget(in_flight: u64) -> Duration {
+    Duration::from_micros(in_flight / SLOW_COPY_BYTES_PER_US).clamp(SPIN, MAX_SPIN)
+}
 
 /// How one sleep ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,9 +132,10 @@ impl<B: Backing> Ring<B> {
         until: Option<Instant>,
         ready: &dyn Fn() -> bool,
         stuck: &dyn Fn() -> bool,
+        in_flight: Option<&dyn Fn() -> u64>,
     ) -> Wake {
         if !cfg!(loom) {
-            if let Some(wake) = self.spin(until, ready) {
+            if let Some(wake) = self.spin(until, ready, in_flight) {
                 return wake;
             }
         }
@@ -181,9 +205,16 @@ impl<B: Backing> Ring<B> {
         self.event(side).waiters.fetch_sub(1, Ordering::Release);
     }
 
-    /// The spin phase of [`Ring::wait_once`]: checks `ready()` for about [`SPIN`]. `None`
-    /// when the caller should go on to sleep.
-    fn spin(&self, until: Option<Instant>, ready: &dyn Fn() -> bool) -> Option<Wake> {
+    /// The spin phase of [`Ring::wait_once`]: checks `ready()` for about [`SPIN`], and when
+    /// that ends, if `in_flight` says records are being copied, on until the
+    /// [`spin_budget`] of their size (from the start; judged once). `None` when the caller
+    /// should go on to sleep.
+    fn spin(
+        &self,
+        until: Option<Instant>,
+        ready: &dyn Fn() -> bool,
+        mut in_flight: Option<&dyn Fn() -> u64>,
+    ) -> Option<Wake> {
         // More processes attached than CPUs: a pure spin would keep the CPU from the process
         // we wait for (measured: 1 publisher, 3 subscribers on 2 CPUs), so yield it between
         // checks, and for a shorter while (each check is then a system call).
@@ -194,14 +225,18 @@ impl<B: Backing> Ring<B> {
         };
         // Spinning only pays when the other side runs meanwhile on another CPU: a process
         // that may run on one CPU only (its affinity) goes straight to sleep.
-        let spin = if cpus <= 1 {
-            Duration::ZERO
-        } else if crowded {
-            SPIN / 5
-        } else {
-            SPIN
+        let scale = |spin: Duration| {
+            if cpus <= 1 {
+                Duration::ZERO
+            } else if crowded {
+                spin / 5
+            } else {
+                spin
+            }
         };
-        let spin_end = Instant::now() + spin;
+        let start = Instant::now();
+        let mut spin_end = start + scale(SPIN);
+        let (mut last, mut extended) = (start, false);
         loop {
             for _ in 0..CHECKS_PER_CLOCK_READ {
                 if ready() {
@@ -214,8 +249,31 @@ impl<B: Backing> Ring<B> {
                 }
             }
             let now = Instant::now();
-            if now >= spin_end {
+            // A spin that lost its CPU between two clock reads (they are microseconds apart
+            // otherwise) runs on a machine with more work than CPUs, where it keeps a CPU
+            // from others, maybe from the peer it waits for: a longer spin ends there. (A
+            // crowded spinner gives its CPU away at every check: its gaps say nothing.)
+            if extended && !crowded && now.saturating_duration_since(last) > PREEMPTED {
                 return None;
+            }
+            last = now;
+            if now >= spin_end {
+                // The longer budget is judged when the short one ends, so that a wait that
+                // began before a record was reserved (or claimed) gets it too.
+                // Not shortened when crowded: the peer is busy copying, and our checks yield
+                // it the CPU if it shares ours (measured: the benchmark's parent stays
+                // attached, so 1→1 on 2 CPUs is crowded).
+                match in_flight
+                    .take()
+                    .filter(|_| cpus > 1)
+                    .map(|f| spin_budget(f()))
+                {
+                    Some(budget) if start + budget > now => {
+                        spin_end = start + budget;
+                        extended = true;
+                    }
+                    _ => return None,
+                }
             }
             if until.is_some_and(|d| now >= d) {
                 return Some(Wake::TimedOut);
@@ -240,8 +298,24 @@ impl<B: Backing> Ring<B> {
         ready: &dyn Fn() -> bool,
         stuck: &dyn Fn() -> bool,
     ) -> bool {
+        self.wait_for_copy(side, until, ready, stuck, None)
+    }
+
+    /// As [`Ring::wait_for`], for a condition that peers make true when they finish copying
+    /// a record: `in_flight()` is how many bytes of such records are in flight (0: none),
+    /// and the first spin lasts their [`spin_budget`]. Later rounds, after a sleep, spin
+    /// [`SPIN`]: a record still in flight after a long spin and a sleep is a slow, stopped
+    /// or dead peer's, for the stuck poll to watch, not for a spinner.
+    pub(super) fn wait_for_copy(
+        &self,
+        side: Side,
+        until: Option<Instant>,
+        ready: &dyn Fn() -> bool,
+        stuck: &dyn Fn() -> bool,
+        mut in_flight: Option<&dyn Fn() -> u64>,
+    ) -> bool {
         loop {
-            match self.wait_once(side, until, ready, stuck) {
+            match self.wait_once(side, until, ready, stuck, in_flight.take()) {
                 Wake::Ready => return true,
                 Wake::TimedOut | Wake::Interrupted => return false,
                 // (No clock under loom, see `wait_once`.)
@@ -336,7 +410,7 @@ impl<B: Backing> Ring<B> {
             return false;
         }
         matches!(
-            self.spin(None, &|| self.async_data_ready()),
+            self.spin(None, &|| self.async_data_ready(), None),
             Some(Wake::Ready)
         )
     }

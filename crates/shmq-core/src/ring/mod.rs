@@ -41,7 +41,7 @@ mod slots;
 pub use blocking::{Plain, Waiter, CHECK_EVERY};
 pub use broadcast::{Delivery, Held, ReadTimeoutError, SubscriberInfo, TryReadError};
 pub use error::{AttachError, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
-pub use event::{Armed, Interest, MAX_SLEEP, SPIN, STUCK_POLL};
+pub use event::{spin_budget, Armed, Interest, MAX_SLEEP, MAX_SPIN, SPIN, STUCK_POLL};
 pub use loan::{Claim, Loan};
 pub use observe::LifeInfo;
 pub use observe::Stats;

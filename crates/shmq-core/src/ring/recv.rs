@@ -281,12 +281,35 @@ impl<B: Backing> Ring<B> {
         c.head.load(Ordering::Relaxed) < c.tail.load(Ordering::Acquire) && !self.data_ready()
     }
 
+    /// Bytes reserved from `head` on while the record there is not yet written (0 when it is,
+    /// or none is reserved): what a waiting consumer waits for producers to copy. Within the
+    /// capacity whatever shared memory says; a hint (a skip counts, it is soon passed).
+    fn head_in_flight_bytes(&self) -> u64 {
+        let c = self.control();
+        // Relaxed: a hint for how long to spin; `ready` decides.
+        let (head, tail) = (
+            c.head.load(Ordering::Relaxed),
+            c.tail.load(Ordering::Relaxed),
+        );
+        if head < tail && !self.data_ready() {
+            (tail - head).min(self.g.capacity)
+        } else {
+            0
+        }
+    }
+
     /// Waits until a message may be ready, at most until `until`. Another consumer may still
     /// take it first.
     /// Also ends when a receive would stop on a shutdown.
     pub(super) fn wait_for_data(&self, until: Option<Instant>) -> bool {
         let ready =
             || self.data_ready() || self.receive_stops(self.control().head.load(Ordering::Relaxed));
-        self.wait_for(Side::Data, until, &ready, &|| self.head_in_flight())
+        self.wait_for_copy(
+            Side::Data,
+            until,
+            &ready,
+            &|| self.head_in_flight(),
+            Some(&|| self.head_in_flight_bytes()),
+        )
     }
 }

@@ -442,12 +442,30 @@ impl<B: Backing> Ring<B> {
     /// producer may take the space first.
     pub(super) fn wait_for_space(&self, n: u64, total_bytes: u64, until: Option<Instant>) -> bool {
         // A shutdown ends the wait: the attempt that follows fails.
-        self.wait_for(
+        self.wait_for_copy(
             Side::Space,
             until,
             &|| self.is_shutdown() || self.space_ready(n, total_bytes),
             &|| self.space_stuck(),
+            Some(&|| self.claimed_bytes()),
         )
+    }
+
+    /// Bytes of a queue's claimed records that are not reclaimed yet, `[release, head)`: what
+    /// a producer short of room waits for consumers to copy out (the records reclaimable
+    /// already are reclaimed by `space_ready` before this is asked). Within the capacity
+    /// whatever shared memory says; 0 for a broadcast ring, whose readers claim nothing.
+    fn claimed_bytes(&self) -> u64 {
+        if self.g.is_broadcast() {
+            return 0;
+        }
+        let c = self.control();
+        // Relaxed: a hint for how long to spin; `ready` decides.
+        let (release, head) = (
+            c.release.load(Ordering::Relaxed),
+            c.head.load(Ordering::Relaxed),
+        );
+        head.saturating_sub(release).min(self.g.capacity)
     }
 
     /// Whether producers short of room should poll: consumed records not yet reclaimed (a
