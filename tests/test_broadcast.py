@@ -378,6 +378,28 @@ def test_a_memoryview_of_a_subscriber_view_never_reads_another_message(qname: st
             memoryview(view)
 
 
+def test_a_view_loop_releases_each_memoryview_before_the_next_read(qname: str) -> None:
+    """The loop users write: ``with memoryview(sub.get(copy=False))`` releases each view
+    before the next read; a variable keeping the last memoryview across the next ``get``
+    is refused, and the error says how to write the loop instead."""
+    with shmq.Broadcast(qname, capacity=64 * 1024, create=True, codec="raw") as b, b.subscribe() as sub:
+        for i in range(10):
+            b.publish(bytes([i]) * 1000)
+        seen = []
+        for _ in range(5):
+            with memoryview(sub.get(copy=False)) as m:
+                seen.append(m[0])
+        assert seen == [0, 1, 2, 3, 4]
+        m = memoryview(sub.get(copy=False))
+        assert m[0] == 5
+        with pytest.raises(BufferError) as e:
+            m = memoryview(sub.get(copy=False))  # `m` still holds message 5's buffer here
+        assert "with memoryview(sub.get(copy=False)) as m:" in str(e.value)
+        assert m[0] == 5  # refused before anything was released
+        m.release()
+        assert bytes(sub.get(copy=False))[:1] == bytes([6])
+
+
 def test_a_numpy_array_of_a_subscriber_view_never_reads_another_message(qname: str) -> None:
     np = pytest.importorskip("numpy")
     with shmq.Broadcast(qname, capacity=4096, create=True, codec="raw") as b, b.subscribe() as sub:

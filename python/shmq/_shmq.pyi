@@ -287,7 +287,8 @@ class _Subscriber:
         """Returns the next message, waiting if ``block`` (at most ``timeout`` seconds if given).
         With ``copy=False`` (block policy), a raw message comes as a read-only ``MessageView``
         over the shared memory, valid until the next read of this subscription or its close().
-        A read while a memoryview or array of the last view is alive raises ``BufferError``."""
+        A read while a memoryview or array of the last view is alive raises ``BufferError``
+        (in a loop: ``with memoryview(sub.get(copy=False)) as m:``)."""
     def get_nowait(self) -> Any:
         """Returns the next message without waiting; raises ``Empty`` if there is none."""
     def get_many(self, max_messages: int = 1000, block: bool = True, timeout: float | None = None) -> list[Any]:

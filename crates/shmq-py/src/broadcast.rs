@@ -381,8 +381,12 @@ impl PySubscriber {
         if st.exports > 0 {
             return Err(PyBufferError::new_err(
                 "a memoryview or array of the last MessageView of this subscription is still \
-                 alive, and the next read would release its message: release it (del, or \
-                 memoryview.release()) or copy what you keep (bytes(...)) before reading again",
+                 alive, and this read would release its message: release it before reading \
+                 again (del, or memoryview.release()), or keep a copy (bytes(...)). In a loop, \
+                 write `with memoryview(sub.get(copy=False)) as m:` (released at the end of \
+                 each turn) or pass the MessageView itself to what reads it; \
+                 `m = memoryview(sub.get(copy=False))` keeps the last one alive until the \
+                 next get has returned",
             ));
         }
         st.retired = true;
@@ -480,7 +484,8 @@ impl PySubscriber {
     /// Returns the next message, waiting if `block` (at most `timeout` seconds if given).
     /// With `copy=False` (block policy), a raw message comes as a read-only `MessageView` over
     /// the shared memory, valid until the next read of this subscription or its close().
-    /// A read while a memoryview or array of the last view is alive raises `BufferError`.
+    /// A read while a memoryview or array of the last view is alive raises `BufferError`
+    /// (in a loop: `with memoryview(sub.get(copy=False)) as m:`).
     #[pyo3(signature = (block=true, timeout=None, *, copy=true))]
     fn get<'py>(
         &self,
