@@ -342,6 +342,36 @@ def test_zero_copy_views_hold_the_message_until_the_next_read(qname: str) -> Non
         assert rest == [bytes([1]) * 1000, bytes([2]) * 1000, b"z" * 1000]
 
 
+def test_large_messages_are_lent_in_one_piece_every_time(qname: str) -> None:
+    """1 MiB messages in a 4 MiB ring: a record that would wrap around the ring's end is
+    published at its start instead (behind a filler), so ``get(copy=False)`` lends every one
+    in place rather than copying the ones that wrapped into ``bytes``."""
+    size = 1 << 20
+    with shmq.Broadcast(qname, capacity="4MiB", create=True, codec="raw") as b, b.subscribe() as sub:
+        kinds = []
+        for i in range(12):
+            b.publish(bytearray([i]) * size, timeout=5)
+            got = sub.get(copy=False, timeout=5)
+            kinds.append(type(got).__name__)
+            assert len(got) == size and bytes(got)[:1] == bytes([i]) and bytes(got)[-1:] == bytes([i])
+        assert kinds == ["MessageView"] * 12
+        publish_many = [bytearray([i]) * size for i in range(2)]
+        b.publish_many(publish_many, timeout=5)  # batches still go as before
+        assert [bytes(sub.get(timeout=5))[:1] for _ in range(2)] == [b"\x00", b"\x01"]
+
+
+def test_a_large_publish_inside_an_open_reservation_of_the_same_thread_still_works(qname: str) -> None:
+    # A large publish goes through a loan when it can; inside the thread's own open
+    # reservation that loan would be refused (WouldDeadlock), so it is sent as before.
+    size = 256 * 1024
+    with shmq.Broadcast(qname, capacity="4MiB", create=True, codec="raw") as b, b.subscribe() as sub:
+        with b.reserve(4) as buf:
+            buf[:] = b"resv"
+            b.publish(b"x" * size, timeout=5)
+        assert bytes(sub.get(timeout=5)) == b"resv"
+        assert bytes(sub.get(timeout=5)) == b"x" * size
+
+
 def fill_and_read(b: shmq.Broadcast, sub: shmq.Subscriber[bytes], rounds: int) -> int:
     """Publishes 1000-byte messages and tries to read each back, ``rounds`` times: what a
     live buffer of a lent view must survive. Returns how many reads raised BufferError."""
