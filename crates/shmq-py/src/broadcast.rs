@@ -426,11 +426,7 @@ impl PySubscriber {
                     shmq::ext::release(&sub, &held);
                     return crate::zerocopy::loads_copied(&self.codecs, buf?);
                 }
-                let bytes = pyo3::types::PyBytes::new_with(py, first.len() + second.len(), |b| {
-                    b[..first.len()].copy_from_slice(first);
-                    b[first.len()..].copy_from_slice(second);
-                    Ok(())
-                });
+                let bytes = crate::buffer::bytes_of_parts(py, first, second);
                 shmq::ext::release(&sub, &held);
                 (held.codec, bytes?)
             }

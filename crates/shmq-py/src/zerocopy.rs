@@ -558,11 +558,7 @@ pub(crate) fn get_lent<'py>(
     let in_place = second.is_empty()
         && (claim.codec == CODEC_RAW || (claim.codec == CODEC_PICKLE_OOB && codecs.allow_pickle));
     if !in_place {
-        let bytes = PyBytes::new_with(py, first.len() + second.len(), |b| {
-            b[..first.len()].copy_from_slice(first);
-            b[first.len()..].copy_from_slice(second);
-            Ok(())
-        });
+        let bytes = crate::buffer::bytes_of_parts(py, first, second);
         let codec = claim.codec;
         ext::release(&q, claim);
         return codecs.decode(bytes?, codec);
