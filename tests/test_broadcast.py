@@ -372,23 +372,22 @@ def test_a_large_publish_inside_an_open_reservation_of_the_same_thread_still_wor
         assert bytes(sub.get(timeout=5)) == b"x" * size
 
 
-def fill_and_read(b: shmq.Broadcast, sub: shmq.Subscriber[bytes], rounds: int) -> int:
-    """Publishes 1000-byte messages and tries to read each back, ``rounds`` times: what a
-    live buffer of a lent view must survive. Returns how many reads raised BufferError."""
-    refused = 0
+def fill_and_read(b: shmq.Broadcast, sub: shmq.Subscriber[bytes], rounds: int) -> list[bytes]:
+    """Publishes 1000-byte messages and reads each back (three kinds of read), ``rounds``
+    times: what a live buffer of a lent view must survive. Returns the messages read."""
+    got: list[bytes] = []
     for i in range(rounds):
         try:
             b.publish(bytes([i % 250]) * 1000, timeout=0)
         except shmq.Full:
             pass
-        for read in (lambda: sub.get_nowait(), lambda: sub.get_many(block=False), lambda: sub.get(copy=False, timeout=0)):
+        for read in (lambda: [sub.get_nowait()], lambda: sub.get_many(block=False),
+                     lambda: [sub.get(copy=False, timeout=0)]):
             try:
-                read()
-            except BufferError:
-                refused += 1
+                got += [bytes(m) for m in read()]
             except shmq.Empty:
                 pass
-    return refused
+    return got
 
 
 def test_a_memoryview_of_a_subscriber_view_never_reads_another_message(qname: str) -> None:
@@ -396,38 +395,44 @@ def test_a_memoryview_of_a_subscriber_view_never_reads_another_message(qname: st
         b.publish(b"A" * 1000)
         view = sub.get(copy=False)
         mv = memoryview(view)
-        # Reads while `mv` lives would release the record and let the publisher reuse it.
-        refused = fill_and_read(b, sub, 10)
+        # Reads go on behind the record `mv` shows, which stays held: publishers cannot
+        # reuse its bytes, so once the ring comes round to it they wait (4 KiB ring).
+        got = fill_and_read(b, sub, 10)
         assert bytes(mv) == b"A" * 1000
-        assert refused == 30
-        with pytest.raises(BufferError, match="memoryview or array of the last MessageView"):
-            sub.get(timeout=0)
-        mv.release()
-        assert sub.get(timeout=5) == bytes([0]) * 1000  # the message after the view's
+        assert got == [bytes([i]) * 1000 for i in range(3)]  # then the ring was full
         with pytest.raises(shmq.ViewReleasedError):
-            memoryview(view)
+            memoryview(view)  # retired by the reads: no new buffer of it
+        with pytest.raises(shmq.Full):
+            b.publish(b"x" * 1000, timeout=0)
+        mv.release()  # the record goes: publishers have room again
+        b.publish(b"B" * 1000, timeout=5)
+        assert sub.get(timeout=5) == b"B" * 1000
 
 
-def test_a_view_loop_releases_each_memoryview_before_the_next_read(qname: str) -> None:
-    """The loop users write: ``with memoryview(sub.get(copy=False))`` releases each view
-    before the next read; a variable keeping the last memoryview across the next ``get``
-    is refused, and the error says how to write the loop instead."""
+def test_a_view_loop_keeps_working_with_memoryviews_kept_across_reads(qname: str) -> None:
+    """Both loops users write work: ``with memoryview(sub.get(copy=False))``, and a variable
+    keeping the last memoryview across the next ``get`` (the record it shows stays held
+    while the next one is read). Past three held records, ``get(copy=False)`` copies."""
     with shmq.Broadcast(qname, capacity=64 * 1024, create=True, codec="raw") as b, b.subscribe() as sub:
-        for i in range(10):
+        for i in range(12):
             b.publish(bytes([i]) * 1000)
         seen = []
-        for _ in range(5):
+        for _ in range(3):
             with memoryview(sub.get(copy=False)) as m:
                 seen.append(m[0])
-        assert seen == [0, 1, 2, 3, 4]
-        m = memoryview(sub.get(copy=False))
-        assert m[0] == 5
-        with pytest.raises(BufferError) as e:
-            m = memoryview(sub.get(copy=False))  # `m` still holds message 5's buffer here
-        assert "with memoryview(sub.get(copy=False)) as m:" in str(e.value)
-        assert m[0] == 5  # refused before anything was released
+        for _ in range(3):
+            m = memoryview(sub.get(copy=False))  # the previous `m` is alive during this get
+            seen.append(m[0])
+        assert seen == [0, 1, 2, 3, 4, 5]
         m.release()
-        assert bytes(sub.get(copy=False))[:1] == bytes([6])
+        kept = [memoryview(sub.get(copy=False)) for _ in range(3)]  # three held at once
+        fourth = sub.get(copy=False)
+        assert not isinstance(fourth, shmq.MessageView) and fourth == bytes([9]) * 1000  # a copy
+        assert sub.get() == bytes([10]) * 1000
+        assert [bytes(k) for k in kept] == [bytes([i]) * 1000 for i in (6, 7, 8)]
+        for k in kept:
+            k.release()
+        assert isinstance(sub.get(copy=False), shmq.MessageView)  # room in the window again
 
 
 def test_a_numpy_array_of_a_subscriber_view_never_reads_another_message(qname: str) -> None:
@@ -435,11 +440,28 @@ def test_a_numpy_array_of_a_subscriber_view_never_reads_another_message(qname: s
     with shmq.Broadcast(qname, capacity=4096, create=True, codec="raw") as b, b.subscribe() as sub:
         b.publish(b"A" * 1000)
         arr = np.frombuffer(sub.get(copy=False), dtype=np.uint8)  # the view lives in `arr`
-        refused = fill_and_read(b, sub, 10)
+        got = fill_and_read(b, sub, 10)
         assert arr.tobytes() == b"A" * 1000
-        assert refused == 30
+        assert got == [bytes([i]) * 1000 for i in range(3)]
         del arr
-        assert sub.get(timeout=5) == bytes([0]) * 1000
+        b.publish(b"B" * 1000, timeout=5)
+        assert sub.get(timeout=5) == b"B" * 1000
+
+
+def test_subscriber_copy_false_arrays_are_views_of_the_ring_held_until_garbage(qname: str) -> None:
+    np = pytest.importorskip("numpy")
+    with shmq.Broadcast(qname, capacity="1MiB", create=True) as b, b.subscribe() as sub:
+        frames = [np.full((64, 64), i, dtype=np.float64) for i in range(4)]  # 32 KiB each
+        for f in frames:
+            b.publish({"frame": f})
+        first = sub.get(copy=False)["frame"]
+        assert not first.flags.writeable and not first.flags.owndata  # a view, no copy
+        later = [sub.get(copy=False)["frame"] for _ in range(3)]  # three held: a copy
+        assert [a.flags.writeable for a in later] == [False, False, True]
+        assert all((a == i).all() for i, a in enumerate([first, *later]))
+        del first, later
+        b.publish({"frame": frames[0]})
+        assert not sub.get(copy=False)["frame"].flags.writeable  # held again: the window emptied
 
 
 CLOSE_UNDER_A_LIVE_BUFFER = """

@@ -90,9 +90,8 @@ impl<B: Backing> Ring<B> {
             expected_cursor: AtomicU64::new(NO_CURSOR),
             lanes_taken: AtomicU32::new(0),
             reader: AtomicU32::new(0),
-            lent_pos: AtomicU64::new(NO_CURSOR),
-            lent_next: AtomicU64::new(0),
-            lent_flags: AtomicU32::new(0),
+            holds: std::array::from_fn(|_| super::broadcast::HoldEntry::free()),
+            ahead: AtomicU64::new(NO_CURSOR),
         }
     }
 
