@@ -435,6 +435,34 @@ def test_a_view_loop_keeps_working_with_memoryviews_kept_across_reads(qname: str
         assert isinstance(sub.get(copy=False), shmq.MessageView)  # room in the window again
 
 
+def test_a_forked_child_never_ends_the_parents_holds(qname: str) -> None:
+    with shmq.Broadcast(qname, capacity=4096, create=True, codec="raw") as b, b.subscribe() as sub:
+        b.publish(b"A" * 1000)
+        mv = memoryview(sub.get(copy=False))
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            code = 1
+            try:
+                try:
+                    sub.get(copy=False, timeout=0)  # retires the inherited view (a subscription of its own)
+                except shmq.Empty:
+                    pass
+                mv.release()  # its last buffer here: the record is the parent's to release
+                code = 0
+            finally:
+                os._exit(code)
+        assert h.reap_forked(pid) == 0
+        sent = 0
+        for i in range(10):
+            try:
+                b.publish(bytes([i]) * 1000, timeout=0)
+                sent += 1
+            except shmq.Full:
+                pass
+        assert sent == 3 and bytes(mv) == b"A" * 1000  # still held: 4 records of 1 KiB, one ours
+        mv.release()
+
+
 def test_a_numpy_array_of_a_subscriber_view_never_reads_another_message(qname: str) -> None:
     np = pytest.importorskip("numpy")
     with shmq.Broadcast(qname, capacity=4096, create=True, codec="raw") as b, b.subscribe() as sub:

@@ -308,6 +308,9 @@ struct LentRecord {
     sub: Arc<shmq::Subscriber>,
     held: shmq::ext::Held,
     state: Mutex<LentState>,
+    /// The process that holds the record: a child forked since inherits the view (and the
+    /// parent's attachment), but the hold is the parent's to end.
+    pid: u32,
 }
 
 impl LentRecord {
@@ -316,9 +319,13 @@ impl LentRecord {
     }
 
     fn release(&self, st: &mut LentState) {
-        if !std::mem::replace(&mut st.released, true) {
+        if !std::mem::replace(&mut st.released, true) && self.ours() {
             shmq::ext::release(&self.sub, &self.held);
         }
+    }
+
+    fn ours(&self) -> bool {
+        std::process::id() == self.pid
     }
 
     /// A later read of the subscription (called with the GIL, as the buffer hooks are):
@@ -353,7 +360,7 @@ impl Lender for LentRecord {
         self.release(&mut st);
         if let Some(closing) = st.closing.take() {
             drop(st);
-            if closing.records_with_buffers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if closing.records_with_buffers.fetch_sub(1, Ordering::AcqRel) == 1 && self.ours() {
                 self.sub.unsubscribe(); // the deferred end of a closed subscription
             }
         }
@@ -424,6 +431,7 @@ impl PySubscriber {
                         sub: sub.clone(),
                         held,
                         state: Mutex::default(),
+                        pid: std::process::id(),
                     });
                     self.remember(&lender);
                     let view = Bound::new(py, PyMessageView::new(lender, first))?;
