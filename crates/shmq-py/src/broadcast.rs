@@ -299,6 +299,28 @@ struct Closing {
     records_with_buffers: AtomicUsize,
 }
 
+/// Retired views whose records no buffer keeps: the next hold ends them all at once
+/// (`ext::lend`); if the read returns before that hold, they are released here.
+struct Retired<'a> {
+    att: &'a Attachment<shmq::Subscriber>,
+    pending: bool,
+}
+
+impl Retired<'_> {
+    /// The hold about to be made releases every record held before.
+    fn released_by_the_hold(mut self) {
+        self.pending = false;
+    }
+}
+
+impl Drop for Retired<'_> {
+    fn drop(&mut self) {
+        if self.pending {
+            self.att.if_attached(shmq::ext::release_all);
+        }
+    }
+}
+
 /// A record lent to a `MessageView`: the subscription (kept mapped as long as the view or
 /// any buffer of it lives) and the held record. A later read retires the view; the record
 /// stays held while a buffer of it (a memoryview, an array rebuilt over it) is alive, so a
@@ -308,9 +330,11 @@ struct LentRecord {
     sub: Arc<shmq::Subscriber>,
     held: shmq::ext::Held,
     state: Mutex<LentState>,
-    /// The process that holds the record: a child forked since inherits the view (and the
-    /// parent's attachment), but the hold is the parent's to end.
-    pid: u32,
+    /// The subscription's fork count (see [`PySubscriber::forks`]) when the record was
+    /// lent: a child forked since inherits the view (and the parent's attachment), but the
+    /// hold is the parent's to end. (Not the pid: `getpid` is a system call per message.)
+    forks: Arc<AtomicUsize>,
+    lent_at: usize,
 }
 
 impl LentRecord {
@@ -325,7 +349,8 @@ impl LentRecord {
     }
 
     fn ours(&self) -> bool {
-        std::process::id() == self.pid
+        // Relaxed: written by this process's at-fork hook before any Python code runs.
+        self.forks.load(Ordering::Relaxed) == self.lent_at
     }
 
     /// A later read of the subscription (called with the GIL, as the buffer hooks are):
@@ -378,14 +403,39 @@ pub(crate) struct PySubscriber {
     /// (weak: a record whose view is gone with all its buffers is released by the next read,
     /// as before the window: a subscription keeps its last message until it reads on).
     lent: Mutex<Vec<(Weak<LentRecord>, shmq::ext::Held)>>,
+    /// Forks this handle went through (counted in each child): see [`LentRecord::forks`].
+    forks: Arc<AtomicUsize>,
 }
 
 impl PySubscriber {
     /// Called (with the GIL) before every read: the views lent before are retired; their
     /// records go, except those a live buffer still shows, which stay held (reads go on
-    /// behind them). Returns how many stay held.
-    fn retire_lent(&self) -> usize {
+    /// behind them).
+    ///
+    /// `lending`: the read is a `get(copy=False)`. When no buffer keeps any record, they are
+    /// handed back as [`Retired`] instead: the hold that read makes next ends them all at
+    /// once, in the same read turn (`ext::lend`, as before the window).
+    fn retire_lent(&self, lending: bool) -> Option<Retired<'_>> {
         let mut lent = self.lent.lock().unwrap_or_else(|p| p.into_inner());
+        if lending
+            && !lent.is_empty()
+            && lent
+                .iter()
+                .all(|(w, _)| w.upgrade().is_none_or(|rec| rec.state().exports == 0))
+        {
+            for (w, _) in lent.iter() {
+                if let Some(rec) = w.upgrade() {
+                    let mut st = rec.state();
+                    st.retired = true;
+                    st.released = true; // by `Retired`, before anyone can look
+                }
+            }
+            lent.clear();
+            return Some(Retired {
+                att: &self.att,
+                pending: true,
+            });
+        }
         lent.retain(|(w, held)| match w.upgrade() {
             Some(rec) => rec.retire(),
             None => {
@@ -394,7 +444,7 @@ impl PySubscriber {
                 false
             }
         });
-        lent.len()
+        None
     }
 
     fn remember(&self, rec: &Arc<LentRecord>) {
@@ -408,10 +458,22 @@ impl PySubscriber {
     /// one piece, an out-of-band pickle's object rebuilt over read-only views of it;
     /// anything else is copied (and decoded after the record is released), as is the next
     /// message when `HOLD_WINDOW` records are held by live buffers already.
-    fn lend<'py>(&self, py: Python<'py>, wait: Wait) -> PyResult<Bound<'py, PyAny>> {
+    fn lend<'py>(
+        &self,
+        py: Python<'py>,
+        wait: Wait,
+        retired: Option<Retired<'_>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let sub = self.att.get(py)?;
         let mut w = self.att.waiter(py);
-        let lend = shmq::ext::lend_more(&sub, wait, &mut w).map_err(|e| {
+        let lend = match retired {
+            Some(retired) => {
+                retired.released_by_the_hold();
+                shmq::ext::lend(&sub, wait, &mut w).map(Some)
+            }
+            None => shmq::ext::lend_more(&sub, wait, &mut w),
+        };
+        let lend = lend.map_err(|e| {
             w.take_error()
                 .unwrap_or_else(|| recv_error(SUBSCRIPTION, sub.name(), e))
         })?;
@@ -431,7 +493,8 @@ impl PySubscriber {
                         sub: sub.clone(),
                         held,
                         state: Mutex::default(),
-                        pid: std::process::id(),
+                        forks: self.forks.clone(),
+                        lent_at: self.forks.load(Ordering::Relaxed),
                     });
                     self.remember(&lender);
                     let view = Bound::new(py, PyMessageView::new(lender, first))?;
@@ -498,6 +561,7 @@ impl PySubscriber {
                 allow_pickle,
             },
             lent: Mutex::default(),
+            forks: Arc::default(),
         })
     }
 
@@ -515,7 +579,7 @@ impl PySubscriber {
         copy: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let wait = wait_of(block, timeout)?;
-        self.retire_lent();
+        let retired = self.retire_lent(!copy);
         if let Some(mut stashed) = self.stash.take(py, 1) {
             let (codec, raw) = stashed.remove(0);
             return self.codecs.decode(raw, codec);
@@ -527,7 +591,7 @@ impl PySubscriber {
                      may overwrite a message while it is being read)",
                 ));
             }
-            return self.lend(py, wait);
+            return self.lend(py, wait, retired);
         }
         let taken = crate::recv::take_one(&self.att, SUBSCRIPTION, &self.codecs, py, wait)?;
         self.codecs.decode_taken(py, taken)
@@ -548,7 +612,7 @@ impl PySubscriber {
         #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyList>> {
         let wait = wait_of(block, timeout)?;
-        self.retire_lent();
+        self.retire_lent(false);
         let max = max_messages;
         let raws = match self.stash.take(py, max) {
             Some(stashed) => stashed,
@@ -651,6 +715,7 @@ impl PySubscriber {
     }
 
     fn _reattach_after_fork(&self) {
+        self.forks.fetch_add(1, Ordering::Relaxed);
         self.att.inherit_after_fork();
         self.stash.clear_after_fork();
     }

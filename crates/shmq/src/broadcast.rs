@@ -501,6 +501,11 @@ pub mod ext {
         sub.h.ring().is_held(h)
     }
 
+    /// Releases every record `sub` holds.
+    pub fn release_all(sub: &Subscriber) {
+        sub.h.ring().release_all_held();
+    }
+
     /// Releases a record lent by [`lend`] (nothing if a later read released it already).
     pub fn release(sub: &Subscriber, h: &Held) {
         sub.h.ring().release_held(h);

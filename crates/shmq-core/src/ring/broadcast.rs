@@ -676,6 +676,9 @@ impl<B: Backing> Ring<B> {
                     if count > 0 && bytes > max_bytes {
                         break;
                     }
+                    if rec.flags & RECORD_FLAG_SIDE != 0 {
+                        self.sides_ahead.store(1, Ordering::Relaxed);
+                    }
                     // SAFETY: `record` checked `len <= max_payload() < capacity`; the bytes
                     // are above our cursor, so no publisher reclaims them (SYNC B).
                     let (first, second) = unsafe { self.payload(pos, rec.len) };
@@ -732,8 +735,19 @@ impl<B: Backing> Ring<B> {
         };
         if let Some(e) = self.held_entry(h) {
             e.pos.store(NO_CURSOR, Ordering::Relaxed);
-            self.settle(1);
+            self.settle(1, h.flags & RECORD_FLAG_SIDE != 0);
         }
+    }
+
+    /// Releases every record this attachment holds.
+    pub fn release_all_held(&self) {
+        let _turn = loop {
+            if let Some(turn) = self.try_reader() {
+                break turn;
+            }
+            crate::sync::yield_now();
+        };
+        self.release_lent();
     }
 
     /// Whether `h` is still held (not released by this attachment). A snapshot: another
@@ -751,14 +765,16 @@ impl<B: Backing> Ring<B> {
 
     /// Releases every held record (the caller holds the read turn).
     fn release_lent(&self) {
-        let n = self.held_count();
-        if n == 0 {
-            return;
-        }
+        let (mut n, mut side) = (0, false);
         for e in &self.holds {
-            e.pos.store(NO_CURSOR, Ordering::Relaxed);
+            if e.pos.swap(NO_CURSOR, Ordering::Relaxed) != NO_CURSOR {
+                n += 1;
+                side |= e.flags.load(Ordering::Relaxed) & u32::from(RECORD_FLAG_SIDE) != 0;
+            }
         }
-        self.settle(n as u64);
+        if n > 0 {
+            self.settle(n, side);
+        }
     }
 
     /// Held records go without moving the cursor (unsubscribing, or subscribing anew).
@@ -770,7 +786,9 @@ impl<B: Backing> Ring<B> {
 
     /// After `released` holds ended: moves the cursor up to the oldest record still held, or
     /// to `ahead` when none is (the caller holds the read turn). Every record below is read.
-    fn settle(&self, released: u64) {
+    /// `side`: a released record referenced a side segment (records read ahead may too:
+    /// `sides_ahead`), so the records passed are looked through for side segments.
+    fn settle(&self, released: u64, side: bool) {
         let s = self.slot_at(self.slot);
         s.counters.gets.fetch_add(released, Ordering::Relaxed);
         let cur = s.cursor.load(Ordering::Acquire);
@@ -788,7 +806,8 @@ impl<B: Backing> Ring<B> {
         // reclaims at or above our cursor).
         let mut sides = Vec::new();
         let mut pos = cur;
-        while pos < target {
+        let walk = self.sides_ahead.swap(0, Ordering::Relaxed) != 0 || side;
+        while walk && pos < target {
             match self.record(pos, target) {
                 Ok(Some(rec)) if rec.state == COMMITTED || rec.state == ABANDONED => {
                     if rec.state == COMMITTED {

@@ -77,6 +77,9 @@ pub struct Ring<B: Backing> {
     /// held (`is_held` and the waiters' `read_ready` read snapshots).
     holds: [broadcast::HoldEntry; broadcast::HOLD_WINDOW],
     ahead: AtomicU64,
+    /// A record read ahead of held ones referenced a side segment (released when the
+    /// cursor passes it).
+    sides_ahead: AtomicU32,
 }
 
 impl<B: Backing> Ring<B> {

@@ -92,6 +92,7 @@ impl<B: Backing> Ring<B> {
             reader: AtomicU32::new(0),
             holds: std::array::from_fn(|_| super::broadcast::HoldEntry::free()),
             ahead: AtomicU64::new(NO_CURSOR),
+            sides_ahead: AtomicU32::new(0),
         }
     }
 
