@@ -569,13 +569,18 @@ impl<B: Backing> Ring<B> {
         };
         let c = self.control();
         let s = self.slot_at(self.slot);
+        // Only this call (with the read turn) changes what we hold until it returns.
+        let holding = keep && self.held_count() > 0;
         for _ in 0..=self.g.capacity / RECORD_ALIGN {
             let cur = s.cursor.load(Ordering::Acquire);
             if cur == NO_CURSOR {
                 return Err(TryReadError::NotSubscribed);
             }
-            let holding = self.held_count() > 0;
-            let from = self.read_from(cur);
+            let from = if holding {
+                self.ahead.load(Ordering::Relaxed)
+            } else {
+                cur
+            };
             let tail = c.tail.load(Ordering::Acquire);
             if from >= tail {
                 if from > tail && s.cursor.load(Ordering::Acquire) == cur {
