@@ -366,9 +366,9 @@ def _sub_shmq(name: str, ctl: Any, v: Variant, size: int) -> None:
             recv: Callable[[], Any] = sub.get
             if v.view:
                 # The MessageView itself, not a memoryview of it: `_consume` reads it through
-                # struct, whose buffer is released at once, so nothing exported from it is
-                # alive at the next read (a `memoryview` kept in a variable across the next
-                # get would make that get raise BufferError: see the README's loop).
+                # struct, whose buffer is released at once, so its record goes at the next
+                # read (a `memoryview` kept in `m` across the next get keeps its record held
+                # meanwhile: it works, at the cost of a release per message).
                 g = sub.get
                 recv = lambda: g(copy=False)  # noqa: E731
             u0 = _usage()
