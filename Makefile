@@ -40,8 +40,7 @@ test-rust:
 	cargo test --workspace --quiet
 
 test-python: build
-	$(PY) -m pytest tests examples/python -q
-	$(PY) tests/leak_check.py
+	$(PY) tests/leak_check.py -- $(PY) -m pytest tests examples/python -q
 
 fmt:
 	cargo fmt --all

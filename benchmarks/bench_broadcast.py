@@ -51,6 +51,7 @@ SMALL = 64
 BIG = 1 << 20
 CAPACITY = shmq.DEFAULT_CAPACITY  # 4 MiB: three 1 MiB messages fit
 SEQ = struct.Struct("<Q")
+FIRST = struct.Struct("B")
 END = b"E"  # END + 8-byte count of messages sent: 9 bytes, never a payload size
 PROBE = b"P"  # pyzmq only: sent until every subscriber has seen one (slow-joiner problem)
 
@@ -267,6 +268,7 @@ def _consume(recv: Callable[[], Any], recv_many: Callable[[], list[Any]] | None,
              lagged: type[BaseException]) -> dict[str, Any]:
     """Reads until END; checks every message's sequence number (modulo mask + 1)."""
     unpack = SEQ.unpack_from
+    first_byte = FIRST.unpack_from  # any buffer (a MessageView has no indexing)
     clock = time.perf_counter
     half = (mask + 1) // 2
     exp = 0  # next expected sequence number (mod mask + 1)
@@ -296,7 +298,7 @@ def _consume(recv: Callable[[], Any], recv_many: Callable[[], list[Any]] | None,
                         m = recv()
                         if len(m) == size:
                             break
-                        if len(m) == 9 and m[0] == 69:
+                        if len(m) == 9 and first_byte(m)[0] == 69:
                             return _sub_result(0, 0, 0, missed, clock(), clock(), unpack(m, 1)[0])
                     t_first = clock()
                     check(m)
@@ -313,7 +315,7 @@ def _consume(recv: Callable[[], Any], recv_many: Callable[[], list[Any]] | None,
                                 disorder += 1
                         exp = (s + 1) & mask
                         n += 1
-                    elif len(m) == 9 and m[0] == 69:
+                    elif len(m) == 9 and first_byte(m)[0] == 69:
                         return _sub_result(n, gaps, disorder, missed, t_first, clock(), unpack(m, 1)[0])
             else:
                 while True:
@@ -333,7 +335,7 @@ def _consume(recv: Callable[[], Any], recv_many: Callable[[], list[Any]] | None,
                         if len(m) == size:
                             check(m)
                             n += 1
-                        elif len(m) == 9 and m[0] == 69:
+                        elif len(m) == 9 and first_byte(m)[0] == 69:
                             return _sub_result(n, gaps, disorder, missed, t_first, clock(), unpack(m, 1)[0])
         except lagged as e:  # shmq lag policy: the ring moved on without us
             missed += e.missed  # type: ignore[attr-defined]
@@ -363,8 +365,12 @@ def _sub_shmq(name: str, ctl: Any, v: Variant, size: int) -> None:
                 get_many = lambda: gm(GET_MANY)  # noqa: E731
             recv: Callable[[], Any] = sub.get
             if v.view:
+                # The MessageView itself, not a memoryview of it: `_consume` reads it through
+                # struct, whose buffer is released at once, so its record goes at the next
+                # read (a `memoryview` kept in `m` across the next get keeps its record held
+                # meanwhile: it works, at the cost of a release per message).
                 g = sub.get
-                recv = lambda: memoryview(g(copy=False))  # noqa: E731
+                recv = lambda: g(copy=False)  # noqa: E731
             u0 = _usage()
             out = _consume(recv, get_many, size, mask, shmq.Lagged)
             out["usage"] = _delta(u0)

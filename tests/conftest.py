@@ -1,6 +1,7 @@
 """Fixtures shared by the Python test suite.
 
-Every queue a test makes is named ``t<pytest pid>-<random>`` (fixture ``qname``), so the
+Every queue a test makes is named ``t<run>-<random>`` (fixture ``qname``; the run is the
+id tests/leak_check.py passes in ``SHMQ_TEST_RUN``, else the pytest pid), so the
 suite can tell its own segments in ``/dev/shm`` from anybody else's and check that it leaves
 none behind: after each test (the test errors at teardown, naming the segment) and once more
 at the end of the session.
@@ -19,7 +20,21 @@ import pytest
 import shmq
 from _helpers import SHM, kept_by_design
 
-RUN_PREFIX = f"t{os.getpid()}-"
+# tests/leak_check.py gives the run an id and judges only segments named with it (or
+# anonymous ones of the pids listed in its file), so other runs' segments are left alone.
+RUN_PREFIX = f"t{os.environ.get('SHMQ_TEST_RUN') or os.getpid()}-"
+_RUN_PIDS = os.environ.get("SHMQ_TEST_RUN_PIDS")
+
+
+def _note_pid() -> None:
+    """Lists this process for leak_check (its anonymous queues are named with its pid)."""
+    if _RUN_PIDS:
+        with open(_RUN_PIDS, "a") as f:
+            f.write(f"{os.getpid()}\n")
+
+
+_note_pid()
+os.register_at_fork(after_in_child=_note_pid)
 _OWN_PREFIXES = (
     f"{shmq.SEGMENT_PREFIX}{RUN_PREFIX}",
     f"{shmq.SEGMENT_PREFIX}anon-{os.getpid()}-",

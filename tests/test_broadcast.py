@@ -342,23 +342,52 @@ def test_zero_copy_views_hold_the_message_until_the_next_read(qname: str) -> Non
         assert rest == [bytes([1]) * 1000, bytes([2]) * 1000, b"z" * 1000]
 
 
-def fill_and_read(b: shmq.Broadcast, sub: shmq.Subscriber[bytes], rounds: int) -> int:
-    """Publishes 1000-byte messages and tries to read each back, ``rounds`` times: what a
-    live buffer of a lent view must survive. Returns how many reads raised BufferError."""
-    refused = 0
+def test_large_messages_are_lent_in_one_piece_every_time(qname: str) -> None:
+    """1 MiB messages in a 4 MiB ring: a record that would wrap around the ring's end is
+    published at its start instead (behind a filler), so ``get(copy=False)`` lends every one
+    in place rather than copying the ones that wrapped into ``bytes``."""
+    size = 1 << 20
+    with shmq.Broadcast(qname, capacity="4MiB", create=True, codec="raw") as b, b.subscribe() as sub:
+        kinds = []
+        for i in range(12):
+            b.publish(bytearray([i]) * size, timeout=5)
+            got = sub.get(copy=False, timeout=5)
+            kinds.append(type(got).__name__)
+            assert len(got) == size and bytes(got)[:1] == bytes([i]) and bytes(got)[-1:] == bytes([i])
+        assert kinds == ["MessageView"] * 12
+        publish_many = [bytearray([i]) * size for i in range(2)]
+        b.publish_many(publish_many, timeout=5)  # batches still go as before
+        assert [bytes(sub.get(timeout=5))[:1] for _ in range(2)] == [b"\x00", b"\x01"]
+
+
+def test_a_large_publish_inside_an_open_reservation_of_the_same_thread_still_works(qname: str) -> None:
+    # A large publish goes through a loan when it can; inside the thread's own open
+    # reservation that loan would be refused (WouldDeadlock), so it is sent as before.
+    size = 256 * 1024
+    with shmq.Broadcast(qname, capacity="4MiB", create=True, codec="raw") as b, b.subscribe() as sub:
+        with b.reserve(4) as buf:
+            buf[:] = b"resv"
+            b.publish(b"x" * size, timeout=5)
+        assert bytes(sub.get(timeout=5)) == b"resv"
+        assert bytes(sub.get(timeout=5)) == b"x" * size
+
+
+def fill_and_read(b: shmq.Broadcast, sub: shmq.Subscriber[bytes], rounds: int) -> list[bytes]:
+    """Publishes 1000-byte messages and reads each back (three kinds of read), ``rounds``
+    times: what a live buffer of a lent view must survive. Returns the messages read."""
+    got: list[bytes] = []
     for i in range(rounds):
         try:
             b.publish(bytes([i % 250]) * 1000, timeout=0)
         except shmq.Full:
             pass
-        for read in (lambda: sub.get_nowait(), lambda: sub.get_many(block=False), lambda: sub.get(copy=False, timeout=0)):
+        for read in (lambda: [sub.get_nowait()], lambda: sub.get_many(block=False),
+                     lambda: [sub.get(copy=False, timeout=0)]):
             try:
-                read()
-            except BufferError:
-                refused += 1
+                got += [bytes(m) for m in read()]
             except shmq.Empty:
                 pass
-    return refused
+    return got
 
 
 def test_a_memoryview_of_a_subscriber_view_never_reads_another_message(qname: str) -> None:
@@ -366,16 +395,72 @@ def test_a_memoryview_of_a_subscriber_view_never_reads_another_message(qname: st
         b.publish(b"A" * 1000)
         view = sub.get(copy=False)
         mv = memoryview(view)
-        # Reads while `mv` lives would release the record and let the publisher reuse it.
-        refused = fill_and_read(b, sub, 10)
+        # Reads go on behind the record `mv` shows, which stays held: publishers cannot
+        # reuse its bytes, so once the ring comes round to it they wait (4 KiB ring).
+        got = fill_and_read(b, sub, 10)
         assert bytes(mv) == b"A" * 1000
-        assert refused == 30
-        with pytest.raises(BufferError, match="memoryview or array of the last MessageView"):
-            sub.get(timeout=0)
-        mv.release()
-        assert sub.get(timeout=5) == bytes([0]) * 1000  # the message after the view's
+        assert got == [bytes([i]) * 1000 for i in range(3)]  # then the ring was full
         with pytest.raises(shmq.ViewReleasedError):
-            memoryview(view)
+            memoryview(view)  # retired by the reads: no new buffer of it
+        with pytest.raises(shmq.Full):
+            b.publish(b"x" * 1000, timeout=0)
+        mv.release()  # the record goes: publishers have room again
+        b.publish(b"B" * 1000, timeout=5)
+        assert sub.get(timeout=5) == b"B" * 1000
+
+
+def test_a_view_loop_keeps_working_with_memoryviews_kept_across_reads(qname: str) -> None:
+    """Both loops users write work: ``with memoryview(sub.get(copy=False))``, and a variable
+    keeping the last memoryview across the next ``get`` (the record it shows stays held
+    while the next one is read). Past three held records, ``get(copy=False)`` copies."""
+    with shmq.Broadcast(qname, capacity=64 * 1024, create=True, codec="raw") as b, b.subscribe() as sub:
+        for i in range(12):
+            b.publish(bytes([i]) * 1000)
+        seen = []
+        for _ in range(3):
+            with memoryview(sub.get(copy=False)) as m:
+                seen.append(m[0])
+        for _ in range(3):
+            m = memoryview(sub.get(copy=False))  # the previous `m` is alive during this get
+            seen.append(m[0])
+        assert seen == [0, 1, 2, 3, 4, 5]
+        m.release()
+        kept = [memoryview(sub.get(copy=False)) for _ in range(3)]  # three held at once
+        fourth = sub.get(copy=False)
+        assert not isinstance(fourth, shmq.MessageView) and fourth == bytes([9]) * 1000  # a copy
+        assert sub.get() == bytes([10]) * 1000
+        assert [bytes(k) for k in kept] == [bytes([i]) * 1000 for i in (6, 7, 8)]
+        for k in kept:
+            k.release()
+        assert isinstance(sub.get(copy=False), shmq.MessageView)  # room in the window again
+
+
+def test_a_forked_child_never_ends_the_parents_holds(qname: str) -> None:
+    with shmq.Broadcast(qname, capacity=4096, create=True, codec="raw") as b, b.subscribe() as sub:
+        b.publish(b"A" * 1000)
+        mv = memoryview(sub.get(copy=False))
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            code = 1
+            try:
+                try:
+                    sub.get(copy=False, timeout=0)  # retires the inherited view (a subscription of its own)
+                except shmq.Empty:
+                    pass
+                mv.release()  # its last buffer here: the record is the parent's to release
+                code = 0
+            finally:
+                os._exit(code)
+        assert h.reap_forked(pid) == 0
+        sent = 0
+        for i in range(10):
+            try:
+                b.publish(bytes([i]) * 1000, timeout=0)
+                sent += 1
+            except shmq.Full:
+                pass
+        assert sent == 3 and bytes(mv) == b"A" * 1000  # still held: 4 records of 1 KiB, one ours
+        mv.release()
 
 
 def test_a_numpy_array_of_a_subscriber_view_never_reads_another_message(qname: str) -> None:
@@ -383,11 +468,28 @@ def test_a_numpy_array_of_a_subscriber_view_never_reads_another_message(qname: s
     with shmq.Broadcast(qname, capacity=4096, create=True, codec="raw") as b, b.subscribe() as sub:
         b.publish(b"A" * 1000)
         arr = np.frombuffer(sub.get(copy=False), dtype=np.uint8)  # the view lives in `arr`
-        refused = fill_and_read(b, sub, 10)
+        got = fill_and_read(b, sub, 10)
         assert arr.tobytes() == b"A" * 1000
-        assert refused == 30
+        assert got == [bytes([i]) * 1000 for i in range(3)]
         del arr
-        assert sub.get(timeout=5) == bytes([0]) * 1000
+        b.publish(b"B" * 1000, timeout=5)
+        assert sub.get(timeout=5) == b"B" * 1000
+
+
+def test_subscriber_copy_false_arrays_are_views_of_the_ring_held_until_garbage(qname: str) -> None:
+    np = pytest.importorskip("numpy")
+    with shmq.Broadcast(qname, capacity="1MiB", create=True) as b, b.subscribe() as sub:
+        frames = [np.full((64, 64), i, dtype=np.float64) for i in range(4)]  # 32 KiB each
+        for f in frames:
+            b.publish({"frame": f})
+        first = sub.get(copy=False)["frame"]
+        assert not first.flags.writeable and not first.flags.owndata  # a view, no copy
+        later = [sub.get(copy=False)["frame"] for _ in range(3)]  # three held: a copy
+        assert [a.flags.writeable for a in later] == [False, False, True]
+        assert all((a == i).all() for i, a in enumerate([first, *later]))
+        del first, later
+        b.publish({"frame": frames[0]})
+        assert not sub.get(copy=False)["frame"].flags.writeable  # held again: the window emptied
 
 
 CLOSE_UNDER_A_LIVE_BUFFER = """

@@ -245,9 +245,9 @@ class Subscriber(_Subscriber, Generic[T]):
     ring, and ``get(copy=False)`` returns a raw message as a read-only
     :class:`shmq.MessageView` over the shared memory instead of ``bytes``. The view is valid
     until the subscription's next read or close() (the subscription holds the message until then, so
-    publishers cannot overwrite it; copy what you keep). While a memoryview or array of it is
-    alive, reads of the subscription raise ``BufferError`` (release or copy it first), and
-    close() keeps the message held until the last one is released. For large messages this saves the
+    publishers cannot overwrite it; copy what you keep). A memoryview or array of it keeps
+    the message held until it is released (reads go on behind it; past 3 such messages
+    ``get(copy=False)`` copies), and close() ends the subscription when the last one is. For large messages this saves the
     copy that dominates fan-out; for small ones ``bytes`` is cheaper. A subscription has
     one position: threads sharing it take turns. Pickled, it travels as the broadcast's name
     and the receiver gets a new subscription of its own (starting when it is unpickled).

@@ -287,7 +287,8 @@ class _Subscriber:
         """Returns the next message, waiting if ``block`` (at most ``timeout`` seconds if given).
         With ``copy=False`` (block policy), a raw message comes as a read-only ``MessageView``
         over the shared memory, valid until the next read of this subscription or its close().
-        A read while a memoryview or array of the last view is alive raises ``BufferError``."""
+        A memoryview or array of a view keeps its message held until it is released (at most
+        3 per subscription: then ``copy=False`` copies)."""
     def get_nowait(self) -> Any:
         """Returns the next message without waiting; raises ``Empty`` if there is none."""
     def get_many(self, max_messages: int = 1000, block: bool = True, timeout: float | None = None) -> list[Any]:
@@ -353,8 +354,8 @@ class _Readiness:
 class MessageView:
     """A read-only buffer over a message in shared memory. ``Subscriber.get(copy=False)``
     returns one for a raw message, valid until the subscription's next read or close() (its
-    memoryviews and arrays keep their bytes: the subscription refuses to read, with
-    ``BufferError``, until they are released, and its close() waits for them); queues
+    memoryviews and arrays keep their bytes held until they are released, and its close()
+    waits for them); queues
     and subscriptions also lend one to the pickle or msgpack decoder, to decode a message in
     place instead of copying it first."""
 

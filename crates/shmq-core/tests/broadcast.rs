@@ -291,3 +291,80 @@ fn is_full_is_a_query() {
         "is_full evicted the subscriber"
     );
 }
+
+/// The payload of a held record, as a number.
+fn held_num(ring: &Ring<HeapBacking>, h: &shmq_core::ring::Held) -> u64 {
+    // SAFETY: `h` is held by `ring` (not released yet).
+    let (a, b) = unsafe { ring.held_payload(h) };
+    num(&[&a[..], &b[..]].concat())
+}
+
+#[test]
+fn a_subscriber_holds_up_to_a_window_of_records_and_reads_on_behind_them() {
+    let (r, publisher) = region(4096, 0);
+    let sub = subscriber(&r);
+    for i in 0..10 {
+        send(&publisher, i).unwrap();
+    }
+    let holds: Vec<_> = (0..shmq_core::ring::HOLD_WINDOW)
+        .map(|_| sub.try_hold_more().unwrap().expect("room in the window"))
+        .collect();
+    assert_eq!(
+        holds.iter().map(|h| held_num(&sub, h)).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert_eq!(sub.try_hold_more(), Ok(None), "the window is full");
+    // Reads go on behind the held records, which stay held.
+    let got: Vec<u64> = read(&sub, 2).unwrap().iter().map(|v| num(v)).collect();
+    assert_eq!(got, vec![3, 4]);
+    assert!(holds.iter().all(|h| sub.is_held(h)));
+    // The cursor stays at the oldest held record: publishers fill the ring behind it.
+    let mut sent = 10;
+    while send(&publisher, sent).is_ok() {
+        sent += 1;
+    }
+    assert_eq!(
+        held_num(&sub, &holds[0]),
+        0,
+        "a held record is never overwritten"
+    );
+    // Releasing a later one frees nothing; releasing the oldest moves the cursor up to the
+    // oldest record still held (1).
+    sub.release_held(&holds[2]);
+    assert_eq!(send(&publisher, sent), Err(TrySendError::Full));
+    sub.release_held(&holds[0]);
+    send(&publisher, sent).unwrap(); // record 0's bytes are free
+    sent += 1;
+    assert_eq!(held_num(&sub, &holds[1]), 1);
+    sub.release_held(&holds[1]);
+    sub.release_held(&holds[1]); // twice: nothing more
+    let rest: Vec<u64> = read(&sub, 1000).unwrap().iter().map(|v| num(v)).collect();
+    assert_eq!(
+        rest,
+        (5..sent).collect::<Vec<_>>(),
+        "every message once, in order"
+    );
+}
+
+#[test]
+fn try_hold_releases_the_records_held_before() {
+    let (r, publisher) = region(4096, 0);
+    let sub = subscriber(&r);
+    for i in 0..4 {
+        send(&publisher, i).unwrap();
+    }
+    let a = sub.try_hold_more().unwrap().unwrap();
+    let b = sub.try_hold_more().unwrap().unwrap();
+    let c = sub.try_hold().unwrap();
+    assert!(!sub.is_held(&a) && !sub.is_held(&b) && sub.is_held(&c));
+    assert_eq!(held_num(&sub, &c), 2);
+    sub.release_held(&c);
+    assert_eq!(
+        read(&sub, 10)
+            .unwrap()
+            .iter()
+            .map(|v| num(v))
+            .collect::<Vec<_>>(),
+        vec![3]
+    );
+}

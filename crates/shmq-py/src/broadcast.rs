@@ -10,7 +10,6 @@ use crate::errors::{
     open_error, recv_error, CorruptedQueueError, InvalidArgumentError, BROADCAST, SUBSCRIPTION,
 };
 use crate::send::{put_object, send_objects};
-use pyo3::exceptions::PyBufferError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use shmq::ext::Lend;
@@ -285,49 +284,110 @@ pub(crate) fn subscriber_dict<'py>(
 struct LentState {
     /// Live buffers (memoryviews, arrays) of the view.
     exports: usize,
-    /// A later read or close() began: the view refuses from now on.
+    /// A later read or close() began: the view refuses new buffers from now on, and the
+    /// record goes once no buffer of it is alive.
     retired: bool,
-    /// close() came while buffers were alive: the last one's release unsubscribes.
-    unsubscribe_when_unexported: bool,
+    /// The hold ended (the record may be overwritten from now on).
+    released: bool,
+    /// close() came while buffers were alive: see [`Closing`].
+    closing: Option<Arc<Closing>>,
+}
+
+/// A subscription closed while buffers of its views were alive: it ends when the last of
+/// them is released (they keep their records, and the mapping, until then).
+struct Closing {
+    records_with_buffers: AtomicUsize,
+}
+
+/// Retired views whose records no buffer keeps: the next hold ends them all at once
+/// (`ext::lend`); if the read returns before that hold, they are released here.
+struct Retired<'a> {
+    att: &'a Attachment<shmq::Subscriber>,
+    pending: bool,
+}
+
+impl Retired<'_> {
+    /// The hold about to be made releases every record held before.
+    fn released_by_the_hold(mut self) {
+        self.pending = false;
+    }
+}
+
+impl Drop for Retired<'_> {
+    fn drop(&mut self) {
+        if self.pending {
+            self.att.if_attached(shmq::ext::release_all);
+        }
+    }
 }
 
 /// A record lent to a `MessageView`: the subscription (kept mapped as long as the view or
-/// any buffer of it lives) and the record. A subscription lends one record and its next
-/// read releases it, so a read is refused while a buffer of the view is alive (see
-/// [`PySubscriber::retire_lent`]): a buffer never shows another message's bytes.
+/// any buffer of it lives) and the held record. A later read retires the view; the record
+/// stays held while a buffer of it (a memoryview, an array rebuilt over it) is alive, so a
+/// buffer never shows another message's bytes, and is released when the last one goes.
+/// Reads go on behind held records (a subscription holds up to `HOLD_WINDOW`).
 struct LentRecord {
     sub: Arc<shmq::Subscriber>,
     held: shmq::ext::Held,
     state: Mutex<LentState>,
-    /// The subscription's reads under way (see [`Reading`]).
-    reads: Arc<AtomicUsize>,
+    /// The subscription's fork count (see [`PySubscriber::forks`]) when the record was
+    /// lent: a child forked since inherits the view (and the parent's attachment), but the
+    /// hold is the parent's to end. (Not the pid: `getpid` is a system call per message.)
+    forks: Arc<AtomicUsize>,
+    lent_at: usize,
 }
 
 impl LentRecord {
     fn state(&self) -> MutexGuard<'_, LentState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn release(&self, st: &mut LentState) {
+        if !std::mem::replace(&mut st.released, true) && self.ours() {
+            shmq::ext::release(&self.sub, &self.held);
+        }
+    }
+
+    fn ours(&self) -> bool {
+        // Relaxed: written by this process's at-fork hook before any Python code runs.
+        self.forks.load(Ordering::Relaxed) == self.lent_at
+    }
+
+    /// A later read of the subscription (called with the GIL, as the buffer hooks are):
+    /// no new buffer from now on; the record goes now unless a buffer of it is alive.
+    /// Returns whether it is still held.
+    fn retire(&self) -> bool {
+        let mut st = self.state();
+        st.retired = true;
+        if st.exports == 0 {
+            self.release(&mut st);
+        }
+        !st.released
+    }
 }
 
 impl Lender for LentRecord {
     fn still_lent(&self) -> bool {
-        // A read under way in another thread may release the record at any moment.
-        // Relaxed: the GIL orders this with `Reading`, which every reader takes first.
-        !self.state().retired
-            && self.reads.load(Ordering::Relaxed) == 0
-            && shmq::ext::is_lent(&self.sub, &self.held)
+        let st = self.state();
+        !st.retired && !st.released
     }
-    // Both hooks run with the GIL, as does `retire_lent` before any read: no buffer is made
-    // between a read's check and its release of the record.
+    // Both hooks run with the GIL, as does every retirement: no buffer is made between a
+    // read's retirement of a view and its reading on.
     fn exported(&self) {
         self.state().exports += 1;
     }
     fn unexported(&self) {
         let mut st = self.state();
         st.exports = st.exports.saturating_sub(1);
-        if st.exports == 0 && std::mem::take(&mut st.unsubscribe_when_unexported) {
+        if st.exports > 0 || !st.retired {
+            return;
+        }
+        self.release(&mut st);
+        if let Some(closing) = st.closing.take() {
             drop(st);
-            self.sub.unsubscribe(); // the deferred end of a closed subscription
+            if closing.records_with_buffers.fetch_sub(1, Ordering::AcqRel) == 1 && self.ours() {
+                self.sub.unsubscribe(); // the deferred end of a closed subscription
+            }
         }
     }
 }
@@ -339,94 +399,122 @@ pub(crate) struct PySubscriber {
     access: Access,
     stash: Stash,
     codecs: Codecs,
-    /// The record lent last by `get(copy=False)` (weak: a view dropped with all its buffers
-    /// is released by the next read as usual).
-    lent: Mutex<Weak<LentRecord>>,
-    /// Reads under way: a view lent by one thread while another thread's read is about to
-    /// release it must not export a buffer.
-    reads: Arc<AtomicUsize>,
-}
-
-/// A read of the subscription under way (from before its check of the last view to its end).
-struct Reading(Arc<AtomicUsize>);
-
-impl Drop for Reading {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
+    /// The records lent by `get(copy=False)` that may still be held, with their views' lenders
+    /// (weak: a record whose view is gone with all its buffers is released by the next read,
+    /// as before the window: a subscription keeps its last message until it reads on).
+    lent: Mutex<Vec<(Weak<LentRecord>, shmq::ext::Held)>>,
+    /// Forks this handle went through (counted in each child): see [`LentRecord::forks`].
+    forks: Arc<AtomicUsize>,
 }
 
 impl PySubscriber {
-    fn last_lent(&self) -> Option<Arc<LentRecord>> {
+    /// Called (with the GIL) before every read: the views lent before are retired; their
+    /// records go, except those a live buffer still shows, which stay held (reads go on
+    /// behind them).
+    ///
+    /// `lending`: the read is a `get(copy=False)`. When no buffer keeps any record, they are
+    /// handed back as [`Retired`] instead: the hold that read makes next ends them all at
+    /// once, in the same read turn (`ext::lend`, as before the window).
+    fn retire_lent(&self, lending: bool) -> Option<Retired<'_>> {
+        let mut lent = self.lent.lock().unwrap_or_else(|p| p.into_inner());
+        if lending
+            && !lent.is_empty()
+            && lent
+                .iter()
+                .all(|(w, _)| w.upgrade().is_none_or(|rec| rec.state().exports == 0))
+        {
+            for (w, _) in lent.iter() {
+                if let Some(rec) = w.upgrade() {
+                    let mut st = rec.state();
+                    st.retired = true;
+                    st.released = true; // by `Retired`, before anyone can look
+                }
+            }
+            lent.clear();
+            return Some(Retired {
+                att: &self.att,
+                pending: true,
+            });
+        }
+        lent.retain(|(w, held)| match w.upgrade() {
+            Some(rec) => rec.retire(),
+            None => {
+                // Nothing can read it any more (a release of a released record does nothing).
+                self.att.if_attached(|sub| shmq::ext::release(sub, held));
+                false
+            }
+        });
+        None
+    }
+
+    fn remember(&self, rec: &Arc<LentRecord>) {
         self.lent
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .upgrade()
-    }
-
-    /// Called (with the GIL) before every read, which releases the record lent before: the
-    /// view is retired, or, while a buffer of it is alive, the read is refused (as a
-    /// `bytearray` with exports refuses to resize): publishers could otherwise overwrite the
-    /// bytes that buffer shows.
-    fn retire_lent(&self) -> PyResult<Reading> {
-        self.reads.fetch_add(1, Ordering::Relaxed);
-        let reading = Reading(self.reads.clone());
-        if self.att.is_closed() {
-            return Ok(reading); // close() retired it; the read raises that the handle is closed
-        }
-        let Some(rec) = self.last_lent() else {
-            return Ok(reading);
-        };
-        let mut st = rec.state();
-        if st.exports > 0 {
-            return Err(PyBufferError::new_err(
-                "a memoryview or array of the last MessageView of this subscription is still \
-                 alive, and the next read would release its message: release it (del, or \
-                 memoryview.release()) or copy what you keep (bytes(...)) before reading again",
-            ));
-        }
-        st.retired = true;
-        Ok(reading)
+            .push((Arc::downgrade(rec), rec.held));
     }
 
     /// The next message lent in place (block policy): a `MessageView` for a raw message in
-    /// one piece; anything else is copied (and decoded after the record is released).
-    fn lend<'py>(&self, py: Python<'py>, wait: Wait) -> PyResult<Bound<'py, PyAny>> {
+    /// one piece, an out-of-band pickle's object rebuilt over read-only views of it;
+    /// anything else is copied (and decoded after the record is released), as is the next
+    /// message when `HOLD_WINDOW` records are held by live buffers already.
+    fn lend<'py>(
+        &self,
+        py: Python<'py>,
+        wait: Wait,
+        retired: Option<Retired<'_>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let sub = self.att.get(py)?;
         let mut w = self.att.waiter(py);
-        let lend = shmq::ext::lend(&sub, wait, &mut w).map_err(|e| {
+        let lend = match retired {
+            Some(retired) => {
+                retired.released_by_the_hold();
+                shmq::ext::lend(&sub, wait, &mut w).map(Some)
+            }
+            None => shmq::ext::lend_more(&sub, wait, &mut w),
+        };
+        let lend = lend.map_err(|e| {
             w.take_error()
                 .unwrap_or_else(|| recv_error(SUBSCRIPTION, sub.name(), e))
         })?;
+        let Some(lend) = lend else {
+            let taken = crate::recv::take_one(&self.att, SUBSCRIPTION, &self.codecs, py, wait)?;
+            return self.codecs.decode_taken(py, taken);
+        };
         let (codec, raw) = match lend {
             Lend::Large(large) => Taken::Large(large).into_raw(py)?,
             Lend::Ring(held) => {
-                // SAFETY: `held` was just lent and is not released before the view is made
-                // (a later read of this subscription releases it; the view then refuses).
+                // SAFETY: `held` was just lent and is released only by its `LentRecord` (once
+                // no buffer of the view is alive) or below, after the copy.
                 let (first, second) = unsafe { shmq::ext::lent_parts(&sub, &held) };
-                if held.codec == CODEC_RAW && second.is_empty() {
+                let oob = held.codec == crate::frame::CODEC_PICKLE_OOB && self.codecs.allow_pickle;
+                if second.is_empty() && (held.codec == CODEC_RAW || oob) {
                     let lender = Arc::new(LentRecord {
                         sub: sub.clone(),
                         held,
                         state: Mutex::default(),
-                        reads: self.reads.clone(),
+                        forks: self.forks.clone(),
+                        lent_at: self.forks.load(Ordering::Relaxed),
                     });
-                    *self.lent.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&lender);
-                    let view = PyMessageView::new(lender, first);
-                    return Ok(Bound::new(py, view)?.into_any());
+                    self.remember(&lender);
+                    let view = Bound::new(py, PyMessageView::new(lender, first))?;
+                    if held.codec == CODEC_RAW {
+                        return Ok(view.into_any());
+                    }
+                    // The arrays are buffers of the view: they keep the record held.
+                    return crate::frame::loads(
+                        &crate::codec::pickle_loads(py)?,
+                        view.as_any(),
+                        first,
+                        false,
+                    );
                 }
                 if held.codec == crate::frame::CODEC_PICKLE_OOB {
-                    // Arrays cannot be told that the subscription's next read released them
-                    // (a subscription holds one message): one copy out, then decoded.
                     let buf = crate::zerocopy::copy_of(py, first, second);
                     shmq::ext::release(&sub, &held);
                     return crate::zerocopy::loads_copied(&self.codecs, buf?);
                 }
-                let bytes = pyo3::types::PyBytes::new_with(py, first.len() + second.len(), |b| {
-                    b[..first.len()].copy_from_slice(first);
-                    b[first.len()..].copy_from_slice(second);
-                    Ok(())
-                });
+                let bytes = crate::buffer::bytes_of_parts(py, first, second);
                 shmq::ext::release(&sub, &held);
                 (held.codec, bytes?)
             }
@@ -473,14 +561,15 @@ impl PySubscriber {
                 allow_pickle,
             },
             lent: Mutex::default(),
-            reads: Arc::default(),
+            forks: Arc::default(),
         })
     }
 
     /// Returns the next message, waiting if `block` (at most `timeout` seconds if given).
     /// With `copy=False` (block policy), a raw message comes as a read-only `MessageView` over
     /// the shared memory, valid until the next read of this subscription or its close().
-    /// A read while a memoryview or array of the last view is alive raises `BufferError`.
+    /// A memoryview or array of a view keeps its message held until it is released (at
+    /// most `HOLD_WINDOW` per subscription: then `copy=False` copies).
     #[pyo3(signature = (block=true, timeout=None, *, copy=true))]
     fn get<'py>(
         &self,
@@ -490,7 +579,7 @@ impl PySubscriber {
         copy: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let wait = wait_of(block, timeout)?;
-        let _reading = self.retire_lent()?;
+        let retired = self.retire_lent(!copy);
         if let Some(mut stashed) = self.stash.take(py, 1) {
             let (codec, raw) = stashed.remove(0);
             return self.codecs.decode(raw, codec);
@@ -502,7 +591,7 @@ impl PySubscriber {
                      may overwrite a message while it is being read)",
                 ));
             }
-            return self.lend(py, wait);
+            return self.lend(py, wait, retired);
         }
         let taken = crate::recv::take_one(&self.att, SUBSCRIPTION, &self.codecs, py, wait)?;
         self.codecs.decode_taken(py, taken)
@@ -523,7 +612,7 @@ impl PySubscriber {
         #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyList>> {
         let wait = wait_of(block, timeout)?;
-        let _reading = self.retire_lent()?;
+        self.retire_lent(false);
         let max = max_messages;
         let raws = match self.stash.take(py, max) {
             Some(stashed) => stashed,
@@ -532,19 +621,30 @@ impl PySubscriber {
         PyList::new(py, self.codecs.decode_batch(raws, &self.stash)?)
     }
 
-    /// Unsubscribes and detaches (under a live buffer of a `MessageView`, the subscription
+    /// Unsubscribes and detaches (under live buffers of `MessageView`s, the subscription
     /// ends when the last one is released).
     fn close(&self, py: Python<'_>) {
         // A lent MessageView keeps the attachment (and its mapping) alive. The subscription
-        // ends here (releasing the lent record, so publishers stop waiting for it), or, while
-        // a buffer of the view is alive, when the last one is released: it keeps its bytes.
-        let deferred = self.last_lent().is_some_and(|rec| {
+        // ends here (releasing the held records, so publishers stop waiting for them), or,
+        // while buffers of views are alive, when the last one is released: they keep their
+        // bytes.
+        let lent: Vec<Arc<LentRecord>> =
+            std::mem::take(&mut *self.lent.lock().unwrap_or_else(|p| p.into_inner()))
+                .iter()
+                .filter_map(|(w, _)| w.upgrade())
+                .collect();
+        let closing = Arc::new(Closing {
+            records_with_buffers: AtomicUsize::new(0),
+        });
+        for rec in &lent {
             let mut st = rec.state();
             st.retired = true;
-            st.unsubscribe_when_unexported = st.exports > 0;
-            st.unsubscribe_when_unexported
-        });
-        if !deferred {
+            if st.exports > 0 && !st.released {
+                closing.records_with_buffers.fetch_add(1, Ordering::AcqRel);
+                st.closing = Some(closing.clone());
+            }
+        }
+        if closing.records_with_buffers.load(Ordering::Acquire) == 0 {
             self.att.if_attached(|sub| sub.unsubscribe());
         }
         self.att.shut(py);
@@ -615,6 +715,7 @@ impl PySubscriber {
     }
 
     fn _reattach_after_fork(&self) {
+        self.forks.fetch_add(1, Ordering::Relaxed);
         self.att.inherit_after_fork();
         self.stash.clear_after_fork();
     }

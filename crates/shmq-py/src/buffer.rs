@@ -108,9 +108,9 @@ fn buffer_of(obj: Bound<'_, PyAny>) -> PyResult<Payload<'_>> {
     })
 }
 
-/// A payload in (up to) two parts as a new `bytes` object: one copy (`new_with` would
-/// zero-fill the buffer first, so it is used only when the payload is in two parts).
-fn bytes_of_parts<'py>(
+/// A payload in (up to) two parts as a new `bytes` object: one copy (`PyBytes::new_with`
+/// would zero-fill the buffer first: a `memset` as long as the copy).
+pub(crate) fn bytes_of_parts<'py>(
     py: Python<'py>,
     first: &[u8],
     second: &[u8],
@@ -118,11 +118,20 @@ fn bytes_of_parts<'py>(
     if second.is_empty() {
         return Ok(PyBytes::new(py, first));
     }
-    PyBytes::new_with(py, first.len() + second.len(), |buf| {
-        buf[..first.len()].copy_from_slice(first);
-        buf[first.len()..].copy_from_slice(second);
-        Ok(())
-    })
+    let len = first.len() + second.len();
+    // SAFETY: a NULL source makes an uninitialised `bytes` of `len` bytes (CPython's
+    // documented way to build one in place); every byte is written below, before any Python
+    // code can see the object.
+    unsafe {
+        let p = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), len as isize);
+        if p.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        let dst = pyo3::ffi::PyBytes_AsString(p).cast::<u8>();
+        std::ptr::copy_nonoverlapping(first.as_ptr(), dst, first.len());
+        std::ptr::copy_nonoverlapping(second.as_ptr(), dst.add(first.len()), second.len());
+        Ok(Bound::from_owned_ptr(py, p).cast_into_unchecked())
+    }
 }
 
 /// Messages at least this large that will be unpickled (or unpacked) anyway are copied

@@ -153,7 +153,13 @@ pub(crate) fn put_object<T: Sender + crate::zerocopy::Lends>(
         || match codecs.encode(take()?, codec)? {
             // An out-of-band pickle is laid out straight into the ring.
             Payload::Frame(frame) => crate::zerocopy::send_frame(att, noun, py, frame, wait),
-            payload => send_payloads(att, noun, py, &[(codec, payload)], wait),
+            payload => {
+                // A broadcast's large message goes in one piece (see `put_in_place`).
+                if crate::zerocopy::put_in_place(att, noun, py, codec, payload.as_slice(), wait)? {
+                    return Ok(());
+                }
+                send_payloads(att, noun, py, &[(codec, payload)], wait)
+            }
         },
         |batch| send_payloads(att, noun, py, &payloads_of(py, batch), wait),
     )

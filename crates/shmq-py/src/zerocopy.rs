@@ -31,6 +31,11 @@ pub(crate) trait Lends: Endpoint {
     unsafe fn ptr(&self, l: &RawLoan) -> *mut u8;
     fn end(&self, l: RawLoan, commit: Option<u16>);
     fn max_message_size(&self) -> u64;
+    /// Whether a `put` of a large payload goes through a loan (see [`put_in_place`]) when
+    /// one is free now.
+    fn large_puts_in_place(&self) -> bool {
+        false
+    }
 }
 
 impl Lends for shmq::Queue {
@@ -62,6 +67,9 @@ impl Lends for shmq::Broadcast {
     }
     fn max_message_size(&self) -> u64 {
         shmq::Broadcast::max_message_size(self)
+    }
+    fn large_puts_in_place(&self) -> bool {
+        ext::publish_loan_available(self)
     }
 }
 
@@ -358,6 +366,58 @@ pub(crate) fn send_frame<T: Lends + crate::send::Sender>(
     Ok(())
 }
 
+/// Encoded payloads of a broadcast at least this large are published through a loan.
+const IN_PLACE_MIN: usize = 64 * 1024;
+
+/// Publishes a large encoded payload of a broadcast through a loan, whose record never wraps
+/// around the ring's end (the core puts a filler before it instead): every subscriber finds
+/// it in one piece, so `get(copy=False)` lends it instead of copying it out (1 MiB messages
+/// in a 4 MiB ring wrapped one time in four), and a copy out is one `memcpy`. Returns
+/// `false`, having sent nothing, when the plain send is for it: a queue, a small payload, one
+/// for a side segment, no loan free now (other threads' reservations hold them: a put does
+/// not wait for those), or this thread holds a reservation of the handle (a loan inside it
+/// is refused: it could wait behind that uncommitted record for ever).
+pub(crate) fn put_in_place<T: Lends>(
+    att: &Attachment<T>,
+    noun: Noun,
+    py: Python<'_>,
+    codec: u16,
+    payload: &[u8],
+    wait: Wait,
+) -> PyResult<bool> {
+    let len = payload.len();
+    if len < IN_PLACE_MIN {
+        return Ok(false);
+    }
+    let to = att.get(py)?;
+    if len as u64 > to.max_message_size() || !to.large_puts_in_place() {
+        return Ok(false);
+    }
+    let mut w = att.detached_waiter();
+    let loan = match py.detach(|| to.loan(len, wait, &mut w)) {
+        Ok(l) => l,
+        Err(SendError::WouldDeadlock(_)) => return Ok(false),
+        Err(e) => {
+            return Err(w
+                .take_error()
+                .unwrap_or_else(|| send_error(noun, &att.name, e)))
+        }
+    };
+    let write = move || {
+        // SAFETY: the loan is open until `end` below, `len` bytes long, and only this call
+        // can reach it.
+        let dst = unsafe { std::slice::from_raw_parts_mut(Lends::ptr(&*to, &loan), len) };
+        dst.copy_from_slice(payload);
+        Lends::end(&*to, loan, Some(codec));
+    };
+    if len >= crate::buffer::COPY_WITHOUT_GIL {
+        py.detach(write);
+    } else {
+        write();
+    }
+    Ok(true)
+}
+
 // ---------------------------------------------------------------------------------------
 // Queue.get(copy=False)
 // ---------------------------------------------------------------------------------------
@@ -498,11 +558,7 @@ pub(crate) fn get_lent<'py>(
     let in_place = second.is_empty()
         && (claim.codec == CODEC_RAW || (claim.codec == CODEC_PICKLE_OOB && codecs.allow_pickle));
     if !in_place {
-        let bytes = PyBytes::new_with(py, first.len() + second.len(), |b| {
-            b[..first.len()].copy_from_slice(first);
-            b[first.len()..].copy_from_slice(second);
-            Ok(())
-        });
+        let bytes = crate::buffer::bytes_of_parts(py, first, second);
         let codec = claim.codec;
         ext::release(&q, claim);
         return codecs.decode(bytes?, codec);

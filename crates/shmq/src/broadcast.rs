@@ -437,16 +437,36 @@ pub mod ext {
     }
 
     /// Holds the next message of `sub` (block policy). The record stays held until
-    /// [`release`] or the next read or lend of `sub` by any thread.
+    /// [`release`] or the next [`lend`] of `sub` by any thread (reads and [`lend_more`] go
+    /// on behind it).
     pub fn lend(sub: &Subscriber, wait: Wait, waiter: &mut dyn Waiter) -> Result<Lend, RecvError> {
-        let ring = sub.h.ring();
-        let held = match ring.hold_blocking(wait.deadline(), waiter) {
+        let held = match sub.h.ring().hold_blocking(wait.deadline(), waiter) {
             Ok(h) => h,
             Err(shmq_core::ReadTimeoutError::Timeout) if wait == Wait::No => {
                 return Err(RecvError::Empty)
             }
             Err(e) => return Err(e.into()),
         };
+        lent(sub, held)
+    }
+
+    /// As [`lend`], keeping the records `sub` holds already: `Ok(None)` when it holds
+    /// [`shmq_core::ring::HOLD_WINDOW`] of them. Each stays held until its [`release`].
+    pub fn lend_more(
+        sub: &Subscriber,
+        wait: Wait,
+        waiter: &mut dyn Waiter,
+    ) -> Result<Option<Lend>, RecvError> {
+        match sub.h.ring().hold_more_blocking(wait.deadline(), waiter) {
+            Ok(Some(h)) => lent(sub, h).map(Some),
+            Ok(None) => Ok(None),
+            Err(shmq_core::ReadTimeoutError::Timeout) if wait == Wait::No => Err(RecvError::Empty),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn lent(sub: &Subscriber, held: Held) -> Result<Lend, RecvError> {
+        let ring = sub.h.ring();
         if held.flags & shmq_core::layout::RECORD_FLAG_SIDE == 0 {
             return Ok(Lend::Ring(held));
         }
@@ -479,6 +499,11 @@ pub mod ext {
     /// Whether a record lent by [`lend`] is still lent (a snapshot).
     pub fn is_lent(sub: &Subscriber, h: &Held) -> bool {
         sub.h.ring().is_held(h)
+    }
+
+    /// Releases every record `sub` holds.
+    pub fn release_all(sub: &Subscriber) {
+        sub.h.ring().release_all_held();
     }
 
     /// Releases a record lent by [`lend`] (nothing if a later read released it already).

@@ -318,6 +318,11 @@ pub mod ext {
     pub fn end_publish_loan(b: &crate::Broadcast, l: RawLoan, commit: Option<u16>) {
         b.handle().end_loan(l, commit);
     }
+    /// Whether a loan of `b` could open now without waiting for a lane (fewer than 3 loans
+    /// open; a snapshot).
+    pub fn publish_loan_available(b: &crate::Broadcast) -> bool {
+        super::hold_available(b.handle())
+    }
 
     /// Holds the next message of `q` in place (see [`crate::Queue::recv_lent`]).
     pub fn hold(q: &crate::Queue, wait: Wait, w: &mut dyn Waiter) -> Result<Hold, RecvError> {

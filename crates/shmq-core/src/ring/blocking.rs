@@ -205,6 +205,22 @@ impl<B: Backing + Sync> Ring<B> {
         )
         .map_err(read_stop)
     }
+
+    /// [`Ring::try_hold_more`], waiting for a message until `deadline`; `Ok(None)` at once
+    /// when [`super::HOLD_WINDOW`] records are held.
+    pub fn hold_more_blocking(
+        &self,
+        deadline: Option<Instant>,
+        w: &mut dyn Waiter,
+    ) -> Result<Option<Held>, ReadTimeoutError> {
+        block(
+            deadline,
+            w,
+            || self.try_hold_more().map_err(read_next),
+            |until| self.wait_for_read(until),
+        )
+        .map_err(read_stop)
+    }
 }
 
 fn read_next(e: TryReadError) -> Next<ReadTimeoutError> {

@@ -11,7 +11,7 @@ use super::{Ring, Side, TrySendError};
 use crate::backing::Backing;
 use crate::layout::*;
 use crate::ring::RecordView;
-use crate::sync::Ordering;
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// What a broadcast read hands to its callback.
@@ -96,6 +96,27 @@ pub struct Held {
     pub len: u64,
 }
 
+/// Records one subscription holds at most at once ([`Ring::try_hold_more`]).
+pub const HOLD_WINDOW: usize = 3;
+
+/// A record this attachment holds (`pos == NO_CURSOR`: a free entry). Process memory.
+#[derive(Debug)]
+pub(super) struct HoldEntry {
+    pos: AtomicU64,
+    next: AtomicU64,
+    flags: AtomicU32,
+}
+
+impl HoldEntry {
+    pub(super) fn free() -> Self {
+        Self {
+            pos: AtomicU64::new(NO_CURSOR),
+            next: AtomicU64::new(0),
+            flags: AtomicU32::new(0),
+        }
+    }
+}
+
 /// How many bytes a lag-mode publisher frees at least when it must overwrite: freeing a
 /// sixteenth of the ring at once amortises the scan of the subscriber table.
 const LAG_CHUNK_DIVISOR: u64 = 16;
@@ -143,6 +164,7 @@ impl<B: Backing> Ring<B> {
         let c = self.control();
         let s = self.slot_at(self.slot);
         s.missed.store(0, Ordering::Relaxed);
+        self.forget_holds();
         let first = c.tail.load(Ordering::Acquire);
         s.cursor.store(first, Ordering::Release);
         let floor = c.tail.fetch_add(0, Ordering::AcqRel);
@@ -158,8 +180,8 @@ impl<B: Backing> Ring<B> {
 
     /// Stops reading: publishers no longer wait for (or count) this attachment.
     pub fn unsubscribe(&self) {
-        // A lent record goes with the subscription.
-        self.lent_pos.store(NO_CURSOR, Ordering::Relaxed);
+        // Held records go with the subscription.
+        self.forget_holds();
         let s = self.slot_at(self.slot);
         // SYNC B: Release, as a read: publishers that see NO_CURSOR may reclaim everything.
         s.cursor.store(NO_CURSOR, Ordering::Release);
@@ -387,9 +409,14 @@ impl<B: Backing> Ring<B> {
         }
     }
 
-    /// This attachment's cursor (Acquire: as the read path's loads of it).
+    /// Where this attachment reads next: its cursor (Acquire: as the read path's loads of
+    /// it), or the position after the records it holds.
     pub(super) fn own_cursor(&self) -> u64 {
-        self.slot_at(self.slot).cursor.load(Ordering::Acquire)
+        let cur = self.slot_at(self.slot).cursor.load(Ordering::Acquire);
+        if cur == NO_CURSOR {
+            return cur;
+        }
+        self.read_from(cur)
     }
 
     fn read_any(
@@ -399,7 +426,6 @@ impl<B: Backing> Ring<B> {
         mut f: impl FnMut(Delivery<'_>),
     ) -> Result<usize, TryReadError> {
         let _turn = self.try_reader().ok_or(TryReadError::Busy)?;
-        self.release_lent();
         let c = self.control();
         let s = self.slot_at(self.slot);
         // Runs of abandoned records are skipped and we look again; the ring holds at most
@@ -409,6 +435,11 @@ impl<B: Backing> Ring<B> {
             let cur = s.cursor.load(Ordering::Acquire);
             if cur == NO_CURSOR {
                 return Err(TryReadError::NotSubscribed);
+            }
+            if self.held_count() > 0 {
+                // Block policy (holds need it): we read behind the records we hold, and the
+                // cursor stays at the oldest of them until they are released.
+                return self.read_ahead(max, max_bytes, &mut f);
             }
             if let Some(missed) = self.take_lag(cur) {
                 return Err(TryReadError::Lagged { missed });
@@ -499,53 +530,86 @@ impl<B: Backing> Ring<B> {
     /// way are stepped over. Lag policy: refused (`Corrupted`), since publishers may
     /// overwrite a held record.
     ///
-    /// An attachment lends one record at a time: the next read or hold of any of its threads
-    /// releases the record lent before (as [`Ring::release_held`] does). A call made while
-    /// another thread of this attachment reads returns [`TryReadError::Busy`]. After a
-    /// shutdown, as [`Ring::try_read_many_limited`].
+    /// The records this attachment held before are released first (see
+    /// [`Ring::try_hold_more`] to keep them). A call made while another thread of this
+    /// attachment reads returns [`TryReadError::Busy`]. After a shutdown, as
+    /// [`Ring::try_read_many_limited`].
     pub fn try_hold(&self) -> Result<Held, TryReadError> {
-        self.unless_shut_down(|| self.hold_any())
+        // With every earlier hold released there is room (another thread's hold in between
+        // would have to take the read turn first): `Busy` only as a bound.
+        self.unless_shut_down(|| self.hold_any(false)?.ok_or(TryReadError::Busy))
     }
 
-    fn hold_any(&self) -> Result<Held, TryReadError> {
+    /// As [`Ring::try_hold`], keeping the records held before: the next message after the
+    /// newest of them is held too. At most [`HOLD_WINDOW`] are held at once: `Ok(None)` when
+    /// that many are. The cursor stays at the oldest held record (publishers wait there once
+    /// the ring comes round to it); reads go on behind the held records, and each record is
+    /// released on its own ([`Ring::release_held`]).
+    pub fn try_hold_more(&self) -> Result<Option<Held>, TryReadError> {
+        self.unless_shut_down(|| self.hold_any(true))
+    }
+
+    fn hold_any(&self, keep: bool) -> Result<Option<Held>, TryReadError> {
         if self.lag_policy() {
             return Err(TryReadError::Corrupted(
                 "zero-copy reads need the block policy",
             ));
         }
         let _turn = self.try_reader().ok_or(TryReadError::Busy)?;
-        self.release_lent();
+        if !keep {
+            self.release_lent();
+        }
+        // Relaxed: the entries are ours, ordered by the read turn.
+        let Some(entry) = self
+            .holds
+            .iter()
+            .find(|e| e.pos.load(Ordering::Relaxed) == NO_CURSOR)
+        else {
+            return Ok(None);
+        };
         let c = self.control();
         let s = self.slot_at(self.slot);
+        // Only this call (with the read turn) changes what we hold until it returns.
+        let holding = keep && self.held_count() > 0;
         for _ in 0..=self.g.capacity / RECORD_ALIGN {
             let cur = s.cursor.load(Ordering::Acquire);
             if cur == NO_CURSOR {
                 return Err(TryReadError::NotSubscribed);
             }
+            let from = if holding {
+                self.ahead.load(Ordering::Relaxed)
+            } else {
+                cur
+            };
             let tail = c.tail.load(Ordering::Acquire);
-            if cur >= tail {
-                if cur > tail && s.cursor.load(Ordering::Acquire) == cur {
+            if from >= tail {
+                if from > tail && s.cursor.load(Ordering::Acquire) == cur {
                     return Err(TryReadError::Corrupted("cursor is ahead of tail"));
                 }
                 return Err(TryReadError::Empty);
             }
             // SYNC P2: `record` loads the stamp with Acquire.
-            match self.record(cur, tail) {
+            match self.record(from, tail) {
                 Ok(Some(rec)) if rec.state == COMMITTED => {
                     // Relaxed: only read under the read turn, which orders them.
-                    self.lent_next.store(cur + rec.size, Ordering::Relaxed);
-                    self.lent_flags
-                        .store(u32::from(rec.flags), Ordering::Relaxed);
-                    self.lent_pos.store(cur, Ordering::Relaxed);
-                    return Ok(Held {
-                        pos: cur,
-                        next: cur + rec.size,
+                    entry.next.store(from + rec.size, Ordering::Relaxed);
+                    entry.flags.store(u32::from(rec.flags), Ordering::Relaxed);
+                    entry.pos.store(from, Ordering::Relaxed);
+                    self.ahead.store(from + rec.size, Ordering::Relaxed);
+                    return Ok(Some(Held {
+                        pos: from,
+                        next: from + rec.size,
                         codec: rec.codec,
                         flags: rec.flags,
                         len: rec.len,
-                    });
+                    }));
                 }
                 Ok(Some(rec)) if rec.state == ABANDONED => {
+                    if holding {
+                        // Passed when the cursor moves over it (`settle`).
+                        self.ahead.store(from + rec.size, Ordering::Relaxed);
+                        continue;
+                    }
                     // SYNC B, as a read of nothing.
                     let _ = s.cursor.compare_exchange(
                         cur,
@@ -568,6 +632,88 @@ impl<B: Backing> Ring<B> {
         ))
     }
 
+    /// How many records this attachment holds (the caller holds the read turn, or takes a
+    /// snapshot).
+    fn held_count(&self) -> usize {
+        self.holds
+            .iter()
+            .filter(|e| e.pos.load(Ordering::Relaxed) != NO_CURSOR)
+            .count()
+    }
+
+    /// Where a read starts: after the records this attachment holds, or at `cursor`.
+    fn read_from(&self, cursor: u64) -> u64 {
+        if self.held_count() > 0 {
+            self.ahead.load(Ordering::Relaxed)
+        } else {
+            cursor
+        }
+    }
+
+    /// A copy read while records are held (block policy): records from `ahead` on are
+    /// delivered and `ahead` moves past them; the cursor does not (it moves when the held
+    /// records are released, see `settle`). Publishers cannot reclaim anything at or above
+    /// the cursor, and only we move it (no lag policy), so the bytes stay ours to read.
+    fn read_ahead(
+        &self,
+        max: usize,
+        max_bytes: u64,
+        f: &mut dyn FnMut(Delivery<'_>),
+    ) -> Result<usize, TryReadError> {
+        let c = self.control();
+        let s = self.slot_at(self.slot);
+        for _ in 0..=self.g.capacity / RECORD_ALIGN {
+            let from = self.ahead.load(Ordering::Relaxed);
+            let tail = c.tail.load(Ordering::Acquire);
+            if from > tail {
+                return Err(TryReadError::Corrupted("cursor is ahead of tail"));
+            }
+            let (mut pos, mut count, mut bytes) = (from, 0usize, 0u64);
+            while pos < tail && count < max {
+                // SYNC P2: `record` loads the stamp with Acquire.
+                let rec = match self.record(pos, tail) {
+                    Ok(Some(rec)) if rec.state == COMMITTED || rec.state == ABANDONED => rec,
+                    Ok(_) => break,
+                    Err(what) => return Err(TryReadError::Corrupted(what)),
+                };
+                if rec.state == COMMITTED {
+                    bytes = bytes.saturating_add(rec.len);
+                    if count > 0 && bytes > max_bytes {
+                        break;
+                    }
+                    if rec.flags & RECORD_FLAG_SIDE != 0 {
+                        self.sides_ahead.store(1, Ordering::Relaxed);
+                    }
+                    // SAFETY: `record` checked `len <= max_payload() < capacity`; the bytes
+                    // are above our cursor, so no publisher reclaims them (SYNC B).
+                    let (first, second) = unsafe { self.payload(pos, rec.len) };
+                    f(Delivery::Message(RecordView {
+                        codec: rec.codec,
+                        flags: rec.flags,
+                        first,
+                        second,
+                    }));
+                    count += 1;
+                }
+                pos += rec.size;
+            }
+            if pos == from {
+                if from < tail {
+                    self.check_stuck();
+                }
+                return Err(TryReadError::Empty);
+            }
+            self.ahead.store(pos, Ordering::Relaxed);
+            s.counters.gets.fetch_add(count as u64, Ordering::Relaxed);
+            if count > 0 {
+                return Ok(count);
+            }
+        }
+        Err(TryReadError::Corrupted(
+            "more abandoned records than the ring can hold",
+        ))
+    }
+
     /// The payload of a record returned by [`Ring::try_hold`], in (up to) two parts.
     ///
     /// # Safety
@@ -582,8 +728,8 @@ impl<B: Backing> Ring<B> {
         unsafe { self.payload(h.pos, h.len) }
     }
 
-    /// Moves the cursor past a held record (SYNC B: our reads of it are done), unless a
-    /// later read or hold of this attachment released it already.
+    /// Releases a held record (SYNC B: our reads of it are done), unless it was released
+    /// already; the cursor moves up to the oldest record still held.
     pub fn release_held(&self, h: &Held) {
         // Our threads hold the turn for one bounded attempt each: waiting for it is short.
         let _turn = loop {
@@ -592,45 +738,99 @@ impl<B: Backing> Ring<B> {
             }
             crate::sync::yield_now();
         };
-        if self.lent_pos.load(Ordering::Relaxed) == h.pos
-            && self.lent_next.load(Ordering::Relaxed) == h.next
-        {
-            self.release_lent();
+        if let Some(e) = self.held_entry(h) {
+            e.pos.store(NO_CURSOR, Ordering::Relaxed);
+            self.settle(1, h.flags & RECORD_FLAG_SIDE != 0);
         }
     }
 
-    /// Whether `h` is still lent (no later read, hold or release of this attachment released
-    /// it). A snapshot: another thread of the attachment may release it right after.
+    /// Releases every record this attachment holds.
+    pub fn release_all_held(&self) {
+        let _turn = loop {
+            if let Some(turn) = self.try_reader() {
+                break turn;
+            }
+            crate::sync::yield_now();
+        };
+        self.release_lent();
+    }
+
+    /// Whether `h` is still held (not released by this attachment). A snapshot: another
+    /// thread of the attachment may release it right after.
     pub fn is_held(&self, h: &Held) -> bool {
-        // Relaxed: advisory; the read turn orders the bookkeeping itself.
-        self.lent_pos.load(Ordering::Relaxed) == h.pos
-            && self.lent_next.load(Ordering::Relaxed) == h.next
+        self.held_entry(h).is_some()
     }
 
-    /// Releases the lent record, if any (the caller holds the read turn).
+    fn held_entry(&self, h: &Held) -> Option<&HoldEntry> {
+        // Relaxed: advisory outside the read turn; the turn orders the bookkeeping itself.
+        self.holds.iter().find(|e| {
+            e.pos.load(Ordering::Relaxed) == h.pos && e.next.load(Ordering::Relaxed) == h.next
+        })
+    }
+
+    /// Releases every held record (the caller holds the read turn).
     fn release_lent(&self) {
-        let pos = self.lent_pos.swap(NO_CURSOR, Ordering::Relaxed);
-        if pos == NO_CURSOR {
-            return;
-        }
-        let next = self.lent_next.load(Ordering::Relaxed);
-        let flags = self.lent_flags.load(Ordering::Relaxed) as u16;
-        let s = self.slot_at(self.slot);
-        let mut sides = Vec::new();
-        if flags & RECORD_FLAG_SIDE != 0 {
-            // Still held: the descriptor is intact.
-            if let Ok(Some(rec)) = self.record(pos, next) {
-                self.note_side(pos, &rec, &mut sides);
+        let (mut n, mut side) = (0, false);
+        for e in &self.holds {
+            if e.pos.swap(NO_CURSOR, Ordering::Relaxed) != NO_CURSOR {
+                n += 1;
+                side |= e.flags.load(Ordering::Relaxed) & u32::from(RECORD_FLAG_SIDE) != 0;
             }
         }
+        if n > 0 {
+            self.settle(n, side);
+        }
+    }
+
+    /// Held records go without moving the cursor (unsubscribing, or subscribing anew).
+    fn forget_holds(&self) {
+        for e in &self.holds {
+            e.pos.store(NO_CURSOR, Ordering::Relaxed);
+        }
+    }
+
+    /// After `released` holds ended: moves the cursor up to the oldest record still held, or
+    /// to `ahead` when none is (the caller holds the read turn). Every record below is read.
+    /// `side`: a released record referenced a side segment (records read ahead may too:
+    /// `sides_ahead`), so the records passed are looked through for side segments.
+    fn settle(&self, released: u64, side: bool) {
+        let s = self.slot_at(self.slot);
+        s.counters.gets.fetch_add(released, Ordering::Relaxed);
+        let cur = s.cursor.load(Ordering::Acquire);
+        let target = self
+            .holds
+            .iter()
+            .map(|e| e.pos.load(Ordering::Relaxed))
+            .filter(|&p| p != NO_CURSOR)
+            .min()
+            .unwrap_or_else(|| self.ahead.load(Ordering::Relaxed));
+        if cur == NO_CURSOR || target <= cur {
+            return;
+        }
+        // Side segments of the records passed: still intact below `target` (no publisher
+        // reclaims at or above our cursor).
+        let mut sides = Vec::new();
+        let mut pos = cur;
+        let walk = self.sides_ahead.swap(0, Ordering::Relaxed) != 0 || side;
+        while walk && pos < target {
+            match self.record(pos, target) {
+                Ok(Some(rec)) if rec.state == COMMITTED || rec.state == ABANDONED => {
+                    if rec.state == COMMITTED {
+                        self.note_side(pos, &rec, &mut sides);
+                    }
+                    pos += rec.size;
+                }
+                _ => break,
+            }
+        }
+        // SYNC B (read done): Release publishes that our reads below `target` are over.
         if s.cursor
-            .compare_exchange(pos, next, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(cur, target, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            self.expected_cursor.store(next, Ordering::Relaxed);
-            s.counters.gets.fetch_add(1, Ordering::Relaxed);
+            self.expected_cursor.store(target, Ordering::Relaxed);
             self.notify(Side::Space);
-            self.release_sides_passed_by_all(next, &sides);
+            self.release_sides_passed_by_all(target, &sides);
         }
     }
 
@@ -689,6 +889,7 @@ impl<B: Backing> Ring<B> {
         {
             return true;
         }
+        let cur = self.read_from(cur);
         if cur >= c.tail.load(Ordering::Acquire) {
             return false;
         }
@@ -699,7 +900,9 @@ impl<B: Backing> Ring<B> {
     /// Whether the record at our cursor is reserved but not yet written.
     pub(super) fn read_in_flight(&self) -> bool {
         let cur = self.slot_at(self.slot).cursor.load(Ordering::Relaxed);
-        cur != NO_CURSOR && cur < self.control().tail.load(Ordering::Acquire) && !self.read_ready()
+        cur != NO_CURSOR
+            && self.read_from(cur) < self.control().tail.load(Ordering::Acquire)
+            && !self.read_ready()
     }
 
     /// Waits until a read may find something, at most until `until`.

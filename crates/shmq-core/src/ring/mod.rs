@@ -39,7 +39,7 @@ mod shutdown;
 mod slots;
 
 pub use blocking::{Plain, Waiter, CHECK_EVERY};
-pub use broadcast::{Delivery, Held, ReadTimeoutError, SubscriberInfo, TryReadError};
+pub use broadcast::{Delivery, Held, ReadTimeoutError, SubscriberInfo, TryReadError, HOLD_WINDOW};
 pub use error::{AttachError, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
 pub use event::{spin_budget, Armed, Interest, MAX_SLEEP, MAX_SPIN, SPIN, STUCK_POLL};
 pub use loan::{Claim, Loan};
@@ -73,11 +73,15 @@ pub struct Ring<B: Backing> {
     /// 1 while a thread of this attachment reads its subscription (one reader at a time per
     /// cursor, or two threads would deliver the same records). Process memory, as above.
     reader: AtomicU32,
-    /// The record lent by `try_hold` and not yet released (`NO_CURSOR`: none): its position,
-    /// the position after it, and its flags. Read and written only with the read turn held.
-    lent_pos: AtomicU64,
-    lent_next: AtomicU64,
-    lent_flags: AtomicU32,
+    /// Broadcast subscribers: the records held by `try_hold`/`try_hold_more` and not yet
+    /// released (in no order), and the position after the newest of them, where reads go on
+    /// while any is held (the cursor stays at the oldest). Written only with the read turn
+    /// held (`is_held` and the waiters' `read_ready` read snapshots).
+    holds: [broadcast::HoldEntry; broadcast::HOLD_WINDOW],
+    ahead: AtomicU64,
+    /// A record read ahead of held ones referenced a side segment (released when the
+    /// cursor passes it).
+    sides_ahead: AtomicU32,
 }
 
 impl<B: Backing> Ring<B> {

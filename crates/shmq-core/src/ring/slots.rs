@@ -110,9 +110,9 @@ impl<B: Backing> Ring<B> {
             expected_cursor: AtomicU64::new(NO_CURSOR),
             lanes_taken: Default::default(),
             reader: AtomicU32::new(0),
-            lent_pos: AtomicU64::new(NO_CURSOR),
-            lent_next: AtomicU64::new(0),
-            lent_flags: AtomicU32::new(0),
+            holds: std::array::from_fn(|_| super::broadcast::HoldEntry::free()),
+            ahead: AtomicU64::new(NO_CURSOR),
+            sides_ahead: AtomicU32::new(0),
         }
     }
 

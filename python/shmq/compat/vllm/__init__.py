@@ -83,8 +83,8 @@ Differences from the original
   overwrite once it came round again (``max_chunks`` messages later, whether or not the
   reader dequeued again); it copied only torch tensors (here tensors are pickled in band by
   torch's reducer: copies). Views of the ring, kept past the next read, would either show
-  another message's bytes or (shmq's rule for lent messages) make that read raise
-  ``BufferError``. Remote readers and messages larger than the ring (reassembled in
+  another message's bytes or (shmq's rule for lent messages) keep it held, so the writer
+  would wait for it once the ring came round. Remote readers and messages larger than the ring (reassembled in
   private memory) get the same copies, so every reader sees the same types.
 - **Remote readers** work as the original's: pyzmq ``XPUB``/``SUB`` sockets, with ZeroMQ's
   publish semantics (a remote reader that falls more than the high-water mark behind, 1000
