@@ -238,6 +238,7 @@ impl<B: Backing> Ring<B> {
     ///
     /// The stamp is loaded with Acquire (SYNC P2 / C3): a valid stamp makes the meta and the
     /// payload written before it visible.
+    #[inline]
     pub(super) fn record(&self, pos: u64, limit: u64) -> Result<Option<Rec>, &'static str> {
         if pos % RECORD_ALIGN != 0 {
             return Err("misaligned position");
