@@ -5,6 +5,7 @@ or none out)."""
 from __future__ import annotations
 
 import gc
+import os
 import pickle
 import signal
 import threading
@@ -539,3 +540,43 @@ def test_immediate_shutdown_ends_held_gets_at_once(make_queue: Callable[..., shm
     q.shutdown(immediate=True)
     with pytest.raises(shmq.ShutDown):
         q.get(copy=False, timeout=5)
+
+
+def _fill(q: shmq.Queue, payload: bytes) -> int:
+    """Puts ``payload`` until the ring is full: how many went in."""
+    n = 0
+    while True:
+        try:
+            q.put(payload, block=False)
+        except shmq.Full:
+            return n
+        n += 1
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["no-fork", "child-drops-it"])
+def test_a_forked_child_dropping_an_inherited_view_never_ends_the_parents_claim(
+    make_queue: Callable[..., shmq.Queue], fork: bool
+) -> None:
+    """A child inherits the parent's `get(copy=False)` view and lets it go (as garbage): the
+    claim stays the parent's, so producers cannot reuse the bytes under the parent's view
+    (the no-fork case is the reference). Before the fix the child's drop released it: the
+    parent put one message more and its view read that message's bytes."""
+    q = make_queue(capacity="64KiB", codec="raw")
+    q.put(b"A" * 8000)
+    view = q.get(copy=False)
+    if fork:
+        pid = os.fork()
+        if pid == 0:  # the child: drop the inherited view, then leave without cleanup
+            try:
+                del view
+                gc.collect()
+            finally:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    fitted = _fill(q, b"B" * 8000)
+    assert bytes(view) == b"A" * 8000
+    # The held message keeps its room: 64 KiB holds 8 records of 8000 B, one of them held.
+    assert fitted == 7
+    del view
+    assert q.get() == b"B" * 8000

@@ -395,6 +395,7 @@ impl PyQueue {
     /// In a child after `fork()`: the handle is the parent's attachment; the child attaches
     /// on first use.
     fn _reattach_after_fork(&self) {
+        self.lending.after_fork();
         self.att.inherit_after_fork();
         self.stash.clear_after_fork();
     }

@@ -20,6 +20,7 @@ use pyo3::types::{PyBytes, PyMemoryView};
 use shmq::zero_copy::{self as ext, Claim, RawLoan};
 use shmq::{Hold, SendError, Wait, Waiter};
 use std::os::raw::c_int;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// What can lend room for a message: a queue or a broadcast.
@@ -435,6 +436,11 @@ struct ClaimState {
 pub(crate) struct LentClaim {
     q: Arc<shmq::Queue>,
     state: Mutex<ClaimState>,
+    /// The handle's fork count (see [`Lending::after_fork`]) when the message was lent: a
+    /// child forked since inherits the view, but the claim is the parent's to end (a child
+    /// that ended it let producers overwrite the bytes under the parent's view).
+    forks: Arc<AtomicUsize>,
+    lent_at: usize,
 }
 
 impl LentClaim {
@@ -442,10 +448,23 @@ impl LentClaim {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether this process made the claim (not a child that inherited it).
+    fn ours(&self) -> bool {
+        // Relaxed: bumped by this process's at-fork hook before any Python code runs.
+        self.forks.load(Ordering::Relaxed) == self.lent_at
+    }
+
+    /// Ends the claim, in the process that made it (in a child it is just forgotten).
+    fn end(&self, c: Claim) {
+        if self.ours() {
+            ext::release(&self.q, c);
+        }
+    }
+
     fn release_if_unused(&self, st: &mut ClaimState) {
         if st.superseded && st.exports == 0 {
             if let Some(c) = st.claim.take() {
-                ext::release(&self.q, c);
+                self.end(c);
             }
         }
     }
@@ -477,7 +496,7 @@ impl Lender for LentClaim {
 impl Drop for LentClaim {
     fn drop(&mut self) {
         if let Some(c) = self.state().claim.take() {
-            ext::release(&self.q, c);
+            self.end(c);
         }
     }
 }
@@ -489,9 +508,21 @@ impl Drop for LentClaim {
 pub(crate) struct Lending {
     last: Mutex<Option<std::sync::Weak<LentClaim>>>,
     any: std::sync::atomic::AtomicBool,
+    /// Forks this handle went through (counted in each child): see [`LentClaim::forks`].
+    forks: Arc<AtomicUsize>,
 }
 
 impl Lending {
+    /// After `fork()`, in the child: the messages lent so far are the parent's (their views
+    /// still read, but only the parent ends the claims), and none is the child's last.
+    pub(crate) fn after_fork(&self) {
+        self.forks.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = self.last.try_lock() {
+            *last = None;
+        }
+        self.any.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Called by every read and by close(): the message lent before is superseded.
     #[inline]
     pub(crate) fn supersede(&self) {
@@ -571,6 +602,8 @@ pub(crate) fn get_lent<'py>(
             exports: 0,
             superseded: false,
         }),
+        forks: lending.forks.clone(),
+        lent_at: lending.forks.load(Ordering::Relaxed),
     });
     lending.lend(&lender);
     let view = Bound::new(py, PyMessageView::new(lender, first))?;
