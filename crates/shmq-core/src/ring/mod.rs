@@ -29,6 +29,7 @@ mod broadcast;
 pub mod crash;
 mod error;
 mod event;
+mod holds;
 mod loan;
 mod observe;
 mod record;
@@ -39,9 +40,10 @@ mod shutdown;
 mod slots;
 
 pub use blocking::{Plain, Waiter, CHECK_EVERY};
-pub use broadcast::{Delivery, Held, ReadTimeoutError, SubscriberInfo, TryReadError, HOLD_WINDOW};
+pub use broadcast::{Delivery, ReadTimeoutError, SubscriberInfo, TryReadError};
 pub use error::{AttachError, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
 pub use event::{spin_budget, Armed, Interest, MAX_SLEEP, MAX_SPIN, SPIN, STUCK_POLL};
+pub use holds::{Held, HOLD_WINDOW};
 pub use loan::{Claim, Loan};
 pub use observe::LifeInfo;
 pub use observe::Stats;
@@ -77,7 +79,7 @@ pub struct Ring<B: Backing> {
     /// released (in no order), and the position after the newest of them, where reads go on
     /// while any is held (the cursor stays at the oldest). Written only with the read turn
     /// held (`is_held` and the waiters' `read_ready` read snapshots).
-    holds: [broadcast::HoldEntry; broadcast::HOLD_WINDOW],
+    holds: [holds::HoldEntry; holds::HOLD_WINDOW],
     ahead: AtomicU64,
     /// A record read ahead of held ones referenced a side segment (released when the
     /// cursor passes it).

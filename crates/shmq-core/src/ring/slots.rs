@@ -110,7 +110,7 @@ impl<B: Backing> Ring<B> {
             expected_cursor: AtomicU64::new(NO_CURSOR),
             lanes_taken: Default::default(),
             reader: AtomicU32::new(0),
-            holds: std::array::from_fn(|_| super::broadcast::HoldEntry::free()),
+            holds: std::array::from_fn(|_| super::holds::HoldEntry::free()),
             ahead: AtomicU64::new(NO_CURSOR),
             sides_ahead: AtomicU32::new(0),
         }
