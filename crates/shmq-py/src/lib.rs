@@ -12,11 +12,13 @@ mod buffer;
 mod codec;
 mod errors;
 mod frame;
+mod lent;
 mod order;
 mod queue;
 mod readiness;
 mod recv;
 mod send;
+mod subscriber;
 mod zerocopy;
 
 use pyo3::prelude::*;
@@ -27,7 +29,7 @@ use pyo3::prelude::*;
 fn _shmq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<queue::PyQueue>()?;
     m.add_class::<broadcast::PyPublisher>()?;
-    m.add_class::<broadcast::PySubscriber>()?;
+    m.add_class::<subscriber::PySubscriber>()?;
     m.add_class::<buffer::PyMessageView>()?;
     m.add_class::<zerocopy::PyReservation>()?;
     m.add_class::<readiness::PyReadiness>()?;

@@ -5,8 +5,9 @@ use crate::args;
 use crate::attachment::{wait_of, Attachment};
 use crate::codec::{Codecs, Stash};
 use crate::errors::{open_error, InvalidArgumentError, QUEUE};
+use crate::lent::{self, Lending};
 use crate::send::{put_object, send_objects};
-use crate::zerocopy::{self, Lending};
+use crate::zerocopy;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use std::sync::Arc;
@@ -180,7 +181,7 @@ impl PyQueue {
     ) -> PyResult<Bound<'py, PyAny>> {
         let wait = wait_of(block, timeout)?;
         if !copy && !self.stash.has_any() {
-            return zerocopy::get_lent(&self.att, &self.lending, &self.codecs, QUEUE, py, wait);
+            return lent::get_lent(&self.att, &self.lending, &self.codecs, QUEUE, py, wait);
         }
         self.lending.supersede();
         if let Some(mut stashed) = self.stash.take(py, 1) {

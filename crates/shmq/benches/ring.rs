@@ -65,7 +65,9 @@ fn round_trip_64b(bencher: Bencher) {
                 ping.recv_into(&mut buf, shmq::Wait::Forever)
                     .expect("echo recv");
                 if buf.is_empty() {
-                    let _ = pong.send(b""); // unblocks nobody today; keeps the protocol symmetric
+                    // Nothing is sent back: a message left in `pong` would keep its segment in
+                    // /dev/shm after the benchmark (a queue with messages outlives its last
+                    // handle, as `keep_messages` says).
                     break;
                 }
                 pong.send(&buf).expect("echo send");
