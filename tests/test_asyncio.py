@@ -128,6 +128,24 @@ def test_timeouts_the_asyncio_way_and_with_timeout(qname: str, kind: str) -> Non
 
 
 @pytest.mark.parametrize("kind", LOOPS)
+def test_a_timeout_is_never_shorter_than_asked_by_the_real_clock(qname: str, kind: str) -> None:
+    """uvloop's ``loop.time()`` counts whole milliseconds, up to one behind the real clock: a
+    deadline taken from it ended waits up to 1 ms early (``get(timeout=...)`` measured by
+    ``time.monotonic()``, as a caller would)."""
+
+    async def main() -> None:
+        async with shmq_aio.Queue(qname, create=True) as q:
+            for k in range(150):
+                await asyncio.sleep(0.0003 * (k % 7))  # vary where in a millisecond we start
+                t0 = time.monotonic()
+                with pytest.raises(shmq.Empty):
+                    await q.get(timeout=0.005)
+                assert time.monotonic() - t0 >= 0.005
+
+    run(kind, main)
+
+
+@pytest.mark.parametrize("kind", LOOPS)
 def test_a_full_queue_put_times_out_and_publishes_nothing(qname: str, kind: str) -> None:
     async def main() -> None:
         async with shmq_aio.Queue(qname, create=True, maxsize=1) as q:

@@ -26,6 +26,7 @@ Works with any asyncio event loop that has ``add_reader`` (the default one, uvlo
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Generic, TypeVar
 
@@ -66,8 +67,11 @@ async def _retry(
                 pass
     loop = asyncio.get_running_loop()
     waits = waits_of(loop)
-    deadline = None if timeout is None else loop.time() + max(0.0, float(timeout))
+    # The end by the real clock: `loop.time()` may lag it (uvloop's is cached, in whole
+    # milliseconds), and a wait must not end before `timeout` seconds have passed.
+    end = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
     while True:
+        deadline = None if end is None else loop.time() + max(0.0, end - time.monotonic())
         # SYNC W as a sleeping thread runs it: announce (arm), re-check, sleep, leave.
         armed = h._arm(side)
         if armed is not None:
@@ -84,7 +88,7 @@ async def _retry(
         try:
             return attempt()
         except miss:
-            if deadline is not None and loop.time() >= deadline:
+            if end is not None and time.monotonic() >= end:
                 raise
 
 
