@@ -5,7 +5,7 @@
 use crate::errors::{InvalidArgumentError, QueueClosedError};
 use pyo3::prelude::*;
 use shmq::{OpenError, Wait, Waiter};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,45 @@ use std::time::{Duration, Instant};
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 /// Poll interval of that wait.
 const CLOSE_POLL: Duration = Duration::from_millis(1);
+
+/// The forks a handle went through, counted in each child by its at-fork hook: a record a
+/// handle lends (a queue claim, a subscription's hold) is stamped with it, and only the
+/// process that lent it ends it. A child inherits the views (they still read) but ending
+/// the parent's claim there would let producers overwrite the bytes under the parent's
+/// view. (Not the pid: `getpid` is a system call per message.)
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ForkCount(Arc<AtomicUsize>);
+
+impl ForkCount {
+    /// In the child, from the handle's at-fork hook.
+    pub(crate) fn forked(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A stamp of now, for a record lent now.
+    pub(crate) fn stamp(&self) -> ForkStamp {
+        ForkStamp {
+            count: self.clone(),
+            // Relaxed: bumped by this process's at-fork hook before any Python code runs.
+            at: self.0.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// See [`ForkCount`].
+#[derive(Debug)]
+pub(crate) struct ForkStamp {
+    count: ForkCount,
+    at: usize,
+}
+
+impl ForkStamp {
+    /// Whether this process lent the record (not a child that inherited it).
+    pub(crate) fn ours(&self) -> bool {
+        // Relaxed: as in `ForkCount::stamp`.
+        self.count.0.load(Ordering::Relaxed) == self.at
+    }
+}
 
 /// What a Python handle can be attached to: a queue, a broadcast publisher or subscriber.
 pub(crate) trait Endpoint: Send + Sync + Sized + 'static {

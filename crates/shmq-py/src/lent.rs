@@ -2,7 +2,7 @@
 //! buffers made from it (arrays rebuilt over it), released once it is superseded by the
 //! handle's next read and no buffer of it is alive (the rules: `crate::zerocopy`'s module).
 
-use crate::attachment::{Attachment, Stopped};
+use crate::attachment::{Attachment, ForkCount, ForkStamp, Stopped};
 use crate::buffer::{Lender, PyMessageView};
 use crate::codec::{Codecs, CODEC_RAW};
 use crate::errors::{recv_error, Noun};
@@ -10,7 +10,6 @@ use crate::frame::{self, CODEC_PICKLE_OOB};
 use pyo3::prelude::*;
 use shmq::zero_copy::{self as ext, Claim};
 use shmq::{Hold, Wait};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 struct ClaimState {
@@ -26,11 +25,8 @@ struct ClaimState {
 pub(crate) struct LentClaim {
     q: Arc<shmq::Queue>,
     state: Mutex<ClaimState>,
-    /// The handle's fork count (see [`Lending::after_fork`]) when the message was lent: a
-    /// child forked since inherits the view, but the claim is the parent's to end (a child
-    /// that ended it let producers overwrite the bytes under the parent's view).
-    forks: Arc<AtomicUsize>,
-    lent_at: usize,
+    /// Only the process that lent it ends the claim (see [`ForkCount`]).
+    lent: ForkStamp,
 }
 
 impl LentClaim {
@@ -38,15 +34,9 @@ impl LentClaim {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether this process made the claim (not a child that inherited it).
-    fn ours(&self) -> bool {
-        // Relaxed: bumped by this process's at-fork hook before any Python code runs.
-        self.forks.load(Ordering::Relaxed) == self.lent_at
-    }
-
     /// Ends the claim, in the process that made it (in a child it is just forgotten).
     fn end(&self, c: Claim) {
-        if self.ours() {
+        if self.lent.ours() {
             ext::release(&self.q, c);
         }
     }
@@ -98,15 +88,15 @@ impl Drop for LentClaim {
 pub(crate) struct Lending {
     last: Mutex<Option<std::sync::Weak<LentClaim>>>,
     any: std::sync::atomic::AtomicBool,
-    /// Forks this handle went through (counted in each child): see [`LentClaim::forks`].
-    forks: Arc<AtomicUsize>,
+    /// Forks this handle went through: see [`ForkCount`].
+    forks: ForkCount,
 }
 
 impl Lending {
     /// After `fork()`, in the child: the messages lent so far are the parent's (their views
     /// still read, but only the parent ends the claims), and none is the child's last.
     pub(crate) fn after_fork(&self) {
-        self.forks.fetch_add(1, Ordering::Relaxed);
+        self.forks.forked();
         if let Ok(mut last) = self.last.try_lock() {
             *last = None;
         }
@@ -192,8 +182,7 @@ pub(crate) fn get_lent<'py>(
             exports: 0,
             superseded: false,
         }),
-        forks: lending.forks.clone(),
-        lent_at: lending.forks.load(Ordering::Relaxed),
+        lent: lending.forks.stamp(),
     });
     lending.lend(&lender);
     let view = Bound::new(py, PyMessageView::new(lender, first))?;

@@ -3,7 +3,7 @@
 
 use crate::access::Access;
 use crate::args;
-use crate::attachment::{wait_of, Attachment, Stopped};
+use crate::attachment::{wait_of, Attachment, ForkCount, ForkStamp, Stopped};
 use crate::broadcast::{policy_name, subscriber_dict};
 use crate::buffer::{Lender, PyMessageView, Taken};
 use crate::codec::{Codecs, Stash, CODEC_PICKLE, CODEC_RAW};
@@ -67,11 +67,8 @@ struct LentRecord {
     sub: Arc<shmq::Subscriber>,
     held: shmq::ext::Held,
     state: Mutex<LentState>,
-    /// The subscription's fork count (see [`PySubscriber::forks`]) when the record was
-    /// lent: a child forked since inherits the view (and the parent's attachment), but the
-    /// hold is the parent's to end. (Not the pid: `getpid` is a system call per message.)
-    forks: Arc<AtomicUsize>,
-    lent_at: usize,
+    /// Only the process that lent it ends the hold (see [`ForkCount`]).
+    lent: ForkStamp,
 }
 
 impl LentRecord {
@@ -80,14 +77,9 @@ impl LentRecord {
     }
 
     fn release(&self, st: &mut LentState) {
-        if !std::mem::replace(&mut st.released, true) && self.ours() {
+        if !std::mem::replace(&mut st.released, true) && self.lent.ours() {
             shmq::ext::release(&self.sub, &self.held);
         }
-    }
-
-    fn ours(&self) -> bool {
-        // Relaxed: written by this process's at-fork hook before any Python code runs.
-        self.forks.load(Ordering::Relaxed) == self.lent_at
     }
 
     /// A later read of the subscription (called with the GIL, as the buffer hooks are):
@@ -122,7 +114,8 @@ impl Lender for LentRecord {
         self.release(&mut st);
         if let Some(closing) = st.closing.take() {
             drop(st);
-            if closing.records_with_buffers.fetch_sub(1, Ordering::AcqRel) == 1 && self.ours() {
+            if closing.records_with_buffers.fetch_sub(1, Ordering::AcqRel) == 1 && self.lent.ours()
+            {
                 self.sub.unsubscribe(); // the deferred end of a closed subscription
             }
         }
@@ -140,8 +133,8 @@ pub(crate) struct PySubscriber {
     /// (weak: a record whose view is gone with all its buffers is released by the next read,
     /// as before the window: a subscription keeps its last message until it reads on).
     lent: Mutex<Vec<(Weak<LentRecord>, shmq::ext::Held)>>,
-    /// Forks this handle went through (counted in each child): see [`LentRecord::forks`].
-    forks: Arc<AtomicUsize>,
+    /// Forks this handle went through: see [`ForkCount`].
+    forks: ForkCount,
 }
 
 impl PySubscriber {
@@ -230,8 +223,7 @@ impl PySubscriber {
                         sub: sub.clone(),
                         held,
                         state: Mutex::default(),
-                        forks: self.forks.clone(),
-                        lent_at: self.forks.load(Ordering::Relaxed),
+                        lent: self.forks.stamp(),
                     });
                     self.remember(&lender);
                     let view = Bound::new(py, PyMessageView::new(lender, first))?;
@@ -298,7 +290,7 @@ impl PySubscriber {
                 allow_pickle,
             },
             lent: Mutex::default(),
-            forks: Arc::default(),
+            forks: ForkCount::default(),
         })
     }
 
@@ -452,7 +444,7 @@ impl PySubscriber {
     }
 
     fn _reattach_after_fork(&self) {
-        self.forks.fetch_add(1, Ordering::Relaxed);
+        self.forks.forked();
         self.att.inherit_after_fork();
         self.stash.clear_after_fork();
     }

@@ -277,9 +277,7 @@ impl Handle {
         let r = self
             .ring()
             .send_many_blocking(&batch, wait.deadline(), &mut w);
-        if seg.truncated() {
-            return Err(SendError::Corrupted(TRUNCATED));
-        }
+        self.unless_truncated(())?;
         match r {
             Ok(()) => {
                 drop(batch);
