@@ -12,7 +12,7 @@
 
 use shmq_core::ring::{spin_budget, Message, Ring, MAX_SPIN, SPIN};
 use shmq_core::{Geometry, HeapBacking, HeapRegion, Plain};
-use std::sync::Barrier;
+use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long the peer takes to finish its copy: far beyond [`SPIN`], within the budget of a
@@ -24,6 +24,11 @@ const TRIES: usize = 50;
 /// Tries that must avoid the sleep (measured on the loaded 2-core VM: the old spin avoided
 /// it in at most 1 of ~27 valid tries, the new one in 2 to 10).
 const AWAKE: usize = 3;
+
+/// The two waiter tests run one at a time: run side by side (cargo's test threads), their
+/// four busy threads on a 2-CPU machine take each other's CPUs, and a spin whose thread lost
+/// its CPU ends early by design (seen in CI: "the consumer slept in 37 of 37 tries").
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn region(capacity: u64) -> (HeapRegion, Ring<HeapBacking>) {
     let g = Geometry::new(capacity, 0, 8, 0, 0x5917).unwrap();
@@ -70,6 +75,7 @@ fn the_budget_grows_with_the_bytes_in_flight_within_bounds() {
 
 #[test]
 fn a_consumer_waiting_for_a_big_record_being_written_does_not_sleep() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     // The consumer is the creator: `stats` counts the sleeps of attached slots.
     let (r, consumer) = region(8 << 20);
     let producer = open(&r);
@@ -123,6 +129,7 @@ fn a_consumer_waiting_for_a_big_record_being_written_does_not_sleep() {
 
 #[test]
 fn a_producer_waiting_for_room_behind_a_big_record_being_read_does_not_sleep() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let payload = vec![9u8; BIG];
     let (mut awake, mut valid) = (0, 0);
     for _ in 0..TRIES {
