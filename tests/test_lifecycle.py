@@ -109,3 +109,51 @@ def test_a_stray_symlink_does_not_break_ls(qname: str, tmp_path: Any) -> None:
         assert qname in ls.stdout and "NotASegmentError" in ls.stdout
     finally:
         h.segment_path(qname).unlink()
+
+
+def use_after_parent_closed(q: Any, parent_closed: Any, out: Any) -> None:
+    parent_closed.wait(30)
+    q.put("from the child")
+    out.put(q.get(timeout=10))
+
+
+def leave_untouched(q: Any) -> None:
+    return None
+
+
+@pytest.mark.parametrize("anonymous", [False, True])
+def test_a_fork_child_that_has_not_attached_yet_keeps_an_empty_queue(
+    qname: str, anonymous: bool
+) -> None:
+    # A handle inherited across fork() is in flight until the child attaches (on first use):
+    # the parent closing the empty queue first must not remove it under the child.
+    ctx = mp.get_context("fork")
+    parent_closed, out = ctx.Event(), ctx.Queue()
+    q: shmq.Queue[str] = shmq.Queue() if anonymous else shmq.Queue(qname)
+    path = h.segment_path(q.name)
+    p = ctx.Process(target=use_after_parent_closed, args=(q, parent_closed, out))
+    p.start()
+    q.close()  # empty, and the parent's was the only attachment
+    parent_closed.set()
+    try:
+        assert out.get(timeout=60) == "from the child"
+    finally:
+        p.join(60)
+        if p.is_alive():
+            p.kill()
+    assert p.exitcode == 0
+    assert not path.exists()  # the child was its last process, and left it empty
+
+
+def test_a_fork_child_that_never_attaches_still_lets_the_queue_go(qname: str) -> None:
+    # The other side of the rule above: a child that exits without using the queue hands the
+    # removal back (no 60 s grace for a queue nobody will use).
+    ctx = mp.get_context("fork")
+    q: shmq.Queue[str] = shmq.Queue(qname)
+    path = h.segment_path(q.name)
+    p = ctx.Process(target=leave_untouched, args=(q,))
+    p.start()
+    q.close()
+    p.join(60)
+    assert p.exitcode == 0
+    assert not path.exists()

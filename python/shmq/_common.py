@@ -355,7 +355,7 @@ def open_arguments(
 class _Handle(Protocol):
     def close(self) -> None: ...
     def _reattach_after_fork(self) -> None: ...
-
+    def _keep_alive(self, grace: float) -> None: ...
 
 
 _live_handles: weakref.WeakSet[_Handle] = weakref.WeakSet()
@@ -429,6 +429,13 @@ def _close_all() -> None:
         handle.close()
 
 
+def _before_fork() -> None:
+    # The child's copy of each handle is in flight until the child attaches (on first use)
+    # or closes it: if this process closes its own first, the queue stays for the child.
+    for handle in list(_live_handles):
+        handle._keep_alive(IN_FLIGHT_GRACE)
+
+
 def _after_fork_in_child() -> None:
     # The child attaches to an inherited queue on first use only (a child that never uses
     # it never attaches), and detaches at exit.
@@ -440,4 +447,4 @@ def _after_fork_in_child() -> None:
 
 
 atexit.register(_close_all)
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)

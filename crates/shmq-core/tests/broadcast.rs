@@ -368,3 +368,30 @@ fn try_hold_releases_the_records_held_before() {
         vec![3]
     );
 }
+
+#[test]
+fn calls_that_do_not_apply_to_a_broadcast_ring_are_refused_as_unsupported() {
+    use shmq_core::ring::TryRecvError;
+    // A caller's mistake, not a corrupted ring: nothing in shared memory is wrong.
+    let (r, publisher) = region(4096, 0);
+    let sub = subscriber(&r);
+    send(&publisher, 1).unwrap();
+    assert!(matches!(
+        sub.try_recv_many_limited(1, u64::MAX, |_| {}),
+        Err(TryRecvError::Unsupported(_))
+    ));
+    assert!(matches!(
+        sub.try_claim_held(),
+        Err(TryRecvError::Unsupported(_))
+    ));
+    assert_eq!(
+        read(&sub, 1).unwrap().len(),
+        1,
+        "the message is still there"
+    );
+
+    let (r, publisher) = region(4096, FLAG_LAG);
+    let sub = subscriber(&r);
+    send(&publisher, 1).unwrap();
+    assert!(matches!(sub.try_hold(), Err(TryReadError::Unsupported(_))));
+}

@@ -190,6 +190,9 @@ impl<T: Endpoint> Attachment<T> {
                 let fresh = py
                     .detach(|| old.reopen_in_child())
                     .map_err(|e| crate::errors::open_error(&self.name, e))?;
+                // The parent marked the handle in flight when it forked (see
+                // `inherit_after_fork`): it has arrived.
+                fresh.arrived();
                 let fresh = Arc::new(fresh);
                 if let State::Inherited(old) =
                     std::mem::replace(&mut *state, State::Attached(fresh.clone()))
@@ -226,8 +229,17 @@ impl<T: Endpoint> Attachment<T> {
         );
         let t = match state {
             State::Attached(t) => t,
-            // Never attached in this process: nothing to detach, the parent's is the parent's.
-            State::Inherited(t) => return forget(t),
+            // Never attached in this process: the parent's attachment is the parent's. But the
+            // parent marked the handle in flight when it forked, and may have left meanwhile,
+            // keeping the ring for us: hand it back by attaching and detaching as its last
+            // process would (which removes it if nothing else keeps it).
+            State::Inherited(t) => {
+                py.detach(|| {
+                    t.arrived();
+                    drop(t.reopen_in_child());
+                });
+                return forget(t);
+            }
             State::Closed => return,
         };
         let weak = Arc::downgrade(&t);

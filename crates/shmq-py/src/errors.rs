@@ -129,6 +129,7 @@ pub(crate) fn send_error(noun: Noun, name: &str, e: SendError) -> PyErr {
              create it with a larger capacity, or pass allow_large=True)"
         )),
         SendError::Corrupted(w) => CorruptedQueueError::new_err(format!("{what} {name:?}: {w}")),
+        SendError::Unsupported(w) => InvalidArgumentError::new_err(format!("{what} {name:?}: {w}")),
         SendError::SideSegment {
             kind: std::io::ErrorKind::StorageFull,
             ..
@@ -148,6 +149,7 @@ pub(crate) fn recv_error(noun: Noun, name: &str, e: RecvError) -> PyErr {
             WouldDeadlockError::new_err(format!("{what} {name:?}: would deadlock: {w}"))
         }
         RecvError::Corrupted(w) => CorruptedQueueError::new_err(format!("{what} {name:?}: {w}")),
+        RecvError::Unsupported(w) => InvalidArgumentError::new_err(format!("{what} {name:?}: {w}")),
         e => ShmqError::new_err(format!("{what} {name:?}: {e}")),
     }
 }

@@ -187,6 +187,9 @@ pub enum SendError {
     /// A loan that could only wait for the calling thread itself (see [`crate::Loan`]):
     /// refused at once rather than hanging.
     WouldDeadlock(&'static str),
+    /// The call does not apply to this queue or broadcast (see
+    /// [`shmq_core::TrySendError::Unsupported`]).
+    Unsupported(&'static str),
 }
 
 impl fmt::Display for SendError {
@@ -220,6 +223,7 @@ impl fmt::Display for SendError {
             Self::Interrupted => write!(f, "interrupted"),
             Self::ShutDown => write!(f, "queue was shut down"),
             Self::WouldDeadlock(w) => write!(f, "would deadlock: {w}"),
+            Self::Unsupported(w) => write!(f, "unsupported: {w}"),
         }
     }
 }
@@ -273,6 +277,9 @@ pub enum RecvError {
     ShutDown,
     /// A hold that could only wait for the calling thread itself (see [`crate::Loan`]).
     WouldDeadlock(&'static str),
+    /// The call does not apply to this queue or subscription: a zero-copy read of a
+    /// lag-policy broadcast (see [`shmq_core::TryRecvError::Unsupported`]).
+    Unsupported(&'static str),
 }
 
 impl fmt::Display for RecvError {
@@ -285,6 +292,7 @@ impl fmt::Display for RecvError {
             Self::Interrupted => write!(f, "interrupted"),
             Self::ShutDown => write!(f, "queue was shut down and is empty"),
             Self::WouldDeadlock(w) => write!(f, "would deadlock: {w}"),
+            Self::Unsupported(w) => write!(f, "unsupported: {w}"),
         }
     }
 }
@@ -297,6 +305,7 @@ impl From<shmq_core::SendTimeoutError> for SendError {
             E::Timeout => Self::Timeout,
             E::TooLarge { size, max } => Self::TooLarge { size, max },
             E::Corrupted(w) => Self::Corrupted(w),
+            E::Unsupported(w) => Self::Unsupported(w),
             E::Interrupted => Self::Interrupted,
             E::ShutDown => Self::ShutDown,
         }
@@ -311,6 +320,7 @@ impl From<shmq_core::TrySendError> for SendError {
             E::Full | E::Busy => Self::Full,
             E::TooLarge { size, max } => Self::TooLarge { size, max },
             E::Corrupted(w) => Self::Corrupted(w),
+            E::Unsupported(w) => Self::Unsupported(w),
             E::ShutDown => Self::ShutDown,
         }
     }
@@ -322,6 +332,7 @@ impl From<shmq_core::RecvTimeoutError> for RecvError {
         match e {
             E::Timeout => Self::Timeout,
             E::Corrupted(w) => Self::Corrupted(w),
+            E::Unsupported(w) => Self::Unsupported(w),
             E::Interrupted => Self::Interrupted,
             E::ShutDown => Self::ShutDown,
         }
@@ -337,6 +348,7 @@ impl From<shmq_core::ReadTimeoutError> for RecvError {
             // `Subscriber` subscribes when it opens and unsubscribes only when it closes.
             E::NotSubscribed => Self::Corrupted("the subscription's cursor was removed"),
             E::Corrupted(w) => Self::Corrupted(w),
+            E::Unsupported(w) => Self::Unsupported(w),
             E::Interrupted => Self::Interrupted,
             E::ShutDown => Self::ShutDown,
         }

@@ -164,6 +164,7 @@ impl<B: Backing + Sync> Ring<B> {
             Err(TryRecvError::Empty) => Err(Next::Sleep),
             Err(TryRecvError::Busy) => Err(Next::Yield),
             Err(TryRecvError::Corrupted(w)) => Err(Next::Fail(RecvTimeoutError::Corrupted(w))),
+            Err(TryRecvError::Unsupported(w)) => Err(Next::Fail(RecvTimeoutError::Unsupported(w))),
             Err(TryRecvError::ShutDown) => Err(Next::Fail(RecvTimeoutError::ShutDown)),
         };
         block(deadline, w, attempt, |until| self.wait_for_data(until)).map_err(|s| match s {
@@ -230,6 +231,7 @@ fn read_next(e: TryReadError) -> Next<ReadTimeoutError> {
         TryReadError::Lagged { missed } => Next::Fail(ReadTimeoutError::Lagged { missed }),
         TryReadError::NotSubscribed => Next::Fail(ReadTimeoutError::NotSubscribed),
         TryReadError::Corrupted(w) => Next::Fail(ReadTimeoutError::Corrupted(w)),
+        TryReadError::Unsupported(w) => Next::Fail(ReadTimeoutError::Unsupported(w)),
         TryReadError::ShutDown => Next::Fail(ReadTimeoutError::ShutDown),
     }
 }

@@ -39,6 +39,8 @@ pub enum TryReadError {
     NotSubscribed,
     /// The shared memory holds impossible values.
     Corrupted(&'static str),
+    /// See [`TrySendError::Unsupported`].
+    Unsupported(&'static str),
     /// Another thread of this attachment is reading: try again (after yielding).
     Busy,
     /// The ring was shut down and nothing is left to read (or it was shut down immediately).
@@ -59,6 +61,8 @@ pub enum ReadTimeoutError {
     NotSubscribed,
     /// See [`TryReadError::Corrupted`].
     Corrupted(&'static str),
+    /// See [`TrySendError::Unsupported`].
+    Unsupported(&'static str),
     /// The caller's [`super::Waiter`] asked to stop.
     Interrupted,
     /// See [`TryReadError::ShutDown`].

@@ -17,6 +17,10 @@ pub enum TrySendError {
     },
     /// The shared state is inconsistent (a buggy or hostile process wrote to it).
     Corrupted(&'static str),
+    /// The call does not apply to this ring: a queue call on a broadcast ring, a loan or
+    /// hold on a heap-backed ring, a zero-copy read of a lag-policy ring. A mistake of the
+    /// caller, never caused by another process.
+    Unsupported(&'static str),
     /// Every lane of this attachment is taken by its other threads: try again (after
     /// yielding). Never caused by another process.
     Busy,
@@ -32,6 +36,8 @@ pub enum TryRecvError {
     Empty,
     /// The shared state is inconsistent.
     Corrupted(&'static str),
+    /// See [`TrySendError::Unsupported`].
+    Unsupported(&'static str),
     /// See [`TrySendError::Busy`].
     Busy,
     /// The ring was shut down and nothing is left to receive (or it was shut down
@@ -53,6 +59,8 @@ pub enum SendTimeoutError {
     },
     /// See [`TrySendError::Corrupted`].
     Corrupted(&'static str),
+    /// See [`TrySendError::Unsupported`].
+    Unsupported(&'static str),
     /// The caller's [`Waiter`](super::Waiter) asked to stop (a signal, a handle closed meanwhile).
     Interrupted,
     /// See [`TrySendError::ShutDown`].
@@ -66,6 +74,8 @@ pub enum RecvTimeoutError {
     Timeout,
     /// See [`TryRecvError::Corrupted`].
     Corrupted(&'static str),
+    /// See [`TrySendError::Unsupported`].
+    Unsupported(&'static str),
     /// The caller's [`Waiter`](super::Waiter) asked to stop.
     Interrupted,
     /// See [`TryRecvError::ShutDown`].
@@ -111,6 +121,7 @@ impl core::fmt::Display for TrySendError {
                 write!(f, "message of {size} bytes can never fit (at most {max})")
             }
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
+            Self::Unsupported(w) => write!(f, "unsupported: {w}"),
             Self::Busy => write!(f, "{BUSY}"),
             Self::ShutDown => write!(f, "{SHUT_DOWN}"),
         }
@@ -126,6 +137,7 @@ impl core::fmt::Display for TryRecvError {
         match self {
             Self::Empty => write!(f, "queue is empty"),
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
+            Self::Unsupported(w) => write!(f, "unsupported: {w}"),
             Self::Busy => write!(f, "{BUSY}"),
             Self::ShutDown => write!(f, "{SHUT_DOWN}"),
         }
@@ -141,6 +153,7 @@ impl core::fmt::Display for SendTimeoutError {
                 write!(f, "message of {size} bytes can never fit (at most {max})")
             }
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
+            Self::Unsupported(w) => write!(f, "unsupported: {w}"),
             Self::Interrupted => write!(f, "interrupted"),
             Self::ShutDown => write!(f, "{SHUT_DOWN}"),
         }
@@ -153,6 +166,7 @@ impl core::fmt::Display for RecvTimeoutError {
         match self {
             Self::Timeout => write!(f, "timed out waiting for a message"),
             Self::Corrupted(w) => write!(f, "corrupted queue: {w}"),
+            Self::Unsupported(w) => write!(f, "unsupported: {w}"),
             Self::Interrupted => write!(f, "interrupted"),
             Self::ShutDown => write!(f, "{SHUT_DOWN}"),
         }
@@ -166,6 +180,7 @@ impl SendTimeoutError {
         match e {
             TrySendError::TooLarge { size, max } => Self::TooLarge { size, max },
             TrySendError::Corrupted(w) => Self::Corrupted(w),
+            TrySendError::Unsupported(w) => Self::Unsupported(w),
             TrySendError::ShutDown => Self::ShutDown,
             TrySendError::Full | TrySendError::Busy => Self::Timeout,
         }

@@ -73,7 +73,7 @@ impl<B: Backing> Ring<B> {
 
     fn hold_any(&self, keep: bool) -> Result<Option<Held>, TryReadError> {
         if self.lag_policy() {
-            return Err(TryReadError::Corrupted(
+            return Err(TryReadError::Unsupported(
                 "zero-copy reads need the block policy",
             ));
         }

@@ -163,7 +163,7 @@ impl<B: Backing> Ring<B> {
             return Err(TrySendError::TooLarge { size: len, max });
         }
         if self.b.typed().is_some() {
-            return Err(TrySendError::Corrupted("loans need a mapped ring"));
+            return Err(TrySendError::Unsupported("loans need a mapped ring"));
         }
         // After a shutdown no loan opens (as no send succeeds); one opened before it commits.
         match self.phase() {
@@ -404,12 +404,12 @@ impl<B: Backing> Ring<B> {
     /// is counted lost (as a consumer killed inside a receive).
     pub fn try_claim_held(&self) -> Result<Claim, TryRecvError> {
         if self.g.is_broadcast() {
-            return Err(TryRecvError::Corrupted(
+            return Err(TryRecvError::Unsupported(
                 "a broadcast ring is read through a subscription",
             ));
         }
         if self.b.typed().is_some() {
-            return Err(TryRecvError::Corrupted("holds need a mapped ring"));
+            return Err(TryRecvError::Unsupported("holds need a mapped ring"));
         }
         // Loaded before the attempt, as in `recv_run`: after a shutdown, what is left is
         // held as usual, then `ShutDown`.
@@ -564,6 +564,7 @@ impl<B: Backing> Ring<B> {
             Err(TryRecvError::Empty) => Err(Next::Sleep),
             Err(TryRecvError::Busy) => Err(Next::Held),
             Err(TryRecvError::Corrupted(w)) => Err(Next::Fail(RecvTimeoutError::Corrupted(w))),
+            Err(TryRecvError::Unsupported(w)) => Err(Next::Fail(RecvTimeoutError::Unsupported(w))),
             Err(TryRecvError::ShutDown) => Err(Next::Fail(RecvTimeoutError::ShutDown)),
         };
         block(deadline, w, attempt, |until| self.wait_for_data(until)).map_err(|s| match s {

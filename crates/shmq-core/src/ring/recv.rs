@@ -38,9 +38,8 @@ impl<B: Backing> Ring<B> {
     /// bytes of the batch past `max_bytes` (the first message is always taken): a batch of
     /// large messages then holds only a bounded amount of memory at once.
     ///
-    /// On a broadcast ring this is a usage error, reported as `Corrupted` (the enum has no
-    /// better variant): a broadcast ring is read through a subscription
-    /// ([`Ring::try_read_many_with`]).
+    /// On a broadcast ring this is [`TryRecvError::Unsupported`]: a broadcast ring is read
+    /// through a subscription ([`Ring::try_read_many_with`]).
     pub fn try_recv_many_limited(
         &self,
         max: usize,
@@ -87,7 +86,7 @@ impl<B: Backing> Ring<B> {
         f: &mut impl FnMut(RecordView<'_>),
     ) -> Result<usize, TryRecvError> {
         if self.g.is_broadcast() {
-            return Err(TryRecvError::Corrupted(
+            return Err(TryRecvError::Unsupported(
                 "a broadcast ring is read through a subscription",
             ));
         }
