@@ -26,19 +26,12 @@ pub(crate) struct PyPublisher {
     codecs: Codecs,
 }
 
+handle_methods!(PyPublisher);
+
+sender_methods!(PyPublisher);
+
 #[pymethods]
 impl PyPublisher {
-    /// Spins about 50 µs (without the GIL) for a message: whether one may be ready.
-    fn _spin(&self, py: Python<'_>, side: u8) -> PyResult<bool> {
-        crate::readiness::spin(py, self.att.get(py)?, side)
-    }
-
-    /// Announces an asynchronous wait for `side` (0 data, 1 space; `shmq.asyncio`): `None`
-    /// when the condition holds now.
-    fn _arm(&self, py: Python<'_>, side: u8) -> PyResult<Option<crate::readiness::PyArmed>> {
-        crate::readiness::arm(self.att.get(py)?, side)
-    }
-
     #[new]
     #[pyo3(signature = (name, *, capacity, create=None, mode=0o600, codec=1, allow_pickle=true,
                         persistent=false, max_processes=128, lag=false, allow_large=false,
@@ -147,90 +140,15 @@ impl PyPublisher {
         Ok(())
     }
 
-    /// Whether the broadcast was shut down (by any process).
-    #[getter]
-    fn is_shutdown(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.att.get(py)?.is_shutdown())
-    }
-
     /// Detaches; the last process to detach removes a non-persistent broadcast.
     fn close(&self, py: Python<'_>) {
         self.att.shut(py);
-    }
-
-    /// Removes the name now; attached processes keep using the ring.
-    fn unlink(&self, py: Python<'_>) -> PyResult<()> {
-        self.att.unlink(py)
-    }
-
-    /// Keeps the broadcast for `grace` seconds (see `_Queue._keep_alive`).
-    fn _keep_alive(&self, grace: f64) {
-        self.att.keep_alive(grace);
-    }
-
-    /// A handle sent with `_keep_alive` arrived here (it was unpickled and attached).
-    fn _arrived(&self) {
-        self.att.arrived();
-    }
-
-    /// Whether `close()` was called.
-    #[getter]
-    fn closed(&self) -> bool {
-        self.att.is_closed()
-    }
-
-    /// The broadcast's full name.
-    #[getter]
-    fn name(&self) -> &str {
-        &self.att.name
-    }
-
-    /// Default codec id of `publish`.
-    #[getter]
-    fn codec_id(&self) -> u16 {
-        self.codecs.codec
-    }
-
-    /// Whether pickle is allowed.
-    #[getter]
-    fn allow_pickle(&self) -> bool {
-        self.codecs.allow_pickle
-    }
-
-    /// Ring size in bytes.
-    #[getter]
-    fn capacity(&self, py: Python<'_>) -> PyResult<u64> {
-        Ok(self.att.get(py)?.capacity())
-    }
-
-    /// Largest encoded message the ring can hold.
-    #[getter]
-    fn max_message_size(&self, py: Python<'_>) -> PyResult<u64> {
-        Ok(self.att.get(py)?.max_message_size())
     }
 
     /// `"lag"` or `"block"`.
     #[getter]
     fn policy(&self, py: Python<'_>) -> PyResult<&'static str> {
         Ok(policy_name(self.att.get(py)?.policy()))
-    }
-
-    /// Whether the segment outlives its last process.
-    #[getter]
-    fn persistent(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.att.get(py)?.is_persistent())
-    }
-
-    /// Whether this handle publishes messages larger than the ring through side segments.
-    #[getter]
-    fn allow_large(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.att.get(py)?.allows_large())
-    }
-
-    /// `(mode, trusted owners or None for any)`: how a pickled handle reopens.
-    #[getter]
-    fn _access(&self) -> (u32, Option<Vec<u32>>) {
-        self.access.as_tuple()
     }
 
     /// Counters as a dict, with a list of subscriber dicts.

@@ -3,6 +3,8 @@
 //! and errors (onto `shmq._errors`). The queues themselves are the crate's; no user code
 //! (decoding) runs while a message is claimed or a lane is held.
 
+#[macro_use]
+mod handle_methods;
 mod access;
 mod admin;
 mod args;

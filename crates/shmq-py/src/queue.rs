@@ -44,19 +44,12 @@ impl PyQueue {
     }
 }
 
+handle_methods!(PyQueue);
+
+sender_methods!(PyQueue);
+
 #[pymethods]
 impl PyQueue {
-    /// Spins about 50 µs (without the GIL) for a message: whether one may be ready.
-    fn _spin(&self, py: Python<'_>, side: u8) -> PyResult<bool> {
-        crate::readiness::spin(py, self.att.get(py)?, side)
-    }
-
-    /// Announces an asynchronous wait for `side` (0 data, 1 space; `shmq.asyncio`): `None`
-    /// when the condition holds now.
-    fn _arm(&self, py: Python<'_>, side: u8) -> PyResult<Option<crate::readiness::PyArmed>> {
-        crate::readiness::arm(self.att.get(py)?, side)
-    }
-
     #[new]
     #[pyo3(signature = (name, *, capacity, maxsize=0, create=None, mode=0o600, codec=1,
                         allow_pickle=true, persistent=false, max_processes=128, allow_large=false,
@@ -277,12 +270,6 @@ impl PyQueue {
         Ok(())
     }
 
-    /// Whether the queue was shut down (by any process).
-    #[getter]
-    fn is_shutdown(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.queue(py)?.is_shutdown())
-    }
-
     /// Detaches this process; the last process to detach removes a non-persistent queue.
     /// Idempotent.
     fn close(&self, py: Python<'_>) {
@@ -290,80 +277,10 @@ impl PyQueue {
         self.att.shut(py);
     }
 
-    /// Removes the queue's name now; attached processes keep using it.
-    fn unlink(&self, py: Python<'_>) -> PyResult<()> {
-        self.att.unlink(py)
-    }
-
-    /// Keeps the queue for `grace` seconds whatever its last process does meanwhile (for a
-    /// handle on its way to another process: pickled, or inherited by a child).
-    fn _keep_alive(&self, grace: f64) {
-        self.att.keep_alive(grace);
-    }
-
-    /// A handle sent with `_keep_alive` arrived here (it was unpickled and attached).
-    fn _arrived(&self) {
-        self.att.arrived();
-    }
-
-    /// Whether `close()` was called.
-    #[getter]
-    fn closed(&self) -> bool {
-        self.att.is_closed()
-    }
-
-    /// The queue's full name (namespace included).
-    #[getter]
-    fn name(&self) -> &str {
-        &self.att.name
-    }
-
-    /// Default codec id of `put`.
-    #[getter]
-    fn codec_id(&self) -> u16 {
-        self.codecs.codec
-    }
-
-    /// Whether pickle is allowed.
-    #[getter]
-    fn allow_pickle(&self) -> bool {
-        self.codecs.allow_pickle
-    }
-
-    /// Ring size in bytes.
-    #[getter]
-    fn capacity(&self, py: Python<'_>) -> PyResult<u64> {
-        Ok(self.queue(py)?.capacity())
-    }
-
     /// Message bound (0 = none).
     #[getter]
     fn maxsize(&self, py: Python<'_>) -> PyResult<u64> {
         Ok(self.queue(py)?.maxsize())
-    }
-
-    /// Largest encoded message the ring can hold.
-    #[getter]
-    fn max_message_size(&self, py: Python<'_>) -> PyResult<u64> {
-        Ok(self.queue(py)?.max_message_size())
-    }
-
-    /// Whether the segment outlives its last process.
-    #[getter]
-    fn persistent(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.queue(py)?.is_persistent())
-    }
-
-    /// Whether this handle puts messages larger than the ring through side segments.
-    #[getter]
-    fn allow_large(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.queue(py)?.allows_large())
-    }
-
-    /// `(mode, trusted owners or None for any)`: how a pickled handle reopens.
-    #[getter]
-    fn _access(&self) -> (u32, Option<Vec<u32>>) {
-        self.access.as_tuple()
     }
 
     /// Counters and occupancy as a dict.

@@ -252,19 +252,10 @@ impl PySubscriber {
     }
 }
 
+handle_methods!(PySubscriber);
+
 #[pymethods]
 impl PySubscriber {
-    /// Spins about 50 µs (without the GIL) for a message: whether one may be ready.
-    fn _spin(&self, py: Python<'_>, side: u8) -> PyResult<bool> {
-        crate::readiness::spin(py, self.att.get(py)?, side)
-    }
-
-    /// Announces an asynchronous wait for `side` (0 data, 1 space; `shmq.asyncio`): `None`
-    /// when the condition holds now.
-    fn _arm(&self, py: Python<'_>, side: u8) -> PyResult<Option<crate::readiness::PyArmed>> {
-        crate::readiness::arm(self.att.get(py)?, side)
-    }
-
     #[new]
     #[pyo3(signature = (name, *, allow_pickle=true, mode=0o600, trusted_owners=None,
                         trust_any_owner=false))]
@@ -379,56 +370,10 @@ impl PySubscriber {
         self.att.shut(py);
     }
 
-    /// Whether `close()` was called.
-    #[getter]
-    fn closed(&self) -> bool {
-        self.att.is_closed()
-    }
-
-    /// The broadcast's full name.
-    #[getter]
-    fn name(&self) -> &str {
-        &self.att.name
-    }
-
-    /// Whether pickle is allowed.
-    #[getter]
-    fn allow_pickle(&self) -> bool {
-        self.codecs.allow_pickle
-    }
-
-    /// Ring size in bytes.
-    #[getter]
-    fn capacity(&self, py: Python<'_>) -> PyResult<u64> {
-        Ok(self.att.get(py)?.capacity())
-    }
-
     /// `"lag"` or `"block"`.
     #[getter]
     fn policy(&self, py: Python<'_>) -> PyResult<&'static str> {
         Ok(policy_name(self.att.get(py)?.policy()))
-    }
-
-    /// Whether the broadcast was shut down (by any process).
-    #[getter]
-    fn is_shutdown(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.att.get(py)?.is_shutdown())
-    }
-
-    /// `(mode, trusted owners or None for any)`: how a pickled handle reopens.
-    #[getter]
-    fn _access(&self) -> (u32, Option<Vec<u32>>) {
-        self.access.as_tuple()
-    }
-
-    /// Keeps the broadcast for `grace` seconds (see `_Queue._keep_alive`).
-    fn _keep_alive(&self, grace: f64) {
-        self.att.keep_alive(grace);
-    }
-
-    /// A handle sent with `_keep_alive` arrived here (it was unpickled and attached).
-    fn _arrived(&self) {
-        self.att.arrived();
     }
 
     /// This subscription's position and lag, as a dict.

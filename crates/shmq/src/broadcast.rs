@@ -60,6 +60,9 @@ fn policy_of(h: &Handle) -> Policy {
 }
 
 impl Broadcast {
+    handle_api!();
+    sender_api!();
+
     /// Settings for the broadcast `name`.
     pub fn builder(name: &str) -> Builder<Broadcast> {
         Builder::new(name)
@@ -73,32 +76,12 @@ impl Broadcast {
         Self::builder(name).open()
     }
 
-    /// The broadcast's name.
-    pub fn name(&self) -> &str {
-        self.h.name()
-    }
-    /// Ring size in bytes.
-    pub fn capacity(&self) -> u64 {
-        self.h.capacity()
-    }
-    /// Largest message that fits in the ring.
-    pub fn max_message_size(&self) -> u64 {
-        self.h.max_message_size()
-    }
     /// What publishers do when a subscriber falls a ring behind.
     pub fn policy(&self) -> Policy {
         policy_of(&self.h)
     }
-    /// Whether the segment outlives its last process.
-    pub fn is_persistent(&self) -> bool {
-        self.h.is_persistent()
-    }
-    /// Whether this handle publishes messages larger than the ring (side segments).
-    pub fn allows_large(&self) -> bool {
-        self.h.allows_large()
-    }
     /// Room for one message of `len` bytes, written in place and published by
-    /// [`Loan::commit`] (see [`crate::Queue::loan`]).
+    /// [`crate::Loan::commit`] (see [`crate::Queue::loan`]).
     pub fn loan(&self, len: usize, wait: Wait) -> Result<crate::Loan<'_>, SendError> {
         let l = self.h.loan(len, wait, &mut Plain)?;
         Ok(crate::Loan::new(&self.h, l))
@@ -111,44 +94,9 @@ impl Broadcast {
         Subscriber::open(self.name())
     }
 
-    /// Publishes `msg` (raw codec), waiting for room as long as needed (block policy).
-    pub fn send(&self, msg: &[u8]) -> Result<(), SendError> {
-        self.send_message(Message::raw(msg), Wait::Forever)
-    }
-    /// Publishes `msg` if there is room now.
-    pub fn try_send(&self, msg: &[u8]) -> Result<(), SendError> {
-        self.send_message(Message::raw(msg), Wait::No)
-    }
-    /// Publishes `msg`, waiting for room at most `timeout`.
-    pub fn send_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
-        self.send_message(Message::raw(msg), Wait::timeout(timeout))
-    }
-    /// Publishes one message with an explicit codec id.
-    pub fn send_message(&self, msg: Message<'_>, wait: Wait) -> Result<(), SendError> {
-        self.send_many_with(std::slice::from_ref(&msg), wait, &mut Plain)
-            .map_err(|e| e.error)
-    }
-    /// Publishes every message of `msgs` in order (see [`crate::Queue::send_many`]).
-    pub fn send_many(&self, msgs: &[Message<'_>], wait: Wait) -> Result<(), SendManyError> {
-        self.send_many_with(msgs, wait, &mut Plain)
-    }
-    /// As [`Broadcast::send_many`], with `waiter`'s hooks around every sleep.
-    pub fn send_many_with(
-        &self,
-        msgs: &[Message<'_>],
-        wait: Wait,
-        waiter: &mut dyn Waiter,
-    ) -> Result<(), SendManyError> {
-        self.h.send_many(msgs, wait, waiter)
-    }
-
     /// The subscribers and how far behind they are.
     pub fn subscribers(&self) -> Vec<SubscriberInfo> {
         self.h.ring().subscribers()
-    }
-    /// Counters of the broadcast.
-    pub fn stats(&self) -> Stats {
-        self.h.stats()
     }
     /// Shuts the broadcast down for every process (as [`crate::Queue::shutdown`]): sends
     /// fail with [`SendError::ShutDown`]; each subscriber reads what it has not read yet and
@@ -157,44 +105,12 @@ impl Broadcast {
     pub fn shutdown(&self, immediate: bool) {
         self.h.shutdown(immediate);
     }
-    /// Whether the broadcast was shut down (by any process).
-    pub fn is_shutdown(&self) -> bool {
-        self.h.is_shutdown()
-    }
-    /// Removes the broadcast's name now (see [`crate::Queue::unlink`]).
-    pub fn unlink(&self) -> io::Result<()> {
-        self.h.unlink()
-    }
-    /// Keeps the ring for `grace` even if its last process detaches meanwhile: for a handle
-    /// about to reach another process (pickled, or inherited by a child that has not
-    /// attached yet), so that the ring is still there when it attaches.
-    pub fn keep_alive(&self, grace: Duration) {
-        self.h.keep_alive(grace);
-    }
-    /// A handle sent with `keep_alive` (by another process) arrived: it no longer keeps the
-    /// ring.
-    pub fn arrived(&self) {
-        self.h.arrived();
-    }
-    /// Tells this ring apart from others made under the same name later (see
-    /// [`crate::remove_if_nonce`]).
-    pub fn instance_id(&self) -> u64 {
-        self.h.instance_id()
-    }
-    /// Wakes every blocked thread of this broadcast, in every process.
-    pub fn wake_all_waiters(&self) {
-        self.h.wake_all();
-    }
     /// After `fork()`, in the child: an attachment of the child's own (see
     /// [`crate::Queue::reopen_in_child`]).
     pub fn reopen_in_child(&self) -> Result<Self, OpenError> {
         Ok(Self {
             h: self.h.reopen_in_child()?,
         })
-    }
-    /// After `fork()`, in the child: drops the inherited handle without detaching it.
-    pub fn forget_in_child(self) {
-        self.h.forget_in_child();
     }
     /// Detaches now (as drop does).
     pub fn close(self) {}
@@ -217,6 +133,8 @@ impl fmt::Debug for Subscriber {
 }
 
 impl Subscriber {
+    handle_api!();
+
     /// Subscribes to the existing broadcast `name`.
     pub fn open(name: &str) -> Result<Self, OpenError> {
         Self::open_with(Broadcast::builder(name))
@@ -231,14 +149,6 @@ impl Subscriber {
         Self { h }
     }
 
-    /// The broadcast's name.
-    pub fn name(&self) -> &str {
-        self.h.name()
-    }
-    /// Ring size in bytes.
-    pub fn capacity(&self) -> u64 {
-        self.h.capacity()
-    }
     /// What publishers do when a subscriber falls a ring behind.
     pub fn policy(&self) -> Policy {
         policy_of(&self.h)
@@ -314,43 +224,9 @@ impl Subscriber {
             .into_iter()
             .find(|s| s.slot == me)
     }
-    /// Counters of the broadcast.
-    pub fn stats(&self) -> Stats {
-        self.h.stats()
-    }
-    /// Whether the broadcast was shut down ([`Broadcast::shutdown`], by any process).
-    pub fn is_shutdown(&self) -> bool {
-        self.h.is_shutdown()
-    }
-    /// Removes the broadcast's name now (see [`crate::Queue::unlink`]).
-    pub fn unlink(&self) -> io::Result<()> {
-        self.h.unlink()
-    }
-    /// See [`Broadcast::keep_alive`].
-    pub fn keep_alive(&self, grace: Duration) {
-        self.h.keep_alive(grace);
-    }
-    /// A handle sent with `keep_alive` (by another process) arrived: it no longer keeps the
-    /// ring.
-    pub fn arrived(&self) {
-        self.h.arrived();
-    }
-    /// Tells this ring apart from others made under the same name later (see
-    /// [`crate::remove_if_nonce`]).
-    pub fn instance_id(&self) -> u64 {
-        self.h.instance_id()
-    }
-    /// Wakes every blocked thread of this broadcast, in every process.
-    pub fn wake_all_waiters(&self) {
-        self.h.wake_all();
-    }
     /// After `fork()`, in the child: a new subscription of the child's own, starting now.
     pub fn reopen_in_child(&self) -> Result<Self, OpenError> {
         Ok(Self::of(self.h.reopen_in_child()?))
-    }
-    /// After `fork()`, in the child: drops the inherited handle without detaching it.
-    pub fn forget_in_child(self) {
-        self.h.forget_in_child();
     }
     /// Stops reading now, although this handle stays attached (until dropped): publishers no
     /// longer wait for it. Reads then fail with `Corrupted`.

@@ -49,6 +49,8 @@
 
 #![warn(missing_docs)]
 
+#[macro_use]
+mod handle_api;
 mod admin;
 mod broadcast;
 mod builder;

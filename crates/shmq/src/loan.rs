@@ -196,7 +196,7 @@ impl Handle {
     }
 }
 
-/// What [`Handle::hold`] returns.
+/// What a hold of a queue or subscription returns (the handle's private `hold`).
 #[derive(Debug)]
 pub enum Hold {
     /// A record held in the ring.
