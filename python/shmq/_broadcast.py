@@ -10,7 +10,7 @@ from ._common import (
     DEFAULT_MAX_PROCESSES,
     DEFAULT_MODE,
     Capacity,
-    IN_FLIGHT_GRACE,
+    HandleMixin,
     Codec,
     T,
     TrustedOwners,
@@ -73,7 +73,7 @@ class BroadcastStats(NamedTuple):
     """Every live subscription."""
 
 
-class Broadcast(_Publisher, Generic[T]):
+class Broadcast(_Publisher, HandleMixin, Generic[T]):
     """The publishing side of a named broadcast ring: every subscriber receives every message
     published after it subscribed, in publication order.
 
@@ -215,16 +215,10 @@ class Broadcast(_Publisher, Generic[T]):
         stats["subscribers"] = [SubscriberStats(**s) for s in native["subscribers"]]
         return BroadcastStats(**stats)
 
-    def __enter__(self) -> Broadcast[T]:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __reduce__(self) -> tuple[Callable[..., Broadcast[Any]], tuple[Any, ...]]:
-        self._keep_alive(IN_FLIGHT_GRACE)
+    def _reopen_arguments(self) -> dict[str, Any]:
         mode, trusted = access_of(self)
-        return (_reopen_publisher, (self.name, self.codec_id, self.allow_pickle, self.allow_large, mode, trusted))
+        return dict(create=False, codec=self.codec_id, allow_pickle=self.allow_pickle,
+                    allow_large=self.allow_large, mode=mode, trusted_owners=trusted)
 
     def __repr__(self) -> str:
         if self.closed:
@@ -232,7 +226,7 @@ class Broadcast(_Publisher, Generic[T]):
         return f"<shmq.Broadcast {self.name!r} capacity={self.capacity} policy={self.policy!r}>"
 
 
-class Subscriber(_Subscriber, Generic[T]):
+class Subscriber(_Subscriber, HandleMixin, Generic[T]):
     """A subscription to a named broadcast: ``get`` returns every message published after
     the subscription was made, in publication order.
 
@@ -289,47 +283,11 @@ class Subscriber(_Subscriber, Generic[T]):
     def __next__(self) -> T:
         return self.get()
 
-    def __enter__(self) -> Subscriber[T]:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __reduce__(self) -> tuple[Callable[..., Subscriber[Any]], tuple[Any, ...]]:
-        self._keep_alive(IN_FLIGHT_GRACE)
+    def _reopen_arguments(self) -> dict[str, Any]:
         mode, trusted = access_of(self)
-        return (_resubscribe, (self.name, self.allow_pickle, mode, trusted))
+        return dict(allow_pickle=self.allow_pickle, mode=mode, trusted_owners=trusted)
 
     def __repr__(self) -> str:
         if self.closed:
             return f"<shmq.Subscriber {self.name!r} closed>"
         return f"<shmq.Subscriber {self.name!r} policy={self.policy!r}>"
-
-
-def _reopen_publisher(
-    name: str,
-    codec: int,
-    allow_pickle: bool,
-    allow_large: bool = False,
-    mode: int = DEFAULT_MODE,
-    trusted_owners: TrustedOwners = None,
-) -> Broadcast[Any]:
-    b: Broadcast[Any] = Broadcast(
-        name,
-        create=False,
-        codec=codec,
-        allow_pickle=allow_pickle,
-        allow_large=allow_large,
-        mode=mode,
-        trusted_owners=trusted_owners,
-    )
-    b._arrived()
-    return b
-
-
-def _resubscribe(
-    name: str, allow_pickle: bool, mode: int = DEFAULT_MODE, trusted_owners: TrustedOwners = None
-) -> Subscriber[Any]:
-    s: Subscriber[Any] = Subscriber(name, allow_pickle=allow_pickle, mode=mode, trusted_owners=trusted_owners)
-    s._arrived()
-    return s

@@ -300,6 +300,45 @@ def access_of(handle: Any) -> tuple[int, TrustedOwners]:
     return mode, ("*" if trusted is None else tuple(trusted))
 
 
+class _Reopenable(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def close(self) -> None: ...
+    def _keep_alive(self, grace: float) -> None: ...
+    def _reopen_arguments(self) -> dict[str, Any]: ...
+
+
+H = TypeVar("H", bound=_Reopenable)
+
+
+class HandleMixin:
+    """What every handle class (``Queue``, ``Broadcast``, ``Subscriber``) does alike: a
+    context manager that closes it, and pickling by name."""
+
+    __slots__ = ()
+
+    def __enter__(self: H) -> H:
+        return self
+
+    def __exit__(self: _Reopenable, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self: _Reopenable) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        # The handle travels by name: the receiving process attaches to the same ring. On its
+        # way there the ring must survive this process closing its handle first (the
+        # multiprocessing idiom): it is in flight until it arrives (or for the grace).
+        self._keep_alive(IN_FLIGHT_GRACE)
+        return (reopen_handle, (type(self), self.name, self._reopen_arguments()))
+
+
+def reopen_handle(cls: Callable[..., Any], name: str, arguments: dict[str, Any]) -> Any:
+    """Unpickles a handle: opens ``name`` as its sender had it open, then says it arrived."""
+    handle = cls(name, **arguments)
+    handle._arrived()
+    return handle
+
+
 def open_arguments(
     name: str | None,
     *,

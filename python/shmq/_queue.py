@@ -11,7 +11,7 @@ from ._common import (
     DEFAULT_MODE,
     MAX_MAXSIZE,
     Capacity,
-    IN_FLIGHT_GRACE,
+    HandleMixin,
     Codec,
     T,
     TrustedOwners,
@@ -65,7 +65,7 @@ class QueueStats(NamedTuple):
 QueueStats.__module__ = "shmq"  # pickled and printed as before the package split
 
 
-class Queue(_Queue, Generic[T]):
+class Queue(_Queue, HandleMixin, Generic[T]):
     """A named shared-memory MPMC queue with the surface of :class:`multiprocessing.Queue`.
 
     ``Queue(name=None, maxsize=0, capacity=DEFAULT_CAPACITY, *, create=None, namespace=None,
@@ -266,19 +266,10 @@ class Queue(_Queue, Generic[T]):
         """As :meth:`multiprocessing.Queue.cancel_join_thread`: nothing to cancel, a put
         returns only once its message is in shared memory."""
 
-    def __enter__(self) -> Queue[T]:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __reduce__(self) -> tuple[Callable[..., Queue[Any]], tuple[Any, ...]]:
-        # The handle travels by name: the receiving process attaches to the same queue.
-        # On its way to another process: the queue must still be there when it attaches,
-        # even if this process closes its handle first (the multiprocessing idiom).
-        self._keep_alive(IN_FLIGHT_GRACE)
+    def _reopen_arguments(self) -> dict[str, Any]:
         mode, trusted = access_of(self)
-        return (_reopen, (self.name, self.codec_id, self.allow_pickle, self.allow_large, mode, trusted))
+        return dict(create=False, codec=self.codec_id, allow_pickle=self.allow_pickle,
+                    allow_large=self.allow_large, mode=mode, trusted_owners=trusted)
 
     def __repr__(self) -> str:
         if self.closed:
@@ -287,24 +278,3 @@ class Queue(_Queue, Generic[T]):
             f"<shmq.Queue {self.name!r} qsize={self.qsize()} capacity={self.capacity}"
             f" maxsize={self.maxsize}>"
         )
-
-
-def _reopen(
-    name: str,
-    codec: int,
-    allow_pickle: bool,
-    allow_large: bool = False,
-    mode: int = DEFAULT_MODE,
-    trusted_owners: TrustedOwners = None,
-) -> Queue[Any]:
-    q: Queue[Any] = Queue(
-        name,
-        create=False,
-        codec=codec,
-        allow_pickle=allow_pickle,
-        allow_large=allow_large,
-        mode=mode,
-        trusted_owners=trusted_owners,
-    )
-    q._arrived()
-    return q
