@@ -17,6 +17,7 @@
 //! they skip any abandoned record. No new record state, so no layout change.
 
 use super::blocking::{block, Next, Stop};
+use super::recv::Run;
 use super::shutdown::Phase;
 use super::{Ring, Side, TryRecvError, TrySendError, Waiter};
 use crate::backing::Backing;
@@ -449,39 +450,19 @@ impl<B: Backing> Ring<B> {
     /// One claim at `head` of at most one message (and the abandoned records before it), as
     /// in `try_claim_and_take`. `None`: only abandoned records were claimed.
     fn claim_one(&self, lane_i: usize) -> Result<Option<Claim>, TryRecvError> {
-        let c = self.control();
         let lane = self.lane_at(lane_i);
-        // SYNC C1: Acquire on every load of `head`, as in `try_claim_and_take`.
-        let mut head = c.head.load(Ordering::Acquire);
-        let (end, count, permits) = loop {
-            let tail = c.tail.load(Ordering::Acquire);
-            if head > tail {
-                head = c.head.load(Ordering::Acquire);
-                if head > c.tail.load(Ordering::Acquire) {
-                    return Err(TryRecvError::Corrupted("head is ahead of tail"));
-                }
-                continue;
-            }
-            let Some((end, count, permits)) = self.scan(head, tail, 1, u64::MAX)? else {
-                head = c.head.load(Ordering::Acquire);
-                continue;
-            };
-            if end == head {
-                if head < tail {
+        let (head, end, count, permits) = match self.claim_run(lane, 1, u64::MAX)? {
+            Run::Claimed {
+                head,
+                end,
+                count,
+                permits,
+            } => (head, end, count, permits),
+            Run::Empty { in_flight } => {
+                if in_flight {
                     self.check_stuck();
                 }
                 return Err(TryRecvError::Empty);
-            }
-            lane.get_start.store(head, Ordering::Relaxed);
-            lane.get_end.store(end, Ordering::Relaxed);
-            lane.get_state.store(INTENT_PENDING, Ordering::Relaxed);
-            // SYNC C1 (claim): Release publishes the intent (see `try_claim_and_take`).
-            match c
-                .head
-                .compare_exchange_weak(head, end, Ordering::Release, Ordering::Acquire)
-            {
-                Ok(_) => break (end, count, permits),
-                Err(x) => head = x,
             }
         };
         if self.g.maxsize > 0 {

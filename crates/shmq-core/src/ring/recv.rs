@@ -9,6 +9,20 @@ use crate::layout::*;
 use crate::sync::Ordering;
 use std::time::Instant;
 
+/// What [`Ring::claim_run`] found at `head`.
+pub(super) enum Run {
+    /// `[head, end)` is claimed: `count` messages, and `permits` of abandoned records.
+    Claimed {
+        head: u64,
+        end: u64,
+        count: u64,
+        permits: u64,
+    },
+    /// Nothing ready; `in_flight`: a record is reserved at `head` but not committed (its
+    /// producer is writing it, or died doing so).
+    Empty { in_flight: bool },
+}
+
 impl<B: Backing> Ring<B> {
     /// Receives one message if one is ready, handing it to `f` while it is claimed.
     ///
@@ -109,47 +123,20 @@ impl<B: Backing> Ring<B> {
         max_bytes: u64,
         f: &mut impl FnMut(RecordView<'_>),
     ) -> Result<usize, TryRecvError> {
-        let c = self.control();
         let lane = self.try_lane().ok_or(TryRecvError::Busy)?;
-        // SYNC C1: Acquire pairs with the Release CAS of the consumer that moved head there; it
-        // had read a tail at least that large, so our tail load below cannot be older. The same
-        // holds for every load of `head` here (the reloads, the CAS failure): with them Relaxed
-        // the loom model `one_producer_two_consumers_each_message_once` reports a spurious
-        // "head is ahead of tail".
-        let mut head = c.head.load(Ordering::Acquire);
-        let (end, count, permits) = loop {
-            // Acquire: with head <= tail read after head, `[head, tail)` is reserved.
-            let tail = c.tail.load(Ordering::Acquire);
-            if head > tail {
-                head = c.head.load(Ordering::Acquire);
-                if head > c.tail.load(Ordering::Acquire) {
-                    return Err(TryRecvError::Corrupted("head is ahead of tail"));
-                }
-                continue;
-            }
-            let Some((end, count, permits)) = self.scan(head, tail, max, max_bytes)? else {
-                head = c.head.load(Ordering::Acquire); // stale: the records were reused
-                continue;
-            };
-            if end == head {
+        let (head, end, count, permits) = match self.claim_run(lane.lane, max, max_bytes)? {
+            Run::Claimed {
+                head,
+                end,
+                count,
+                permits,
+            } => (head, end, count, permits),
+            Run::Empty { in_flight } => {
                 drop(lane);
-                if head < tail {
+                if in_flight {
                     self.check_stuck(); // a producer is writing at head, or died doing so
                 }
                 return Err(TryRecvError::Empty);
-            }
-            lane.lane.get_start.store(head, Ordering::Relaxed);
-            lane.lane.get_end.store(end, Ordering::Relaxed);
-            lane.lane.get_state.store(INTENT_PENDING, Ordering::Relaxed);
-            // SYNC C1 (claim): Release publishes the lane intent to whoever sees the new head
-            // (a reclaimer or repairer). The records' contents were acquired by the stamp loads
-            // in `scan`; nothing else needs Acquire here.
-            match c
-                .head
-                .compare_exchange_weak(head, end, Ordering::Release, Ordering::Acquire)
-            {
-                Ok(_) => break (end, count, permits),
-                Err(x) => head = x,
             }
         };
         crash_point!(AfterClaimCas, lane, Err(TryRecvError::Corrupted("crashed")));
@@ -201,6 +188,74 @@ impl<B: Backing> Ring<B> {
             .fetch_add(count, Ordering::Relaxed);
         self.notify(Side::Space);
         result
+    }
+
+    /// Claims the run of records at `head` (at most `max` messages, `max_bytes` of payload
+    /// after the first) for `lane`: writes the claim intent and CASes `head` past it.
+    ///
+    /// `tail` is not read while records are there to take: a record's stamp carries the
+    /// keyed tag of its exact position, so a `COMMITTED` (or `ABANDONED`) stamp of this lap
+    /// is proof that its producer's CAS of `tail` went past it (SYNC P1 happens before its
+    /// stamp store, SYNC P2, which our Acquire load of the stamp synchronises with). The
+    /// scan is bounded by the ring (`head + capacity`) instead; `tail`, the line every
+    /// producer writes, is read only when nothing is ready, to tell an empty queue from a
+    /// record in flight and to check `head <= tail`.
+    pub(super) fn claim_run(
+        &self,
+        lane: &Lane,
+        max: usize,
+        max_bytes: u64,
+    ) -> Result<Run, TryRecvError> {
+        let c = self.control();
+        // SYNC C1: Acquire pairs with the Release CAS of the consumer that moved head there;
+        // it had acquired the stamps below it, whose producers had moved `tail` past them,
+        // so our `tail` load below cannot be older. The same holds for every load of `head`
+        // here (the reloads, the CAS failure): with them Relaxed the loom model
+        // `one_producer_two_consumers_each_message_once` reports a spurious "head is ahead
+        // of tail".
+        let mut head = c.head.load(Ordering::Acquire);
+        loop {
+            let limit = head.saturating_add(self.g.capacity);
+            let Some((end, count, permits)) = self.scan(head, limit, max, max_bytes)? else {
+                head = c.head.load(Ordering::Acquire); // stale: the records were reused
+                continue;
+            };
+            if end == head {
+                // Acquire: with head <= tail read after head, `[head, tail)` is reserved.
+                let tail = c.tail.load(Ordering::Acquire);
+                if head > tail {
+                    head = c.head.load(Ordering::Acquire);
+                    if head > c.tail.load(Ordering::Acquire) {
+                        return Err(TryRecvError::Corrupted("head is ahead of tail"));
+                    }
+                    continue;
+                }
+                return Ok(Run::Empty {
+                    in_flight: head < tail,
+                });
+            }
+            lane.get_start.store(head, Ordering::Relaxed);
+            lane.get_end.store(end, Ordering::Relaxed);
+            lane.get_state.store(INTENT_PENDING, Ordering::Relaxed);
+            // SYNC C1 (claim): Release publishes the lane intent to whoever sees the new head
+            // (a reclaimer or repairer), and the stamps we acquired (hence the `tail` their
+            // producers wrote) to the next consumer. The records' contents were acquired by
+            // the stamp loads in `scan`; nothing else needs Acquire here.
+            match c
+                .head
+                .compare_exchange_weak(head, end, Ordering::Release, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    return Ok(Run::Claimed {
+                        head,
+                        end,
+                        count,
+                        permits,
+                    })
+                }
+                Err(x) => head = x,
+            }
+        }
     }
 
     /// Scans ready records from `head` (below `tail`). Returns the end of the ready run, the
