@@ -221,7 +221,6 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--tasks, --workers and --span must be at least 1")
     span = args.span
     ctx = mp.get_context(args.start_method)
-    before = set(glob.glob(f"/dev/shm/{shmq.SEGMENT_PREFIX}*"))
 
     sample = range(0, args.tasks, max(args.tasks // 2000, 1))
     t = time.perf_counter()
@@ -268,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
             " the rest is queue overhead (pickling, wake-ups, copies) and the collector's checks."
         )
 
-    left = set(glob.glob(f"/dev/shm/{shmq.SEGMENT_PREFIX}*")) - before
+    # Only this run's queues (other programs may create queues meanwhile), and their side
+    # segments, if any were made.
+    left = set(glob.glob(f"/dev/shm/*{shmq.SEGMENT_PREFIX.rstrip('-')}*demo-{os.getpid()}-*"))
     if left:
         console.print(f"[red]queues left behind: {sorted(left)}")
         return 1
