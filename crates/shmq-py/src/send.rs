@@ -165,6 +165,10 @@ pub(crate) fn put_object<T: Sender + crate::zerocopy::Lends>(
     )
 }
 
+/// The most payload slots a batch reserves from its length hint (a huge `len()` is no
+/// reason to allocate before the first object is encoded).
+const BATCH_HINT_MAX: usize = 4096;
+
 /// Encodes every object of `objs` (all checked before anything is sent), then sends them,
 /// in this thread's order as [`put_object`]. The exception of a failure has `sent`: how
 /// many of the objects went in (in order), so that a retry of `objs[sent:]` puts each
@@ -179,7 +183,9 @@ pub(crate) fn send_objects<T: Sender>(
     wait: Wait,
 ) -> PyResult<()> {
     let encode_all = || -> Result<Vec<(u16, Payload<'_>)>, PyErr> {
-        let mut payloads = Vec::new();
+        // Sized up front when `objs` says its length (a list, a tuple): growing the vector
+        // as it fills showed in profiles. A failed `len()` (a generator) only loses the hint.
+        let mut payloads = Vec::with_capacity(objs.len().unwrap_or(0).min(BATCH_HINT_MAX));
         for obj in objs.try_iter()? {
             payloads.push((codec, codecs.encode(obj?, codec)?));
         }
