@@ -139,9 +139,7 @@ pub struct Received<'a>(Body<'a>);
 #[derive(Debug)]
 enum Body<'a> {
     Ring(RecordView<'a>),
-    /// Boxed: a `Received` is moved for every message of a batch, and the mapping's
-    /// bookkeeping is several times a ring record's view.
-    Large(Box<LargeMessage>),
+    Large(LargeMessage),
 }
 
 impl<'a> Received<'a> {
@@ -156,7 +154,7 @@ impl<'a> Received<'a> {
         if m.flags & RECORD_FLAG_SIDE == 0 {
             return Ok(Self(Body::Ring(m)));
         }
-        LargeMessage::open(ring, m.codec, m.parts(), take).map(|l| Self(Body::Large(Box::new(l))))
+        LargeMessage::open(ring, m.codec, m.parts(), take).map(|l| Self(Body::Large(l)))
     }
 
     /// Codec id of the message.
@@ -208,7 +206,7 @@ impl<'a> Received<'a> {
     /// released, which a large copy should not delay); `Err(self)` for one in the ring.
     pub fn into_large(self) -> Result<LargeMessage, Self> {
         match self.0 {
-            Body::Large(l) => Ok(*l),
+            Body::Large(l) => Ok(l),
             body => Err(Self(body)),
         }
     }
