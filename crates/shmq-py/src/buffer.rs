@@ -198,7 +198,8 @@ impl Scratch {
 /// must only copy: a large message is kept mapped and copied after the claim ends.
 pub(crate) enum Taken<'py> {
     Bytes(u16, PyResult<Bound<'py, PyBytes>>),
-    Large(LargeMessage),
+    /// Boxed: a batch moves a `Taken` per message; keep the usual ones small.
+    Large(Box<LargeMessage>),
     /// A large message to unpickle or unpack, copied to the thread's scratch buffer.
     Scratch(u16, Arc<Scratch>),
     /// A pickle with out-of-band buffers, copied into a new `bytearray` (its arrays are
@@ -209,7 +210,7 @@ pub(crate) enum Taken<'py> {
 impl<'py> Taken<'py> {
     pub(crate) fn of(py: Python<'py>, m: Received<'_>) -> Self {
         match m.into_large() {
-            Ok(large) => Self::Large(large),
+            Ok(large) => Self::Large(Box::new(large)),
             Err(m) => {
                 let (a, b) = m.parts();
                 Self::Bytes(m.codec(), bytes_of_parts(py, a, b))
@@ -227,7 +228,7 @@ impl<'py> Taken<'py> {
         if decodes_from_buffer && m.len() >= DECODE_FROM_SCRATCH_MIN {
             return match m.into_large() {
                 // A side segment's mapping is a private copy already.
-                Ok(large) => Self::Large(large),
+                Ok(large) => Self::Large(Box::new(large)),
                 Err(m) => {
                     let (a, b) = m.parts();
                     Self::Scratch(m.codec(), Scratch::filled(a, b))

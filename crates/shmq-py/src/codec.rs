@@ -391,6 +391,10 @@ impl Codecs {
         let mut out = Vec::with_capacity(raws.len());
         let mut rest = raws.into_iter();
         while let Some((codec, raw)) = rest.next() {
+            if codec == CODEC_RAW {
+                out.push(raw.into_any()); // cannot fail: no clone kept for the stash
+                continue;
+            }
             match self.decode(raw.clone(), codec) {
                 Ok(v) => out.push(v),
                 Err(e) => {

@@ -212,7 +212,7 @@ impl PySubscriber {
             return self.codecs.decode_taken(py, taken);
         };
         let (codec, raw) = match lend {
-            Lend::Large(large) => Taken::Large(large).into_raw(py)?,
+            Lend::Large(large) => Taken::Large(Box::new(large)).into_raw(py)?,
             Lend::Ring(held) => {
                 // SAFETY: `held` was just lent and is released only by its `LentRecord` (once
                 // no buffer of the view is alive) or below, after the copy.
