@@ -17,7 +17,7 @@
 //! they skip any abandoned record. No new record state, so no layout change.
 
 use super::blocking::{block, Next, Stop};
-use super::recv::Run;
+use super::recv::{Claimed, Run};
 use super::shutdown::Phase;
 use super::{Ring, Side, TryRecvError, TrySendError, Waiter};
 use crate::backing::Backing;
@@ -451,13 +451,13 @@ impl<B: Backing> Ring<B> {
     /// in `try_claim_and_take`. `None`: only abandoned records were claimed.
     fn claim_one(&self, lane_i: usize) -> Result<Option<Claim>, TryRecvError> {
         let lane = self.lane_at(lane_i);
-        let (head, end, count, permits) = match self.claim_run(lane, 1, u64::MAX)? {
-            Run::Claimed {
-                head,
-                end,
-                count,
-                permits,
-            } => (head, end, count, permits),
+        let Claimed {
+            head,
+            end,
+            count,
+            permits,
+        } = match self.claim_run(lane, 1, u64::MAX)? {
+            Run::Claimed(c) => c,
             Run::Empty { in_flight } => {
                 if in_flight {
                     self.check_stuck();

@@ -11,16 +11,21 @@ use std::time::Instant;
 
 /// What [`Ring::claim_run`] found at `head`.
 pub(super) enum Run {
-    /// `[head, end)` is claimed: `count` messages, and `permits` of abandoned records.
-    Claimed {
-        head: u64,
-        end: u64,
-        count: u64,
-        permits: u64,
-    },
+    Claimed(Claimed),
     /// Nothing ready; `in_flight`: a record is reserved at `head` but not committed (its
     /// producer is writing it, or died doing so).
-    Empty { in_flight: bool },
+    Empty {
+        in_flight: bool,
+    },
+}
+
+/// A claim made by [`Ring::claim_run`]: `[head, end)`, with `count` messages and the
+/// `permits` of the abandoned records in it.
+pub(super) struct Claimed {
+    pub(super) head: u64,
+    pub(super) end: u64,
+    pub(super) count: u64,
+    pub(super) permits: u64,
 }
 
 impl<B: Backing> Ring<B> {
@@ -124,13 +129,13 @@ impl<B: Backing> Ring<B> {
         f: &mut impl FnMut(RecordView<'_>),
     ) -> Result<usize, TryRecvError> {
         let lane = self.try_lane().ok_or(TryRecvError::Busy)?;
-        let (head, end, count, permits) = match self.claim_run(lane.lane, max, max_bytes)? {
-            Run::Claimed {
-                head,
-                end,
-                count,
-                permits,
-            } => (head, end, count, permits),
+        let Claimed {
+            head,
+            end,
+            count,
+            permits,
+        } = match self.claim_run(lane.lane, max, max_bytes)? {
+            Run::Claimed(c) => c,
             Run::Empty { in_flight } => {
                 drop(lane);
                 if in_flight {
@@ -246,12 +251,12 @@ impl<B: Backing> Ring<B> {
                 .compare_exchange_weak(head, end, Ordering::Release, Ordering::Acquire)
             {
                 Ok(_) => {
-                    return Ok(Run::Claimed {
+                    return Ok(Run::Claimed(Claimed {
                         head,
                         end,
                         count,
                         permits,
-                    })
+                    }))
                 }
                 Err(x) => head = x,
             }
