@@ -36,11 +36,7 @@ impl PyQueue {
         wait: shmq::Wait,
     ) -> PyResult<Bound<'py, PyList>> {
         self.lending.supersede(); // a read ends the views of the message lent before
-        let raws = match self.stash.take(py, max) {
-            Some(stashed) => stashed,
-            None => crate::recv::take(&self.att, QUEUE, py, max, wait)?,
-        };
-        PyList::new(py, self.codecs.decode_batch(raws, &self.stash)?)
+        crate::recv::get_many_decoded(&self.att, QUEUE, &self.stash, &self.codecs, py, max, wait)
     }
 }
 
@@ -177,12 +173,7 @@ impl PyQueue {
             return lent::get_lent(&self.att, &self.lending, &self.codecs, QUEUE, py, wait);
         }
         self.lending.supersede();
-        if let Some(mut stashed) = self.stash.take(py, 1) {
-            let (codec, raw) = stashed.remove(0);
-            return self.codecs.decode(raw, codec);
-        }
-        let taken = crate::recv::take_one(&self.att, QUEUE, &self.codecs, py, wait)?;
-        self.codecs.decode_taken(py, taken)
+        crate::recv::get_decoded(&self.att, QUEUE, &self.stash, &self.codecs, py, wait)
     }
 
     /// Removes and returns an object without waiting; raises `Empty` if there is none.

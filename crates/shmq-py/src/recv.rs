@@ -3,9 +3,10 @@
 
 use crate::attachment::{Attachment, Endpoint, Stopped};
 use crate::buffer::Taken;
-use crate::codec::{Codecs, RawMessage};
+use crate::codec::{Codecs, RawMessage, Stash};
 use crate::errors::{recv_error, Noun};
 use pyo3::prelude::*;
+use pyo3::types::PyList;
 use shmq::{Received, RecvError, Wait, Waiter};
 
 /// `get_many` stops before a message that would take a batch past this many payload bytes
@@ -114,4 +115,39 @@ pub(crate) fn take_one<'py, T: Receiver>(
         w.take_error()
             .unwrap_or_else(|| recv_error(noun, from.name(), e))
     })
+}
+
+/// `get`: the next object (the stash first), decoded once the message is no longer claimed.
+pub(crate) fn get_decoded<'py, T: Receiver>(
+    att: &Attachment<T>,
+    noun: Noun,
+    stash: &Stash,
+    codecs: &Codecs,
+    py: Python<'py>,
+    wait: Wait,
+) -> PyResult<Bound<'py, PyAny>> {
+    if let Some(mut stashed) = stash.take(py, 1) {
+        let (codec, raw) = stashed.remove(0);
+        return codecs.decode(raw, codec);
+    }
+    let taken = take_one(att, noun, codecs, py, wait)?;
+    codecs.decode_taken(py, taken)
+}
+
+/// `get_many`: 1 to `max` objects (the stash first), decoded once the messages are no longer
+/// claimed; those after an undecodable one go to the stash.
+pub(crate) fn get_many_decoded<'py, T: Receiver>(
+    att: &Attachment<T>,
+    noun: Noun,
+    stash: &Stash,
+    codecs: &Codecs,
+    py: Python<'py>,
+    max: usize,
+    wait: Wait,
+) -> PyResult<Bound<'py, PyList>> {
+    let raws = match stash.take(py, max) {
+        Some(stashed) => stashed,
+        None => take(att, noun, py, max, wait)?,
+    };
+    PyList::new(py, codecs.decode_batch(raws, stash)?)
 }

@@ -300,11 +300,7 @@ impl PySubscriber {
     ) -> PyResult<Bound<'py, PyAny>> {
         let wait = wait_of(block, timeout)?;
         let retired = self.retire_lent(!copy);
-        if let Some(mut stashed) = self.stash.take(py, 1) {
-            let (codec, raw) = stashed.remove(0);
-            return self.codecs.decode(raw, codec);
-        }
-        if !copy {
+        if !copy && !self.stash.has_any() {
             if self.att.get(py)?.policy() == Policy::Lag {
                 return Err(InvalidArgumentError::new_err(
                     "copy=False needs a broadcast with policy='block' (with 'lag' publishers \
@@ -313,8 +309,7 @@ impl PySubscriber {
             }
             return self.lend(py, wait, retired);
         }
-        let taken = crate::recv::take_one(&self.att, SUBSCRIPTION, &self.codecs, py, wait)?;
-        self.codecs.decode_taken(py, taken)
+        crate::recv::get_decoded(&self.att, SUBSCRIPTION, &self.stash, &self.codecs, py, wait)
     }
 
     /// Returns the next message without waiting; raises `Empty` if there is none.
@@ -333,12 +328,15 @@ impl PySubscriber {
     ) -> PyResult<Bound<'py, PyList>> {
         let wait = wait_of(block, timeout)?;
         self.retire_lent(false);
-        let max = max_messages;
-        let raws = match self.stash.take(py, max) {
-            Some(stashed) => stashed,
-            None => crate::recv::take(&self.att, SUBSCRIPTION, py, max, wait)?,
-        };
-        PyList::new(py, self.codecs.decode_batch(raws, &self.stash)?)
+        crate::recv::get_many_decoded(
+            &self.att,
+            SUBSCRIPTION,
+            &self.stash,
+            &self.codecs,
+            py,
+            max_messages,
+            wait,
+        )
     }
 
     /// Unsubscribes and detaches (under live buffers of `MessageView`s, the subscription
