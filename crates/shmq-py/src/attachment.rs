@@ -190,8 +190,8 @@ impl<T: Endpoint> Attachment<T> {
                 let fresh = py
                     .detach(|| old.reopen_in_child())
                     .map_err(|e| crate::errors::open_error(&self.name, e))?;
-                // The parent marked the handle in flight when it forked (see
-                // `inherit_after_fork`): it has arrived.
+                // The parent marked the handle in flight when it forked (the package's
+                // at-fork hook, `_before_fork`): it has arrived.
                 fresh.arrived();
                 let fresh = Arc::new(fresh);
                 if let State::Inherited(old) =
