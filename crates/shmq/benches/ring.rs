@@ -16,6 +16,9 @@
 //! - `round_trip_loan`: as `round_trip_64b` with loans and in-place reads (zero copy), for a
 //!   64 B and a 4 MiB message.
 //!
+//! - `floor::cache_line_round_trip`: two threads bouncing one cache line, the round trip no
+//!   queue between two threads can beat (measured in the same run as the others).
+//!
 //! An empty message tells the helper thread to stop. Every queue gets a unique name (process
 //! id and a counter) and is dropped at the end of its benchmark, which removes the segment.
 
@@ -274,6 +277,44 @@ mod crossbeam {
                 ack_rx.recv().expect("wait for the ack");
             });
             tx.send(None).expect("stop");
+        });
+    }
+}
+
+/// The machine's floor for a round trip: two threads hand one cache line back and forth (an
+/// atomic counter each bumps when it sees the other's bump, spinning). No queue can cross
+/// between two threads faster than this; the Rust round-trip target is judged against it,
+/// measured in the same run.
+mod floor {
+    use divan::Bencher;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::thread;
+
+    #[divan::bench(sample_count = 200, sample_size = 1000)]
+    fn cache_line_round_trip(bencher: Bencher) {
+        // Odd values are the helper's turn; u64::MAX stops it.
+        let turn = AtomicU64::new(0);
+        thread::scope(|s| {
+            s.spawn(|| loop {
+                // Acquire/Release: a hand-off, as a queue's publish and claim are.
+                let v = turn.load(Ordering::Acquire);
+                if v == u64::MAX {
+                    break;
+                }
+                if v % 2 == 1 {
+                    turn.store(v + 1, Ordering::Release);
+                }
+                std::hint::spin_loop();
+            });
+            let mut next = 0u64;
+            bencher.bench_local(|| {
+                turn.store(next + 1, Ordering::Release);
+                next += 2;
+                while turn.load(Ordering::Acquire) != next {
+                    std::hint::spin_loop();
+                }
+            });
+            turn.store(u64::MAX, Ordering::Release);
         });
     }
 }

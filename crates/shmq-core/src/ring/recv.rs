@@ -325,9 +325,11 @@ impl<B: Backing> Ring<B> {
         let c = self.control();
         // Relaxed: a hint; the second load below decides (see `# Ordering`).
         let head = c.head.load(Ordering::Relaxed);
-        if head >= c.tail.load(Ordering::Acquire) {
-            return false;
-        }
+        // Only the stamp at `head`, not `tail`: a waiter polls this, and reading `tail` too
+        // would take that line from the producer at every poll, so that its next `tail` CAS
+        // waits for the line to come back. A stamp of this lap's tag is proof enough that
+        // `tail` is past it (as in `claim_run`); with `head` unchanged, an empty queue shows
+        // the stale stamp of an earlier lap (or none), which is "not ready".
         let state = self.cell(head).stamp.load(Ordering::Acquire) ^ self.g.tag(head);
         if state == COMMITTED || state == ABANDONED {
             return true;
