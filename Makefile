@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.deps-installed
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: setup build demo test test-rust test-python lint fmt bench bench-rust clean loom asan memcheck
+.PHONY: setup build demo test test-rust test-python lint fmt bench bench-rust bench-targets clean loom asan memcheck
 
 # numpy: the vLLM compat test's payloads; faster-fifo: the side-by-side run of
 # tests/compat/test_faster_fifo.py (its binary wheel only: nothing to compile).
@@ -52,6 +52,11 @@ bench: setup
 
 bench-rust:
 	cargo bench -p shmq --bench ring
+
+## bench-targets: issue 13's performance targets in one run (peers and bounds beside them)
+bench-targets: build
+	$(PY) -m pip install --quiet iceoryx2 || echo "iceoryx2 not installed: its row is left out"
+	$(PY) benchmarks/targets.py
 
 clean:
 	rm -rf $(VENV) target

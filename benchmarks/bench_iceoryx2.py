@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import itertools
+import json
 import multiprocessing as mp
 import os
 import statistics
@@ -148,6 +149,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--messages", type=int, default=3000)
+    ap.add_argument("--json", metavar="PATH", help="also write every run's rate (messages/s) as JSON")
     args = ap.parse_args()
     cells: dict[str, Callable[[], float]] = {
         "shmq, ring 16 MiB": lambda: run_shmq(16 * SIZE, args.messages),
@@ -163,6 +165,9 @@ def main() -> int:
     print(f"1→1, 1 MiB, {DISTINCT} distinct payloads, copy out; median of {args.runs} runs; load {os.getloadavg()[0]:.2f}")
     for k, v in results.items():
         print(f"{k:28} {statistics.median(v) / 1e3:8.2f} k/s   (min {min(v) / 1e3:.2f}, max {max(v) / 1e3:.2f})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"runs": args.runs, "messages": args.messages, "rates": results}, f, indent=1)
     return 0
 
 
