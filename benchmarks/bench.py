@@ -5,7 +5,9 @@ Every scenario runs its producers and consumers in separate processes (``fork`` 
 method). Libraries are interleaved: for each repetition every library runs once, in an order
 that rotates from one repetition to the next, so that a noisy phase of the machine hits all of
 them alike. Each cell of the table is the median of ``--repeat`` runs; the ratio is against
-``multiprocessing.Queue`` measured in the same run of this script.
+``multiprocessing.Queue`` measured in the same run of this script. With ``--interleave`` the
+scenarios take turns as well (one run of each per round): use it to compare scenarios with
+each other, such as ring sizes.
 
     .venv/bin/python benchmarks/bench.py                 # full run (~65 s on 2 cores)
     .venv/bin/python benchmarks/bench.py --quick         # short run
@@ -734,6 +736,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--all", action="store_true", help="also the big-ring scenarios (tp-1MiB-64MiB … -1GiB)")
     ap.add_argument("--json", metavar="PATH", help="write raw results and machine info as JSON")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    ap.add_argument(
+        "--interleave",
+        action="store_true",
+        help="run the scenarios in rounds (one run of each per round) instead of one after another",
+    )
     ap.add_argument("--scenarios", help="comma-separated scenario keys: " + ",".join(s.key for s in SCENARIOS))
     ap.add_argument("--libs", help="comma-separated libraries (default: shmq,faster-fifo,mp.Queue)")
     ap.add_argument(
@@ -767,47 +774,76 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"unknown scenarios: {sorted(unknown)}")
         scenarios = [s for s in SCENARIOS if s.key in keys]
 
+    def libs_of(sc: Scenario) -> list[Lib]:
+        return [lib for lib in all_libs if not sc.batched or lib.batched]
+
     info = machine_info()
     before = shm_segments()
     results: dict[str, dict[str, dict[str, Any]]] = {}
     t_start = time.monotonic()
     rotation = 0
+    counts: dict[str, dict[str, int]] = {}
+
+    def prepare(sc: Scenario) -> None:
+        """Calibrates every library on `sc` (its warm-up run is kept apart)."""
+        cells = results.setdefault(sc.key, {})
+        counts[sc.key] = {}
+        for lib in libs_of(sc):
+            cells[lib.name] = {
+                "n": 0,
+                "values": [],
+                "first_lap": [],
+                "unit": "us/roundtrip" if sc.kind == "rt" else "msg/s",
+            }
+            try:
+                counts[sc.key][lib.name], cells[lib.name]["warmup"] = calibrate(lib, sc, args.seconds)
+                cells[lib.name]["n"] = counts[sc.key][lib.name]
+            except RunError as e:
+                cells[lib.name]["error"] = str(e)
+                print(f"  {sc.key} {lib.name}: calibration failed: {e}", file=sys.stderr)
+
+    def run_round(sc: Scenario, rotation: int) -> None:
+        """One timed run of every library on `sc`, in a rotating order."""
+        libs = libs_of(sc)
+        cells = results[sc.key]
+        for lib in libs[rotation % len(libs) :] + libs[: rotation % len(libs)]:
+            if lib.name not in counts[sc.key]:
+                continue
+            try:
+                value, lap = run_once(lib, sc, counts[sc.key][lib.name])
+                cells[lib.name]["values"].append(value)
+                if lap is not None:
+                    cells[lib.name]["first_lap"].append(lap)
+            except RunError as e:
+                cells[lib.name]["error"] = str(e)
+                print(f"  {sc.key} {lib.name}: run failed: {e}", file=sys.stderr)
+
+    def report(sc: Scenario) -> None:
+        summary = ", ".join(
+            f"{name} {fmt_value(sc, statistics.median(c['values']))}"
+            for name, c in results[sc.key].items()
+            if c["values"]
+        )
+        print(f"[{time.monotonic() - t_start:5.1f} s] {sc.title}: {summary}", file=sys.stderr, flush=True)
+
     try:
-        for sc in scenarios:
-            libs = [lib for lib in all_libs if not sc.batched or lib.batched]
-            cells = results.setdefault(sc.key, {})
-            counts: dict[str, int] = {}
-            for lib in libs:
-                cells[lib.name] = {
-                    "n": 0,
-                    "values": [],
-                    "first_lap": [],
-                    "unit": "us/roundtrip" if sc.kind == "rt" else "msg/s",
-                }
-                try:
-                    counts[lib.name], cells[lib.name]["warmup"] = calibrate(lib, sc, args.seconds)
-                    cells[lib.name]["n"] = counts[lib.name]
-                except RunError as e:
-                    cells[lib.name]["error"] = str(e)
-                    print(f"  {sc.key} {lib.name}: calibration failed: {e}", file=sys.stderr)
-            for _ in range(args.repeat):
-                order = libs[rotation % len(libs) :] + libs[: rotation % len(libs)]
-                rotation += 1
-                for lib in order:
-                    if lib.name not in counts:
-                        continue
-                    try:
-                        value, lap = run_once(lib, sc, counts[lib.name])
-                        cells[lib.name]["values"].append(value)
-                        if lap is not None:
-                            cells[lib.name]["first_lap"].append(lap)
-                    except RunError as e:
-                        cells[lib.name]["error"] = str(e)
-                        print(f"  {sc.key} {lib.name}: run failed: {e}", file=sys.stderr)
-            summary = ", ".join(
-                f"{name} {fmt_value(sc, statistics.median(c['values']))}" for name, c in cells.items() if c["values"]
-            )
-            print(f"[{time.monotonic() - t_start:5.1f} s] {sc.title}: {summary}", file=sys.stderr, flush=True)
+        if args.interleave:
+            # Rounds over the scenarios: a slow spell of the machine then hits one run of
+            # each scenario, not every run of one (the ring-size comparison needs that).
+            for sc in scenarios:
+                prepare(sc)
+            for r in range(args.repeat):
+                for k in range(len(scenarios)):
+                    run_round(scenarios[(r + k) % len(scenarios)], r)
+            for sc in scenarios:
+                report(sc)
+        else:
+            for sc in scenarios:
+                prepare(sc)
+                for _ in range(args.repeat):
+                    run_round(sc, rotation)
+                    rotation += 1
+                report(sc)
     except KeyboardInterrupt:
         print("interrupted: partial results", file=sys.stderr)
     elapsed = time.monotonic() - t_start
@@ -822,7 +858,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         out = {
             "machine": info,
-            "args": {"repeat": args.repeat, "seconds": args.seconds, "ff_pickle": args.ff_pickle, "capacity": CAPACITY},
+            "args": {
+                "repeat": args.repeat,
+                "seconds": args.seconds,
+                "ff_pickle": args.ff_pickle,
+                "capacity": CAPACITY,
+                "interleave": args.interleave,
+            },
             "elapsed_s": elapsed,
             "scenarios": {
                 sc.key: {

@@ -82,17 +82,19 @@ def python_cells(py: str, args: Any, failures: list[str], tmp: Path) -> dict[str
     """bench.py's medians: {scenario: {library: [run values]}} (µs for round trips, msg/s else)."""
     out: dict[str, dict[str, list[float]]] = {}
     common = ["--repeat", str(args.repeat), "--seconds", str(args.seconds)]
+    # The ring sizes in one call of their own, interleaved: the machine has slow spells of
+    # seconds (its cache-line floor then grows tenfold), which must hit every size alike.
     calls = [
-        ("shmq,faster-fifo,mp.Queue", "rt-64B,rt-64B-timeout,tp-1MiB-16x,tp-1MiB"),
-        ("shmq", "tp-1MiB-64MiB,tp-1MiB-256MiB,tp-1MiB-1GiB"),
+        ("peers", "shmq,faster-fifo,mp.Queue", "rt-64B,rt-64B-timeout,tp-1MiB-16x,tp-1MiB"),
+        ("sizes", "shmq", "tp-1MiB,tp-1MiB-16x,tp-1MiB-64MiB,tp-1MiB-256MiB,tp-1MiB-1GiB"),
     ]
-    for i, (libs, scenarios) in enumerate(calls):
-        path = tmp / f"bench{i}.json"
-        _run([py, "benchmarks/bench.py", *common, "--libs", libs, "--scenarios", scenarios, "--json", str(path)],
-             f"bench.py {scenarios}", failures)
+    for what, libs, scenarios in calls:
+        path = tmp / f"bench-{what}.json"
+        _run([py, "benchmarks/bench.py", *common, "--interleave", "--libs", libs, "--scenarios", scenarios,
+              "--json", str(path)], f"bench.py {scenarios}", failures)
         if path.exists():
             for key, sc in json.loads(path.read_text())["scenarios"].items():
-                out[key] = {lib: r.get("values", []) for lib, r in sc["results"].items()}
+                out[f"{what}:{key}"] = {lib: r.get("values", []) for lib, r in sc["results"].items()}
     return out
 
 
@@ -163,12 +165,12 @@ def commit() -> str:
 
 
 def rows(py_cells: Any, bc: Any, iox: Any, rust: Any, copy_s: float) -> list[Row]:
-    def med(scenario: str, lib: str = "shmq") -> float | None:
-        return _median(py_cells.get(scenario, {}).get(lib, []))
+    def med(scenario: str, lib: str = "shmq", call: str = "peers") -> float | None:
+        return _median(py_cells.get(f"{call}:{scenario}", {}).get(lib, []))
 
     copy_bound_rate = 1 / copy_s
     r: list[Row] = []
-    one16, one4 = med("tp-1MiB-16x"), med("tp-1MiB")
+    one16 = med("tp-1MiB-16x")
     ff16 = med("tp-1MiB-16x", "faster-fifo")
     r.append(Row("1→1 1 MiB, 16 distinct payloads, ring 16 MiB", "≥ 30 k/s", _rate(one16),
                  f"faster-fifo {_rate(ff16)}, mp.Queue {_rate(med('tp-1MiB-16x', 'mp.Queue'))}",
@@ -181,8 +183,9 @@ def rows(py_cells: Any, bc: Any, iox: Any, rust: Any, copy_s: float) -> list[Row
         s16 = _median(iox.get("shmq, ring 16 MiB", []))
         r.append(Row("… ahead of iceoryx2, same run (bench_iceoryx2.py)", "ahead", _rate(s16),
                      f"iceoryx2 0.10 {_rate(i)}", "", None if i is None or s16 is None else s16 > i))
-    sizes = {"4 MiB": one4, "16 MiB": one16, "64 MiB": med("tp-1MiB-64MiB"), "256 MiB": med("tp-1MiB-256MiB"),
-             "1 GiB": med("tp-1MiB-1GiB")}
+    sizes = {label: med(key, call="sizes") for label, key in [
+        ("4 MiB", "tp-1MiB"), ("16 MiB", "tp-1MiB-16x"), ("64 MiB", "tp-1MiB-64MiB"),
+        ("256 MiB", "tp-1MiB-256MiB"), ("1 GiB", "tp-1MiB-1GiB")]}
     got = [v for v in sizes.values() if v is not None]
     spread = min(got) / max(got) if len(got) == len(sizes) else None
     r.append(Row("1→1 1 MiB across ring sizes 4 MiB … 1 GiB", "slowest ≥ 0.8 × fastest",
