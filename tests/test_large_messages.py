@@ -44,6 +44,18 @@ def test_big_and_small_messages_keep_their_order(make_queue: MakeQueue, qname: s
     assert h.side_segments(qname) == [], "a consumed message's segment is removed"
 
 
+def test_get_many_keeps_big_and_small_messages_in_order(make_queue: MakeQueue, qname: str) -> None:
+    # A batch copies the big ones out of their segments after the claim, each into its place.
+    q = make_queue(capacity="1MiB", codec="raw", allow_large=True)
+    sent = [blob(1), b"small", blob(2), b"", blob(3, 5000), blob(4)]
+    q.put_many(sent)
+    got: list[bytes] = []
+    while len(got) < len(sent):
+        got += q.get_many(100, timeout=5)
+    assert got == sent
+    assert h.side_segments(qname) == [], "a consumed message's segment is removed"
+
+
 def test_codecs_work_through_side_segments(make_queue: MakeQueue) -> None:
     q = make_queue(capacity="64KiB", allow_large=True)
     big = {"rows": list(range(100_000))}

@@ -208,6 +208,7 @@ pub(crate) enum Taken<'py> {
 }
 
 impl<'py> Taken<'py> {
+    #[inline]
     pub(crate) fn of(py: Python<'py>, m: Received<'_>) -> Self {
         match m.into_large() {
             Ok(large) => Self::Large(Box::new(large)),
@@ -239,6 +240,7 @@ impl<'py> Taken<'py> {
     }
 
     /// The codec id and the bytes (a large message copied out now, without the GIL).
+    #[inline]
     pub(crate) fn into_raw(self, py: Python<'py>) -> PyResult<(u16, Bound<'py, PyBytes>)> {
         match self {
             Self::Bytes(codec, bytes) => Ok((codec, bytes?)),
@@ -251,19 +253,25 @@ impl<'py> Taken<'py> {
                 s.give_back();
                 Ok((codec, bytes))
             }
-            Self::Large(large) => {
-                let src = large.bytes();
-                let bytes = if src.len() >= COPY_WITHOUT_GIL {
-                    PyBytes::new_with(py, src.len(), |dst| {
-                        py.detach(|| dst.copy_from_slice(src));
-                        Ok(())
-                    })?
-                } else {
-                    PyBytes::new(py, src)
-                };
-                Ok((large.codec(), bytes))
-            }
+            Self::Large(large) => Ok((large.codec(), large_bytes(py, &large)?)),
         }
+    }
+}
+
+/// A large message (mapped from its side segment) as `bytes`: a big one is copied without
+/// the GIL.
+pub(crate) fn large_bytes<'py>(
+    py: Python<'py>,
+    large: &LargeMessage,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let src = large.bytes();
+    if src.len() >= COPY_WITHOUT_GIL {
+        PyBytes::new_with(py, src.len(), |dst| {
+            py.detach(|| dst.copy_from_slice(src));
+            Ok(())
+        })
+    } else {
+        Ok(PyBytes::new(py, src))
     }
 }
 

@@ -2,11 +2,11 @@
 //! are copied out while claimed; decoding (user code) happens after, in the caller.
 
 use crate::attachment::{Attachment, Endpoint, Stopped};
-use crate::buffer::Taken;
+use crate::buffer::{bytes_of_parts, large_bytes, Taken};
 use crate::codec::{Codecs, RawMessage, Stash};
 use crate::errors::{recv_error, Noun};
 use pyo3::prelude::*;
-use pyo3::types::PyList;
+use pyo3::types::{PyBytes, PyList};
 use shmq::{Received, RecvError, Wait, Waiter};
 
 /// `get_many` stops before a message that would take a batch past this many payload bytes
@@ -78,15 +78,40 @@ pub(crate) fn take<'py, T: Receiver>(
 ) -> PyResult<Vec<RawMessage<'py>>> {
     let from = att.get(py)?;
     let mut taken = Vec::with_capacity(max.min(BATCH_PREALLOC));
+    // A message in the ring becomes `bytes` while claimed. A large one is copied out of its
+    // side segment after the claim (without the GIL if big): an empty `bytes` and its index
+    // in `large` keep its place meanwhile. (An index, not a count: a lagging read may void
+    // what it delivered, see `Handle::receive`, and deliver again.)
+    let mut large = Vec::new();
+    let mut failed = None; // a `bytes` that could not be allocated: raised after the claim
     let mut w = att.waiter(py);
     let r = from.recv_many_with(max, GET_MANY_MAX_BYTES, wait, &mut w, &mut taken, |m| {
-        Taken::of(py, m)
+        let codec = m.codec();
+        match m.into_large() {
+            Ok(l) => {
+                large.push(l);
+                (codec, PyBytes::new(py, b""), Some(large.len() - 1))
+            }
+            Err(m) => {
+                let (a, b) = m.parts();
+                let bytes = bytes_of_parts(py, a, b).unwrap_or_else(|e| {
+                    failed.get_or_insert(e);
+                    PyBytes::new(py, b"")
+                });
+                (codec, bytes, None)
+            }
+        }
     });
     let stopped = w.take_error();
-    // Large messages are copied out of their side segments now, after the claim.
+    if let Some(e) = failed {
+        return Err(e);
+    }
     let raws = taken
         .into_iter()
-        .map(|t| t.into_raw(py))
+        .map(|(codec, bytes, placeholder)| match placeholder {
+            Some(i) => Ok((codec, large_bytes(py, &large[i])?)),
+            None => Ok((codec, bytes)),
+        })
         .collect::<PyResult<Vec<_>>>()?;
     match r {
         Ok(_) => Ok(raws),

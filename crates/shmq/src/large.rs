@@ -146,6 +146,7 @@ impl<'a> Received<'a> {
     /// The message behind record `m` of `ring`: a large one is mapped now, while the record
     /// is still claimed (or held), so nobody can remove its segment before we map it.
     /// `take`: the caller owns the message (queues), so its segment goes with it.
+    #[inline]
     pub(crate) fn of(
         ring: &ShmSegment,
         m: RecordView<'a>,
@@ -158,6 +159,7 @@ impl<'a> Received<'a> {
     }
 
     /// Codec id of the message.
+    #[inline]
     pub fn codec(&self) -> u16 {
         match &self.0 {
             Body::Ring(m) => m.codec,
@@ -176,6 +178,7 @@ impl<'a> Received<'a> {
         self.len() == 0
     }
     /// The payload as (up to) two slices: a message in the ring may wrap around its end.
+    #[inline]
     pub fn parts(&self) -> (&[u8], &[u8]) {
         match &self.0 {
             Body::Ring(m) => m.parts(),
@@ -204,6 +207,7 @@ impl<'a> Received<'a> {
     }
     /// A large message, to keep past the callback (and copy out of it after the record is
     /// released, which a large copy should not delay); `Err(self)` for one in the ring.
+    #[inline]
     pub fn into_large(self) -> Result<LargeMessage, Self> {
         match self.0 {
             Body::Large(l) => Ok(l),
