@@ -41,8 +41,17 @@ impl Linger {
     };
 }
 
-std::thread_local! {
-    static LANE_HINT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+/// The lane a thread tries first, so that a few threads of one attachment seldom meet on
+/// one: from where its stack is. Threads' stacks are mappings of their own, a stack size
+/// apart (2 MiB for Rust's threads, 8 MiB for C's and Python's by default), so both spacings
+/// are folded in. A thread-local would do as well, but in a shared library (the Python
+/// extension) each access is a `__tls_get_addr` call: about 25 instructions per attempt,
+/// measured. Only a hint: any start is correct.
+#[inline]
+fn lane_hint() -> usize {
+    let marker = 0u8;
+    let at = std::ptr::addr_of!(marker) as usize;
+    ((at >> 21) ^ (at >> 23)) % LANES
 }
 
 /// A lane taken for one attempt; given back on drop.
@@ -388,17 +397,7 @@ impl<B: Backing> Ring<B> {
     pub(super) fn try_lane(&self) -> Option<LaneGuard<'_>> {
         let lanes = &self.slot_at(self.slot).lanes;
         // Models must be deterministic: loom runs its threads on one OS thread.
-        let start = if cfg!(loom) {
-            0
-        } else {
-            LANE_HINT.with(|h| {
-                if h.get() == usize::MAX {
-                    // Spread threads over lanes by the address of their thread-local.
-                    h.set((h as *const _ as usize >> 6) % LANES);
-                }
-                h.get()
-            })
-        };
+        let start = if cfg!(loom) { 0 } else { lane_hint() };
         for _ in 0..LANE_ROUNDS {
             for k in 0..LANES {
                 let i = (start + k) % LANES;
