@@ -208,7 +208,6 @@ pub(crate) enum Taken<'py> {
 }
 
 impl<'py> Taken<'py> {
-    #[inline]
     pub(crate) fn of(py: Python<'py>, m: Received<'_>) -> Self {
         match m.into_large() {
             Ok(large) => Self::Large(Box::new(large)),
@@ -240,7 +239,6 @@ impl<'py> Taken<'py> {
     }
 
     /// The codec id and the bytes (a large message copied out now, without the GIL).
-    #[inline]
     pub(crate) fn into_raw(self, py: Python<'py>) -> PyResult<(u16, Bound<'py, PyBytes>)> {
         match self {
             Self::Bytes(codec, bytes) => Ok((codec, bytes?)),

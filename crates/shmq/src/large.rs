@@ -146,6 +146,9 @@ impl<'a> Received<'a> {
     /// The message behind record `m` of `ring`: a large one is mapped now, while the record
     /// is still claimed (or held), so nobody can remove its segment before we map it.
     /// `take`: the caller owns the message (queues), so its segment goes with it.
+    // Inlined into the binding's batch receive: 848 -> 806 instructions per message there
+    // (callgrind). The Rust API's own batch path, where the compiler then moves the message
+    // with `memcpy`, pays 448 -> 495; the Python path is the one users run most.
     #[inline]
     pub(crate) fn of(
         ring: &ShmSegment,
@@ -159,7 +162,6 @@ impl<'a> Received<'a> {
     }
 
     /// Codec id of the message.
-    #[inline]
     pub fn codec(&self) -> u16 {
         match &self.0 {
             Body::Ring(m) => m.codec,
@@ -178,7 +180,6 @@ impl<'a> Received<'a> {
         self.len() == 0
     }
     /// The payload as (up to) two slices: a message in the ring may wrap around its end.
-    #[inline]
     pub fn parts(&self) -> (&[u8], &[u8]) {
         match &self.0 {
             Body::Ring(m) => m.parts(),
