@@ -194,11 +194,12 @@ impl Scratch {
     }
 }
 
-/// A message taken off a ring, before decoding. Made inside the receive callback, which
-/// must only copy: a large message is kept mapped and copied after the claim ends.
+/// A message taken off a ring by a single get, before decoding. Made inside the receive
+/// callback, which must only copy: a large message is kept mapped and copied after the claim
+/// ends. (`get_many` makes `(codec, bytes)` pairs directly, see `recv::take`.)
 pub(crate) enum Taken<'py> {
     Bytes(u16, PyResult<Bound<'py, PyBytes>>),
-    /// Boxed: a batch moves a `Taken` per message; keep the usual ones small.
+    /// Boxed: keeps the usual variants' `Taken` small (it is returned by value).
     Large(Box<LargeMessage>),
     /// A large message to unpickle or unpack, copied to the thread's scratch buffer.
     Scratch(u16, Arc<Scratch>),
@@ -208,34 +209,27 @@ pub(crate) enum Taken<'py> {
 }
 
 impl<'py> Taken<'py> {
-    pub(crate) fn of(py: Python<'py>, m: Received<'_>) -> Self {
-        match m.into_large() {
-            Ok(large) => Self::Large(Box::new(large)),
-            Err(m) => {
-                let (a, b) = m.parts();
-                Self::Bytes(m.codec(), bytes_of_parts(py, a, b))
-            }
-        }
-    }
-
-    /// As [`Taken::of`], copying a large message that `decodes_from_buffer` into the scratch
-    /// buffer instead of `bytes`.
+    /// The message `m`: a message in the ring as `bytes`, or, when `decodes_from_buffer` and
+    /// it is big, copied into the scratch buffer instead; a pickle with out-of-band buffers
+    /// into a new `bytearray`; a large one kept mapped.
     pub(crate) fn of_one(py: Python<'py>, m: Received<'_>, decodes_from_buffer: bool) -> Self {
         if m.codec() == crate::frame::CODEC_PICKLE_OOB {
             let (a, b) = m.parts();
             return Self::Frame(crate::zerocopy::copy_of(py, a, b));
         }
-        if decodes_from_buffer && m.len() >= DECODE_FROM_SCRATCH_MIN {
-            return match m.into_large() {
-                // A side segment's mapping is a private copy already.
-                Ok(large) => Self::Large(Box::new(large)),
-                Err(m) => {
-                    let (a, b) = m.parts();
+        let to_scratch = decodes_from_buffer && m.len() >= DECODE_FROM_SCRATCH_MIN;
+        match m.into_large() {
+            // A side segment's mapping is a private copy already.
+            Ok(large) => Self::Large(Box::new(large)),
+            Err(m) => {
+                let (a, b) = m.parts();
+                if to_scratch {
                     Self::Scratch(m.codec(), Scratch::filled(a, b))
+                } else {
+                    Self::Bytes(m.codec(), bytes_of_parts(py, a, b))
                 }
-            };
+            }
         }
-        Self::of(py, m)
     }
 
     /// The codec id and the bytes (a large message copied out now, without the GIL).
