@@ -27,6 +27,7 @@ use crate::{OpenError, RecvError, SendError, SendManyError, Stats};
 use shmq_core::{Message, Plain, SubscriberInfo, Waiter};
 use std::fmt;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::time::Duration;
 
 /// A named broadcast ring, attached to by this process as a publisher.
@@ -210,9 +211,7 @@ impl Subscriber {
     /// this subscription away meanwhile.
     pub fn recv_lent(&mut self, wait: Wait) -> Result<Lent<'_>, RecvError> {
         let lend = ext::lend(self, wait, &mut Plain)?;
-        Ok(Lent {
-            from: LentFrom::Subscription(self, lend),
-        })
+        Ok(Lent::of(LentFrom::Subscription(self, lend)))
     }
 
     /// This subscriber's position, lag and pending missed count.
@@ -239,9 +238,17 @@ impl Subscriber {
 
 /// A message lent by [`Subscriber::recv_lent`] or [`crate::Queue::recv_lent`]: read in
 /// place; released on drop.
+///
+/// The hold belongs to the process that took it: the copy a `fork()` child inherits can be
+/// read, but dropping it there releases nothing (nor removes a large message's segment),
+/// so the parent's hold lasts until the parent drops its own.
 #[derive(Debug)]
 pub struct Lent<'a> {
-    from: LentFrom<'a>,
+    /// Dropped by hand in `drop`, and only in the process that took the hold: in a fork
+    /// child it is left alone (a queue's large message would remove its segment otherwise).
+    from: ManuallyDrop<LentFrom<'a>>,
+    /// The fork generation it was lent in (see `os::fork_generation`).
+    forks: u64,
 }
 
 #[derive(Debug)]
@@ -252,14 +259,18 @@ enum LentFrom<'a> {
 }
 
 impl<'a> Lent<'a> {
-    pub(crate) fn of_queue(h: &'a Handle, hold: Hold) -> Self {
+    fn of(from: LentFrom<'a>) -> Self {
         Self {
-            from: LentFrom::Queue(h, Some(hold)),
+            from: ManuallyDrop::new(from),
+            forks: crate::os::fork_generation(),
         }
+    }
+    pub(crate) fn of_queue(h: &'a Handle, hold: Hold) -> Self {
+        Self::of(LentFrom::Queue(h, Some(hold)))
     }
     /// Codec id of the message.
     pub fn codec(&self) -> u16 {
-        match &self.from {
+        match &*self.from {
             LentFrom::Subscription(_, ext::Lend::Ring(h)) => h.codec,
             LentFrom::Subscription(_, ext::Lend::Large(l)) => l.codec(),
             LentFrom::Queue(_, Some(Hold::Ring(c))) => c.codec,
@@ -269,7 +280,7 @@ impl<'a> Lent<'a> {
     }
     /// The payload as (up to) two slices (it may wrap around the end of the ring).
     pub fn parts(&self) -> (&[u8], &[u8]) {
-        match &self.from {
+        match &*self.from {
             // SAFETY: the hold is ours until drop, and `&mut Subscriber` (borrowed by `self`)
             // keeps every other read of this attachment, which would release it, away.
             LentFrom::Subscription(sub, ext::Lend::Ring(h)) => unsafe { ext::lent_parts(sub, h) },
@@ -284,7 +295,10 @@ impl<'a> Lent<'a> {
 
 impl Drop for Lent<'_> {
     fn drop(&mut self) {
-        match &mut self.from {
+        if crate::os::fork_generation() != self.forks {
+            return; // a fork child's copy: the hold is the parent's (see `from`)
+        }
+        match &mut *self.from {
             LentFrom::Subscription(sub, ext::Lend::Ring(h)) => ext::release(sub, h),
             LentFrom::Queue(h, hold) => {
                 if let Some(Hold::Ring(c)) = hold.take() {
@@ -293,6 +307,8 @@ impl Drop for Lent<'_> {
             }
             LentFrom::Subscription(_, ext::Lend::Large(_)) => {}
         }
+        // SAFETY: `from` is dropped once, here, and `self` is not used after.
+        unsafe { ManuallyDrop::drop(&mut self.from) };
     }
 }
 

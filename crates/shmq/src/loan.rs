@@ -208,11 +208,17 @@ pub enum Hold {
 /// Room for one message in a ring, written in place (it derefs to the bytes, zeroed or
 /// not: whatever the ring held) and published by [`Loan::commit`]. Dropped without a
 /// commit, it is abandoned: nothing is delivered. See [`crate::Queue::loan`].
+///
+/// A loan belongs to the process that opened it: the copy a `fork()` child inherits
+/// publishes and abandons nothing (its commit, abandon and drop do nothing), so the parent
+/// still ends the loan itself.
 #[derive(Debug)]
 pub struct Loan<'a> {
     h: &'a Handle,
     loan: Option<shmq_core::Loan>,
     codec: u16,
+    /// The fork generation it was opened in (see `os::fork_generation`).
+    forks: u64,
 }
 
 impl<'a> Loan<'a> {
@@ -221,6 +227,7 @@ impl<'a> Loan<'a> {
             h,
             loan: Some(loan),
             codec: crate::CODEC_RAW,
+            forks: crate::os::fork_generation(),
         }
     }
     /// Sets the codec id the message is published with (raw bytes by default).
@@ -229,14 +236,19 @@ impl<'a> Loan<'a> {
     }
     /// Publishes the message.
     pub fn commit(mut self) {
-        if let Some(l) = self.loan.take() {
-            self.h.end_loan(l, Some(self.codec));
-        }
+        self.end(Some(self.codec));
     }
     /// Gives the room back without publishing anything (as dropping does).
     pub fn abandon(mut self) {
+        self.end(None);
+    }
+    /// Ends the loan (published with `commit`'s codec, or abandoned), once, and only in
+    /// the process that opened it: the lane and the reservation are that process's.
+    fn end(&mut self, commit: Option<u16>) {
         if let Some(l) = self.loan.take() {
-            self.h.end_loan(l, None);
+            if crate::os::fork_generation() == self.forks {
+                self.h.end_loan(l, commit);
+            }
         }
     }
 }
@@ -261,9 +273,7 @@ impl std::ops::DerefMut for Loan<'_> {
 
 impl Drop for Loan<'_> {
     fn drop(&mut self) {
-        if let Some(l) = self.loan.take() {
-            self.h.end_loan(l, None);
-        }
+        self.end(None);
     }
 }
 

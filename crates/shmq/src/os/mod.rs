@@ -1,12 +1,14 @@
 //! The thin OS layer: everything that makes a system call lives below this module, one file
 //! per platform.
 
+mod forks;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
 mod readiness;
 #[cfg(target_os = "linux")]
 mod sigbus;
+pub(crate) use forks::fork_generation;
 #[cfg(target_os = "linux")]
 pub use linux::{
     effective_uid, list_segments, random_u64, segment_exists, shm_free_bytes, Opened, Owner,
