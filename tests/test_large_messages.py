@@ -56,6 +56,21 @@ def test_get_many_keeps_big_and_small_messages_in_order(make_queue: MakeQueue, q
     assert h.side_segments(qname) == [], "a consumed message's segment is removed"
 
 
+def test_get_without_copy_of_a_big_message_gives_its_bytes(make_queue: MakeQueue, qname: str) -> None:
+    # A side message has no place in the ring to lend: `copy=False` copies it out instead.
+    q = make_queue(capacity="1MiB", codec="raw", allow_large=True)
+    q.put(blob(5))
+    assert bytes(q.get(copy=False, timeout=5)) == blob(5)
+    p = make_queue(capacity="64KiB", allow_large=True)
+    big = {"rows": list(range(100_000))}
+    p.put(big)
+    assert p.get(copy=False, timeout=5) == big
+    with shmq.Broadcast(f"{qname}-b", create=True, capacity="1MiB", codec="raw", allow_large=True) as bc:
+        with bc.subscribe() as sub:
+            bc.publish(blob(6))
+            assert bytes(sub.get(copy=False, timeout=5)) == blob(6)
+
+
 def test_codecs_work_through_side_segments(make_queue: MakeQueue) -> None:
     q = make_queue(capacity="64KiB", allow_large=True)
     big = {"rows": list(range(100_000))}

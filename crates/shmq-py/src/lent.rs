@@ -159,8 +159,7 @@ pub(crate) fn get_lent<'py>(
     })?;
     let claim = match hold {
         Hold::Large(large) => {
-            let (codec, raw) = crate::buffer::Taken::Large(Box::new(large)).into_raw(py)?;
-            return codecs.decode(raw, codec);
+            return codecs.decode(crate::buffer::large_bytes(py, &large)?, large.codec());
         }
         Hold::Ring(c) => c,
     };

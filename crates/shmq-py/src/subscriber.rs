@@ -5,7 +5,7 @@ use crate::access::Access;
 use crate::args;
 use crate::attachment::{wait_of, Attachment, ForkCount, ForkStamp, Stopped};
 use crate::broadcast::{policy_name, subscriber_dict};
-use crate::buffer::{Lender, PyMessageView, Taken};
+use crate::buffer::{large_bytes, Lender, PyMessageView};
 use crate::codec::{Codecs, Stash, CODEC_PICKLE, CODEC_RAW};
 use crate::errors::{
     open_error, recv_error, CorruptedQueueError, InvalidArgumentError, SUBSCRIPTION,
@@ -212,7 +212,7 @@ impl PySubscriber {
             return self.codecs.decode_taken(py, taken);
         };
         let (codec, raw) = match lend {
-            Lend::Large(large) => Taken::Large(Box::new(large)).into_raw(py)?,
+            Lend::Large(large) => (large.codec(), large_bytes(py, &large)?),
             Lend::Ring(held) => {
                 // SAFETY: `held` was just lent and is released only by its `LentRecord` (once
                 // no buffer of the view is alive) or below, after the copy.
