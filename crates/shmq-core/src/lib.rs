@@ -16,7 +16,7 @@ mod sync;
 pub use backing::{Backing, HeapBacking, HeapRegion};
 pub use layout::{Geometry, LayoutError};
 pub use ring::{
-    Armed, AttachError, Claim, Delivery, Detached, Interest, Linger, Loan, Message, Plain,
-    ReadTimeoutError, RecordView, RecvTimeoutError, Ring, SendTimeoutError, Stats, SubscriberInfo,
-    TryReadError, TryRecvError, TrySendError, Waiter,
+    Armed, AttachError, Claim, Deadline, Delivery, Detached, Interest, Linger, Loan, Message,
+    Plain, ReadTimeoutError, RecordView, RecvTimeoutError, Ring, SendTimeoutError, Stats,
+    SubscriberInfo, TryReadError, TryRecvError, TrySendError, Waiter,
 };

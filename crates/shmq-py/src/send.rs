@@ -139,6 +139,9 @@ pub(crate) fn put_object<T: Sender + crate::zerocopy::Lends>(
     codec: u16,
     wait: Wait,
 ) -> PyResult<()> {
+    // The put may wait twice (for its message, then for messages its encoder deferred):
+    // the timeout bounds both.
+    let wait = wait.fixed();
     // `obj` goes to whichever of the two paths runs.
     let obj = std::cell::Cell::new(Some(obj));
     let take = || {
@@ -182,6 +185,7 @@ pub(crate) fn send_objects<T: Sender>(
     codec: u16,
     wait: Wait,
 ) -> PyResult<()> {
+    let wait = wait.fixed(); // as in `put_object`
     let encode_all = || -> Result<Vec<(u16, Payload<'_>)>, PyErr> {
         // Sized up front when `objs` says its length (a list, a tuple): growing the vector
         // as it fills showed in profiles. A failed `len()` (a generator) only loses the hint.

@@ -8,7 +8,7 @@ use crate::name::{removed_name, segment_name};
 use crate::os::ShmSegment;
 use crate::{OpenError, RecvError, SendError, SendManyError};
 use shmq_core::layout::{record_size, SideDescriptor, FLAG_PERSISTENT};
-use shmq_core::{Delivery, Detached, Linger, Message, Ring, Stats, Waiter};
+use shmq_core::{Deadline, Delivery, Detached, Linger, Message, Ring, Stats, Waiter};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,27 +20,41 @@ pub enum Wait {
     No,
     /// Until this instant, then `Timeout`.
     Until(Instant),
+    /// At most this long, from when the call first has to wait, then `Timeout`: the clock is
+    /// read there, once, so a call that finds room or a message at once reads none (what
+    /// [`Wait::timeout`] gives).
+    Within(Duration),
     /// As long as it takes.
     Forever,
 }
 
 impl Wait {
-    /// At most `timeout` from now.
+    /// At most `timeout` (see [`Wait::Within`]; a timeout of centuries waits forever).
     pub fn timeout(timeout: Duration) -> Self {
-        // An overflowing instant (a timeout of centuries) waits forever.
-        Instant::now()
-            .checked_add(timeout)
-            .map_or(Self::Forever, Self::Until)
+        Self::Within(timeout)
     }
 
-    /// The deadline the core's blocking loop takes: "no wait" is a deadline already past,
-    /// so that one loop serves every case (and lanes taken by our own threads are waited
-    /// for, not reported as full or empty).
-    pub(crate) fn deadline(self) -> Option<Instant> {
+    /// `Within` made an instant from now (other waits unchanged), for code that makes several
+    /// calls under one timeout: each call would otherwise count it from its own first wait.
+    pub fn fixed(self) -> Self {
         match self {
-            Self::No => Some(Instant::now()),
-            Self::Until(d) => Some(d),
-            Self::Forever => None,
+            // An overflowing instant (a timeout of centuries) waits forever.
+            Self::Within(t) => Instant::now()
+                .checked_add(t)
+                .map_or(Self::Forever, Self::Until),
+            other => other,
+        }
+    }
+
+    /// The deadline the core's blocking loop takes: "no wait" is a deadline already past when
+    /// the call first has to wait, so that one loop serves every case (and lanes taken by our
+    /// own threads are waited for, not reported as full or empty).
+    pub(crate) fn deadline(self) -> Deadline {
+        match self {
+            Self::No => Deadline::After(Duration::ZERO),
+            Self::Until(d) => Deadline::At(d),
+            Self::Within(t) => Deadline::After(t),
+            Self::Forever => Deadline::Never,
         }
     }
 }
@@ -239,6 +253,8 @@ impl Handle {
         let budget = self.capacity().min(u64::from(u32::MAX));
         let most = self.ring().geometry().maxsize;
         let mut start = 0;
+        // Resolved to an instant once a second chunk is due: the timeout bounds the call.
+        let mut wait = wait;
         while start < msgs.len() {
             let mut end = start;
             let mut bytes = 0u64;
@@ -249,6 +265,9 @@ impl Handle {
                 }
                 bytes += size;
                 end += 1;
+            }
+            if start == 0 && end < msgs.len() {
+                wait = wait.fixed();
             }
             self.send_chunk(&msgs[start..end], wait, w)
                 .map_err(|error| SendManyError { sent: start, error })?;

@@ -36,6 +36,44 @@ pub struct Plain;
 
 impl Waiter for Plain {}
 
+/// When a blocking call gives up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deadline {
+    /// At this instant (an instant already past: one attempt, no wait).
+    At(Instant),
+    /// This long after the call first has to wait. The clock is read there, once, and that
+    /// reading also starts the wait's spin: a call that never waits reads no clock (a clock
+    /// read is about 40 ns on a VM, the price of a whole put). The attempt before it is
+    /// bounded (it failed without copying), so the deadline is later by that much at most.
+    After(Duration),
+    /// Never: wait as long as it takes.
+    Never,
+}
+
+impl Deadline {
+    /// The instant this deadline is at, given the clock read at the call's first wait
+    /// (`None`: never; an overflowing one is never too).
+    fn at(self, now: Instant) -> Option<Instant> {
+        match self {
+            Self::At(d) => Some(d),
+            Self::After(t) => now.checked_add(t),
+            Self::Never => None,
+        }
+    }
+}
+
+impl From<Option<Instant>> for Deadline {
+    fn from(d: Option<Instant>) -> Self {
+        d.map_or(Self::Never, Self::At)
+    }
+}
+
+impl From<Instant> for Deadline {
+    fn from(d: Instant) -> Self {
+        Self::At(d)
+    }
+}
+
 /// How a failed attempt goes on.
 pub(super) enum Next<E> {
     /// Full or empty: sleep on the event until the deadline.
@@ -56,15 +94,19 @@ pub(super) enum Stop<E> {
     Fail(E),
 }
 
-/// The loop behind every blocking call: `attempt` until it succeeds; `sleep(until)` (inside
-/// the waiter's `park`) when it says so, never past `deadline` nor longer than
-/// [`CHECK_EVERY`]. The attempt right after the deadline is the last.
+/// The loop behind every blocking call: `attempt` until it succeeds; `sleep(until, now)`
+/// (inside the waiter's `park`) when it says so, never past `deadline` nor longer than
+/// [`CHECK_EVERY`], where `now` is the clock read just before (the sleep's spin starts from
+/// it rather than read the clock again). The attempt right after the deadline is the last.
 pub(super) fn block<T, E>(
-    deadline: Option<Instant>,
+    deadline: Deadline,
     w: &mut dyn Waiter,
     mut attempt: impl FnMut() -> Result<T, Next<E>>,
-    sleep: impl Fn(Option<Instant>) -> bool + Sync,
+    sleep: impl Fn(Option<Instant>, Instant) -> bool + Sync,
 ) -> Result<T, Stop<E>> {
+    // Resolved at the first wait (see `Deadline::After`), then fixed for the call.
+    let mut resolved: Option<Option<Instant>> = None;
+    let mut due = |now: Instant| *resolved.get_or_insert_with(|| deadline.at(now));
     loop {
         match attempt() {
             Ok(v) => return Ok(v),
@@ -79,7 +121,7 @@ pub(super) fn block<T, E>(
             }
             Err(Next::Held) => {
                 let now = Instant::now();
-                if deadline.is_some_and(|d| now >= d) {
+                if due(now).is_some_and(|d| now >= d) {
                     return Err(Stop::Timeout);
                 }
                 w.park(&mut || {
@@ -89,12 +131,13 @@ pub(super) fn block<T, E>(
             }
             Err(Next::Sleep) => {
                 let now = Instant::now();
+                let deadline = due(now);
                 if deadline.is_some_and(|d| now >= d) {
                     return Err(Stop::Timeout);
                 }
                 let slice = now + CHECK_EVERY;
                 let until = deadline.map_or(slice, |d| d.min(slice));
-                w.park(&mut || sleep(Some(until)));
+                w.park(&mut || sleep(Some(until), now));
             }
         }
         if w.interrupted() {
@@ -124,7 +167,7 @@ impl<B: Backing + Sync> Ring<B> {
     pub fn send_many_blocking(
         &self,
         msgs: &[Message<'_>],
-        deadline: Option<Instant>,
+        deadline: impl Into<Deadline>,
         w: &mut dyn Waiter,
     ) -> Result<(), SendTimeoutError> {
         let total = self
@@ -137,8 +180,8 @@ impl<B: Backing + Sync> Ring<B> {
             Err(TrySendError::Busy) => Err(Next::Yield),
             Err(e) => Err(Next::Fail(SendTimeoutError::from_attempt(e))),
         };
-        block(deadline, w, attempt, |until| {
-            self.wait_for_space(n, total, until)
+        block(deadline.into(), w, attempt, |until, now| {
+            self.wait_for_space(n, total, until, now)
         })
         .map_err(|s| match s {
             Stop::Timeout => SendTimeoutError::Timeout,
@@ -155,7 +198,7 @@ impl<B: Backing + Sync> Ring<B> {
         &self,
         max: usize,
         max_bytes: u64,
-        deadline: Option<Instant>,
+        deadline: impl Into<Deadline>,
         w: &mut dyn Waiter,
         mut f: impl FnMut(RecordView<'_>),
     ) -> Result<usize, RecvTimeoutError> {
@@ -167,7 +210,10 @@ impl<B: Backing + Sync> Ring<B> {
             Err(TryRecvError::Unsupported(w)) => Err(Next::Fail(RecvTimeoutError::Unsupported(w))),
             Err(TryRecvError::ShutDown) => Err(Next::Fail(RecvTimeoutError::ShutDown)),
         };
-        block(deadline, w, attempt, |until| self.wait_for_data(until)).map_err(|s| match s {
+        block(deadline.into(), w, attempt, |until, now| {
+            self.wait_for_data(until, now)
+        })
+        .map_err(|s| match s {
             Stop::Timeout => RecvTimeoutError::Timeout,
             Stop::Interrupted => RecvTimeoutError::Interrupted,
             Stop::Fail(e) => e,
@@ -180,7 +226,7 @@ impl<B: Backing + Sync> Ring<B> {
         &self,
         max: usize,
         max_bytes: u64,
-        deadline: Option<Instant>,
+        deadline: impl Into<Deadline>,
         w: &mut dyn Waiter,
         mut f: impl FnMut(Delivery<'_>),
     ) -> Result<usize, ReadTimeoutError> {
@@ -188,21 +234,24 @@ impl<B: Backing + Sync> Ring<B> {
             self.try_read_many_limited(max, max_bytes, &mut f)
                 .map_err(read_next)
         };
-        block(deadline, w, attempt, |until| self.wait_for_read(until)).map_err(read_stop)
+        block(deadline.into(), w, attempt, |until, now| {
+            self.wait_for_read(until, now)
+        })
+        .map_err(read_stop)
     }
 
     /// Holds the next message of this subscription (as [`Ring::try_hold`]), waiting for one
     /// until `deadline`.
     pub fn hold_blocking(
         &self,
-        deadline: Option<Instant>,
+        deadline: impl Into<Deadline>,
         w: &mut dyn Waiter,
     ) -> Result<Held, ReadTimeoutError> {
         block(
-            deadline,
+            deadline.into(),
             w,
             || self.try_hold().map_err(read_next),
-            |until| self.wait_for_read(until),
+            |until, now| self.wait_for_read(until, now),
         )
         .map_err(read_stop)
     }
@@ -211,14 +260,14 @@ impl<B: Backing + Sync> Ring<B> {
     /// when [`super::HOLD_WINDOW`] records are held.
     pub fn hold_more_blocking(
         &self,
-        deadline: Option<Instant>,
+        deadline: impl Into<Deadline>,
         w: &mut dyn Waiter,
     ) -> Result<Option<Held>, ReadTimeoutError> {
         block(
-            deadline,
+            deadline.into(),
             w,
             || self.try_hold_more().map_err(read_next),
-            |until| self.wait_for_read(until),
+            |until, now| self.wait_for_read(until, now),
         )
         .map_err(read_stop)
     }

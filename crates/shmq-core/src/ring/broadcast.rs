@@ -565,10 +565,10 @@ impl<B: Backing> Ring<B> {
     }
 
     /// Waits until a read may find something, at most until `until`.
-    pub(super) fn wait_for_read(&self, until: Option<Instant>) -> bool {
+    pub(super) fn wait_for_read(&self, until: Option<Instant>, now: Instant) -> bool {
         // Also ends when a read would stop on a shutdown.
         let ready = || self.read_ready() || self.receive_stops(self.own_cursor());
-        self.wait_for(Side::Data, until, &ready, &|| self.read_in_flight())
+        self.wait_for(Side::Data, until, now, &ready, &|| self.read_in_flight())
     }
 
     /// The subscribers and how far behind they are.

@@ -130,12 +130,13 @@ impl<B: Backing> Ring<B> {
         &self,
         side: Side,
         until: Option<Instant>,
+        start: Option<Instant>,
         ready: &dyn Fn() -> bool,
         stuck: &dyn Fn() -> bool,
         in_flight: Option<&dyn Fn() -> u64>,
     ) -> Wake {
         if !cfg!(loom) {
-            if let Some(wake) = self.spin(until, ready, in_flight) {
+            if let Some(wake) = self.spin(until, start, ready, in_flight) {
                 return wake;
             }
         }
@@ -212,6 +213,7 @@ impl<B: Backing> Ring<B> {
     fn spin(
         &self,
         until: Option<Instant>,
+        start: Option<Instant>,
         ready: &dyn Fn() -> bool,
         mut in_flight: Option<&dyn Fn() -> u64>,
     ) -> Option<Wake> {
@@ -234,7 +236,8 @@ impl<B: Backing> Ring<B> {
                 spin
             }
         };
-        let start = Instant::now();
+        // The caller's clock reading when it has one (taken just before, see `block`).
+        let start = start.unwrap_or_else(Instant::now);
         let mut spin_end = start + scale(SPIN);
         let (mut last, mut extended) = (start, false);
         loop {
@@ -295,10 +298,11 @@ impl<B: Backing> Ring<B> {
         &self,
         side: Side,
         until: Option<Instant>,
+        now: Instant,
         ready: &dyn Fn() -> bool,
         stuck: &dyn Fn() -> bool,
     ) -> bool {
-        self.wait_for_copy(side, until, ready, stuck, None)
+        self.wait_for_copy(side, until, now, ready, stuck, None)
     }
 
     /// As [`Ring::wait_for`], for a condition that peers make true when they finish copying
@@ -310,12 +314,15 @@ impl<B: Backing> Ring<B> {
         &self,
         side: Side,
         until: Option<Instant>,
+        now: Instant,
         ready: &dyn Fn() -> bool,
         stuck: &dyn Fn() -> bool,
         mut in_flight: Option<&dyn Fn() -> u64>,
     ) -> bool {
+        // The first round's spin starts from the caller's clock reading; later ones read it.
+        let mut start = Some(now);
         loop {
-            match self.wait_once(side, until, ready, stuck, in_flight.take()) {
+            match self.wait_once(side, until, start.take(), ready, stuck, in_flight.take()) {
                 Wake::Ready => return true,
                 Wake::TimedOut | Wake::Interrupted => return false,
                 // (No clock under loom, see `wait_once`.)
@@ -410,7 +417,7 @@ impl<B: Backing> Ring<B> {
             return false;
         }
         matches!(
-            self.spin(None, &|| self.async_data_ready(), None),
+            self.spin(None, None, &|| self.async_data_ready(), None),
             Some(Wake::Ready)
         )
     }

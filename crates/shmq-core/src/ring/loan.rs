@@ -16,7 +16,7 @@
 //! permits, written by the producer itself) that consumers, reclaimers and repairers skip as
 //! they skip any abandoned record. No new record state, so no layout change.
 
-use super::blocking::{block, Next, Stop};
+use super::blocking::{block, Deadline, Next, Stop};
 use super::recv::{Claimed, Run};
 use super::shutdown::Phase;
 use super::{Ring, Side, TryRecvError, TrySendError, Waiter};
@@ -24,7 +24,6 @@ use crate::backing::Backing;
 use crate::layout::*;
 use crate::sync::Ordering;
 use crate::{RecvTimeoutError, SendTimeoutError};
-use std::time::Instant;
 
 /// Bytes reserved in the ring for one message, written in place (see [`Ring::try_loan`]).
 /// It must end with [`Ring::commit_loan`] or [`Ring::abandon_loan`] on the same ring;
@@ -374,7 +373,7 @@ impl<B: Backing> Ring<B> {
     pub fn loan_blocking(
         &self,
         len: u64,
-        deadline: Option<Instant>,
+        deadline: impl Into<Deadline>,
         w: &mut dyn Waiter,
     ) -> Result<Loan, SendTimeoutError>
     where
@@ -386,8 +385,8 @@ impl<B: Backing> Ring<B> {
             Err(TrySendError::Busy) => Err(Next::Held),
             Err(e) => Err(Next::Fail(SendTimeoutError::from_attempt(e))),
         };
-        block(deadline, w, attempt, |until| {
-            self.wait_for_space(1, self.loan_need(len), until)
+        block(deadline.into(), w, attempt, |until, now| {
+            self.wait_for_space(1, self.loan_need(len), until, now)
         })
         .map_err(|s| match s {
             Stop::Timeout => SendTimeoutError::Timeout,
@@ -534,7 +533,7 @@ impl<B: Backing> Ring<B> {
     /// until `deadline`.
     pub fn claim_held_blocking(
         &self,
-        deadline: Option<Instant>,
+        deadline: impl Into<Deadline>,
         w: &mut dyn Waiter,
     ) -> Result<Claim, RecvTimeoutError>
     where
@@ -548,7 +547,10 @@ impl<B: Backing> Ring<B> {
             Err(TryRecvError::Unsupported(w)) => Err(Next::Fail(RecvTimeoutError::Unsupported(w))),
             Err(TryRecvError::ShutDown) => Err(Next::Fail(RecvTimeoutError::ShutDown)),
         };
-        block(deadline, w, attempt, |until| self.wait_for_data(until)).map_err(|s| match s {
+        block(deadline.into(), w, attempt, |until, now| {
+            self.wait_for_data(until, now)
+        })
+        .map_err(|s| match s {
             Stop::Timeout => RecvTimeoutError::Timeout,
             Stop::Interrupted => RecvTimeoutError::Interrupted,
             Stop::Fail(e) => e,

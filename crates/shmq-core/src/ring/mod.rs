@@ -39,7 +39,7 @@ mod send;
 mod shutdown;
 mod slots;
 
-pub use blocking::{Plain, Waiter, CHECK_EVERY};
+pub use blocking::{Deadline, Plain, Waiter, CHECK_EVERY};
 pub use broadcast::{Delivery, ReadTimeoutError, SubscriberInfo, TryReadError};
 pub use error::{AttachError, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
 pub use event::{spin_budget, Armed, Interest, MAX_SLEEP, MAX_SPIN, SPIN, STUCK_POLL};

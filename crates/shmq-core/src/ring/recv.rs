@@ -365,12 +365,13 @@ impl<B: Backing> Ring<B> {
     /// Waits until a message may be ready, at most until `until`. Another consumer may still
     /// take it first.
     /// Also ends when a receive would stop on a shutdown.
-    pub(super) fn wait_for_data(&self, until: Option<Instant>) -> bool {
+    pub(super) fn wait_for_data(&self, until: Option<Instant>, now: Instant) -> bool {
         let ready =
             || self.data_ready() || self.receive_stops(self.control().head.load(Ordering::Relaxed));
         self.wait_for_copy(
             Side::Data,
             until,
+            now,
             &ready,
             &|| self.head_in_flight(),
             Some(&|| self.head_in_flight_bytes()),

@@ -440,11 +440,18 @@ impl<B: Backing> Ring<B> {
 
     /// Waits until `n` messages of `total_bytes` may fit, at most until `until`. Another
     /// producer may take the space first.
-    pub(super) fn wait_for_space(&self, n: u64, total_bytes: u64, until: Option<Instant>) -> bool {
+    pub(super) fn wait_for_space(
+        &self,
+        n: u64,
+        total_bytes: u64,
+        until: Option<Instant>,
+        now: Instant,
+    ) -> bool {
         // A shutdown ends the wait: the attempt that follows fails.
         self.wait_for_copy(
             Side::Space,
             until,
+            now,
             &|| self.is_shutdown() || self.space_ready(n, total_bytes),
             &|| self.space_stuck(),
             Some(&|| self.claimed_bytes()),
