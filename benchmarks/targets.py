@@ -64,6 +64,13 @@ def _median(xs: list[float]) -> float | None:
     return statistics.median(xs) if xs else None
 
 
+def paired_ratio(a: list[float], b: list[float]) -> float | None:
+    """The median of a[k] / b[k]: runs k of two cells made in the same round, next to each other
+    (a slow spell of the machine, seconds long, then tends to hit both)."""
+    ratios = [x / y for x, y in zip(a, b) if y > 0]
+    return statistics.median(ratios) if ratios else None
+
+
 def _rate(v: float | None) -> str:
     if v is None:
         return "—"
@@ -190,9 +197,11 @@ def rows(py_cells: Any, bc: Any, iox: Any, rust: Any, copy_s: float) -> list[Row
     else:
         i = _median(iox.get("iceoryx2 0.10, 16 samples", []))
         s16 = _median(iox.get("shmq, ring 16 MiB", []))
+        paired = paired_ratio(iox.get("shmq, ring 16 MiB", []), iox.get("iceoryx2 0.10, 16 samples", []))
         r.append(Row("… ahead of iceoryx2, same run (bench_iceoryx2.py)", "ahead",
                      _rate(s16) + best_rate(iox.get("shmq, ring 16 MiB", [])),
-                     f"iceoryx2 0.10 {_rate(i)}{best_rate(iox.get('iceoryx2 0.10, 16 samples', []))}", "",
+                     f"iceoryx2 0.10 {_rate(i)}{best_rate(iox.get('iceoryx2 0.10, 16 samples', []))}"
+                     + ("" if paired is None else f"; shmq ÷ iceoryx2 per round: median {paired:.2f}×"), "",
                      None if i is None or s16 is None else s16 > i))
     size_cells = [("4 MiB", "tp-1MiB"), ("16 MiB", "tp-1MiB-16x"), ("64 MiB", "tp-1MiB-64MiB"),
                   ("256 MiB", "tp-1MiB-256MiB"), ("1 GiB", "tp-1MiB-1GiB")]

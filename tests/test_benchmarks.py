@@ -52,3 +52,13 @@ def test_every_bench_gets_its_median_and_rate() -> None:
 def test_a_target_without_figures_is_not_measured_rather_than_met() -> None:
     rows = targets.rows({}, {}, None, {}, copy_s=1e-4)
     assert rows and all(r.met is None for r in rows)
+
+
+def test_the_paired_ratio_compares_runs_of_the_same_round() -> None:
+    # Slow spells hit rounds 2 and 3 of both and shmq's run of round 5: the medians of each
+    # cell alone say 3.1 against 7.0 (behind); run by run, shmq is ahead in four rounds of five.
+    shmq = [9.0, 3.0, 3.1, 9.2, 2.9]
+    peer = [8.0, 2.5, 2.9, 8.1, 7.0]
+    assert targets.paired_ratio(shmq, peer) == 9.0 / 8.0
+    assert targets.paired_ratio([], peer) is None
+    assert targets.paired_ratio([1.0], [0.0]) is None
