@@ -43,7 +43,7 @@ pub enum Deadline {
     At(Instant),
     /// This long after the call first has to wait. The clock is read there, once, and that
     /// reading also starts the wait's spin: a call that never waits reads no clock (a clock
-    /// read is about 40 ns on a VM, the price of a whole put). The attempt before it is
+    /// read is about 40 ns on a VM, a sizeable part of a put). The attempt before it is
     /// bounded (it failed without copying), so the deadline is later by that much at most.
     After(Duration),
     /// Never: wait as long as it takes.
