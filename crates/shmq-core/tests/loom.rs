@@ -735,3 +735,30 @@ fn held_records_stay_until_released_oldest_first() {
 fn held_records_stay_until_released_newest_first() {
     held_records_stay_until_released(true);
 }
+
+/// An opener that attaches the moment a new segment is ready and leaves at once is not its
+/// last process: the creator was counted in before the segment was published, so the
+/// opener's detach must not close it under the creator (whose create then failed, and whose
+/// caller removed the name: "does not exist" from an open-or-create).
+#[test]
+fn an_opener_leaving_at_once_does_not_close_a_new_ring_under_its_creator() {
+    loom::model(|| {
+        let g = Geometry::new(64, 0, 2, 0, 0x1005).unwrap();
+        let r = HeapRegion::typed(&g);
+        let mut h = r.handle();
+        let opener = thread::spawn(move || loop {
+            match Ring::open(h) {
+                Ok(ring) => return ring.detach().1,
+                Err((b, shmq_core::AttachError::NotReady)) => {
+                    h = b;
+                    thread::yield_now();
+                }
+                Err((_, e)) => panic!("open: {e:?}"),
+            }
+        });
+        let creator = Ring::create(r.handle(), g, 0).map_err(|(_, e)| e);
+        assert!(creator.is_ok(), "create: {:?}", creator.err());
+        assert_eq!(opener.join().unwrap(), shmq_core::Detached::Others);
+        assert_eq!(creator.unwrap().detach().1, shmq_core::Detached::Last);
+    });
+}

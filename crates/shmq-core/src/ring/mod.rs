@@ -97,9 +97,15 @@ impl<B: Backing> Ring<B> {
         }
         let c = Self::control_of(&b);
         g.write(&c.id, created_ns);
+        // The creator is counted in before anyone can attach. Counted after `ready`, an
+        // opener could attach in between, detach as the last process (closing the segment and
+        // removing its name) and leave the creator's attach to find it closed: its create
+        // then failed ("does not exist") and removed the name, maybe a newer queue's.
+        // Relaxed: published with the identity by the Release below (SYNC R).
+        c.attached.store(1, Ordering::Relaxed);
         // SYNC R (ready): Release publishes the identity above to openers' Acquire load.
         c.id.ready.store(1, Ordering::Release);
-        Self::attach(b)
+        Self::attach_counted(b)
     }
 
     /// Validates the segment in `b` and attaches to it.

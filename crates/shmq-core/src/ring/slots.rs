@@ -160,6 +160,18 @@ impl<B: Backing> Ring<B> {
                 Err(x) => n = x,
             }
         }
+        Self::take_slot(b, g)
+    }
+
+    /// The creator's attach: it was counted in `attached` before the segment was published
+    /// (see [`Ring::create`]), so it only takes a slot.
+    pub(super) fn attach_counted(b: B) -> Result<Self, (B, AttachError)> {
+        let (b, g) = Self::validate(b)?;
+        Self::take_slot(b, g)
+    }
+
+    /// The rest of an attach, once counted in `attached`: a slot, or uncounted again.
+    fn take_slot(b: B, g: Geometry) -> Result<Self, (B, AttachError)> {
         let mut ring = Self::unattached(b, g, u32::MAX);
         match ring.claim_slot() {
             Some(slot) => {
