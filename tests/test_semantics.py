@@ -402,6 +402,21 @@ def _thread_of(m: Any) -> int:
     return int(tag[0])
 
 
+def test_a_raw_put_from_a_finalizer_during_another_puts_pickling_comes_after_it(queue: shmq.Queue) -> None:
+    """A raw put first tries to go in at once; inside another put of the handle it must be
+    deferred as any other put is."""
+
+    def put(obj: object) -> None:
+        queue.put(repr(obj).encode(), codec="raw")
+
+    for k in range(5):
+        queue.put(_Dirty(put, k))
+    _LIVE_REFS.clear()
+    got = [queue.get(timeout=5) for _ in range(10)]
+    assert got == [m for k in range(5) for m in (("obj", k), repr(("fin", k)).encode())]
+    assert queue.empty()
+
+
 def test_a_broadcast_publish_from_a_finalizer_comes_after_the_interrupted_one(qname: str) -> None:
     with shmq.Broadcast(qname, capacity="64KiB") as pub, shmq.Subscriber(qname) as sub:
         for k in range(5):
@@ -409,16 +424,24 @@ def test_a_broadcast_publish_from_a_finalizer_comes_after_the_interrupted_one(qn
         assert sub.get_many(100) == [m for k in range(5) for m in (("obj", k), ("fin", k))]
 
 
-def test_a_put_from_a_signal_handler_while_a_put_waits_comes_after_it(make_queue: Callable[..., shmq.Queue]) -> None:
+@pytest.mark.parametrize("codec", ["pickle", "raw"])
+def test_a_put_from_a_signal_handler_while_a_put_waits_comes_after_it(
+    make_queue: Callable[..., shmq.Queue], codec: str
+) -> None:
     """The handler runs while the outer put waits for room (the binding checks for signals
-    between sleeps): its put goes in after the outer one, and waits for nothing."""
-    q = make_queue(capacity="64KiB", maxsize=1)
-    q.put("first")
+    between sleeps): its put goes in after the outer one, and waits for nothing. Raw bytes
+    first try a put at once (no room here): the handler's raw put must not take that path
+    while the outer put waits."""
+    q = make_queue(capacity="64KiB", maxsize=1, codec=codec)
+    first, outer, inner = ("first", "outer", "from the handler")
+    if codec == "raw":
+        first, outer, inner = (b"first", b"outer", b"from the handler")  # type: ignore[assignment]
+    q.put(first)
     handled = threading.Event()
     got: list[object] = []
 
     def handler(signum: int, frame: object) -> None:
-        q.put("from the handler", timeout=30)
+        q.put(inner, timeout=30)
         handled.set()
 
     def consumer() -> None:
@@ -430,13 +453,13 @@ def test_a_put_from_a_signal_handler_while_a_put_waits_comes_after_it(make_queue
     t.start()
     try:
         signal.setitimer(signal.ITIMER_REAL, 0.05)
-        q.put("outer", timeout=30)  # waits until the consumer makes room
+        q.put(outer, timeout=30)  # waits until the consumer makes room
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
         t.join(60)
     assert handled.is_set()
-    assert got == ["first", "outer", "from the handler"]
+    assert got == [first, outer, inner]
 
 
 # --------------------------------------------------------------------------------------

@@ -94,6 +94,16 @@ impl Drop for Slow<'_> {
     }
 }
 
+/// Whether this thread is in no put of the handle `owner` belongs to. A put that runs no user
+/// code (a raw payload: no encoder) and does not wait (no signal handler) can then go straight
+/// in: no put of this thread is in progress for it to overtake.
+pub(crate) fn outside_puts(py: Python<'_>, owner: &Owner) -> bool {
+    // Relaxed: as in `in_order`, a load that sees this thread's id is this thread's store.
+    // Acquire: as in `in_order` (a put of this thread on the thread-local path counted
+    // itself in `slow` before running user code that may put again).
+    owner.thread.load(Ordering::Relaxed) != thread_id(py) && owner.slow.load(Ordering::Acquire) == 0
+}
+
 /// A put to a handle, in this thread's order (see the module documentation): `owner` is the
 /// handle's, `key` its identity in the thread-local frames. Same contract as
 /// [`in_order_local`].

@@ -367,7 +367,7 @@ pub(crate) fn send_frame<T: Lends + crate::send::Sender>(
 }
 
 /// Encoded payloads of a broadcast at least this large are published through a loan.
-const IN_PLACE_MIN: usize = 64 * 1024;
+pub(crate) const IN_PLACE_MIN: usize = 64 * 1024;
 
 /// Publishes a large encoded payload of a broadcast through a loan, whose record never wraps
 /// around the ring's end (the core puts a filler before it instead): every subscriber finds
