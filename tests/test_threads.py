@@ -17,6 +17,7 @@ import json
 import mmap
 import multiprocessing
 import struct
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -361,3 +362,47 @@ def test_scribbled_lane_table_does_not_hang(make_queue: MakeQueue) -> None:
     q.put("the queue still works for the others")
     left = q.get_many(100, timeout=5)
     assert "the queue still works for the others" in left
+
+
+@pytest.mark.parametrize("threads", [8, 64])
+def test_close_while_threads_are_in_calls_detaches_once_they_are_out(qname: str, threads: int) -> None:
+    """``close()`` from one thread while the others put, take and wait on the same handle:
+    every other thread's next call (or its wait) ends with ``QueueClosedError``, nothing
+    else goes wrong, and the last call out of the handle detaches it, so the only handle's
+    close removes the segment (calls borrow the attachment without a lock; the last one to
+    leave after ``close()`` must drop it)."""
+    for round_ in range(3):
+        # keep_messages=False: messages left in it must not keep the segment.
+        q = shmq.Queue(qname, capacity="64KiB", codec="raw", create=True, keep_messages=False)
+        errors: list[BaseException] = []
+        busy = threading.Barrier(threads + 1)
+
+        def worker(k: int) -> None:
+            try:
+                busy.wait(30)
+                while True:
+                    if k % 2:
+                        q.get(timeout=10)  # mostly waits: the even threads take most messages
+                    else:
+                        q.put(b"x" * 64)
+                        q.qsize()
+                        try:
+                            q.get_nowait()
+                        except shmq.Empty:
+                            pass
+            except shmq.QueueClosedError:
+                pass
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+        for t in ts:
+            t.start()
+        busy.wait(30)
+        time.sleep(0.05)  # let them be in calls: what is measured does not depend on when
+        q.close()
+        for t in ts:
+            t.join(30)
+        assert not [t for t in ts if t.is_alive()], f"round {round_}: threads still in calls after close()"
+        assert not errors, f"round {round_}: {errors[:3]}"
+        assert not h.segment_path(qname).exists(), f"round {round_}: the segment outlived every handle"

@@ -5,7 +5,8 @@
 use crate::errors::{InvalidArgumentError, QueueClosedError};
 use pyo3::prelude::*;
 use shmq::{OpenError, Wait, Waiter};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -113,8 +114,26 @@ enum State<T> {
 }
 
 /// The attachment behind a Python handle.
+///
+/// A call borrows the endpoint without the mutex: it counts itself in `users`, then loads
+/// `live`, which points into the `Arc` of `State::Attached` while there is one. `shut`
+/// clears `live` before it looks at `users`, and leaves the endpoint to the last call out
+/// (`orphan`) if any still borrow it. Both sides are SeqCst (a store then a load on each
+/// side, Dekker's pattern): either the call sees `live` cleared, or `shut` sees the call
+/// counted. Two atomic read-modify-writes per call (enter, leave) where a mutex and an `Arc`
+/// clone took four.
 pub(crate) struct Attachment<T: Endpoint> {
     state: Mutex<State<T>>,
+    /// `Arc::as_ptr` of `State::Attached`'s endpoint, or null (closed, inherited, or not
+    /// yet re-attached after `fork()`: the calls then take the mutex).
+    live: AtomicPtr<T>,
+    /// Calls borrowing through `live` now.
+    users: AtomicUsize,
+    /// Bumped in a `fork()` child: a borrow made before the fork does not leave the
+    /// child's count (which starts again at 0).
+    forks: AtomicUsize,
+    /// The endpoint `shut` took out while calls still borrowed it: the last to leave drops it.
+    orphan: Mutex<Option<Arc<T>>>,
     closed: AtomicBool,
     pub(crate) name: String,
     /// What the handle is called in errors: "queue", "broadcast".
@@ -138,9 +157,14 @@ fn forget<T: Endpoint>(t: Arc<T>) {
 
 impl<T: Endpoint> Attachment<T> {
     pub(crate) fn new(t: T, name: String, what: &'static str) -> Self {
+        let t = Arc::new(t);
         Self {
             instance: t.instance_id(),
-            state: Mutex::new(State::Attached(Arc::new(t))),
+            live: AtomicPtr::new(Arc::as_ptr(&t).cast_mut()),
+            state: Mutex::new(State::Attached(t)),
+            users: AtomicUsize::new(0),
+            forks: AtomicUsize::new(0),
+            orphan: Mutex::new(None),
             closed: AtomicBool::new(false),
             name,
             what,
@@ -183,8 +207,51 @@ impl<T: Endpoint> Attachment<T> {
         }
     }
 
-    /// This process's attachment (made now if the handle was inherited across `fork()`).
-    pub(crate) fn get(&self, py: Python<'_>) -> PyResult<Arc<T>> {
+    /// This process's attachment (made now if the handle was inherited across `fork()`),
+    /// for the duration of a call.
+    #[inline]
+    pub(crate) fn get(&self, py: Python<'_>) -> PyResult<Attached<'_, T>> {
+        // SeqCst: see the type's documentation (pairs with `shut`).
+        let forks = self.forks.load(Ordering::Relaxed);
+        self.users.fetch_add(1, Ordering::SeqCst);
+        let live = self.live.load(Ordering::SeqCst);
+        if !live.is_null() {
+            return Ok(Attached(Borrow::Live {
+                att: self,
+                ptr: live,
+                forks,
+            }));
+        }
+        self.leave(forks);
+        self.get_locked(py).map(|t| Attached(Borrow::Owned(t)))
+    }
+
+    /// A call that borrowed through `live` is done with it.
+    #[inline]
+    fn leave(&self, forks: usize) {
+        // Relaxed: only this process's at-fork hook bumps `forks`, before any Python code
+        // runs in the child (a borrow it made before is the parent's count).
+        if self.forks.load(Ordering::Relaxed) != forks {
+            return;
+        }
+        // SeqCst: see the type's documentation; the last call out after `shut` drops the
+        // endpoint (nobody can borrow it any more: `live` is null for good).
+        if self.users.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.live.load(Ordering::SeqCst).is_null()
+        {
+            self.drop_orphan();
+        }
+    }
+
+    fn drop_orphan(&self) {
+        let orphan = self.orphan.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(orphan); // detaches if it was the last reference, outside the lock
+    }
+
+    /// [`Attachment::get`] under the mutex: closed, or inherited across `fork()` (attached
+    /// now).
+    #[cold]
+    fn get_locked(&self, py: Python<'_>) -> PyResult<Arc<T>> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match &*state {
             State::Attached(t) => Ok(t.clone()),
@@ -197,6 +264,10 @@ impl<T: Endpoint> Attachment<T> {
                 // at-fork hook, `_before_fork`): it has arrived.
                 fresh.arrived();
                 let fresh = Arc::new(fresh);
+                // SeqCst: as the other accesses of `live` (under the mutex, so `shut` comes
+                // before or after this whole block).
+                self.live
+                    .store(Arc::as_ptr(&fresh).cast_mut(), Ordering::SeqCst);
                 if let State::Inherited(old) =
                     std::mem::replace(&mut *state, State::Attached(fresh.clone()))
                 {
@@ -226,10 +297,13 @@ impl<T: Endpoint> Attachment<T> {
     /// attachment: they are woken, see `closed` and return, and the last one out detaches.
     pub(crate) fn shut(&self, py: Python<'_>) {
         self.closed.store(true, Ordering::Release);
-        let state = std::mem::replace(
-            &mut *self.state.lock().unwrap_or_else(|p| p.into_inner()),
-            State::Closed,
-        );
+        let state = {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            // SeqCst: see the type's documentation. Under the mutex, so that a re-attach
+            // after `fork()` cannot publish a pointer after this.
+            self.live.store(std::ptr::null_mut(), Ordering::SeqCst);
+            std::mem::replace(&mut *state, State::Closed)
+        };
         let t = match state {
             State::Attached(t) => t,
             // Never attached in this process: the parent's attachment is the parent's. But the
@@ -247,7 +321,11 @@ impl<T: Endpoint> Attachment<T> {
         };
         let weak = Arc::downgrade(&t);
         t.wake_all_waiters();
-        drop(t);
+        // Calls borrowing it now leave it to the last of them; if there are none, it goes now.
+        *self.orphan.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
+        if self.users.load(Ordering::SeqCst) == 0 {
+            self.drop_orphan();
+        }
         // Without the GIL, which the blocked calls need to return.
         py.detach(|| {
             let until = Instant::now() + CLOSE_GRACE;
@@ -261,6 +339,16 @@ impl<T: Endpoint> Attachment<T> {
     /// on first use.
     pub(crate) fn inherit_after_fork(&self) {
         self.order.reset_after_fork();
+        // The parent's calls do not exist here: borrows start again (and a borrow this thread
+        // made before the fork does not leave the new count, see `leave`).
+        self.forks.fetch_add(1, Ordering::Relaxed);
+        self.users.store(0, Ordering::Relaxed);
+        self.live.store(std::ptr::null_mut(), Ordering::SeqCst);
+        if let Ok(mut orphan) = self.orphan.try_lock() {
+            if let Some(t) = orphan.take() {
+                forget(t); // the parent's attachment
+            }
+        }
         // A mutex another thread held at fork time stays locked in the child: then leave it.
         if let Ok(mut state) = self.state.try_lock() {
             *state = match std::mem::replace(&mut *state, State::Closed) {
@@ -295,6 +383,64 @@ impl<T: Endpoint> Attachment<T> {
             return Some(e);
         }
         self.is_closed().then(|| self.closed_error())
+    }
+}
+
+/// The endpoint for the duration of a call (see [`Attachment::get`]).
+pub(crate) struct Attached<'a, T: Endpoint>(Borrow<'a, T>);
+
+enum Borrow<'a, T: Endpoint> {
+    /// Counted in `att.users`, which keeps `ptr` alive (see [`Attachment`]).
+    Live {
+        att: &'a Attachment<T>,
+        ptr: *const T,
+        forks: usize,
+    },
+    Owned(Arc<T>),
+}
+
+// SAFETY: `Live` is a shared reference to a `T` (Send + Sync, see `Endpoint`) kept alive by
+// the count, and the count may be left from any thread.
+unsafe impl<T: Endpoint> Send for Attached<'_, T> {}
+// SAFETY: as above: only shared access to `T`.
+unsafe impl<T: Endpoint> Sync for Attached<'_, T> {}
+
+impl<T: Endpoint> Attached<'_, T> {
+    /// An `Arc` of the endpoint, for what outlives the call (a lent view, a reservation).
+    pub(crate) fn to_arc(&self) -> Arc<T> {
+        match &self.0 {
+            Borrow::Live { ptr, .. } => {
+                // SAFETY: `ptr` is `Arc::as_ptr` of an `Arc` that stays alive while this
+                // borrow is counted (held by the state or, after `shut`, by `orphan`, dropped
+                // only when the count is 0), so the strong count is at least 1 here.
+                unsafe {
+                    Arc::increment_strong_count(*ptr);
+                    Arc::from_raw(*ptr)
+                }
+            }
+            Borrow::Owned(t) => t.clone(),
+        }
+    }
+}
+
+impl<T: Endpoint> Deref for Attached<'_, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        match &self.0 {
+            // SAFETY: as in `to_arc`: alive while this borrow is counted.
+            Borrow::Live { ptr, .. } => unsafe { &**ptr },
+            Borrow::Owned(t) => t,
+        }
+    }
+}
+
+impl<T: Endpoint> Drop for Attached<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Borrow::Live { att, forks, .. } = &self.0 {
+            att.leave(*forks);
+        }
     }
 }
 

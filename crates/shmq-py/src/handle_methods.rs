@@ -12,7 +12,7 @@ macro_rules! handle_methods {
             /// Spins about 50 µs (without the GIL) for `side` (0 data, 1 space): whether it
             /// may be ready.
             fn _spin(&self, py: Python<'_>, side: u8) -> PyResult<bool> {
-                crate::readiness::spin(py, self.att.get(py)?, side)
+                crate::readiness::spin(py, &*self.att.get(py)?, side)
             }
 
             /// Announces an asynchronous wait for `side` (0 data, 1 space; `shmq.asyncio`):
@@ -22,7 +22,7 @@ macro_rules! handle_methods {
                 py: Python<'_>,
                 side: u8,
             ) -> PyResult<Option<crate::readiness::PyArmed>> {
-                crate::readiness::arm(self.att.get(py)?, side)
+                crate::readiness::arm(self.att.get(py)?.to_arc(), side)
             }
 
             /// Whether it was shut down (by any process).

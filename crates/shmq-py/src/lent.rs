@@ -175,7 +175,7 @@ pub(crate) fn get_lent<'py>(
     }
     let codec = claim.codec;
     let lender = Arc::new(LentClaim {
-        q: q.clone(),
+        q: q.to_arc(),
         state: Mutex::new(ClaimState {
             claim: Some(claim),
             exports: 0,

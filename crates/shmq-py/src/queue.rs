@@ -2,7 +2,7 @@
 
 use crate::access::Access;
 use crate::args;
-use crate::attachment::{wait_of, Attachment};
+use crate::attachment::{wait_of, Attached, Attachment};
 use crate::codec::{Codecs, Stash};
 use crate::errors::{open_error, InvalidArgumentError, QUEUE};
 use crate::lent::{self, Lending};
@@ -10,7 +10,6 @@ use crate::send::{put_object, send_objects};
 use crate::zerocopy;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use std::sync::Arc;
 
 /// The Python-visible queue.
 #[pyclass(module = "shmq._shmq", subclass, frozen, name = "_Queue")]
@@ -24,7 +23,7 @@ pub(crate) struct PyQueue {
 }
 
 impl PyQueue {
-    fn queue(&self, py: Python<'_>) -> PyResult<Arc<shmq::Queue>> {
+    fn queue(&self, py: Python<'_>) -> PyResult<Attached<'_, shmq::Queue>> {
         self.att.get(py)
     }
 

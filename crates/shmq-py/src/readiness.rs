@@ -28,7 +28,7 @@ pub(crate) fn arm(target: Arc<dyn Watch>, side: u8) -> PyResult<Option<PyArmed>>
 
 /// Spins (without the GIL) as a blocking call does before it sleeps: whether a message
 /// may be ready now.
-pub(crate) fn spin(py: Python<'_>, target: Arc<dyn Watch>, side: u8) -> PyResult<bool> {
+pub(crate) fn spin(py: Python<'_>, target: &dyn Watch, side: u8) -> PyResult<bool> {
     let interest = interest_of(side)?;
     Ok(py.detach(|| target.spin(interest)))
 }

@@ -220,7 +220,7 @@ impl PySubscriber {
                 let oob = held.codec == crate::frame::CODEC_PICKLE_OOB && self.codecs.allow_pickle;
                 if second.is_empty() && (held.codec == CODEC_RAW || oob) {
                     let lender = Arc::new(LentRecord {
-                        sub: sub.clone(),
+                        sub: sub.to_arc(),
                         held,
                         state: Mutex::default(),
                         lent: self.forks.stamp(),

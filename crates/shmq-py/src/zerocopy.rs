@@ -108,7 +108,7 @@ fn open_loan<T: Lends>(
     let mut w = att.detached_waiter();
     let r = py.detach(|| to.loan(len, wait, &mut w));
     match r {
-        Ok(l) => Ok((to, l)),
+        Ok(l) => Ok((to.to_arc(), l)),
         Err(e) => Err(w
             .take_error()
             .unwrap_or_else(|| send_error(noun, &att.name, e))),
