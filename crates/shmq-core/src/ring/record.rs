@@ -108,11 +108,13 @@ impl Drop for MarkConsumed<'_> {
 impl<B: Backing> Ring<B> {
     /// The offset in the data ring of position `pos`: a mask when the capacity is a power of
     /// two (the usual sizes), since a 64-bit division costs tens of cycles and a message
-    /// takes several.
+    /// takes several. The test is `cap & (cap - 1)` (`cap >= MIN_CAPACITY` in a validated
+    /// geometry, so `cap - 1` does not wrap), a little shorter than `is_power_of_two`, which
+    /// also rules out 0: a 64 B send + receive 966 → 950 instructions (callgrind).
     #[inline]
     pub(super) fn wrap(&self, pos: u64) -> u64 {
         let cap = self.g.capacity;
-        if cap.is_power_of_two() {
+        if cap & (cap - 1) == 0 {
             pos & (cap - 1)
         } else {
             pos % cap
