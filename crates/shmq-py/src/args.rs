@@ -7,12 +7,14 @@ use pyo3::prelude::*;
 use pyo3::types::PyInt;
 
 /// `block`: any object, by its truth value (`queue.Queue.put(x, block=0)` does not wait).
+#[inline]
 pub(crate) fn truthy(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
     obj.is_truthy()
 }
 
 /// `timeout`: `None` or a number of seconds. An int too large for a float is forever (as
 /// `1e300` is); a negative one is refused by [`crate::attachment::wait_of`].
+#[inline]
 pub(crate) fn timeout(obj: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
     if obj.is_none() {
         return Ok(None);

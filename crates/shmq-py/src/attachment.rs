@@ -491,6 +491,7 @@ impl<T: Endpoint> Stopped for FreeWaiter<'_, T> {
 }
 
 /// `block`/`timeout` as the stdlib's queues take them.
+#[inline]
 pub(crate) fn wait_of(block: bool, timeout: Option<f64>) -> PyResult<Wait> {
     if !block {
         return Ok(Wait::No);

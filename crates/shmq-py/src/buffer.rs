@@ -110,6 +110,7 @@ fn buffer_of(obj: Bound<'_, PyAny>) -> PyResult<Payload<'_>> {
 
 /// A payload in (up to) two parts as a new `bytes` object: one copy (`PyBytes::new_with`
 /// would zero-fill the buffer first: a `memset` as long as the copy).
+#[inline(always)]
 pub(crate) fn bytes_of_parts<'py>(
     py: Python<'py>,
     first: &[u8],
@@ -212,6 +213,7 @@ impl<'py> Taken<'py> {
     /// The message `m`: a message in the ring as `bytes`, or, when `decodes_from_buffer` and
     /// it is big, copied into the scratch buffer instead; a pickle with out-of-band buffers
     /// into a new `bytearray`; a large one kept mapped.
+    #[inline(always)]
     pub(crate) fn of_one(py: Python<'py>, m: Received<'_>, decodes_from_buffer: bool) -> Self {
         if m.codec() == crate::frame::CODEC_PICKLE_OOB {
             let (a, b) = m.parts();

@@ -338,6 +338,7 @@ impl Codecs {
 
     /// Decodes a message taken off a ring: from the scratch buffer through a `MessageView`
     /// (pickle, msgpack), otherwise from `bytes`.
+    #[inline(always)]
     pub(crate) fn decode_taken<'py>(
         &self,
         py: Python<'py>,
@@ -435,10 +436,16 @@ impl Stash {
     }
 
     /// Up to `max` stashed messages, if there are any.
+    #[inline]
     pub(crate) fn take<'py>(&self, py: Python<'py>, max: usize) -> Option<Vec<RawMessage<'py>>> {
         if !self.any.load(Ordering::Acquire) {
-            return None;
+            return None; // the usual case: one load, in the caller
         }
+        self.take_stashed(py, max)
+    }
+
+    #[cold]
+    fn take_stashed<'py>(&self, py: Python<'py>, max: usize) -> Option<Vec<RawMessage<'py>>> {
         let mut stash = self.items.lock().unwrap_or_else(|p| p.into_inner());
         let n = max.min(stash.len());
         let taken: Vec<_> = stash

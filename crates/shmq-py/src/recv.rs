@@ -123,6 +123,7 @@ pub(crate) fn take<'py, T: Receiver>(
 
 /// Takes one message (no allocation for a small one but its `bytes`; a large one to decode
 /// goes to the thread's scratch buffer, see [`Taken::of_one`]).
+#[inline]
 pub(crate) fn take_one<'py, T: Receiver>(
     att: &Attachment<T>,
     noun: Noun,
@@ -143,6 +144,7 @@ pub(crate) fn take_one<'py, T: Receiver>(
 }
 
 /// `get`: the next object (the stash first), decoded once the message is no longer claimed.
+#[inline]
 pub(crate) fn get_decoded<'py, T: Receiver>(
     att: &Attachment<T>,
     noun: Noun,
