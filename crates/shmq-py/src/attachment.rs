@@ -116,12 +116,13 @@ enum State<T> {
 /// The attachment behind a Python handle.
 ///
 /// A call borrows the endpoint without the mutex: it counts itself in `users`, then loads
-/// `live`, which points into the `Arc` of `State::Attached` while there is one. `shut`
-/// clears `live` before it looks at `users`, and leaves the endpoint to the last call out
-/// (`orphan`) if any still borrow it. Both sides are SeqCst (a store then a load on each
-/// side, Dekker's pattern): either the call sees `live` cleared, or `shut` sees the call
-/// counted. Two atomic read-modify-writes per call (enter, leave) where a mutex and an `Arc`
-/// clone took four.
+/// `live`, which points into the `Arc` of `State::Attached` while there is one. `shut` puts
+/// that `Arc` in `orphan`, clears `live`, then looks at `users`: with none counted it drops
+/// the orphan, otherwise the last call out (which sees `live` cleared) does. Both sides are
+/// SeqCst (a write then a load on each side, Dekker's pattern): either the call sees `live`
+/// cleared, or `shut` sees the call counted; a call that sees it cleared also sees the
+/// orphan stored before. Two atomic read-modify-writes per call (enter, leave) where a
+/// mutex and an `Arc` clone took four.
 pub(crate) struct Attachment<T: Endpoint> {
     state: Mutex<State<T>>,
     /// `Arc::as_ptr` of `State::Attached`'s endpoint, or null (closed, inherited, or not
@@ -132,8 +133,10 @@ pub(crate) struct Attachment<T: Endpoint> {
     /// Bumped in a `fork()` child: a borrow made before the fork does not leave the
     /// child's count (which starts again at 0).
     forks: AtomicUsize,
-    /// The endpoint `shut` took out while calls still borrowed it: the last to leave drops it.
-    orphan: Mutex<Option<Arc<T>>>,
+    /// The endpoint `shut` took out (`Arc::into_raw`, or null), for the last call out to
+    /// drop. An atomic, not a mutex: a mutex some thread held at `fork()` stays locked in the
+    /// child.
+    orphan: AtomicPtr<T>,
     closed: AtomicBool,
     pub(crate) name: String,
     /// What the handle is called in errors: "queue", "broadcast".
@@ -164,7 +167,7 @@ impl<T: Endpoint> Attachment<T> {
             state: Mutex::new(State::Attached(t)),
             users: AtomicUsize::new(0),
             forks: AtomicUsize::new(0),
-            orphan: Mutex::new(None),
+            orphan: AtomicPtr::new(std::ptr::null_mut()),
             closed: AtomicBool::new(false),
             name,
             what,
@@ -243,9 +246,18 @@ impl<T: Endpoint> Attachment<T> {
         }
     }
 
+    /// The orphan, taken once (whoever swaps it out drops it).
+    fn take_orphan(&self) -> Option<Arc<T>> {
+        // Acquire: pairs with the (SeqCst) store in `shut` that published the pointer. One
+        // swap sees it; any other sees null.
+        let p = self.orphan.swap(std::ptr::null_mut(), Ordering::Acquire);
+        // SAFETY: a non-null `orphan` is an `Arc::into_raw` of `shut`'s, and the swap hands
+        // it to exactly one caller.
+        (!p.is_null()).then(|| unsafe { Arc::from_raw(p) })
+    }
+
     fn drop_orphan(&self) {
-        let orphan = self.orphan.lock().unwrap_or_else(|p| p.into_inner()).take();
-        drop(orphan); // detaches if it was the last reference, outside the lock
+        drop(self.take_orphan()); // detaches if it was the last reference
     }
 
     /// [`Attachment::get`] under the mutex: closed, or inherited across `fork()` (attached
@@ -299,10 +311,17 @@ impl<T: Endpoint> Attachment<T> {
         self.closed.store(true, Ordering::Release);
         let state = {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            // SeqCst: see the type's documentation. Under the mutex, so that a re-attach
-            // after `fork()` cannot publish a pointer after this.
-            self.live.store(std::ptr::null_mut(), Ordering::SeqCst);
-            std::mem::replace(&mut *state, State::Closed)
+            let state = std::mem::replace(&mut *state, State::Closed);
+            if let State::Attached(t) = &state {
+                // In `orphan` before `live` is cleared: a call that then sees it cleared
+                // (SeqCst store and load: they synchronise) finds it there if it is the last
+                // one out. Under the state mutex, so that a re-attach after `fork()` cannot
+                // publish a pointer after this.
+                self.orphan
+                    .store(Arc::into_raw(t.clone()).cast_mut(), Ordering::SeqCst);
+                self.live.store(std::ptr::null_mut(), Ordering::SeqCst);
+            }
+            state
         };
         let t = match state {
             State::Attached(t) => t,
@@ -321,8 +340,9 @@ impl<T: Endpoint> Attachment<T> {
         };
         let weak = Arc::downgrade(&t);
         t.wake_all_waiters();
+        drop(t);
         // Calls borrowing it now leave it to the last of them; if there are none, it goes now.
-        *self.orphan.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
+        // (SeqCst: after the store of `live`; see the type's documentation.)
         if self.users.load(Ordering::SeqCst) == 0 {
             self.drop_orphan();
         }
@@ -344,10 +364,8 @@ impl<T: Endpoint> Attachment<T> {
         self.forks.fetch_add(1, Ordering::Relaxed);
         self.users.store(0, Ordering::Relaxed);
         self.live.store(std::ptr::null_mut(), Ordering::SeqCst);
-        if let Ok(mut orphan) = self.orphan.try_lock() {
-            if let Some(t) = orphan.take() {
-                forget(t); // the parent's attachment
-            }
+        if let Some(t) = self.take_orphan() {
+            forget(t); // the parent's attachment
         }
         // A mutex another thread held at fork time stays locked in the child: then leave it.
         if let Ok(mut state) = self.state.try_lock() {
@@ -383,6 +401,13 @@ impl<T: Endpoint> Attachment<T> {
             return Some(e);
         }
         self.is_closed().then(|| self.closed_error())
+    }
+}
+
+impl<T: Endpoint> Drop for Attachment<T> {
+    fn drop(&mut self) {
+        // No call is in progress (they borrow the attachment): an orphan left is ours to drop.
+        self.drop_orphan();
     }
 }
 
