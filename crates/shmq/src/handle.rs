@@ -337,9 +337,10 @@ impl Handle {
     ) -> Result<usize, RecvError> {
         self.receive(w, out, f, true, |ring, w, deliver| {
             // A message ready now is taken without a deadline or a waiter; on `Empty`, `Busy`
-            // or an error the blocking loop tries again and reports what it finds.
+            // or an error the blocking loop tries again and reports what it finds (so this
+            // look need not read `tail`, see `try_recv_many_before_wait`).
             let mut first = |m: shmq_core::RecordView<'_>| deliver(Delivery::Message(m));
-            if let Ok(n) = ring.try_recv_many_limited(max, max_bytes, &mut first) {
+            if let Ok(n) = ring.try_recv_many_before_wait(max, max_bytes, &mut first) {
                 if n > 0 {
                     return Ok(n);
                 }

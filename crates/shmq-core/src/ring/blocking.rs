@@ -4,6 +4,7 @@
 //! [`Waiter`] decides whether to go on. A binding uses the waiter to release its interpreter
 //! lock around sleeps and to check for signals; Rust callers use [`Plain`].
 
+use super::recv::Look;
 use super::{
     Delivery, Held, Message, ReadTimeoutError, RecordView, RecvTimeoutError, Ring,
     SendTimeoutError, TryReadError, TryRecvError, TrySendError,
@@ -202,7 +203,21 @@ impl<B: Backing + Sync> Ring<B> {
         w: &mut dyn Waiter,
         mut f: impl FnMut(RecordView<'_>),
     ) -> Result<usize, RecvTimeoutError> {
-        let attempt = || match self.recv_run(max, max_bytes, &mut f) {
+        let deadline = deadline.into();
+        // The first attempt of a call that then waits looks without `tail` (see
+        // `Look::Quick`); every later one, and the only one of a call that cannot wait, in
+        // full. (An `At` deadline may be past already: one attempt, in full.)
+        let mut look = match deadline {
+            Deadline::Never => Look::Quick,
+            Deadline::After(d) if !d.is_zero() => Look::Quick,
+            _ => Look::Full,
+        };
+        let attempt = || match self.recv_run(
+            max,
+            max_bytes,
+            &mut f,
+            std::mem::replace(&mut look, Look::Full),
+        ) {
             Ok(n) => Ok(n),
             Err(TryRecvError::Empty) => Err(Next::Sleep),
             Err(TryRecvError::Busy) => Err(Next::Yield),
@@ -210,7 +225,7 @@ impl<B: Backing + Sync> Ring<B> {
             Err(TryRecvError::Unsupported(w)) => Err(Next::Fail(RecvTimeoutError::Unsupported(w))),
             Err(TryRecvError::ShutDown) => Err(Next::Fail(RecvTimeoutError::ShutDown)),
         };
-        block(deadline.into(), w, attempt, |until, now| {
+        block(deadline, w, attempt, |until, now| {
             self.wait_for_data(until, now)
         })
         .map_err(|s| match s {

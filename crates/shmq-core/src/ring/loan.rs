@@ -455,7 +455,7 @@ impl<B: Backing> Ring<B> {
             end,
             count,
             permits,
-        } = match self.claim_run(lane, 1, u64::MAX)? {
+        } = match self.claim_run(lane, 1, u64::MAX, super::recv::Look::Full)? {
             Run::Claimed(c) => c,
             Run::Empty { in_flight } => {
                 if in_flight {

@@ -91,7 +91,7 @@ impl<B: Backing> Ring<B> {
         let mut busy = 0;
         // Each pass moves `head` forward: at most a ring's worth of records.
         for _ in 0..=self.g.capacity / RECORD_ALIGN {
-            match self.recv_any(usize::MAX, u64::MAX, &mut |_| {}) {
+            match self.recv_any(usize::MAX, u64::MAX, &mut |_| {}, super::recv::Look::Full) {
                 Ok(n) => dropped += n as u64,
                 Err(super::TryRecvError::Busy) if busy < DROP_BUSY_ROUNDS => {
                     busy += 1;
