@@ -204,14 +204,7 @@ impl<B: Backing + Sync> Ring<B> {
         mut f: impl FnMut(RecordView<'_>),
     ) -> Result<usize, RecvTimeoutError> {
         let deadline = deadline.into();
-        // The first attempt of a call that then waits looks without `tail` (see
-        // `Look::Quick`); every later one, and the only one of a call that cannot wait, in
-        // full. (An `At` deadline may be past already: one attempt, in full.)
-        let mut look = match deadline {
-            Deadline::Never => Look::Quick,
-            Deadline::After(d) if !d.is_zero() => Look::Quick,
-            _ => Look::Full,
-        };
+        let mut look = Look::first(deadline); // see `Look::Quick`
         let attempt = || match self.recv_run(
             max,
             max_bytes,

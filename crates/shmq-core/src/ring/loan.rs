@@ -17,7 +17,7 @@
 //! they skip any abandoned record. No new record state, so no layout change.
 
 use super::blocking::{block, Deadline, Next, Stop};
-use super::recv::{Claimed, Run};
+use super::recv::{Claimed, Look, Run};
 use super::shutdown::Phase;
 use super::{Ring, Side, TryRecvError, TrySendError, Waiter};
 use crate::backing::Backing;
@@ -403,6 +403,10 @@ impl<B: Backing> Ring<B> {
     /// stays taken (see the module's comment). If the process dies holding it, the message
     /// is counted lost (as a consumer killed inside a receive).
     pub fn try_claim_held(&self) -> Result<Claim, TryRecvError> {
+        self.claim_held(Look::Full)
+    }
+
+    fn claim_held(&self, look: Look) -> Result<Claim, TryRecvError> {
         if self.g.is_broadcast() {
             return Err(TryRecvError::Unsupported(
                 "a broadcast ring is read through a subscription",
@@ -420,7 +424,7 @@ impl<B: Backing> Ring<B> {
         let lane_i = self.try_long_lane().ok_or(TryRecvError::Busy)?;
         // A run of only abandoned records is claimed, skipped, and we look again.
         for _ in 0..=self.g.capacity / RECORD_ALIGN {
-            match self.claim_one(lane_i) {
+            match self.claim_one(lane_i, look) {
                 Ok(Some(claim)) => return Ok(claim),
                 Ok(None) => continue,
                 Err(e) => {
@@ -448,14 +452,14 @@ impl<B: Backing> Ring<B> {
 
     /// One claim at `head` of at most one message (and the abandoned records before it), as
     /// in `try_claim_and_take`. `None`: only abandoned records were claimed.
-    fn claim_one(&self, lane_i: usize) -> Result<Option<Claim>, TryRecvError> {
+    fn claim_one(&self, lane_i: usize, look: Look) -> Result<Option<Claim>, TryRecvError> {
         let lane = self.lane_at(lane_i);
         let Claimed {
             head,
             end,
             count,
             permits,
-        } = match self.claim_run(lane, 1, u64::MAX, super::recv::Look::Full)? {
+        } = match self.claim_run(lane, 1, u64::MAX, look)? {
             Run::Claimed(c) => c,
             Run::Empty { in_flight } => {
                 if in_flight {
@@ -539,7 +543,9 @@ impl<B: Backing> Ring<B> {
     where
         B: Sync,
     {
-        let attempt = || match self.try_claim_held() {
+        let deadline = deadline.into();
+        let mut look = Look::first(deadline); // see `Look::Quick`
+        let attempt = || match self.claim_held(std::mem::replace(&mut look, Look::Full)) {
             Ok(c) => Ok(c),
             Err(TryRecvError::Empty) => Err(Next::Sleep),
             Err(TryRecvError::Busy) => Err(Next::Held),
@@ -547,7 +553,7 @@ impl<B: Backing> Ring<B> {
             Err(TryRecvError::Unsupported(w)) => Err(Next::Fail(RecvTimeoutError::Unsupported(w))),
             Err(TryRecvError::ShutDown) => Err(Next::Fail(RecvTimeoutError::ShutDown)),
         };
-        block(deadline.into(), w, attempt, |until, now| {
+        block(deadline, w, attempt, |until, now| {
             self.wait_for_data(until, now)
         })
         .map_err(|s| match s {

@@ -33,6 +33,19 @@ pub(super) enum Look {
     Quick,
 }
 
+impl Look {
+    /// The first attempt of a blocking call: `Quick` if the call then waits, for its later
+    /// attempts (always `Full`) to look in full; `Full` for a call that cannot wait. (An `At`
+    /// deadline may be past already: one attempt, in full.)
+    pub(super) fn first(deadline: super::Deadline) -> Self {
+        match deadline {
+            super::Deadline::Never => Look::Quick,
+            super::Deadline::After(d) if !d.is_zero() => Look::Quick,
+            _ => Look::Full,
+        }
+    }
+}
+
 /// A claim made by [`Ring::claim_run`]: `[head, end)`, with `count` messages and the
 /// `permits` of the abandoned records in it.
 pub(super) struct Claimed {
