@@ -5,7 +5,7 @@
 mod common;
 
 use shmq_core::ring::crash::{arm, CrashPoint};
-use shmq_core::ring::{Message, RecvTimeoutError, Ring, TryRecvError, TrySendError};
+use shmq_core::ring::{Deadline, Message, RecvTimeoutError, Ring, TryRecvError, TrySendError};
 use shmq_core::{Geometry, HeapBacking, HeapRegion};
 use std::time::{Duration, Instant};
 
@@ -67,6 +67,36 @@ fn producer_killed_after_reserving_is_skipped_and_counted() {
         let s = ring.stats();
         assert_eq!((s.abandoned, s.reaped, s.attached), (1, 1, 1), "{point:?}");
         assert_eq!(ring.try_recv_with(|m| m.to_vec()), Err(TryRecvError::Empty));
+    }
+}
+
+/// The same with the deadlines of `Wait::Within` and `Wait::Forever` (`After`, `Never`), whose
+/// first look does not read `tail` (`Look::Quick`): the wait (its stuck poll, or an attempt
+/// in full) must still find the dead reservation at head. (`Never` would hang on a miss: a
+/// watchdog aborts the test instead.)
+#[test]
+fn consumers_waiting_after_a_quick_first_look_get_past_a_dead_producer() {
+    for deadline in [Deadline::After(Duration::from_secs(5)), Deadline::Never] {
+        let (r, ring) = region(4096, 0);
+        die_at(&r, CrashPoint::AfterReserve, |v| {
+            let _ = v.try_send(Message::raw(b"partial"));
+        });
+        ring.try_send(Message::raw(b"after")).unwrap();
+        let (done, watchdog) = std::sync::mpsc::channel::<()>();
+        let guard = std::thread::spawn(move || {
+            if watchdog.recv_timeout(Duration::from_secs(10)).is_err() {
+                eprintln!("{deadline:?}: a consumer waiting behind a dead producer hung");
+                std::process::abort();
+            }
+        });
+        let mut out = None;
+        let r = ring.recv_many_blocking(1, u64::MAX, deadline, &mut shmq_core::Plain, |m| {
+            out = Some(m.to_vec())
+        });
+        let _ = done.send(());
+        guard.join().unwrap();
+        assert_eq!(r, Ok(1), "{deadline:?}");
+        assert_eq!(out.as_deref(), Some(&b"after"[..]), "{deadline:?}");
     }
 }
 
