@@ -137,7 +137,9 @@ const PUT_NOW_MAX: usize = crate::zerocopy::IN_PLACE_MIN;
 /// A ring full now is likely full for a while (its producers are ahead of its consumers),
 /// and there a try that fails is a third attempt per put (the general path makes two), each
 /// reading lines the consumers are writing: 1→1 64 B ran 0.89× the build before the fast
-/// path in A/B runs with every put trying it, 1.02× with this.
+/// path in A/B runs with every put trying it (a miss then cost two attempts), 1.02× with
+/// this; with a miss at one attempt, 6 alternated pairs gave medians of 5.8 M/s without the
+/// back-off and 6.4 M/s with it.
 const PUT_NOW_BACKOFF: u32 = 64;
 
 /// A handle's state of [`put_raw_now`]: how many puts still skip it after a miss.

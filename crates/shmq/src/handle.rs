@@ -228,12 +228,22 @@ impl Handle {
         }
         if let [one] = msgs {
             // The usual case: one message, sent at once if there is room (no deadline, no
-            // waiter, no side segment to plan); otherwise, or on any error, the blocking path
-            // tries again and reports what it finds.
-            if one.payload.len() as u64 <= max && self.ring().try_send(*one).is_ok() {
-                return self
-                    .unless_truncated(())
-                    .map_err(|error| SendManyError { sent: 0, error });
+            // waiter, no side segment to plan); a call that cannot wait is then told `Full`
+            // (the blocking path would only try once more); otherwise, or on any other
+            // error, the blocking path tries again and reports what it finds.
+            if one.payload.len() as u64 <= max {
+                match self.ring().try_send(*one) {
+                    Ok(()) => {
+                        return self
+                            .unless_truncated(())
+                            .map_err(|error| SendManyError { sent: 0, error })
+                    }
+                    Err(shmq_core::TrySendError::Full) if wait == Wait::No => {
+                        let error = self.unless_truncated(()).err().unwrap_or(SendError::Full);
+                        return Err(SendManyError { sent: 0, error });
+                    }
+                    Err(_) => {}
+                }
             }
             return self
                 .send_chunk(std::slice::from_ref(one), wait, w)
