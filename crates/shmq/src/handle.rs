@@ -346,14 +346,23 @@ impl Handle {
         f: impl FnMut(Received<'_>) -> T,
     ) -> Result<usize, RecvError> {
         self.receive(w, out, f, true, |ring, w, deliver| {
-            // A message ready now is taken without a deadline or a waiter; on `Empty`, `Busy`
-            // or an error the blocking loop tries again and reports what it finds (so this
-            // look need not read `tail`, see `try_recv_many_before_wait`).
+            // A message ready now is taken without a deadline or a waiter. A call that cannot
+            // wait looks in full and is told `Empty` at once (the blocking path would only look
+            // again); one that may wait looks without `tail` (see
+            // `try_recv_many_before_wait`). On anything else the blocking loop tries again and
+            // reports what it finds.
             let mut first = |m: shmq_core::RecordView<'_>| deliver(Delivery::Message(m));
-            if let Ok(n) = ring.try_recv_many_before_wait(max, max_bytes, &mut first) {
-                if n > 0 {
-                    return Ok(n);
+            let looked = if wait == Wait::No {
+                ring.try_recv_many_limited(max, max_bytes, &mut first)
+            } else {
+                ring.try_recv_many_before_wait(max, max_bytes, &mut first)
+            };
+            match looked {
+                Ok(n) if n > 0 => return Ok(n),
+                Err(shmq_core::TryRecvError::Empty) if wait == Wait::No => {
+                    return Err(RecvError::Empty)
                 }
+                _ => {}
             }
             ring.recv_many_blocking(max, max_bytes, wait.deadline(), w, first)
                 .map_err(|e| match e {
